@@ -1,0 +1,1 @@
+"""Alembic migrations of the segloop schema (shipped as segloop.migrations)."""

@@ -1,0 +1,1 @@
+"""Benchmarks (`segloop bench ...`): each prints a table and saves JSON."""

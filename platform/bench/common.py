@@ -1,0 +1,40 @@
+"""Shared benchmark plumbing: where JSON goes, machine description, timing."""
+from __future__ import annotations
+
+import os
+import platform as std_platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from segloop.platform.config import load_settings
+
+
+def default_json_path(name: str) -> Path:
+    """`$SEGLOOP_DATA_DIR/bench/<name>.json`."""
+    return load_settings().data_dir / "bench" / f"{name}.json"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, Python and library versions, GPU presence: the context every figure needs."""
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": std_platform.python_version(),
+                            "machine": std_platform.machine()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def best_of(repeats: int, func: Callable[[], Any]) -> tuple[float, Any]:
+    """The fastest wall time of `repeats` runs of `func`, and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = func()
+        best = min(best, time.perf_counter() - started)
+    return best, result

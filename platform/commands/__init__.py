@@ -1,0 +1,21 @@
+"""CLI command modules: each module listed here exposes `command` (a click command or group) or `commands`.
+
+`segloop.platform.cli` adds them to the `segloop` group; bench modules (in `segloop.platform.bench`)
+are added under `segloop bench`. Modules import heavy libraries (torch, faiss) inside functions so
+that `segloop --help` stays fast.
+"""
+
+COMMAND_MODULES: list[str] = [
+    "segloop.platform.commands.db",
+    "segloop.platform.commands.ingest",
+    "segloop.platform.commands.synth",
+    "segloop.platform.commands.jobs",
+    "segloop.platform.commands.worker",
+    "segloop.platform.commands.exchange",
+    "segloop.platform.commands.demo",
+    "segloop.platform.commands.ui",
+]
+
+BENCH_MODULES: list[str] = [
+    "segloop.platform.bench.ingest",
+]

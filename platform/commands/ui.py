@@ -1,0 +1,21 @@
+"""`segloop ui`: start the Streamlit web UI."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("ui")
+@click.option("--port", type=int, default=8501, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+def command(port: int, address: str) -> None:
+    """Serve the web UI (upload, library, jobs) on http://ADDRESS:PORT."""
+    import segloop.ui
+
+    app = Path(segloop.ui.__file__).parent / "app.py"
+    args = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+            "--server.port", str(port), "--server.address", address, "--browser.gatherUsageStats", "false"]
+    raise SystemExit(subprocess.call(args))

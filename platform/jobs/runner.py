@@ -1,0 +1,64 @@
+"""Runs one claimed job in its own process: `python -m segloop.platform.jobs.runner JOB_ID`.
+
+The worker starts this process with stdout/stderr going to the job's log file; the handler's
+result or error is written to the job row here, so a crash of the handler never takes the worker down.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+
+from segloop.platform.db import get_engine, session_scope
+from segloop.platform.jobs.registry import get_kind, parse_params
+from segloop.platform.stores import jobs as job_store
+
+PROGRESS_MIN_INTERVAL = 0.5
+
+
+class RunnerContext:
+    """JobContext backed by the DB: throttled progress updates and log lines on stdout."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self._engine = get_engine()
+        self._last = 0.0
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Store progress at most every PROGRESS_MIN_INTERVAL seconds (and always at 100%)."""
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last < PROGRESS_MIN_INTERVAL:
+            return
+        self._last = now
+        with session_scope(self._engine) as session:
+            job_store.report_progress(session, self.job_id, fraction, message)
+
+    def log(self, message: str) -> None:
+        """Append a line to the job log."""
+        print(message, flush=True)
+
+
+def run_job(job_id: int) -> int:
+    """Run the handler of a claimed job and record success or failure; returns an exit code."""
+    engine = get_engine()
+    with session_scope(engine) as session:
+        job = job_store.get_job(session, job_id)
+    print(f"job {job.id} ({job.kind}) attempt {job.attempts}: params {job.params}", flush=True)
+    try:
+        kind = get_kind(job.kind)
+        params = parse_params(job.kind, job.params)
+        result = kind.handler(params, RunnerContext(job_id))
+    except Exception as exc:  # every failure is recorded on the job row; bad input is not retryable
+        traceback.print_exc()
+        retryable = not isinstance(exc, ValueError)
+        with session_scope(engine) as session:
+            job_store.fail_job(session, job_id, f"{type(exc).__name__}: {exc}", retryable=retryable)
+        return 1
+    with session_scope(engine) as session:
+        job_store.finish_job(session, job_id, result or {})
+    print(f"job {job_id} succeeded: {result}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_job(int(sys.argv[1])))

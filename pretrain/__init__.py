@@ -1,0 +1,1 @@
+"""Self-supervised pretraining on the user's own footage (segloop.pretrain)."""
