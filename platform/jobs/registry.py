@@ -5,6 +5,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -76,6 +77,7 @@ def _import_handlers(module: str) -> None:
     if spec is None or spec.loader is None:
         raise JobParamsError(f"{module}: cannot load job plugin file")
     plugin = importlib.util.module_from_spec(spec)
+    sys.modules[name] = plugin
     spec.loader.exec_module(plugin)
     _LOADED_PLUGINS.add(name)
 

@@ -5,7 +5,9 @@ result or error is written to the job row here, so a crash of the handler never 
 """
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 import traceback
 
@@ -14,6 +16,7 @@ from segloop.platform.jobs.registry import get_kind, parse_params
 from segloop.platform.stores import jobs as job_store
 
 PROGRESS_MIN_INTERVAL = 0.5
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 class RunnerContext:
@@ -36,6 +39,19 @@ class RunnerContext:
     def log(self, message: str) -> None:
         """Append a line to the job log."""
         print(message, flush=True)
+
+
+def exit_when_orphaned(worker_pid: int) -> None:
+    """End this job process if its worker dies, so a lost worker's job really goes stale."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != worker_pid:
+                print(f"worker {worker_pid} is gone; stopping this job process", flush=True)
+                os._exit(70)
+            time.sleep(ORPHAN_CHECK_SECONDS)
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
 
 
 def run_job(job_id: int) -> int:
@@ -61,4 +77,6 @@ def run_job(job_id: int) -> int:
 
 
 if __name__ == "__main__":
+    if os.environ.get("SEGLOOP_WORKER_PID"):
+        exit_when_orphaned(int(os.environ["SEGLOOP_WORKER_PID"]))
     sys.exit(run_job(int(sys.argv[1])))

@@ -121,6 +121,7 @@ class Worker:
         if self.settings.database_url:
             env["SEGLOOP_DATABASE_URL"] = self.settings.database_url
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["SEGLOOP_WORKER_PID"] = str(os.getpid())
         return env
 
 

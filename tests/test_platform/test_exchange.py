@@ -1,0 +1,84 @@
+"""Annotation export (DAVIS, COCO) and import, round-trip on real ingested footage."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segloop.platform.db import session_scope
+from segloop.platform.exchange import ExchangeError, export_project, import_annotations
+from segloop.platform.ingest import IngestOptions, ingest_paths
+from segloop.platform.masks import read_mask
+from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.stores import footage, projects
+
+
+def _label_maps(engine, project: str) -> dict[tuple[str, int], np.ndarray]:
+    """{(video, frame index): label map} of the newest annotations of a project."""
+    maps = {}
+    with session_scope(engine) as session:
+        info = projects.get_project(session, project)
+        for video in footage.list_videos(session, info.id):
+            by_frame: dict[int, list] = {}
+            for annotation in annotation_store.latest_annotations_for_video(session, video.id):
+                by_frame.setdefault(annotation.frame_id, []).append(annotation)
+            for frame in footage.list_frames(session, video.id):
+                if frame.id in by_frame:
+                    maps[(video.name, frame.index)] = annotation_store.label_map(
+                        by_frame[frame.id], video.stored_height, video.stored_width)
+    return maps
+
+
+@pytest.fixture
+def labelled(synth_root: Path, settings, engine) -> dict:
+    """Project 'src' with imported masks and project 'dst' with the same videos unlabelled."""
+    assert not ingest_paths([synth_root], IngestOptions(project="src"), settings).failed
+    assert not ingest_paths([synth_root / "videos"], IngestOptions(project="dst"), settings).failed
+    return _label_maps(engine, "src")
+
+
+@pytest.mark.parametrize("fmt", ["davis", "coco"])
+def test_export_import_round_trip(fmt: str, labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """Exporting 'src' and importing into 'dst' reproduces every mask exactly."""
+    out = tmp_path / f"export-{fmt}"
+    report = export_project("src", fmt, out, settings)
+    assert report.videos == 2 and report.frames == 24 and report.masks > 24
+    imported = import_annotations("dst", fmt, out, settings)
+    assert imported.masks == report.masks and imported.frames == 24
+    result = _label_maps(engine, "dst")
+    assert result.keys() == labelled.keys()
+    for key, labels in labelled.items():
+        np.testing.assert_array_equal(result[key], labels)
+
+
+def test_davis_export_is_a_davis_root(labelled: dict, settings, tmp_path: Path) -> None:
+    """The DAVIS export has frames and palette masks in the standard layout."""
+    export_project("src", "davis", tmp_path / "d", settings)
+    assert len(list((tmp_path / "d/JPEGImages/480p/synth-007-000").glob("*.jpg"))) == 12
+    mask = read_mask(tmp_path / "d/Annotations/480p/synth-007-000/00004.png")
+    np.testing.assert_array_equal(mask, labelled[("synth-007-000", 4)])
+
+
+def test_bad_import_changes_nothing(labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """A COCO file referring to an unknown video fails whole, naming the entry; no annotation added."""
+    out = tmp_path / "c.json"
+    export_project("src", "coco", out, settings)
+    data = json.loads(out.read_text())
+    data["images"][-1]["video"] = "nope"
+    out.write_text(json.dumps(data))
+    with pytest.raises(ExchangeError, match=r"c.json: annotations\[\d+\]: no video named 'nope'"):
+        import_annotations("dst", "coco", out, settings)
+    assert _label_maps(engine, "dst") == {}
+    with pytest.raises(ExchangeError, match="not a readable COCO JSON"):
+        (tmp_path / "x.json").write_text("{")
+        import_annotations("dst", "coco", tmp_path / "x.json", settings)
+
+
+def test_export_cli(labelled: dict, cli, tmp_path: Path) -> None:
+    """`segloop export` and `segloop import` from the command line."""
+    result = cli("export", "--project", "src", "--format", "coco", str(tmp_path / "a.json"))
+    assert result.exit_code == 0 and "exported" in result.output
+    result = cli("import", "--project", "nope", "--format", "coco", str(tmp_path / "a.json"))
+    assert result.exit_code == 1 and "project 'nope' does not exist" in result.output

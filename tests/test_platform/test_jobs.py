@@ -1,0 +1,137 @@
+"""The job system with real processes: `segloop worker` subprocesses, a real SQLite queue."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from segloop.platform.db import session_scope
+from segloop.platform.jobs.registry import JobParamsError, validate_params
+from segloop.platform.stores import jobs as job_store
+
+PLUGIN = str(Path(__file__).resolve().parents[1] / "job_plugins.py")
+SEGLOOP = [sys.executable, "-m", "segloop.platform.cli"]
+
+
+@pytest.fixture
+def job_env(data_dir: Path, engine, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for worker subprocesses: test plugins, fast heartbeats."""
+    monkeypatch.setenv("SEGLOOP_JOB_PLUGINS", PLUGIN)
+    env = dict(os.environ, SEGLOOP_JOB_PLUGINS=PLUGIN, SEGLOOP_HEARTBEAT_SECONDS="0.2",
+               SEGLOOP_STALE_AFTER_SECONDS="2", SEGLOOP_DATA_DIR=str(data_dir))
+    return env
+
+
+def _submit(engine, kind: str, params: dict) -> int:
+    """Validate and queue a job."""
+    with session_scope(engine) as session:
+        return job_store.submit_job(session, kind, validate_params(kind, params)).id
+
+
+def _job(engine, job_id: int):
+    """The job's current row."""
+    with session_scope(engine) as session:
+        return job_store.get_job(session, job_id)
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:
+    """Poll until `predicate()` is true (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+def test_params_are_validated_with_field_names() -> None:
+    """Unknown fields, wrong types and unknown kinds are refused before queueing."""
+    with pytest.raises(JobParamsError, match="unknown field\\(s\\) bogus"):
+        validate_params("ingest", {"paths": ["a"], "bogus": 1})
+    with pytest.raises(JobParamsError, match="field 'fps': expected a number"):
+        validate_params("ingest", {"paths": ["a"], "fps": "fast"})
+    with pytest.raises(JobParamsError, match="field 'paths'\\[0\\]: expected a string"):
+        validate_params("ingest", {"paths": [3]})
+    with pytest.raises(JobParamsError, match="job kind 'nope' is unknown"):
+        validate_params("nope", {})
+    assert validate_params("ingest", {"paths": ["a"], "fps": 2})["fps"] == 2.0
+
+
+def test_worker_runs_an_ingest_job_with_log_and_progress(job_env, engine, synth_root: Path, data_dir: Path) -> None:
+    """An ingest job submitted through the CLI is run by a worker process to success."""
+    submitted = subprocess.run([*SEGLOOP, "jobs", "submit", "ingest", "--project", "j", "--params",
+                                json.dumps({"paths": [str(synth_root / "videos")]})],
+                               env=job_env, capture_output=True, text=True, check=True)
+    job_id = int(submitted.stdout.split()[2])
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=300)
+    job = _job(engine, job_id)
+    assert job.status == "succeeded", job.error
+    assert job.result["frames"] == 24 and job.progress == 1.0 and job.attempts == 1
+    assert Path(job.log_path).read_text().count("ingested:") == 2
+    shown = subprocess.run([*SEGLOOP, "jobs", "show", str(job_id)], env=job_env, capture_output=True, text=True)
+    assert "succeeded" in shown.stdout and "log tail" in shown.stdout
+
+
+def test_failed_ingest_job_is_not_retryable(job_env, engine, tmp_path: Path) -> None:
+    """Bad input fails the job with the reason and no automatic retry."""
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    job_id = _submit(engine, "ingest", {"paths": [str(empty)]})
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=120)
+    job = _job(engine, job_id)
+    assert job.status == "failed" and not job.retryable
+    assert "empty.mp4: empty file" in job.error
+
+
+def test_crashed_job_process_is_failed_retryable(job_env, engine) -> None:
+    """A job process that dies without a result is marked failed and retryable by its worker."""
+    job_id = _submit(engine, "test-crash", {"code": 5})
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=120)
+    job = _job(engine, job_id)
+    assert (job.status, job.retryable) == ("failed", True)
+    assert "exited with code 5" in job.error
+
+
+def test_cancel_stops_a_running_job(job_env, engine) -> None:
+    """`segloop jobs cancel` on a running job makes its worker stop it."""
+    job_id = _submit(engine, "test-sleep", {"seconds": 60, "steps": 600})
+    worker = subprocess.Popen([*SEGLOOP, "worker", "--max-jobs", "1"], env=job_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _job(engine, job_id).progress > 0)
+        subprocess.run([*SEGLOOP, "jobs", "cancel", str(job_id)], env=job_env, check=True, capture_output=True)
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    assert _job(engine, job_id).status == "cancelled"
+
+
+def test_killed_worker_job_goes_stale_then_retry_runs_it_once_more(job_env, engine, tmp_path: Path) -> None:
+    """SIGKILL the worker (and its job): the stale job is failed-retryable, a retry runs it to success."""
+    marker = tmp_path / "runs.txt"
+    job_id = _submit(engine, "test-sleep", {"seconds": 60, "steps": 600, "marker": str(marker)})
+    worker = subprocess.Popen([*SEGLOOP, "worker"], env=job_env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: _job(engine, job_id).progress > 0)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    child = _job(engine, job_id)
+    assert child.status == "running"
+    time.sleep(2.5)
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=60)
+    stale = _job(engine, job_id)
+    assert (stale.status, stale.retryable) == ("failed", True)
+    assert "stopped heartbeating" in stale.error
+    with session_scope(engine) as session:
+        job_store.retry_job(session, job_id)
+        session.execute(job_store.update(job_store.Job).where(job_store.Job.id == job_id)
+                        .values(params={"seconds": 0.2, "steps": 2, "marker": str(marker)}))
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=60)
+    done = _job(engine, job_id)
+    assert (done.status, done.attempts) == ("succeeded", 2)
+    assert len(marker.read_text().splitlines()) == 2

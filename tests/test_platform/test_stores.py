@@ -1,0 +1,126 @@
+"""Stores on a real migrated SQLite database: annotations with optimistic locking, jobs queue claims."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from segloop.platform.db import session_scope
+from segloop.platform.entities import NewFrame, NewVideo
+from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.stores import footage, projects
+from segloop.platform.stores import jobs as job_store
+from segloop.platform.stores.annotations import ConflictError
+
+
+@pytest.fixture
+def frame_id(engine) -> int:
+    """One video with one 4x6 frame."""
+    with session_scope(engine) as session:
+        project = projects.get_or_create_project(session, "p")
+        video = footage.add_video(session, project.id, NewVideo(
+            name="v", source_path="/x/v.mp4", source_kind="video", sha256="0" * 64, fps=24.0, sample_fps=None,
+            source_frame_count=1, width=6, height=4, stored_width=6, stored_height=4, duration=1 / 24, codec="h264",
+            storage_dir="frames/v", frames=[NewFrame(0, 0, 0.0, "frames/v/00000.jpg", "frames/v/t.jpg", -5, 0)]))
+        return footage.list_frames(session, video.id)[0].id
+
+
+def _mask(value: int) -> np.ndarray:
+    """A 4x6 mask with `value` pixels set."""
+    mask = np.zeros((4, 6), bool)
+    mask.reshape(-1)[:value] = True
+    return mask
+
+
+def test_annotation_versions_and_stale_save(engine, frame_id: int) -> None:
+    """Saves from the current version succeed; a save from a stale version is refused, nothing overwritten."""
+    with session_scope(engine) as session:
+        first = annotation_store.save_annotation(session, frame_id, 1, _mask(3), "manual", expected_version=0)
+        second = annotation_store.save_annotation(session, frame_id, 1, _mask(5), "manual", expected_version=1)
+    assert (first.version, second.version, second.area) == (1, 2, 5)
+    with pytest.raises(ConflictError, match="you edited version 1, but version 2 was saved"):
+        with session_scope(engine) as session:
+            annotation_store.save_annotation(session, frame_id, 1, _mask(7), "manual", expected_version=1)
+    with session_scope(engine) as session:
+        latest = annotation_store.latest_annotations(session, frame_id)
+    assert [(a.version, a.area) for a in latest] == [(2, 5)]
+    np.testing.assert_array_equal(annotation_store.annotation_mask(latest[0]), _mask(5))
+
+
+def test_concurrent_saves_of_the_same_version_one_wins(engine, frame_id: int) -> None:
+    """Two editors saving from version 0 at once: exactly one new version, the other gets a conflict."""
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def save(area: int) -> None:
+        try:
+            with session_scope(engine) as session:
+                annotation_store.latest_version(session, frame_id, 2)
+                barrier.wait()
+                annotation_store.save_annotation(session, frame_id, 2, _mask(area), "manual", expected_version=0)
+            outcomes.append("saved")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=save, args=(a,)) for a in (4, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "saved"]
+    with session_scope(engine) as session:
+        assert annotation_store.latest_version(session, frame_id, 2) == 1
+
+
+def test_annotation_input_is_validated(engine, frame_id: int) -> None:
+    """Unknown sources, statuses, object ids and frames are refused with the field named."""
+    with session_scope(engine) as session:
+        with pytest.raises(ValueError, match="annotation source"):
+            annotation_store.save_annotation(session, frame_id, 1, _mask(1), "guess")
+        with pytest.raises(ValueError, match="object_id: 0 out of range"):
+            annotation_store.save_annotation(session, frame_id, 0, _mask(1), "manual")
+        with pytest.raises(LookupError, match="frame 999 does not exist"):
+            annotation_store.save_annotation(session, 999, 1, _mask(1), "manual")
+
+
+def test_job_claims_are_exclusive(engine) -> None:
+    """Many threads claiming at once: each job is claimed exactly once."""
+    with session_scope(engine) as session:
+        ids = [job_store.submit_job(session, "ingest", {"paths": ["x"]}).id for _ in range(12)]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def claim(worker: str) -> None:
+        while True:
+            with session_scope(engine) as session:
+                job = job_store.claim_next_job(session, worker)
+            if job is None:
+                return
+            with lock:
+                claimed.append(job.id)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == ids
+
+
+def test_job_lifecycle_cancel_retry_and_stale(engine) -> None:
+    """Queued cancel is immediate; a job without heartbeat becomes failed-retryable; retry re-queues."""
+    with session_scope(engine) as session:
+        a = job_store.submit_job(session, "ingest", {}).id
+        b = job_store.submit_job(session, "ingest", {}).id
+        assert job_store.request_cancel(session, a).status == "cancelled"
+        claimed = job_store.claim_next_job(session, "w")
+        assert claimed.id == b and claimed.attempts == 1
+        assert job_store.fail_stale_jobs(session, stale_after_seconds=3600) == []
+        assert job_store.fail_stale_jobs(session, stale_after_seconds=-1) == [b]
+        failed = job_store.get_job(session, b)
+        assert (failed.status, failed.retryable) == ("failed", True)
+        assert job_store.retry_job(session, b).status == "queued"
+        with pytest.raises(ValueError, match="only failed or cancelled"):
+            job_store.retry_job(session, b)
+        assert job_store.claim_next_job(session, "w2").attempts == 2
