@@ -217,18 +217,22 @@ class _FrameReader:
 
         try:
             self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=2)
-        except Exception as exc:  # decord raises DECORDError or RuntimeError for any unusable container
-            raise IngestError(f"{path}: cannot decode as video ({_first_line(exc)})") from None
+        except Exception:  # decord raises DECORDError or RuntimeError for any unusable container
+            raise IngestError(f"{path}: {diagnose_unreadable(path)}") from None
         self.count = len(self._reader)
         if self.count == 0:
             raise IngestError(f"{path}: video has no frames")
+        self.codec, declared = _probe_stream(path)
+        if declared and self.count < declared:
+            raise IngestError(
+                f"{path}: truncated video: the container declares {declared} frames but only {self.count} are present"
+            )
         self.fps = float(self._reader.get_avg_fps())
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise IngestError(f"{path}: invalid frame rate {self.fps}")
         first = self._reader[0].shape
         self.height, self.width = int(first[0]), int(first[1])
         self.duration = self.count / self.fps
-        self.codec = _probe_codec(path)
 
     def _open_frames(self) -> None:
         """Check the frame folder's first image for the size."""
@@ -265,15 +269,33 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
-def _probe_codec(path: Path) -> str | None:
-    """The video stream's codec name via PyAV, None if it cannot tell."""
+def _probe_stream(path: Path) -> tuple[str | None, int]:
+    """(codec name, frame count the container declares or 0) via PyAV; (None, 0) if it cannot tell."""
     try:
         import av
 
         with av.open(str(path)) as container:
-            return container.streams.video[0].codec_context.name
+            stream = container.streams.video[0]
+            return stream.codec_context.name, int(stream.frames or 0)
     except Exception:  # probing is best-effort metadata; decoding is already proven by decord
-        return None
+        return None, 0
+
+
+CONTAINER_SIGNATURES = (
+    (4, (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"), "MP4/MOV"),
+    (0, (b"\x1a\x45\xdf\xa3",), "Matroska/WebM"),
+    (0, (b"RIFF",), "AVI"),
+)
+
+
+def diagnose_unreadable(path: Path) -> str:
+    """Why a file that the decoder refused is unusable: a damaged known container, or not a video at all."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    for offset, magics, name in CONTAINER_SIGNATURES:
+        if head[offset : offset + 4] in magics:
+            return f"truncated or corrupt {name} file: the decoder cannot read its index or streams"
+    return "not a video: the content is not a recognised video container"
 
 
 def _read_image(path: Path) -> np.ndarray:

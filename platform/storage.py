@@ -68,8 +68,12 @@ def staging_dir(parent: Path) -> Iterator[Path]:
 
 
 def new_storage_key(name: str) -> str:
-    """A unique folder name for a stored video: its safe name plus a short random id."""
-    return f"{safe_name(name)[:60]}-{uuid.uuid4().hex[:10]}"
+    """A unique folder name for a stored video: its safe name (or 'video') plus a short random id."""
+    try:
+        base = safe_name(name)[:60]
+    except StorageError:
+        base = "video"
+    return f"{base}-{uuid.uuid4().hex[:10]}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

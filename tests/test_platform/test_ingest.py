@@ -88,6 +88,21 @@ def test_reingest_is_a_no_op(synth_root: Path, settings, engine) -> None:
     assert _stored_dirs(settings) == dirs
 
 
+def test_odd_file_names_are_stored_inside_the_data_dir(synth_root: Path, settings, engine, tmp_path: Path) -> None:
+    """Names made of dots, spaces, shell characters or unicode never shape a path outside the frames dir."""
+    names = ["...mp4", "rm -rf ;$(x).mp4", "über clip é.mp4"]
+    for index, name in enumerate(names):
+        data = (synth_root / "videos" / f"synth-007-00{index % 2}.mp4").read_bytes() + bytes(index)
+        (tmp_path / name).write_bytes(data)
+    report = ingest_paths([tmp_path / n for n in names], IngestOptions(project="n"), settings)
+    assert [o.status for o in report.outcomes] == ["ingested"] * 3, [o.message for o in report.outcomes]
+    frames_root = settings.frames_dir.resolve()
+    with session_scope(engine) as session:
+        for video in footage.list_videos(session, projects.get_project(session, "n").id):
+            stored = (settings.data_dir / video.storage_dir).resolve()
+            assert stored.parent == frames_root and stored.is_dir()
+
+
 def test_davis_layout_imports_palette_masks_exactly(synth_root: Path, settings, engine) -> None:
     """A DAVIS root with palette masks: one annotation per object per frame, equal to the PNGs."""
     report = ingest_paths([synth_root], IngestOptions(project="d"), settings)
@@ -136,8 +151,31 @@ def test_bad_inputs_fail_cleanly_next_to_a_good_video(synth_root: Path, settings
         assert by_name[name].status == "failed"
         assert name in by_name[name].message
     assert "empty file" in by_name["empty.mp4"].message
+    assert "truncated or corrupt MP4/MOV file" in by_name["truncated.mp4"].message
+    assert "not a video" in by_name["notes.mp4"].message
     assert _counts(engine) == (1, 12, 0)
     assert len(_stored_dirs(settings)) == 1
+
+
+def test_truncated_faststart_mp4_is_refused(synth_root: Path, settings, engine, tmp_path: Path) -> None:
+    """An mp4 with its index first but frames cut off: decodable prefix is not silently ingested."""
+    import av
+
+    from segloop.platform.synth import SynthOptions, render_video
+
+    frames, _ = render_video(SynthOptions(frames=30, width=96, height=64), 0)
+    whole = tmp_path / "fast.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    report = ingest_paths([cut], IngestOptions(project="t"), settings)
+    assert report.failed and "cut.mp4: truncated" in report.failed[0].message
+    assert _counts(engine) == (0, 0, 0)
 
 
 def test_cli_bad_inputs_exit_non_zero(synth_root: Path, cli, tmp_path: Path) -> None:
