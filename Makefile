@@ -21,8 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/segloop demo $(DEMO_ARGS)
 
+# DB tests run on SQLite and on a throwaway PostgreSQL server on 127.0.0.1 (.ci/postgres.sh starts one;
+# without PostgreSQL and outside CI those cases skip with a message).
 test: $(STAMP)
-	$(PY) -m pytest
+	eval "$$(.ci/postgres.sh)"; $(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(VENV)/bin/segloop ui

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,37 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Each DB test runs on SQLite (under the data dir) and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    admin_url = os.environ.get("SEGLOOP_TEST_POSTGRES_URL")
+    if not admin_url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: SEGLOOP_TEST_POSTGRES_URL is not set (see .ci/postgres.sh)")
+        pytest.skip("no PostgreSQL server: set SEGLOOP_TEST_POSTGRES_URL (`make test` starts one with .ci/postgres.sh)")
+    from sqlalchemy import create_engine, text
+
+    name = f"segloop_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    monkeypatch.setenv("SEGLOOP_DATABASE_URL", url)
+    yield url
+    from segloop.platform.db import _cached_engine
+
+    _cached_engine(url).dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture
-def settings(data_dir: Path):
-    """Settings pointing at the test's data dir."""
+def settings(data_dir: Path, database_url: str | None):
+    """Settings pointing at the test's data dir and database."""
     from segloop.platform.config import load_settings
 
     return load_settings()
@@ -70,7 +99,7 @@ def run_segloop(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
 
 
 @pytest.fixture
-def cli(data_dir: Path):
+def cli(settings):
     """Invoke the `segloop` click group in-process against the test's data dir."""
     from click.testing import CliRunner
 

@@ -1,6 +1,7 @@
 """Schema only through Alembic: up from empty, down to base, up again; no drift from the ORM models."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import inspect
 
 from segloop.platform.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
@@ -33,6 +34,8 @@ def test_up_down_up_and_no_drift(settings) -> None:
 
 def test_sqlite_pragmas(engine) -> None:
     """WAL journal, foreign keys and a busy timeout on every connection."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite pragmas only")
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
