@@ -244,3 +244,17 @@ class Metric(Base):
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FrameScore(Base):
+    """A per-frame signal from a model run (propagation confidence, prediction entropy, ...) for selectors."""
+
+    __tablename__ = "frame_scores"
+    __table_args__ = (Index("ix_frame_scores_name_frame", "name", "frame_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    value: Mapped[float] = mapped_column(Float)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    checkpoint_id: Mapped[int | None] = mapped_column(ForeignKey("checkpoints.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,7 +7,7 @@ from sqlalchemy import inspect
 from segloop.platform.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
 
 TABLES = {"projects", "videos", "frames", "annotations", "label_classes", "embedding_sets", "selections",
-          "selection_items", "jobs", "checkpoints", "metrics"}
+          "selection_items", "jobs", "checkpoints", "metrics", "frame_scores"}
 
 
 def _tables(engine) -> set[str]:

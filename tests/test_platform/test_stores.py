@@ -124,3 +124,17 @@ def test_job_lifecycle_cancel_retry_and_stale(engine) -> None:
         with pytest.raises(ValueError, match="only failed or cancelled"):
             job_store.retry_job(session, b)
         assert job_store.claim_next_job(session, "w2").attempts == 2
+
+
+def test_frame_scores_newest_value_wins(engine, frame_id: int) -> None:
+    """Signals are appended per run; readers get the newest value per frame."""
+    from segloop.platform.stores import scores
+
+    with session_scope(engine) as session:
+        project_id = projects.get_project(session, "p").id
+        scores.add_frame_scores(session, "vos_confidence", {frame_id: 0.25})
+        scores.add_frame_scores(session, "vos_confidence", {frame_id: 0.75})
+        scores.add_frame_scores(session, "entropy", {frame_id: 1.5})
+        assert scores.latest_frame_scores(session, project_id, "vos_confidence") == {frame_id: 0.75}
+        assert scores.score_names(session, project_id) == ["entropy", "vos_confidence"]
+        assert scores.latest_frame_scores(session, project_id, "missing") == {}
