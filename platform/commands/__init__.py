@@ -14,8 +14,11 @@ COMMAND_MODULES: list[str] = [
     "segloop.platform.commands.exchange",
     "segloop.platform.commands.demo",
     "segloop.platform.commands.ui",
+    "segloop.platform.commands.eval",
+    "segloop.platform.commands.vos",
 ]
 
 BENCH_MODULES: list[str] = [
     "segloop.platform.bench.ingest",
+    "segloop.platform.bench.vos",
 ]

@@ -1,0 +1,148 @@
+"""`segloop bench vos`: frames/s of label propagation at 480p (feature extraction and propagation separately)."""
+from __future__ import annotations
+
+import platform as stdlib_platform
+import time
+from pathlib import Path
+
+import click
+
+
+def synthetic_video(num_frames: int, height: int, width: int, seed: int = 0):
+    """(frames (T, H, W, 3) uint8, first mask (H, W) uint8): smooth noise with a moving ellipse."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 255, (height // 16, width // 16, 3), dtype=np.uint8), (width, height))
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for t in range(num_frames):
+        frame = base.copy()
+        center = (width // 3 + 6 * t, height // 2 + 2 * t)
+        cv2.ellipse(frame, center, (width // 8, height // 6), 0, 0, 360, (230, 60, 40), -1)
+        if t == 0:
+            cv2.ellipse(mask, center, (width // 8, height // 6), 0, 0, 360, 1, -1)
+        frames[t] = frame
+    return frames, mask
+
+
+def _sync(device: str) -> None:
+    """Wait for queued GPU work so timings are honest."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_method(featurizer, frames, mask, config) -> dict:
+    """Feature extraction, propagation-only and end-to-end frames/s of one featurizer."""
+    import torch
+
+    from segloop.platform import vos
+
+    device = featurizer.device
+    count, size = len(frames), frames.shape[1:3]
+    featurizer(frames[: config.batch_size])  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    features = []
+    for begin in range(0, count, config.batch_size):
+        features.extend(featurizer(frames[begin : begin + config.batch_size]))
+    _sync(device)
+    feature_seconds = time.perf_counter() - start
+
+    labels = [0, 1]
+    grid = featurizer.grid(*size)
+    window = vos.window_mask(*grid, config.radius, device=device)
+    first = torch.from_numpy(vos.keyframe_soft_labels(mask, labels, grid, config.label_downsample)).to(device)
+    recent_feats, recent_labels = [], []
+    start = time.perf_counter()
+    for index in range(1, count):
+        keys = torch.stack([features[0], *recent_feats[-config.n_last:]])
+        key_labels = torch.stack([first, *recent_labels[-config.n_last:]])
+        soft = vos.propagate_labels(features[index], keys, key_labels, config, window)
+        vos.soft_to_mask(soft, grid, size, labels, config.normalize_channels)
+        recent_feats.append(features[index])
+        recent_labels.append(soft)
+    _sync(device)
+    propagation_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for _ in vos.iter_propagate(frames, {0: mask}, featurizer, config):
+        pass
+    _sync(device)
+    total_seconds = time.perf_counter() - start
+    return {
+        "method": featurizer.name,
+        "grid": list(grid),
+        "feature_dim": int(features[0].shape[-1]),
+        "features_fps": count / feature_seconds,
+        "propagation_fps": (count - 1) / propagation_seconds,
+        "end_to_end_fps": count / total_seconds,
+        "features_ms_per_frame": 1000 * feature_seconds / count,
+        "propagation_ms_per_frame": 1000 * propagation_seconds / max(count - 1, 1),
+    }
+
+
+def default_json_path() -> Path:
+    """$SEGLOOP_DATA_DIR/bench/vos.json (or ./segloop-data/bench/vos.json)."""
+    from segloop.platform.config import load_settings
+
+    return load_settings().data_dir / "bench" / "vos.json"
+
+
+@click.command(name="vos")
+@click.option("--frames", "num_frames", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--height", default=480, show_default=True, type=click.IntRange(min=16))
+@click.option("--width", default=854, show_default=True, type=click.IntRange(min=16))
+@click.option("--backbone", default="vit_small_patch16_224", show_default=True, help="timm ViT (random init).")
+@click.option("--methods", default="backbone,pixels", show_default=True, help="Comma-separated: backbone, pixels.")
+@click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", default=0, type=click.IntRange(min=0), help="torch CPU threads (0: torch default).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
+def command(num_frames: int, height: int, width: int, backbone: str, methods: str, short_side: int,
+            batch_size: int, device: str, threads: int, json_out: Path | None) -> None:
+    """Frames/s of label propagation (DINO DAVIS protocol) on a synthetic 480p video."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from segloop.platform import vos
+    from segloop.platform.commands.eval import write_json_atomic
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = vos.PropagationConfig(short_side=short_side, batch_size=batch_size)
+    frames, mask = synthetic_video(num_frames, height, width)
+    device = vos.resolve_device(device)
+    rows = []
+    for method in [m.strip() for m in methods.split(",") if m.strip()]:
+        if method not in ("backbone", "pixels"):
+            raise click.ClickException(f"--methods: unknown method {method!r} (backbone|pixels)")
+        try:
+            featurizer = vos.make_featurizer(method, backbone, None, config, device)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        rows.append(bench_method(featurizer, frames, mask, config))
+    table = Table(title=f"VOS propagation, {width}x{height} → short side {short_side}, {num_frames} frames, {device}")
+    for column in ("method", "grid", "features f/s", "propagation f/s", "end-to-end f/s"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in rows:
+        table.add_row(row["method"], "x".join(map(str, row["grid"])), f"{row['features_fps']:.2f}",
+                      f"{row['propagation_fps']:.2f}", f"{row['end_to_end_fps']:.2f}")
+    Console().print(table)
+    payload = {
+        "benchmark": "vos",
+        "frames": num_frames,
+        "size": [height, width],
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "host": stdlib_platform.node(),
+        "settings": config.as_dict(),
+        "results": rows,
+    }
+    path = write_json_atomic(json_out or default_json_path(), payload)
+    click.echo(f"wrote {path}")

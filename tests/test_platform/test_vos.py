@@ -1,0 +1,324 @@
+"""Label propagation: protocol pieces, baselines on synthetic videos, keyframe merging and the CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from segloop.platform import vos
+from segloop.platform.commands.eval import command as eval_command
+from segloop.platform.commands.vos import command as vos_command
+from segloop.platform.evaluation import region_similarity
+from segloop.platform.masks import read_mask, write_mask
+
+SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "davis-sample"
+SMALL = vos.PropagationConfig(short_side=64, size_multiple=16, radius=3, batch_size=4)
+
+
+def moving_square(num_frames: int = 8, size: int = 64, start=(16, 12), step=(2, 3), side: int = 20, seed: int = 0):
+    """Frames (T, H, W, 3) of a red square moving over green noise, and its masks (T, H, W)."""
+    rng = np.random.default_rng(seed)
+    background = np.clip(rng.normal((40, 130, 50), 6, (size, size, 3)), 0, 255).astype(np.uint8)
+    frames = np.repeat(background[None], num_frames, axis=0)
+    masks = np.zeros((num_frames, size, size), np.uint8)
+    for t in range(num_frames):
+        r, c = start[0] + step[0] * t, start[1] + step[1] * t
+        frames[t, r : r + side, c : c + side] = (220, 40, 40)
+        masks[t, r : r + side, c : c + side] = 1
+    return frames, masks
+
+
+def mean_j(pred: np.ndarray, gt: np.ndarray, frames) -> float:
+    return float(np.mean([region_similarity(pred[t], gt[t]) for t in frames]))
+
+
+# ---------------------------------------------------------------------------- protocol pieces
+
+
+def test_working_size_follows_dino():
+    assert vos.working_size(480, 854, 480, 64, 16) == (480, 832)
+    assert vos.working_size(854, 480, 480, 64, 16) == (832, 480)
+    assert vos.working_size(480, 854, 480, 64, 14) == (476, 826)
+    with pytest.raises(vos.PropagationError):
+        vos.working_size(10, 10, 8, 8, 16)
+
+
+def test_parse_keyframes():
+    assert vos.parse_keyframes("first", 50) == [0]
+    assert vos.parse_keyframes("uniform:3", 50) == [0, 16, 33]
+    assert vos.parse_keyframes("uniform:9", 4) == [0, 1, 2, 3]
+    assert vos.parse_keyframes("7, 2", 10) == [2, 7]
+    for bad in ("uniform:x", "uniform:0", "12", "a,b", ""):
+        with pytest.raises(vos.PropagationError):
+            vos.parse_keyframes(bad, 10)
+
+
+def test_window_mask_is_a_chebyshev_neighbourhood():
+    window = vos.window_mask(3, 4, 1)
+    assert window.shape == (12, 12)
+    assert int(window[0].sum()) == 4  # corner: 2 x 2
+    assert int(window[5].sum()) == 9  # interior (1, 1): 3 x 3
+    assert vos.window_mask(3, 4, 0) is None
+
+
+def test_propagate_labels_topk_softmax():
+    config = vos.PropagationConfig(topk=2, temperature=0.5)
+    keys = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])  # one context frame, 3 patches
+    labels = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    out = vos.propagate_labels(query, keys, labels, config)
+    # query 0: sims (1, 0, -1) -> top-2 (1, 0): weights softmax(2, 0)
+    w = torch.softmax(torch.tensor([2.0, 0.0]), 0)
+    assert torch.allclose(out[0], torch.tensor([w[0], w[1]]))
+    # query 2: sims (0.6, 0.8, -0.6) -> patches 1 and 0 with softmax(1.6, 1.2)
+    w2 = torch.softmax(torch.tensor([1.6, 1.2]), 0)
+    assert torch.allclose(out[2], torch.tensor([w2[1], w2[0]]))
+    # a window that only allows each query's own position makes top-k return that patch's label
+    own = torch.eye(3, dtype=torch.bool)
+    assert torch.allclose(vos.propagate_labels(query, keys, labels, config, own), labels[0])
+    chunked = vos.propagate_labels(query, keys, labels, vos.PropagationConfig(topk=2, temperature=0.5, query_chunk=1))
+    assert torch.allclose(chunked, out)
+
+
+def test_keyframe_soft_labels_nearest_and_area():
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2, :2] = 3
+    mask[0, 3] = 1
+    nearest = vos.keyframe_soft_labels(mask, [0, 1, 3], (2, 2), "nearest")
+    assert nearest.argmax(1).tolist() == [2, 0, 0, 0]  # centre samples (1,1), (1,3), (3,1), (3,3)
+    area = vos.keyframe_soft_labels(mask, [0, 1, 3], (2, 2), "area")
+    assert np.allclose(area[1], [0.75, 0.25, 0.0]) and np.allclose(area[0], [0, 0, 1])
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(vos.PropagationError, match="topk"):
+        vos.PropagationConfig(topk=0)
+    with pytest.raises(vos.PropagationError, match="label_downsample"):
+        vos.PropagationConfig(label_downsample="bicubic")
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def test_copy_baseline_exact_on_static_scene_and_nearest_keyframe():
+    frames, masks = moving_square(step=(0, 0))
+    result = vos.propagate(frames, {0: masks[0]}, vos.COPY)
+    assert np.array_equal(result.masks, masks)
+    assert all(c["mean_max_prob"] == 1.0 and c["disagreement"] == 0.0 for c in result.confidences)
+    moving_frames, moving = moving_square(num_frames=7)
+    two = vos.propagate(moving_frames, {1: moving[1], 5: moving[5]}, vos.COPY)
+    assert [int(np.argwhere(two.masks[t])[0, 1]) for t in range(7)] == [15, 15, 15, 15, 27, 27, 27]  # tie at 3 -> earlier
+    # squares at keyframes 1 and 5 overlap on 12 x 8 pixels: IoU 96 / 704
+    assert two.confidences[3]["disagreement"] == pytest.approx(1 - 96 / 704)
+    assert two.confidences[0]["passes"] == 1
+    assert two.confidences[1]["keyframe"] and not two.confidences[2]["keyframe"]
+
+
+def test_pixel_baseline_exact_when_motion_is_patch_aligned():
+    frames, masks = moving_square(num_frames=6, start=(8, 8), step=(4, 4), side=16)
+    featurizer = vos.PixelFeaturizer(SMALL, patch=4)
+    result = vos.propagate(frames, {0: masks[0]}, featurizer, SMALL)
+    # soft labels stay exactly one-hot; bilinear upsampling (align_corners=False) then keeps every pixel
+    # except the square's 4 corner pixels, whose object weight is 0.625² < 0.5
+    expected = masks.copy()
+    for t in range(1, 6):
+        r, c = 8 + 4 * t, 8 + 4 * t
+        expected[t, [r, r, r + 15, r + 15], [c, c + 15, c, c + 15]] = 0
+    assert np.array_equal(result.masks, expected)
+
+
+def test_pixel_baseline_tracks_a_moving_square_far_better_than_copy():
+    frames, masks = moving_square(num_frames=8)
+    pixels = vos.propagate(frames, {0: masks[0]}, vos.PixelFeaturizer(SMALL, patch=4), SMALL)
+    copy = vos.propagate(frames, {0: masks[0]}, vos.COPY)
+    assert mean_j(pixels.masks, masks, range(1, 8)) > 0.7
+    assert region_similarity(pixels.masks[7], masks[7]) > 0.65
+    assert region_similarity(copy.masks[7], masks[7]) < 0.05
+    assert all(0.5 <= c["mean_max_prob"] <= 1.0 for c in pixels.confidences)
+
+
+def test_vit_featurizer_and_checkpoint_loading(tmp_path):
+    frames, masks = moving_square(num_frames=4)
+    torch.manual_seed(0)
+    featurizer = vos.make_featurizer("backbone", "vit_tiny_patch16_224", config=SMALL, device="cpu")
+    features = featurizer(frames[:2])
+    assert features.shape == (2, 16, 192)
+    assert torch.allclose(features.norm(dim=-1), torch.ones(2, 16), atol=1e-5)
+    weights = tmp_path / "teacher_backbone.pth"
+    torch.save(featurizer.model.state_dict(), weights)
+    loaded = vos.make_featurizer("backbone", "vit_tiny_patch16_224", checkpoint=weights, config=SMALL, device="cpu")
+    assert torch.allclose(loaded(frames[:2]), features, atol=1e-5)
+    result = vos.propagate(frames, {0: masks[0]}, featurizer, SMALL)
+    assert result.masks.shape == masks.shape and result.masks.dtype == np.uint8
+    assert np.array_equal(result.masks[0], masks[0])
+    with pytest.raises(ValueError, match="missing.pth"):
+        vos.make_featurizer("backbone", "vit_tiny_patch16_224", checkpoint=tmp_path / "missing.pth", config=SMALL)
+
+
+# ---------------------------------------------------------------------------- keyframes anywhere
+
+
+NINE_COLOURS = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255),
+                         (255, 255, 255), (0, 0, 0), (128, 128, 128)], dtype=np.uint8)
+
+
+def textured_static_video(num_frames: int, size: int = 24) -> np.ndarray:
+    """Identical frames where every pixel's colour differs from its 8 neighbours' ((3r + c) mod 9)."""
+    rows, cols = np.mgrid[:size, :size]
+    image = NINE_COLOURS[(3 * rows + cols) % 9]
+    return np.repeat(image[None], num_frames, axis=0)
+
+
+def test_forward_backward_merge_weights_by_temporal_distance():
+    frames = textured_static_video(9)
+    left, right = np.zeros((24, 24), np.uint8), np.zeros((24, 24), np.uint8)
+    left[2:8, 2:8] = 1
+    right[14:22, 12:20] = 1
+    # one-pixel patches, top-1 at the same position: each pass copies its source keyframe exactly
+    config = vos.PropagationConfig(short_side=24, size_multiple=1, radius=1, topk=1, max_keyframes_in_context=1,
+                                   normalize_channels=False)
+    result = vos.propagate(frames, {0: left, 8: right}, vos.PixelFeaturizer(config, patch=1), config)
+    for t in range(1, 4):
+        assert np.array_equal(result.masks[t], left)
+    for t in range(5, 8):
+        assert np.array_equal(result.masks[t], right)
+    assert not result.masks[4].any()  # equal weights: the two objects tie with background
+    union = (left | right).mean()
+    for t in range(1, 8):
+        conf = result.confidences[t]
+        assert conf["passes"] == 2 and conf["disagreement"] == 1.0
+        assert conf["mean_max_prob"] == pytest.approx(1 - union * (1 - max(8 - t, t) / 8), abs=1e-5)
+    # frames before the first keyframe get a backward pass only
+    before = vos.propagate(frames, {3: left, 8: right}, vos.PixelFeaturizer(config, patch=1), config)
+    assert all(np.array_equal(before.masks[t], left) for t in range(3))
+    assert [c["passes"] for c in before.confidences[:4]] == [1, 1, 1, 0]
+
+
+def test_feature_cache_budget_does_not_change_results():
+    frames, masks = moving_square(num_frames=7)
+    keyframes = {0: masks[0], 6: masks[6]}
+    cached = vos.propagate(frames, keyframes, vos.PixelFeaturizer(SMALL, patch=4), SMALL)
+    tight = vos.PropagationConfig(short_side=64, size_multiple=16, radius=3, batch_size=2, feature_cache_mb=0)
+    uncached = vos.propagate(frames, keyframes, vos.PixelFeaturizer(tight, patch=4), tight)
+    assert np.array_equal(cached.masks, uncached.masks)
+    assert mean_j(cached.masks, masks, range(1, 6)) > 0.7
+
+
+def test_bad_keyframes_are_rejected():
+    frames, masks = moving_square(num_frames=3)
+    with pytest.raises(vos.PropagationError, match="outside"):
+        vos.propagate(frames, {5: masks[0]}, vos.COPY)
+    with pytest.raises(vos.PropagationError, match="mask size"):
+        vos.propagate(frames, {0: masks[0][:10]}, vos.COPY)
+    with pytest.raises(vos.PropagationError, match="at least one"):
+        vos.propagate(frames, {}, vos.COPY)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def write_davis_root(root: Path, name: str, frames: np.ndarray, masks: np.ndarray, style: str = "binary") -> None:
+    """A DAVIS-layout root with one sequence."""
+    (root / "JPEGImages" / "480p" / name).mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(frames):
+        cv2.imwrite(str(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        write_mask(root / "Annotations" / "480p" / name / f"{t:05d}.png", masks[t], style=style)
+
+
+PIXEL_ARGS = ["--method", "pixels", "--pixel-patch", "4", "--short-side", "64", "--size-multiple", "16", "--radius", "3"]
+
+
+def test_cli_reads_only_keyframe_annotations(tmp_path):
+    frames, masks = moving_square(num_frames=7)
+    palette_masks = masks * 2  # object id 2 in a palette PNG
+    write_davis_root(tmp_path / "full", "sq", frames, palette_masks, style="palette")
+    shutil.copytree(tmp_path / "full", tmp_path / "sparse")
+    for t in range(7):
+        if t not in (0, 3):
+            (tmp_path / "sparse" / "Annotations" / "480p" / "sq" / f"{t:05d}.png").unlink()
+    runner = CliRunner()
+    for variant in ("full", "sparse"):
+        result = runner.invoke(vos_command, ["propagate", str(tmp_path / variant), "--out", str(tmp_path / f"pred_{variant}"),
+                                             "--keyframes", "0,3", *PIXEL_ARGS])
+        assert result.exit_code == 0, result.output
+    for t in range(7):
+        a = tmp_path / "pred_full" / "sq" / f"{t:05d}.png"
+        b = tmp_path / "pred_sparse" / "sq" / f"{t:05d}.png"
+        assert np.array_equal(read_mask(a), read_mask(b))
+    assert set(np.unique(read_mask(tmp_path / "pred_full" / "sq" / "00005.png"))) == {0, 2}
+    record = json.loads((tmp_path / "pred_sparse" / "sq" / "confidence.json").read_text())
+    assert record["keyframes"] == [0, 3] and record["mask_style"] == "palette" and len(record["frames"]) == 7
+    assert [f["passes"] for f in record["frames"]] == [0, 2, 2, 0, 1, 1, 1]
+    # the J&F of the propagated masks: keyframes excluded, pixel baseline well above 0.5
+    out = tmp_path / "scores.json"
+    score = runner.invoke(eval_command, ["vos", "--pred", str(tmp_path / "pred_full"), "--gt", str(tmp_path / "full"),
+                                         "--exclude-keyframes", "--json", str(out)])
+    assert score.exit_code == 0, score.output
+    assert json.loads(out.read_text())["J&F"] > 0.5
+
+
+def test_cli_resumes_and_binary_style(tmp_path):
+    frames, masks = moving_square(num_frames=4)
+    write_davis_root(tmp_path / "root", "sq", frames, masks)
+    args = ["propagate", str(tmp_path / "root"), "--out", str(tmp_path / "pred"), "--method", "copy"]
+    assert CliRunner().invoke(vos_command, args).exit_code == 0
+    out_mask = tmp_path / "pred" / "sq" / "00002.png"
+    from PIL import Image
+
+    with Image.open(out_mask) as image:
+        assert image.mode == "L" and set(np.unique(np.asarray(image))) <= {0, 255}
+    again = CliRunner().invoke(vos_command, args)
+    assert again.exit_code == 0 and "already done" in again.output
+
+
+@pytest.mark.parametrize("problem", ["layout", "annotation", "frame", "keyframes", "checkpoint"])
+def test_cli_errors(tmp_path, problem):
+    frames, masks = moving_square(num_frames=4)
+    write_davis_root(tmp_path / "root", "sq", frames, masks)
+    args = ["propagate", str(tmp_path / "root"), "--out", str(tmp_path / "pred"), "--method", "copy"]
+    expected = ""
+    if problem == "layout":
+        args[1] = str(tmp_path)
+        expected = "JPEGImages"
+    elif problem == "annotation":
+        (tmp_path / "root" / "Annotations" / "480p" / "sq" / "00000.png").unlink()
+        expected = "00000.png"
+    elif problem == "frame":
+        (tmp_path / "root" / "JPEGImages" / "480p" / "sq" / "00000.jpg").write_bytes(b"broken")
+        expected = "00000.jpg"
+    elif problem == "keyframes":
+        args += ["--keyframes", "uniform:q"]
+        expected = "uniform:q"
+    else:
+        args = args[:4] + ["--checkpoint", str(tmp_path / "nope.pth"), "--backbone", "vit_tiny_patch16_224"]
+        expected = "nope.pth"
+    result = CliRunner().invoke(vos_command, args)
+    assert result.exit_code != 0
+    assert expected in result.output
+
+
+def test_real_sample_short_sequence(tmp_path):
+    source = SAMPLE / "JPEGImages" / "480p" / "blackswan"
+    if not source.is_dir():
+        pytest.skip(f"shared DAVIS sample not found at {SAMPLE}")
+    root = tmp_path / "davis"
+    for sub in ("JPEGImages", "Annotations"):
+        (root / sub / "480p" / "blackswan").mkdir(parents=True)
+    for t in range(5):
+        shutil.copy(source / f"{t:05d}.jpg", root / "JPEGImages" / "480p" / "blackswan")
+        shutil.copy(SAMPLE / "Annotations" / "480p" / "blackswan" / f"{t:05d}.png", root / "Annotations" / "480p" / "blackswan")
+    result = CliRunner().invoke(vos_command, ["propagate", str(root), "--out", str(tmp_path / "pred"), "--method", "pixels",
+                                              "--short-side", "160", "--pixel-patch", "8", "--radius", "8"])
+    assert result.exit_code == 0, result.output
+    assert read_mask(tmp_path / "pred" / "blackswan" / "00004.png").shape == (480, 854)
+    out = tmp_path / "scores.json"
+    score = CliRunner().invoke(eval_command, ["vos", "--pred", str(tmp_path / "pred"), "--gt", str(root), "--json", str(out)])
+    assert score.exit_code == 0, score.output
+    assert json.loads(out.read_text())["J&F"] > 0.65  # measured 0.797 (copy-first-mask: 0.864 on these 5 easy frames)
