@@ -49,8 +49,10 @@ def command() -> None:
 
 
 @command.command(name="propagate", context_settings={"allow_extra_args": True})
-@click.argument("root", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--out", "out_root", required=True, type=click.Path(path_type=Path), help="Writes OUT/<seq>/%05d.png.")
+@click.argument("root", type=click.Path(path_type=Path, file_okay=False), required=False)
+@click.option("--out", "out_root", type=click.Path(path_type=Path), help="Writes OUT/<seq>/%05d.png (with ROOT).")
+@click.option("--video", "video_ids", type=int, multiple=True,
+              help="Instead of ROOT: DB video id(s); propagates their human masks, stores drafts, scores and J&F.")
 @click.option("--sequences", multiple=True, help="Sequences (default: all); space/comma separated.")
 @click.option("--method", type=click.Choice(["backbone", "pixels", "copy"]), default="backbone", show_default=True,
               help="Backbone patch features, raw Lab pixel patches, or copy the nearest keyframe's mask.")
@@ -72,7 +74,8 @@ def command() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--overwrite", is_flag=True, help="Recompute sequences already finished with the same settings.")
 @click.pass_context
-def propagate_command(ctx: click.Context, root: Path, out_root: Path, sequences: tuple[str, ...], method: str,
+def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | None, video_ids: tuple[int, ...],
+                      sequences: tuple[str, ...], method: str,
                       backbone: str, checkpoint: Path | None, keyframes: str, short_side: int, size_multiple: int,
                       n_last: int, topk: int, radius: int, temperature: float, max_keyframes_context: int,
                       pixel_patch: int, pixel_cells: int | None, batch_size: int, device: str, overwrite: bool) -> None:
@@ -83,6 +86,22 @@ def propagate_command(ctx: click.Context, root: Path, out_root: Path, sequences:
 
     if checkpoint is not None and method != "backbone":
         raise click.UsageError("--checkpoint only applies to --method backbone")
+    if bool(video_ids) == (root is not None):
+        raise click.UsageError("give either ROOT (a DAVIS-layout folder) or --video ID, not both")
+    if root is not None and out_root is None:
+        raise click.UsageError("--out is required with ROOT")
+    if video_ids:
+        keyframe_spec = None if ctx.get_parameter_source("keyframes") == click.core.ParameterSource.DEFAULT else keyframes
+        config = vos.PropagationConfig(
+            short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
+            temperature=temperature, max_keyframes_in_context=max_keyframes_context, batch_size=batch_size,
+        )
+        try:
+            featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
+            _run_videos(list(video_ids), featurizer, config, keyframe_spec)
+        except (vos.PropagationError, MaskError, BackboneError, LookupError) as exc:
+            raise click.ClickException(str(exc)) from None
+        return
     frames_dir, masks_dir = davis_dirs(root)
     names = sequences_option_values(ctx, sequences) or sorted(p.name for p in frames_dir.iterdir() if p.is_dir())
     if not names:
@@ -98,6 +117,25 @@ def propagate_command(ctx: click.Context, root: Path, out_root: Path, sequences:
         _run(plan, masks_dir, out_root, featurizer, config, method, backbone, checkpoint, keyframes, pixels, overwrite)
     except (vos.PropagationError, MaskError, BackboneError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None) -> None:
+    """Propagate DB videos with a progress bar and print what was stored."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from segloop.platform.commands._common import ensure_db, print_table
+    from segloop.platform.propagation import propagate_video
+
+    ensure_db()
+    rows = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        for video_id in video_ids:
+            task = bar.add_task(f"video {video_id}", total=None)
+            result = propagate_video(video_id, featurizer, config, keyframes,
+                                     on_frame=lambda done, total, t=task: bar.update(t, completed=done, total=total))
+            rows.append((result.video_id, result.video_name, len(result.keyframes), result.drafts, result.scored_frames,
+                         *(f"{result.scores[k]:.3f}" if result.scores else "" for k in ("J&F", "J", "F"))))
+    print_table("propagation", ["video", "name", "keyframes", "drafts", "scored frames", "J&F", "J", "F"], rows)
 
 
 def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurizer, config, method: str,

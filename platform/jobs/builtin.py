@@ -47,3 +47,38 @@ def run_ingest(params: IngestJobParams, ctx: JobContext) -> dict[str, Any]:
     if report.failed:
         raise IngestError("; ".join(o.message for o in report.failed))
     return result
+
+
+@dataclass
+class PropagateJobParams:
+    """Parameters of a propagate job (same meaning as `segloop vos propagate --video`)."""
+
+    video_ids: list[int] = field(default_factory=list)
+    method: str = "backbone"
+    backbone: str = "vit_small_patch16_224"
+    checkpoint: str | None = None
+    keyframes: str | None = None
+    short_side: int = 480
+
+
+@job_kind("propagate", PropagateJobParams,
+          "Propagate a video's human masks to its other frames (drafts, uncertainty, J&F on held-out masks).")
+def run_propagate(params: PropagateJobParams, ctx: JobContext) -> dict[str, Any]:
+    """Propagate each video in turn; results per video."""
+    from segloop.platform import vos
+    from segloop.platform.propagation import propagate_video
+
+    if not params.video_ids:
+        raise vos.PropagationError("propagate params: field 'video_ids' must list at least one video id")
+    config = vos.PropagationConfig(short_side=params.short_side)
+    featurizer = vos.make_featurizer(params.method, params.backbone, params.checkpoint, config)
+    results = {}
+    for position, video_id in enumerate(params.video_ids):
+        def on_frame(done: int, total: int, position: int = position) -> None:
+            ctx.progress((position + done / total) / len(params.video_ids), f"video {video_id}: frame {done}/{total}")
+
+        outcome = propagate_video(video_id, featurizer, config, params.keyframes, job_id=ctx.job_id,
+                                  on_frame=on_frame)
+        ctx.log(f"video {video_id}: {outcome.drafts} drafts, keyframes {outcome.keyframes}, scores {outcome.scores}")
+        results[str(video_id)] = {"drafts": outcome.drafts, "keyframes": outcome.keyframes, "scores": outcome.scores}
+    return results

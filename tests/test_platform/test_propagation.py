@@ -1,0 +1,81 @@
+"""Label propagation on DB videos: drafts for unlabelled frames, uncertainty scores, J&F metrics rows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segloop.platform import vos
+from segloop.platform.db import session_scope
+from segloop.platform.ingest import IngestOptions, ingest_paths
+from segloop.platform.propagation import DISAGREEMENT_SIGNAL, UNCERTAINTY_SIGNAL, propagate_video
+from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.stores import footage, metrics, projects, scores
+
+
+@pytest.fixture
+def davis_video(synth_root: Path, settings, engine):
+    """A synthetic video ingested from its DAVIS layout (every frame has imported masks)."""
+    assert not ingest_paths([synth_root], IngestOptions(project="prop"), settings).failed
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "prop")
+        return footage.get_video_by_name(session, project.id, "synth-007-000")
+
+
+def test_keyframes_scored_against_held_out_human_masks(davis_video, settings, engine) -> None:
+    """With keyframes 0 and 6 of a fully annotated video, the other frames are scored, nothing overwritten."""
+    config = vos.PropagationConfig(short_side=64, size_multiple=16, radius=4)
+    featurizer = vos.make_featurizer("pixels", config=config, device="cpu", pixel_patch=8)
+    result = propagate_video(davis_video.id, featurizer, config, "0,6", settings=settings)
+    assert result.keyframes == [0, 6] and result.drafts == 0 and result.scored_frames == 10
+    assert 0.3 < result.scores["J&F"] <= 1.0
+    with session_scope(engine) as session:
+        rows = metrics.list_metrics(session, project_id=davis_video.project_id)
+        assert {(m.scope, m.scope_key, m.name) for m in rows} == {("video", "synth-007-000", n) for n in ("J&F", "J", "F")}
+        uncertainty = scores.latest_frame_scores(session, davis_video.project_id, UNCERTAINTY_SIGNAL)
+        assert len(uncertainty) == 12
+        frames = footage.list_frames(session, davis_video.id)
+        assert uncertainty[frames[0].id] == 0.0 and uncertainty[frames[3].id] > 0.0
+        assert len(scores.latest_frame_scores(session, davis_video.project_id, DISAGREEMENT_SIGNAL)) == 12
+        latest = annotation_store.latest_annotations(session, frames[3].id)
+        assert all(a.source == "imported" for a in latest)
+
+
+def test_drafts_for_unlabelled_frames(synth_root: Path, settings, engine, tmp_path: Path) -> None:
+    """A video with one manual mask: every other frame gets a propagated draft per object."""
+    assert not ingest_paths([synth_root / "videos" / "synth-007-001.mp4"], IngestOptions(project="d"), settings).failed
+    from segloop.platform.masks import read_mask
+
+    first = read_mask(synth_root / "Annotations/480p/synth-007-001/00000.png")
+    with session_scope(engine) as session:
+        video = footage.list_videos(session, projects.get_project(session, "d").id)[0]
+        frames = footage.list_frames(session, video.id)
+        for object_id in np.unique(first)[1:]:
+            annotation_store.save_annotation(session, frames[0].id, int(object_id), first == object_id, "manual",
+                                             expected_version=0)
+    result = propagate_video(video.id, vos.COPY, settings=settings)
+    assert result.drafts == 11 and result.scores == {}
+    with session_scope(engine) as session:
+        drafts = annotation_store.latest_annotations(session, frames[5].id)
+    assert {a.source for a in drafts} == {"propagated"} and {a.status for a in drafts} == {"draft"}
+    assert len(drafts) == len(np.unique(first)) - 1
+
+
+def test_no_human_masks_is_a_clear_error(synth_root: Path, settings, engine) -> None:
+    """A video without annotations cannot be propagated; the message names the video."""
+    ingest_paths([synth_root / "videos" / "synth-007-000.mp4"], IngestOptions(project="e"), settings)
+    with session_scope(engine) as session:
+        video = footage.list_videos(session, projects.get_project(session, "e").id)[0]
+    with pytest.raises(vos.PropagationError, match="has no human-annotated frame"):
+        propagate_video(video.id, vos.COPY, settings=settings)
+
+
+def test_cli_video_mode(davis_video, cli, engine) -> None:
+    """`segloop vos propagate --video ID --method copy --keyframes first` stores and prints the J&F."""
+    result = cli("vos", "propagate", "--video", str(davis_video.id), "--method", "copy", "--keyframes", "first")
+    assert result.exit_code == 0, result.output
+    with session_scope(engine) as session:
+        stored = {m.name: m.value for m in metrics.list_metrics(session, project_id=davis_video.project_id)}
+    assert f"{stored['J&F']:.3f}" in result.output
+    assert cli("vos", "propagate").exit_code != 0
