@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 FRAME_FOLDER_FPS = 24.0  # DAVIS sequences are 24 fps; frame folders carry no rate of their own
 HASH_CHUNK = 1 << 20
+ENCODE_THREADS = 2  # OpenCV releases the GIL while resizing and encoding
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -383,25 +385,27 @@ def _write_frames(
     size: tuple[int, int],
     progress: ProgressCallback | None,
 ) -> list[int]:
-    """Decode in batches, write frame and thumbnail JPEGs; returns the frames' hashes."""
+    """Decode in batches, write frame and thumbnail JPEGs (encoded on a thread pool); returns the hashes."""
     (out_dir / "thumbs").mkdir(parents=True)
     thumb_size = stored_size(*size, options.thumb_side)
     params = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
+
+    def store(position: int, rgb: np.ndarray) -> int:
+        if size != (rgb.shape[1], rgb.shape[0]):
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        _write_jpeg(out_dir / f"{position:05d}.jpg", bgr, params)
+        thumb = cv2.resize(bgr, thumb_size, interpolation=cv2.INTER_AREA)
+        _write_jpeg(out_dir / "thumbs" / f"{position:05d}.jpg", thumb, params)
+        return dhash64(rgb)
+
     hashes: list[int] = []
-    for start in range(0, len(indices), options.batch_size):
-        batch_indices = indices[start : start + options.batch_size]
-        batch = reader.read(batch_indices)
-        for offset, rgb in enumerate(batch):
-            position = start + offset
-            if size != (rgb.shape[1], rgb.shape[0]):
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            _write_jpeg(out_dir / f"{position:05d}.jpg", bgr, params)
-            thumb = cv2.resize(bgr, thumb_size, interpolation=cv2.INTER_AREA)
-            _write_jpeg(out_dir / "thumbs" / f"{position:05d}.jpg", thumb, params)
-            hashes.append(dhash64(rgb))
-        if progress:
-            progress(reader.source.name, len(hashes), len(indices))
+    with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
+        for start in range(0, len(indices), options.batch_size):
+            batch = reader.read(indices[start : start + options.batch_size])
+            hashes.extend(pool.map(store, range(start, start + len(batch)), batch))
+            if progress:
+                progress(reader.source.name, len(hashes), len(indices))
     return hashes
 
 
