@@ -14,6 +14,7 @@ COMMAND_MODULES: list[str] = [
     "segloop.platform.commands.exchange",
     "segloop.platform.commands.demo",
     "segloop.platform.commands.ui",
+    "segloop.platform.commands.select",
     "segloop.platform.commands.eval",
     "segloop.platform.commands.vos",
 ]

@@ -1,0 +1,98 @@
+"""Embedding sets and selection runs on a real DB: embed a project, run every strategy, persist, show."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segloop.platform.db import session_scope
+from segloop.platform.embedding import EmbeddingSetError, embed_project, load_embedding_set
+from segloop.platform.ingest import IngestOptions, ingest_paths
+from segloop.platform.selection import build_pool, run_selection, show_selection
+from segloop.platform.stores import footage, projects, scores
+from segloop.selectors.constraints import Constraints
+
+
+@pytest.fixture
+def embedded(synth_root: Path, settings, engine):
+    """Project 'sel': two synthetic videos (masks on video 000 only) embedded with a tiny random ViT."""
+    assert not ingest_paths([synth_root / "videos"], IngestOptions(project="sel"), settings).failed
+    embedding_set = embed_project("sel", backbone="vit_tiny_patch16_224", img_size=32, batch_size=8, settings=settings)
+    return embedding_set
+
+
+def test_embed_project_registers_float16_vectors(embedded, settings) -> None:
+    """One vector per frame, float16 on disk, frame ids aligned with the DB."""
+    vectors, frame_ids = load_embedding_set(embedded, settings)
+    assert vectors.shape == (24, 192) and embedded.count == 24 and embedded.dim == 192
+    assert np.load(settings.data_dir / embedded.vectors_path).dtype == np.float16
+    assert len(set(frame_ids.tolist())) == 24
+
+
+def test_corrupt_embedding_file_is_named(embedded, settings) -> None:
+    """A truncated vectors file gives an error naming it."""
+    path = settings.data_dir / embedded.vectors_path
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(EmbeddingSetError, match="corrupt or truncated embedding file"):
+        load_embedding_set(embedded, settings)
+
+
+@pytest.mark.parametrize("strategy,params", [
+    ("random", {"seed": 3}), ("uniform", {}), ("kcenter", {}), ("typicality", {"k": 3}), ("cluster", {"seed": 0}),
+    ("uncertainty", {"signal": "vos_uncertainty"}), ("hybrid", {"signal": "vos_uncertainty"}),
+])
+def test_every_strategy_persists_a_run(strategy: str, params: dict, embedded, settings, engine) -> None:
+    """Each strategy's picks are stored with rank, score and reason and respect the constraints."""
+    with session_scope(engine) as session:
+        project_id = projects.get_project(session, "sel").id
+        frame_ids = [f.id for f in footage.project_frames(session, project_id)]
+        scores.add_frame_scores(session, "vos_uncertainty", {f: (f % 7) / 7 for f in frame_ids})
+    run = run_selection("sel", strategy, Constraints(budget=4, max_per_video=2), params, settings=settings)
+    assert len(run.items) == 4 and [i.rank for i in run.items] == [1, 2, 3, 4]
+    assert all(i.reason for i in run.items)
+    shown, where = show_selection(run.selection.id, settings)
+    assert [i.frame_id for i in shown.items] == [i.frame_id for i in run.items]
+    videos = [where[i.frame_id][0] for i in run.items]
+    assert max(videos.count(v) for v in set(videos)) <= 2
+    again = run_selection("sel", strategy, Constraints(budget=4), params, settings=settings)
+    assert not {i.frame_id for i in again.items} & {i.frame_id for i in run.items}
+
+
+def test_labeled_frames_are_never_picked(embedded, settings, engine) -> None:
+    """Frames with human masks are marked labeled in the pool and never picked again."""
+    from segloop.platform.stores import annotations as annotation_store
+
+    with session_scope(engine) as session:
+        frames = footage.project_frames(session, projects.get_project(session, "sel").id)
+        labeled = [f.id for f in frames[::3]]
+        for frame_id in labeled:
+            annotation_store.save_annotation(session, frame_id, 1, np.ones((64, 96), bool), "manual", expected_version=0)
+    pool, _ = build_pool("sel", settings=settings)
+    assert set(pool.frame_ids[pool.labeled].tolist()) == set(labeled)
+    run = run_selection("sel", "kcenter", Constraints(budget=10, one_per_duplicate_group=False), settings=settings)
+    assert len(run.items) == 10 and not {i.frame_id for i in run.items} & set(labeled)
+
+
+def test_keyframes_strategy_for_one_video(embedded, settings, engine) -> None:
+    """`keyframes` picks K frames of the chosen video."""
+    with session_scope(engine) as session:
+        video = footage.list_videos(session, projects.get_project(session, "sel").id)[0]
+    run = run_selection("sel", "keyframes", Constraints(budget=3), {"video_id": video.id}, settings=settings)
+    _, where = show_selection(run.selection.id, settings)
+    assert len(run.items) == 3 and {where[i.frame_id][0] for i in run.items} == {video.name}
+
+
+def test_select_cli(embedded, cli, tmp_path: Path) -> None:
+    """`segloop select` runs, stores and prints; `select show` prints it again; JSON written."""
+    out = tmp_path / "run.json"
+    result = cli("select", "--project", "sel", "--strategy", "kcenter", "--budget", "3", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(out.read_text())
+    assert len(data["picks"]) == 3 and data["strategy"] == "kcenter"
+    shown = cli("select", "show", str(data["id"]))
+    assert shown.exit_code == 0 and "kcenter" in shown.output
+    bad = cli("select", "--project", "sel", "--strategy", "nope")
+    assert bad.exit_code == 1 and "unknown strategy 'nope'" in bad.output

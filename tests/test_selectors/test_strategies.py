@@ -1,0 +1,193 @@
+"""Behaviour of each strategy on hand-built pools whose right answer can be worked out by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segloop.selectors.baselines import allocate_proportionally, random_frames, uniform
+from segloop.selectors.clustering import cluster, cluster_shares, kmeans
+from segloop.selectors.constraints import Constraints
+from segloop.selectors.diversity import kcenter
+from segloop.selectors.hybrid import hybrid
+from segloop.selectors.keyframes import keyframes
+from segloop.selectors.typicality import knn_typicality, typicality
+from segloop.selectors.types import CandidatePool, SelectorError
+
+
+def make_pool(embeddings: np.ndarray, video_ids=None, labeled=None, uncertainty=None, fps: float = 1.0) -> CandidatePool:
+    """Pool over the given embeddings; one video by default, frame i at t = i / fps within its video."""
+    size = len(embeddings)
+    video_ids = np.zeros(size, dtype=np.int64) if video_ids is None else np.asarray(video_ids)
+    frame_indices = np.zeros(size, dtype=np.int64)
+    for video in np.unique(video_ids):
+        frame_indices[video_ids == video] = np.arange((video_ids == video).sum())
+    return CandidatePool(
+        embeddings=np.asarray(embeddings, dtype=np.float32), frame_ids=np.arange(size) + 1000,
+        video_ids=video_ids, frame_indices=frame_indices, timestamps=frame_indices / fps,
+        labeled=labeled, uncertainty=uncertainty or {},
+    )
+
+
+def blobs(sizes: list[int], seed: int = 0, spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Well separated Gaussian blobs in 4-D: (points, blob of each point)."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(4)[: len(sizes)] * 10.0
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    return (centres[labels] + spread * rng.standard_normal((labels.size, 4))).astype(np.float32), labels
+
+
+def test_allocate_proportionally():
+    """Largest remainder, caps respected and their slack handed on."""
+    assert allocate_proportionally(np.array([3, 1]), 4).tolist() == [3, 1]
+    assert allocate_proportionally(np.array([1, 1, 1]), 2).tolist() == [1, 1, 0]
+    assert allocate_proportionally(np.array([10, 1]), 5, caps=np.array([2, 5])).tolist() == [2, 3]
+    assert allocate_proportionally(np.array([1, 1]), 10).tolist() == [1, 1]
+
+
+def test_uniform_hand_checked_positions():
+    """100 frames at 1 fps, budget 4: slot centres 12.4, 37.1, 61.9, 86.6 -> frames 12, 37, 62, 87."""
+    pool = make_pool(np.zeros((100, 2)))
+    picks = uniform(pool, Constraints(budget=4))
+    assert [p.frame_id - 1000 for p in picks] == [12, 37, 62, 87]
+
+
+def test_uniform_splits_budget_by_video_length():
+    """Videos of 100 and 50 frames share a budget of 3 as 2 and 1."""
+    pool = make_pool(np.zeros((150, 2)), video_ids=np.repeat([0, 1], [100, 50]))
+    picks = uniform(pool, Constraints(budget=3))
+    assert sorted(int(pool.video_ids[p.row]) for p in picks) == [0, 0, 1]
+
+
+def test_random_is_seeded():
+    """Same seed, same picks; another seed, other picks."""
+    pool = make_pool(np.zeros((200, 2)))
+    first = [p.frame_id for p in random_frames(pool, Constraints(budget=10), seed=3)]
+    assert first == [p.frame_id for p in random_frames(pool, Constraints(budget=10), seed=3)]
+    assert first != [p.frame_id for p in random_frames(pool, Constraints(budget=10), seed=4)]
+    assert len(set(first)) == 10
+
+
+def test_knn_typicality_prefers_dense_points():
+    """A tight cluster is more typical than isolated points; 1 / mean distance is the score."""
+    points = np.array([[0.0], [0.1], [0.2], [5.0], [9.0]], dtype=np.float32)
+    scores, mean_distance = knn_typicality(points, 2)
+    assert mean_distance[1] == pytest.approx(0.1, abs=1e-4)
+    assert scores[1] == pytest.approx(10.0, rel=1e-3)
+    assert int(np.argmax(scores)) == 1 and int(np.argmin(scores)) == 4
+
+
+def test_typicality_picks_one_representative_per_cluster():
+    """Two blobs plus outliers: ranked alone the densest blob wins; clustered, each blob gets its most typical."""
+    points, labels = blobs([30, 20])
+    outliers = np.array([[0, 0, 0, 40], [0, 0, 40, 0]], dtype=np.float32)
+    pool = make_pool(np.vstack([points, outliers]))
+    ranked = typicality(pool, Constraints(budget=1), n_clusters=0, k=5)
+    assert ranked[0].row < 50
+    picks = typicality(pool, Constraints(budget=2), n_clusters=2, k=5)
+    assert sorted(labels[p.row] for p in picks) == [0, 1]
+
+
+def test_kmeans_recovers_blobs():
+    """Seeded FAISS k-means separates well separated blobs."""
+    points, labels = blobs([40, 30, 20])
+    result = kmeans(points, 3, seed=1)
+    for blob in range(3):
+        assert np.unique(result.assignment[labels == blob]).size == 1
+    assert np.unique(result.assignment).size == 3
+
+
+def test_cluster_shares_hand_checked():
+    """Sizes 60/30/10, 6 labeled in the first, budget 10: deficits 3.6/4.8/1.6 -> 4/5/1."""
+    shares = cluster_shares(np.array([60.0, 30.0, 10.0]), np.array([6.0, 0.0, 0.0]), np.array([54, 30, 10]), 10)
+    assert shares.tolist() == [4, 5, 1]
+
+
+def test_cluster_strategy_is_proportional_and_central():
+    """Blobs of 60/30/10 and budget 10 give 6/3/1 picks, each cluster's most central frame first."""
+    points, labels = blobs([60, 30, 10])
+    pool = make_pool(points)
+    picks = cluster(pool, Constraints(budget=10), n_clusters=3, seed=0)
+    counts = np.bincount(labels[[p.row for p in picks]], minlength=3)
+    assert counts.tolist() == [6, 3, 1]
+    smallest = [p for p in picks if labels[p.row] == 2][0]
+    centre = points[labels == 2].mean(axis=0)
+    distances = np.linalg.norm(points[labels == 2] - centre, axis=1)
+    assert smallest.row == 90 + int(np.argmin(distances))
+
+
+def test_cluster_strategy_balances_labeled_clusters():
+    """With 6 labeled frames in the big blob, the picks shift to the others (4/5/1)."""
+    points, labels = blobs([60, 30, 10])
+    labeled = np.zeros(100, dtype=bool)
+    labeled[:6] = True
+    picks = cluster(make_pool(points, labeled=labeled), Constraints(budget=10), n_clusters=3, seed=0)
+    assert np.bincount(labels[[p.row for p in picks]], minlength=3).tolist() == [4, 5, 1]
+
+
+def test_hybrid_prefilter_stays_among_uncertain_frames():
+    """k-center runs among the prefilter_factor x budget most uncertain frames."""
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((200, 8)).astype(np.float32)
+    values = rng.random(200)
+    pool = make_pool(points, uncertainty={"u": values})
+    picks = hybrid(pool, Constraints(budget=5), mode="prefilter", prefilter_factor=4.0)
+    top = set(np.argsort(-values)[:20].tolist())
+    assert len(picks) == 5 and {p.row for p in picks} <= top
+    assert picks[0].row == int(np.argmax(values))
+
+
+def test_hybrid_weighted_endpoints():
+    """Weight 1 is pure uncertainty order; weight 0 with labeled seeds is pure k-center."""
+    rng = np.random.default_rng(1)
+    points = rng.standard_normal((80, 5)).astype(np.float32)
+    values = rng.random(80)
+    labeled = np.zeros(80, dtype=bool)
+    labeled[[3, 40]] = True
+    pool = make_pool(points, labeled=labeled, uncertainty={"u": values})
+    by_uncertainty = hybrid(pool, Constraints(budget=6), mode="weighted", uncertainty_weight=1.0)
+    expected = [int(r) for r in np.argsort(-values) if not labeled[r]][:6]
+    assert [p.row for p in by_uncertainty] == expected
+    by_distance = hybrid(pool, Constraints(budget=6), mode="weighted", uncertainty_weight=0.0)
+    assert [p.row for p in by_distance] == [p.row for p in kcenter(pool, Constraints(budget=6))]
+
+
+def test_hybrid_rejects_bad_parameters():
+    """Mode and weights are validated with the parameter's name."""
+    pool = make_pool(np.zeros((5, 2)), uncertainty={"u": np.zeros(5)})
+    with pytest.raises(SelectorError, match="mode"):
+        hybrid(pool, Constraints(budget=2), mode="mixed")
+    with pytest.raises(SelectorError, match="uncertainty_weight"):
+        hybrid(pool, Constraints(budget=2), mode="weighted", uncertainty_weight=2.0)
+
+
+def test_keyframes_static_scene_spread_in_time():
+    """Identical frames: the middle frame first, then the far end, then the start."""
+    pool = make_pool(np.ones((100, 3)))
+    picks = keyframes(pool, Constraints(budget=3))
+    assert [p.frame_id - 1000 for p in picks] == [49, 99, 0]
+    assert "most central" in picks[0].reason
+
+
+def test_keyframes_favour_low_confidence_stretch():
+    """An uncertain frame at t=20 is preferred to the far end once its distance is boosted x4."""
+    values = np.zeros(100)
+    values[20] = 1.0
+    pool = make_pool(np.ones((100, 3)), uncertainty={"vos_confidence_gap": values})
+    picks = keyframes(pool, Constraints(budget=2), confidence_weight=3.0)
+    assert [p.frame_id - 1000 for p in picks] == [49, 20]
+
+
+def test_keyframes_cover_each_scene():
+    """Two scenes (frames 0-49 and 50-99), time ignored: one keyframe per scene."""
+    embeddings = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 50, axis=0)
+    picks = keyframes(make_pool(embeddings), Constraints(budget=2), time_weight=0.0)
+    assert sorted(p.row // 50 for p in picks) == [0, 1]
+
+
+def test_keyframes_need_one_video():
+    """Several videos in scope without video_id is refused; naming the video works."""
+    pool = make_pool(np.zeros((20, 2)), video_ids=np.repeat([4, 5], 10))
+    with pytest.raises(SelectorError, match="one video"):
+        keyframes(pool, Constraints(budget=2))
+    picks = keyframes(pool, Constraints(budget=2), video_id=5)
+    assert {int(pool.video_ids[p.row]) for p in picks} == {5}
