@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from segloop.ui.pages import jobs, library
+from segloop.ui.views import jobs, label, library, upload
 
 st.set_page_config(page_title="segloop", layout="wide")
 navigation = st.navigation([
-    st.Page(library.render, title="Library", url_path="library", default=True),
-    st.Page(jobs.render, title="Jobs", url_path="jobs"),
+    st.Page(upload.render, title="Upload", url_path="upload", icon=":material/upload:"),
+    st.Page(library.render, title="Library", url_path="library", default=True, icon=":material/photo_library:"),
+    st.Page(label.render, title="Label", url_path="label", icon=":material/brush:"),
+    st.Page(jobs.render, title="Jobs", url_path="jobs", icon=":material/work:"),
 ])
 st.sidebar.caption("segloop: raw video → segmentation models with few labels")
 navigation.run()

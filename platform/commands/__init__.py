@@ -17,9 +17,13 @@ COMMAND_MODULES: list[str] = [
     "segloop.platform.commands.select",
     "segloop.platform.commands.eval",
     "segloop.platform.commands.vos",
+    "segloop.platform.commands.pretrain",
 ]
 
 BENCH_MODULES: list[str] = [
     "segloop.platform.bench.ingest",
     "segloop.platform.bench.vos",
+    "segloop.platform.bench.pretrain",
+    "segloop.platform.bench.embed",
+    "segloop.platform.bench.select",
 ]

@@ -28,7 +28,7 @@ def test_bench_command_writes_json(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     out = tmp_path / "select.json"
     result = CliRunner().invoke(command, [
-        "--n", "2000", "--dim", "16", "--budget", "20", "--naive-picks", "5", "--torch-picks", "0",
+        "--n", "2000", "--dim", "16", "--budget", "20", "--naive-picks", "5", "--full-picks", "5", "--torch-picks", "0",
         "--sizes", "2000", "--queries", "50", "--json", str(out),
     ])
     assert result.exit_code == 0, result.output
@@ -37,6 +37,7 @@ def test_bench_command_writes_json(tmp_path, monkeypatch):
     kcenter = payload["kcenter"]
     assert kcenter["n"] == 2000 and kcenter["budget"] == 20
     assert kcenter["naive_agrees_on_measured_picks"] is True and kcenter["deterministic"] is True
+    assert kcenter["full_numpy_agrees_on_measured_picks"] is True
     assert kcenter["peak_traced_ratio"] < 2.0
     search = payload["search"]
     assert [row["recall_at_10"] for row in search][0] == 1.0

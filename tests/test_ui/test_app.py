@@ -1,49 +1,220 @@
-"""The web UI pages render against a real database (Streamlit AppTest)."""
+"""The web UI pages render against a real database (Streamlit AppTest), and their main actions change it."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import pytest
+import numpy as np
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import segloop.ui
+from segloop.platform import labeling
+from segloop.platform.db import session_scope
+from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.stores import footage
+from segloop.platform.stores import jobs as job_store
+
+from .conftest import page_script
 
 APP = str(Path(segloop.ui.__file__).parent / "app.py")
+TIMEOUT = 60
 
 
-def test_library_empty_database(engine) -> None:
-    """With no footage the Library says how to add some."""
-    app = AppTest.from_file(APP, default_timeout=60).run()
+def page(name: str) -> AppTest:
+    """An AppTest of one page, run once, that raised nothing."""
+    app = AppTest.from_string(page_script(name), default_timeout=TIMEOUT).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_no_ui_module_shadows_the_standard_library() -> None:
+    """`streamlit run ui/app.py` puts ui/ on sys.path, so no module or folder there may have a stdlib name."""
+    import sys
+
+    ui_dir = Path(segloop.ui.__file__).parent
+    names = {p.stem for p in ui_dir.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert names and not names & set(sys.stdlib_module_names)
+    assert not (ui_dir / "pages").exists(), "Streamlit would run ui/pages/*.py as old-style multipage scripts"
+
+
+def test_app_entry_has_every_page(engine) -> None:
+    """The entry file builds the navigation and opens the Library, which says how to add footage."""
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not app.exception
     assert "No footage yet" in app.info[0].value
+    for name in ("upload", "library", "label", "jobs"):
+        assert not page(name).exception
 
 
-def test_library_shows_ingested_frames(engine, settings, synth_root: Path) -> None:
-    """After an ingest the Library lists the project and a page of thumbnails."""
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-
-    ingest_paths([synth_root], IngestOptions(project="ui"), settings)
-    app = AppTest.from_file(APP, default_timeout=60).run()
+def test_library_filters_pages_and_viewer(engine, ui_project) -> None:
+    """All 24 frames on one page; one video has 12; 'labeled' finds none; View opens the frame with its masks."""
+    app = page("library")
+    assert app.dataframe[0].value["frames"].tolist() == [24]
+    assert len(app.get("image")) == 24
+    assert app.get("image")[0].captions[0].endswith("#0 · group 0 · unlabeled")
+    app.selectbox(key="library_video").select(ui_project.video_ids[1]).run()
+    assert len(app.get("image")) == 12 and not app.exception
+    app.selectbox(key="library_status").select("labeled").run()
+    assert "No frame matches" in app.info[0].value
+    app.selectbox(key="library_status").select("any").run()
+    with session_scope(engine) as session:
+        frame = footage.list_frames(session, ui_project.video_ids[1], limit=1)[0]
+    labels = labeling.load_frame_labels(engine, frame.id).labels
+    labels[:8, :8] = 2
+    labeling.save_frame_labels(engine, frame.id, labels, {}, status="submitted")
+    app.button(key=f"library_view_{frame.id}").click().run()
     assert not app.exception
-    table = app.dataframe[0].value
-    assert table["project"].tolist() == ["ui"] and table["frames"].tolist() == [24]
-    images = app.get("image")
-    assert len(images) == 12
-    assert images[0].captions == ["#0 · group 0"]
+    assert app.subheader[0].value.endswith("frame #0 · submitted")
+    assert app.dataframe[-1].value["object"].tolist() == [2]
 
 
-def test_jobs_page_lists_jobs(engine) -> None:
-    """The Jobs page shows queued jobs."""
-    from segloop.platform.db import session_scope
-    from segloop.platform.stores import jobs as job_store
+def test_library_pages_with_keyboard_buttons(engine, ui_project, monkeypatch) -> None:
+    """With pages of 10, the 24 frames span 3 pages; Next / Previous (← / → shortcuts) move between them."""
+    from segloop.ui.views import library as library_page
+
+    monkeypatch.setattr(library_page, "PAGE_SIZE", 10)
+    app = page("library")
+    assert app.button(key="library_prev").disabled and not app.button(key="library_next").disabled
+    app.button(key="library_next").click().run()
+    assert app.number_input(key="library_page").value == 2
+    assert app.get("image")[0].captions[0].split(" · ")[0].endswith("000 #10")
+    app.button(key="library_next").click().run()
+    assert len(app.get("image")) == 4 and app.button(key="library_next").disabled
+    app.button(key="library_prev").click().run()
+    assert app.number_input(key="library_page").value == 2 and len(app.get("image")) == 10
+    app.selectbox(key="library_video").select(ui_project.video_ids[0]).run()
+    assert app.number_input(key="library_page").value == 1 and len(app.get("image")) == 10
+
+
+def test_upload_queues_one_ingest_job_per_file(engine, synth_root: Path) -> None:
+    """Dropping a video and a damaged zip: the video becomes a queued ingest job, the zip a clear error."""
+    video = sorted((synth_root / "videos").iterdir())[0]
+    app = page("upload")
+    app.text_input(key="upload_new_project").set_value("uploaded")
+    app.file_uploader[0].set_value([(video.name, video.read_bytes(), "video/mp4"), ("broken.zip", b"PK\x03\x04 no", "application/zip")])
+    app.run()
+    app.button(key="upload_go").click().run()
+    assert not app.exception
+    with session_scope(engine) as session:
+        jobs = job_store.list_jobs(session)
+    assert len(jobs) == 1 and jobs[0].kind == "ingest" and jobs[0].status == "queued"
+    assert jobs[0].params["project"] == "uploaded" and Path(jobs[0].params["paths"][0]).name == video.name
+    assert any("broken.zip** refused" in e.value and "not a readable zip archive" in e.value for e in app.error)
+    progress = app.get("progress")
+    assert progress and f"job {jobs[0].id} · queued" in progress[0].proto.text
+
+
+def canvas_edits(app: AppTest, ops: list[dict]) -> None:
+    """Put edits on the mask canvas as the browser component would send them for the open frame."""
+    token = app.session_state["label_session"].token
+    app.session_state["label_canvas"] = {"edits": {"token": token, "ops": ops}}
+
+
+SQUARE = [{"tool": "polygon", "object_id": 1, "points": [[0, 0], [19, 0], [19, 9], [0, 9]]}]
+
+
+def test_label_save_makes_a_version_and_a_stale_save_is_refused(engine, ui_project) -> None:
+    """Save draft stores version 1; after someone else saves version 2, saving again shows a conflict and keeps v2."""
+    app = page("label")
+    frame_id = app.session_state["label_session"].frame_id
+    canvas_edits(app, SQUARE)
+    app.run()
+    assert app.dataframe[-1].value["area px"].tolist() == [200]
+    app.button(key="label_save").click().run()
+    assert not app.exception
+    with session_scope(engine) as session:
+        latest = annotation_store.latest_annotations(session, frame_id)
+    assert [(a.object_id, a.version, a.area, a.status, a.source) for a in latest] == [(1, 1, 200, "draft", "manual")]
+    assert any("object 1 → version 1" in s.value for s in app.success)
+    # Someone else saves version 2 of object 1 meanwhile.
+    other = labeling.load_frame_labels(engine, frame_id)
+    other_labels = other.labels.copy()
+    other_labels[30:40, 30:40] = 1
+    labeling.save_frame_labels(engine, frame_id, other_labels, other.versions, author="someone else")
+    canvas_edits(app, [{"tool": "brush", "object_id": 1, "radius": 3, "points": [[50, 20], [60, 20]]}])
+    app.run()
+    app.button(key="label_save").click().run()
+    assert any("Not saved" in e.value and "version 2 was saved meanwhile" in e.value for e in app.error)
+    with session_scope(engine) as session:
+        latest = annotation_store.latest_annotations(session, frame_id)
+    assert [(a.version, a.author) for a in latest] == [(2, "someone else")]
+    app.button(key="label_reload").click().run()
+    assert app.session_state["label_session"].versions == {1: 2}
+
+
+def test_label_import_png_and_submit(engine, ui_project) -> None:
+    """An imported 0/255 PNG replaces the canvas; Submit stores it as a submitted version; the queue moves on."""
+    app = page("label")
+    state = app.session_state["label_session"]
+    height, width = state.base.shape
+    mask = np.zeros((height, width), np.uint8)
+    mask[5:15, 10:30] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buffer, format="PNG")
+    app.expander[-1].file_uploader[0].set_value(("mask.png", buffer.getvalue(), "image/png"))
+    app.run()
+    app.button(key="label_import_go").click().run()
+    assert not app.exception
+    app.button(key="label_submit").click().run()
+    with session_scope(engine) as session:
+        latest = annotation_store.latest_annotations(session, state.frame_id)
+    assert [(a.object_id, a.status, a.area) for a in latest] == [(1, "submitted", 200)]
+    np.testing.assert_array_equal(annotation_store.annotation_mask(latest[0]), mask > 0)
+    app.button(key="label_step_1").click().run()
+    assert app.session_state["label_session"].frame_id != state.frame_id
+    assert app.expander[0].label == "Queue: 11 frame(s) to label"
+
+
+def test_label_queue_follows_a_selection_run(engine, ui_project) -> None:
+    """With a selection run, the Label queue defaults to its picks in rank order and Next follows the ranks."""
+    from segloop.platform.stores import selections
 
     with session_scope(engine) as session:
-        job_store.submit_job(session, "ingest", {"paths": ["a"]})
-    app = AppTest.from_string(page_script("jobs"), default_timeout=60).run()
+        frames = footage.list_frames(session, ui_project.video_ids[1])
+        run = selections.add_selection(session, ui_project.project_id, "k-center", 2,
+                                       [(frames[9].id, 1.0, "far"), (frames[4].id, 0.5, "far")])
+    app = page("label")
+    assert app.selectbox(key="label_queue").value == ("selection", run.id)
+    assert app.expander[0].label == "Queue: 2 frame(s) to label"
+    assert app.session_state["label_session"].frame_id == frames[9].id
+    app.button(key="label_step_1").click().run()
+    assert app.session_state["label_session"].frame_id == frames[4].id
+
+
+def test_jobs_form_list_cancel_and_retry(engine) -> None:
+    """The ingest form queues a job with its defaults; cancel and retry change the job in the database."""
+    from segloop.platform import uploads
+    from segloop.platform.config import load_settings
+
+    settings = load_settings()
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    (settings.uploads_dir / "clip.mp4").write_bytes(b"not decoded in this test")
+    app = page("jobs")
+    app.button[0].click().run()  # the form's submit button
     assert not app.exception
+    with session_scope(engine) as session:
+        jobs = job_store.list_jobs(session)
+    assert len(jobs) == 1 and jobs[0].status == "queued" and jobs[0].params["project"] == "default"
+    assert jobs[0].params["paths"] == uploads.default_ingest_paths(settings)
+    app.run()
     assert app.dataframe[0].value["status"].tolist() == ["queued"]
+    app.button(key=f"jobs_cancel_{jobs[0].id}").click().run()
+    with session_scope(engine) as session:
+        assert job_store.get_job(session, jobs[0].id).status == "cancelled"
+    app.button(key=f"jobs_retry_{jobs[0].id}").click().run()
+    with session_scope(engine) as session:
+        assert job_store.get_job(session, jobs[0].id).status == "queued"
+    assert "(empty)" in app.code[-1].value
 
 
-def page_script(name: str) -> str:
-    """A script that renders one page function on its own (pages are functions under st.navigation)."""
-    return f"from segloop.ui.pages import {name}\n{name}.render()\n"
+def test_pyproject_ships_the_views_and_the_canvas_assets() -> None:
+    """The wheel needs the views package and the canvas's JS/CSS (package data), or the Label page breaks."""
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    setuptools = config["tool"]["setuptools"]
+    assert "segloop.ui.views" in setuptools["packages"]
+    assert {"*.js", "*.css"} <= set(setuptools.get("package-data", {}).get("segloop.ui", []))
+    for asset in ("mask_canvas.js", "mask_canvas.css"):
+        assert (Path(segloop.ui.__file__).parent / asset).is_file()

@@ -1,0 +1,103 @@
+"""Atomic checkpoints: the full training state for exact resume, and the teacher backbone in timm's
+key layout (loadable with `timm.create_model(name, pretrained=True, num_classes=0,
+pretrained_cfg_overlay=dict(file=...))` or `segloop.pretrain.backbones.create_backbone(name, weights=...)`).
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_NAME = "checkpoint.pth"
+TEACHER_NAME = "teacher_backbone.pth"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names the file and the reason."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch (and CUDA) random states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Set the random states saved by rng_state."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def teacher_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The teacher backbone's weights on CPU in float32 (timm key layout, no classifier)."""
+    backbone = model.teacher["backbone"]
+    backbone = getattr(backbone, "_orig_mod", backbone)
+    return {k: v.detach().float().cpu().clone() for k, v in backbone.state_dict().items()}
+
+
+def save_training_state(out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                        samples_seen: int, config: dict, world_size: int) -> Path:
+    """Write checkpoint.pth (full state) and teacher_backbone.pth, both atomically."""
+    state = {
+        "step": step,
+        "samples_seen": samples_seen,
+        "world_size": world_size,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(),
+        "config": config,
+    }
+    atomic_save(teacher_state_dict(model), out_dir / TEACHER_NAME)
+    atomic_save(state, out_dir / CHECKPOINT_NAME)
+    return out_dir / CHECKPOINT_NAME
+
+
+def load_training_state(path: Path) -> dict:
+    """The dict written by save_training_state."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint to resume from")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or foreign files raise many kinds
+        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
+    missing = {"step", "model", "optimizer", "rng", "config"} - set(state)
+    if missing:
+        raise CheckpointError(f"{path}: not a segloop pretraining checkpoint (missing {sorted(missing)})")
+    return state
+
+
+def check_resumable(path: Path, saved: dict, current: dict, world_size: int) -> None:
+    """Raise CheckpointError if the run's config differs from the checkpoint's in a way resume cannot honour."""
+    fixed = [("model", "backbone"), ("model", "head_out_dim"), ("model", "head_bottleneck_dim"),
+             ("model", "head_hidden_dim"), ("model", "head_layers"), ("run", "batch_size"), ("run", "seed")]
+    for section, key in fixed:
+        if saved[section][key] != current[section][key]:
+            raise CheckpointError(f"{path}: checkpoint has {section}.{key}={saved[section][key]!r} "
+                                  f"but this run has {current[section][key]!r}")
+    if saved.get("world_size", 1) != world_size:
+        raise CheckpointError(f"{path}: checkpoint was written by {saved.get('world_size')} processes, "
+                              f"this run has {world_size}")

@@ -1,0 +1,241 @@
+"""The pretraining loop as a function: data -> SSLModel -> AdamW steps -> EMA teacher -> checkpoints.
+
+Callable from the CLI (`segloop pretrain`), from the job system (progress callback
+`(fraction, message)`), and under `torchrun` (one process per device, see `segloop.pretrain.dist`).
+Optimiser and schedules follow DINO/DINOv2: AdamW, cosine learning rate with warm-up, cosine
+weight decay, gradient clipping, layer-wise learning-rate decay when starting from pretrained
+weights ("ELECTRA", Clark et al., 2020; BEiT), teacher = EMA of the student.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from segloop.pretrain import dist
+from segloop.pretrain.checkpoint import CHECKPOINT_NAME, TEACHER_NAME, CheckpointError, check_resumable, \
+    load_training_state, restore_rng_state, save_training_state
+from segloop.pretrain.config import PretrainConfig, config_to_dict, save_config
+from segloop.pretrain.data import dataloader
+from segloop.pretrain.model import SSLModel, Views, param_groups
+from segloop.pretrain.schedules import Schedules, StepValues
+
+Progress = Callable[[float, str], None]
+METRICS_NAME = "metrics.jsonl"
+CONFIG_NAME = "config.yaml"
+
+
+class PretrainError(ValueError):
+    """A pretraining run that cannot start; the message says which input and why."""
+
+
+@dataclass
+class PretrainResult:
+    """Where a finished (or time-limited) run left its files and how far it got."""
+
+    out_dir: Path
+    step: int
+    total_steps: int
+    teacher_path: Path
+    checkpoint_path: Path
+    metrics_path: Path
+    last_loss: float | None
+    stopped_by_time: bool
+
+
+def resolve_device(config: PretrainConfig, local_rank: int = 0) -> torch.device:
+    """cuda:<local rank> when asked for or available (auto), else cpu."""
+    wanted = config.run.device
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise PretrainError("run.device: cuda requested but no CUDA device is available")
+    if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def build_optimizer(model: SSLModel, config: PretrainConfig, device: torch.device,
+                    pretrained: bool) -> torch.optim.Optimizer:
+    """AdamW over the student's parameter groups (layer-wise LR decay only from pretrained weights)."""
+    groups = param_groups(model, config.optim.layer_decay if pretrained else None)
+    kwargs = {"betas": (0.9, 0.999)}
+    if config.optim.fused and device.type == "cuda":
+        kwargs["fused"] = True
+    return torch.optim.AdamW(groups, lr=config.optim.lr, **kwargs)
+
+
+def apply_schedule(optimizer: torch.optim.Optimizer, values: StepValues) -> None:
+    """Set each group's lr and weight decay for this step."""
+    for group in optimizer.param_groups:
+        scale = values.last_layer_lr_scale if group["last_layer"] else 1.0
+        group["lr"] = values.lr * group["lr_mult"] * scale
+        group["weight_decay"] = values.weight_decay * group["wd_mult"]
+
+
+def train_step(model: SSLModel, optimizer: torch.optim.Optimizer, views: Views, values: StepValues,
+               config: PretrainConfig, generator: torch.Generator) -> dict[str, float]:
+    """One optimisation step: losses, backward, gradient averaging and clipping, AdamW, EMA."""
+    apply_schedule(optimizer, values)
+    optimizer.zero_grad(set_to_none=True)
+    device = views.global_crops.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and config.run.bf16):
+        total, parts = model(views, values.teacher_temp, generator)
+    total.backward()
+    student_params = [p for group in optimizer.param_groups for p in group["params"]]
+    dist.average_gradients(student_params)
+    grad_norm = float("nan")
+    if config.optim.clip_grad > 0:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(student_params, config.optim.clip_grad))
+    optimizer.step()
+    model.update_teacher(values.momentum)
+    loss = total.detach().clone()
+    dist.all_reduce(loss)
+    return {"loss": float(loss) / dist.info().world_size, **parts, "grad_norm": grad_norm}
+
+
+class MetricsLog:
+    """Append-only JSONL of per-step metrics; on resume, lines after the checkpoint step are dropped."""
+
+    def __init__(self, path: Path, keep_until_step: int | None):
+        self.path = path
+        if keep_until_step is None:
+            path.write_text("")
+        elif path.is_file():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+
+    def write(self, record: dict) -> None:
+        """Append one record."""
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _describe(step: int, total: int, record: dict) -> str:
+    """One-line progress message with losses and throughput."""
+    terms = " ".join(f"{k} {record[k]:.3f}" for k in ("dino", "ibot", "koleo", "random_walk") if k in record)
+    return (f"step {step}/{total} loss {record['loss']:.4f} ({terms}) lr {record['lr']:.2e} "
+            f"{record['img_per_s']:.1f} img/s")
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, config: PretrainConfig, world_size: int) -> dict | None:
+    """Create the run folder; the checkpoint state to resume from, or None for a fresh run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / CHECKPOINT_NAME
+    if not resume:
+        if checkpoint.exists():
+            raise PretrainError(f"{out_dir}: already holds a checkpoint; pass --resume to continue it "
+                                "or choose another --out")
+        return None
+    if not checkpoint.exists():
+        return None
+    state = load_training_state(checkpoint)
+    check_resumable(checkpoint, state["config"], config_to_dict(config), world_size)
+    return state
+
+
+def images_per_step(config: PretrainConfig, world_size: int) -> int:
+    """Crops processed per optimisation step across processes (global + local + clip frames)."""
+    data = config.data
+    clip = data.clip_length if config.loss.random_walk_weight > 0 else 0
+    return config.run.batch_size * world_size * (2 + data.num_local_crops + clip)
+
+
+def pretrain(config: PretrainConfig, videos: Sequence[Sequence[Path]], out_dir: str | Path, *,
+             resume: bool = False, progress: Progress | None = None) -> PretrainResult:
+    """Run (or resume) self-supervised pretraining on the videos' frames; files go to out_dir."""
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    where = dist.init_distributed(config.run.device)
+    device = resolve_device(config, where.local_rank)
+    state = _prepare_out_dir(out_dir, resume, config, where.world_size)
+    torch.manual_seed(config.run.seed)
+    model = SSLModel(config, config.model.init_weights).to(device)
+    optimizer = build_optimizer(model, config, device, pretrained=config.model.init_weights is not None)
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
+        step = int(state["step"])
+    dist.broadcast_module(model)
+    if where.is_main:
+        save_config(config, out_dir / CONFIG_NAME)
+    metrics = MetricsLog(out_dir / METRICS_NAME, step if state is not None else None) if where.is_main else None
+    loader = dataloader(videos, config.data, config.loss, model.patch, config.run.batch_size, config.run.seed,
+                        where.rank, where.world_size, start=step * config.run.batch_size)
+    result = _loop(model, optimizer, loader, config, out_dir, step, started, metrics, progress, where, device)
+    dist.barrier()
+    return result
+
+
+def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: PretrainConfig, out_dir: Path,
+          step: int, started: float, metrics: MetricsLog | None, progress: Progress | None,
+          where: dist.DistInfo, device: torch.device) -> PretrainResult:
+    """Steps until run.steps or the wall-clock budget, checkpointing every run.checkpoint_every steps."""
+    total, schedules = config.run.steps, Schedules(config)
+    budget = None if config.run.max_minutes is None else config.run.max_minutes * 60.0
+    per_step_images = images_per_step(config, where.world_size)
+    record: dict | None = None
+    stopped_by_time = False
+    last_saved = step
+    batches = iter(loader)
+    step_seconds = 0.0
+    while step < total:
+        if budget is not None and _out_of_time(started, budget, step_seconds, device):
+            stopped_by_time = True
+            break
+        tick = time.monotonic()
+        views = Views.from_batch(next(batches), device)
+        values = schedules.at(step)
+        generator = torch.Generator(device=device).manual_seed(config.run.seed * 1_000_003 + step)
+        parts = train_step(model, optimizer, views, values, config, generator)
+        if not math.isfinite(parts["loss"]):
+            raise PretrainError(f"loss became {parts['loss']} at step {step}: lower optim.lr or raise "
+                                "loss.teacher_temp warm-up")
+        step += 1
+        step_seconds = time.monotonic() - tick
+        record = {"step": step, **parts, "lr": values.lr, "weight_decay": values.weight_decay,
+                  "momentum": values.momentum, "teacher_temp": values.teacher_temp,
+                  "img_per_s": per_step_images / max(step_seconds, 1e-9), "step_s": step_seconds,
+                  "elapsed_s": time.monotonic() - started}
+        if metrics is not None and (step % config.run.log_every == 0 or step == total):
+            metrics.write(record)
+        if step % config.run.checkpoint_every == 0 or step == total:
+            _checkpoint(model, optimizer, step, config, out_dir, where)
+            last_saved = step
+        if progress is not None and where.is_main:
+            fraction = step / total if budget is None else max(step / total, (time.monotonic() - started) / budget)
+            progress(min(1.0, fraction), _describe(step, total, record))
+    if last_saved != step or not (out_dir / CHECKPOINT_NAME).exists():
+        _checkpoint(model, optimizer, step, config, out_dir, where)
+    if stopped_by_time and progress is not None and where.is_main:
+        progress(1.0, f"stopped at step {step}/{total}: run.max_minutes={config.run.max_minutes} reached")
+    return PretrainResult(out_dir, step, total, out_dir / TEACHER_NAME, out_dir / CHECKPOINT_NAME,
+                          out_dir / METRICS_NAME, None if record is None else record["loss"], stopped_by_time)
+
+
+def _out_of_time(started: float, budget: float, step_seconds: float, device: torch.device) -> bool:
+    """True (on every process alike) when another step would overrun the wall-clock budget."""
+    over = torch.tensor(float(time.monotonic() - started + 1.5 * step_seconds > budget), device=device)
+    dist.all_reduce(over, op="max")
+    return bool(over.item())
+
+
+def _checkpoint(model: SSLModel, optimizer: torch.optim.Optimizer, step: int, config: PretrainConfig,
+                out_dir: Path, where: dist.DistInfo) -> None:
+    """Save the full state and the teacher backbone from the main process."""
+    if where.is_main:
+        save_training_state(out_dir, model, optimizer, step, step * config.run.batch_size,
+                            config_to_dict(config), where.world_size)
+    dist.barrier()
+
+
+__all__ = ["CheckpointError", "PretrainError", "PretrainResult", "pretrain"]

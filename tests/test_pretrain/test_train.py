@@ -1,0 +1,182 @@
+"""Training loop: checkpoints, exact resume, timm-loadable teacher, DDP on CPU, CLI, embeddings."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+
+from segloop.pretrain.config import config_from_dict
+from segloop.pretrain.train import PretrainError, pretrain
+
+
+class Interrupt(Exception):
+    """Raised from the progress callback to simulate a killed run."""
+
+
+def _state(out: Path) -> dict:
+    return torch.load(out / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
+
+
+def test_run_writes_checkpoints_config_and_metrics(tiny, videos, tmp_path):
+    messages = []
+    result = pretrain(config_from_dict(tiny()), videos, tmp_path / "run",
+                      progress=lambda f, m: messages.append((f, m)))
+    assert result.step == 4 and not result.stopped_by_time
+    for name in ("checkpoint.pth", "teacher_backbone.pth", "config.yaml", "metrics.jsonl"):
+        assert (tmp_path / "run" / name).is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert {"loss", "dino", "ibot", "koleo", "random_walk", "img_per_s", "lr"} <= set(records[0])
+    assert messages[-1][0] == 1.0 and "img/s" in messages[-1][1]
+    with pytest.raises(PretrainError, match="--resume"):
+        pretrain(config_from_dict(tiny()), videos, tmp_path / "run")
+
+
+def test_resume_after_a_kill_gives_identical_parameters_and_losses(tiny, videos, tmp_path):
+    config = config_from_dict(tiny(run={"steps": 4, "checkpoint_every": 2}))
+    pretrain(config, videos, tmp_path / "straight")
+
+    def kill_after_step_3(fraction: float, message: str) -> None:
+        if message.startswith("step 3/"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pretrain(config, videos, tmp_path / "killed", progress=kill_after_step_3)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pth", weights_only=False)["step"] == 2
+    pretrain(config, videos, tmp_path / "killed", resume=True)
+    straight, resumed = _state(tmp_path / "straight"), _state(tmp_path / "killed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+              for name in ("straight", "killed")]
+    assert losses[0] == losses[1]
+
+
+def test_max_minutes_stops_cleanly_with_a_checkpoint(tiny, videos, tmp_path):
+    config = config_from_dict(tiny(run={"steps": 1000, "max_minutes": 0.001}))
+    result = pretrain(config, videos, tmp_path / "run")
+    assert result.stopped_by_time and result.step < 1000
+    assert torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=False)["step"] == result.step
+
+
+def test_teacher_checkpoint_loads_with_timm(tiny, videos, tmp_path):
+    result = pretrain(config_from_dict(tiny(run={"steps": 2})), videos, tmp_path / "run")
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0,
+                              pretrained_cfg_overlay=dict(file=str(result.teacher_path)))
+    teacher = torch.load(result.teacher_path, weights_only=True)
+    loaded = model.state_dict()
+    assert set(teacher) == set(loaded)
+    for key, value in teacher.items():
+        assert torch.equal(loaded[key], value), key
+    saved = _state(tmp_path / "run")
+    assert torch.equal(saved["teacher.backbone.blocks.0.attn.qkv.weight"], teacher["blocks.0.attn.qkv.weight"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, overrides: dict, videos: list, out: str) -> None:
+    """One process of a 2-process gloo run; writes its final student parameters."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from segloop.pretrain import dist
+
+    result = pretrain(config_from_dict(overrides), videos, out)
+    from segloop.pretrain.model import SSLModel  # noqa: F401  (model state comes from the checkpoint below)
+
+    state = torch.load(Path(out) / "checkpoint.pth", map_location="cpu", weights_only=False)
+    torch.save({"step": result.step, "world": dist.info().world_size, "ckpt_world": state["world_size"]},
+               Path(out) / f"rank{rank}.pth")
+    dist.shutdown()
+
+
+def test_two_process_ddp_on_cpu(tiny, videos, tmp_path):
+    overrides = tiny(run={"steps": 2, "batch_size": 2})
+    out = str(tmp_path / "ddp")
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), overrides, videos, out), nprocs=2, join=True)
+    reports = [torch.load(Path(out) / f"rank{r}.pth", weights_only=False) for r in range(2)]
+    assert all(r["step"] == 2 and r["world"] == 2 and r["ckpt_world"] == 2 for r in reports)
+    records = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    state = _state(Path(out))
+    assert not torch.equal(state["student.backbone.blocks.0.attn.qkv.weight"],
+                           state["teacher.backbone.blocks.0.attn.qkv.weight"])
+
+
+def test_cli_pretrain_and_embed(tiny, videos, tmp_path):
+    from segloop.platform.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump(tiny(run={"steps": 2})))
+    runner = CliRunner()
+    result = runner.invoke(main, ["pretrain", "--frames", str(tmp_path / "frames"), "--config", str(config),
+                                  "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "loss_curve.png").is_file()
+    result = runner.invoke(main, ["embed", "--checkpoint", str(tmp_path / "run" / "teacher_backbone.pth"),
+                                  "--frames", str(tmp_path / "frames"), "--img-size", "32", "--workers", "0",
+                                  "--out", str(tmp_path / "emb.npy")])
+    assert result.exit_code == 0, result.output
+    cls = np.load(tmp_path / "emb.npy")
+    patch_mean = np.load(tmp_path / "emb.patch_mean.npy")
+    keys = json.loads((tmp_path / "emb.json").read_text())
+    assert cls.dtype == np.float16 and cls.shape == (14, 192) and patch_mean.shape == (14, 192)
+    assert keys["backbone"] == "vit_tiny_patch16_224" and keys["keys"][0] == "a/00000.jpg"
+
+
+def test_cli_reports_bad_config_keys(tmp_path, videos):
+    from segloop.platform.cli import main
+
+    (tmp_path / "bad.yaml").write_text("optim:\n  learning_rate: 0.1\n")
+    result = CliRunner().invoke(main, ["pretrain", "--frames", str(tmp_path / "frames"), "--config",
+                                       str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "optim.learning_rate: unknown key" in result.output
+    result = CliRunner().invoke(main, ["pretrain", "--frames", str(tmp_path / "frames"), "--set", "run.steps=x",
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "run.steps: expected an integer" in result.output
+
+
+def test_embed_frames_matches_a_direct_forward(videos):
+    from PIL import Image
+
+    from segloop.pretrain.backbones import create_backbone
+    from segloop.pretrain.embed import embed_frames, working_size
+    from segloop.pretrain.transforms import to_tensor
+
+    torch.manual_seed(0)
+    model = create_backbone("vit_tiny_patch16_224").eval()
+    paths = videos[0][:3]
+    cls, patch_mean = embed_frames(paths, model, img_size=32, batch_size=2, num_workers=0, device="cpu")
+    size = working_size(80, 64, 32, 16)
+    assert size == (32, 32) or size == (48, 32)
+    frame = Image.open(paths[1])
+    frame.draft("RGB", size)  # embed_frames decodes JPEGs at reduced DCT scale when it can
+    image = to_tensor(frame.convert("RGB").resize(size, Image.BICUBIC))[None]
+    with torch.no_grad():
+        tokens = model.forward_features(image)
+    assert cls.shape == (3, 192)
+    assert np.allclose(cls[1], tokens[0, 0].numpy(), atol=1e-4)
+    assert np.allclose(patch_mean[1], tokens[0, 1:].mean(0).numpy(), atol=1e-4)
+
+
+def test_cli_set_overrides_win_over_convenience_flags():
+    from segloop.platform.commands.pretrain import _merge, flag_overrides, parse_sets
+
+    flags = flag_overrides(None, 64, None, None, None, None, None, None, False)
+    merged = _merge(flags, parse_sets(("data.clip_size=96", "loss.mask_ratio=[0.2, 0.3]")))
+    assert merged["data"] == {"global_size": 64, "local_size": 32, "clip_size": 96}
+    assert merged["loss"]["mask_ratio"] == [0.2, 0.3]

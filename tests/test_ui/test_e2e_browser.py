@@ -1,0 +1,188 @@
+"""End to end in a real headless Chromium: upload a video, let a worker ingest it, paint a mask, find it in the DB.
+
+Needs Debian's chromium at /usr/bin/chromium and the `playwright` Python package (no browser download);
+skips with a message when either is missing. Screenshots of each page go to tests/artifacts/.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+SEGLOOP = [sys.executable, "-m", "segloop.platform.cli"]
+WAIT_MS = 120_000
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Wait until the Streamlit server answers its health check (or fail with its output)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"segloop ui exited with {server.returncode}: {server.stdout.read() if server.stdout else ''}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"segloop ui did not answer on {url} within {timeout:.0f} s")
+
+
+@pytest.fixture
+def browser_env() -> None:
+    """Skip unless the system Chromium and the playwright package are both installed (in CI: fail)."""
+    skip = pytest.fail if os.environ.get("CI") else pytest.skip
+    if not CHROMIUM.exists():
+        skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        skip("the playwright Python package is not installed (pip install playwright; no browser download)")
+
+
+@pytest.fixture
+def served(browser_env, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`segloop ui` on a free port and one `segloop worker`, both on a fresh data dir; yields (url, env)."""
+    env = dict(os.environ, SEGLOOP_DATA_DIR=str(tmp_path / "segloop-data"), SEGLOOP_HEARTBEAT_SECONDS="0.5")
+    env.pop("SEGLOOP_DATABASE_URL", None)
+    subprocess.run([*SEGLOOP, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    server = subprocess.Popen([*SEGLOOP, "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen([*SEGLOOP, "worker", "--poll", "0.3"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url, env
+    finally:
+        for process in (worker, server):
+            process.terminate()
+        for process in (worker, server):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def shot(page, name: str) -> None:
+    """Save a full-page screenshot under tests/artifacts/ (after a moment for images and tables to paint)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / f"e2e-{name}.png"), full_page=True)
+
+
+def image_to_page(box: dict, width: int, height: int, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of image pixel (x, y) on a canvas element shown in `box`."""
+    return box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height
+
+
+def test_upload_ingest_label_in_a_browser(served, tmp_path: Path) -> None:
+    """Upload → ingest job runs → Library shows frames → paint and polygon on Label → saved mask in the DB."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from segloop.platform.synth import SynthOptions, synthesize
+
+    url, env = served
+    footage = tmp_path / "footage"
+    synthesize(footage, SynthOptions(videos=1, frames=10, width=192, height=128, seed=3))
+    video = next((footage / "videos").iterdir())
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(WAIT_MS)
+
+        try:
+            page.goto(f"{url}/upload")
+            page.get_by_text("Videos or .zip archives").wait_for()
+            page.locator("input[type=file]").set_input_files(str(video))
+            page.get_by_text(video.name).first.wait_for()
+            page.get_by_role("button", name="Ingest uploaded files").click()
+            page.get_by_text("succeeded").first.wait_for(timeout=WAIT_MS)
+            page.get_by_text("default: 1 video(s)").wait_for()
+            shot(page, "upload")
+
+            page.goto(f"{url}/")  # the Library is the default page, served at /
+            expect(page.get_by_role("img")).to_have_count(10, timeout=WAIT_MS)
+            page.get_by_role("button", name="View").first.click()
+            page.get_by_text("frame #0 · unlabeled").wait_for()
+            expect(page.get_by_role("img")).to_have_count(11)
+            shot(page, "library")
+
+            page.goto(f"{url}/label")
+            canvas = page.locator("canvas.segloop-surface")
+            page.locator(".segloop-canvas[data-ready=ready]").wait_for()
+            box = canvas.bounding_box()
+            # A brush stroke across the top left, then a polygon (image pixels 100..160 x 60..110) for the same object.
+            page.mouse.move(*image_to_page(box, 192, 128, 10, 10))
+            page.mouse.down()
+            for step in range(1, 11):
+                page.mouse.move(*image_to_page(box, 192, 128, 10 + 5 * step, 10 + 2 * step))
+            page.mouse.up()
+            expect(page.get_by_text("1 edit(s)")).to_be_visible()
+            page.get_by_text("polygon", exact=True).click()
+            expect(page.get_by_text("polygon", exact=True)).to_be_visible()
+            page.wait_for_timeout(500)
+            corners = [(100, 60), (160, 60), (160, 110), (100, 110)]
+            for x, y in corners:
+                page.mouse.click(*image_to_page(box, 192, 128, x, y))
+            page.mouse.click(*image_to_page(box, 192, 128, *corners[0]))
+            expect(page.get_by_text("2 edit(s)")).to_be_visible()
+            page.wait_for_timeout(1000)
+            page.get_by_role("button", name="Save draft").click()
+            page.get_by_text("Saved as draft: object 1 → version 1").wait_for()
+            shot(page, "label")
+
+            page.goto(f"{url}/jobs")
+            page.get_by_text("Launch an ingest job").wait_for()
+            page.get_by_role("button", name="Cancel job").wait_for()
+            shot(page, "jobs")
+        except Exception:
+            shot(page, "failure")
+            raise
+        finally:
+            browser.close()
+
+    labels = saved_mask(env)
+    assert labels[85, 130] == 1 and labels[12, 12] == 1 and labels[120, 10] == 0
+    polygon_area = int(labels[55:116, 95:166].sum())
+    assert 61 * 51 - 200 <= polygon_area <= 61 * 51 + 200
+
+
+def saved_mask(env: dict[str, str]):
+    """The only saved annotation of the test's database, as a label map (object id where set)."""
+    import numpy as np
+
+    from segloop.platform.config import Settings
+    from segloop.platform.db import make_engine, session_scope
+    from segloop.platform.models import Annotation
+    from segloop.platform.stores import annotations as annotation_store
+    from segloop.platform.entities import AnnotationInfo, from_row
+
+    settings = Settings(data_dir=Path(env["SEGLOOP_DATA_DIR"]))
+    engine = make_engine(settings.db_url)
+    try:
+        with session_scope(engine) as session:
+            rows = [from_row(AnnotationInfo, r) for r in session.query(Annotation).all()]
+    finally:
+        engine.dispose()
+    assert [(a.object_id, a.version, a.source, a.status) for a in rows] == [(1, 1, "manual", "draft")]
+    return annotation_store.annotation_mask(rows[0]).astype(np.uint8)

@@ -1,0 +1,194 @@
+"""Labeling services: edits rasterised with hand-checkable pixels, versioned saves, conflicts, imports, the queue."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segloop.platform import labeling
+from segloop.platform.masks import write_mask
+from segloop.platform.db import session_scope
+from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.stores import footage, selections
+from segloop.platform.stores.annotations import ConflictError
+
+
+def brush(points, radius, object_id=1, erase=False):
+    """A brush edit as the canvas sends it."""
+    return {"tool": "brush", "object_id": object_id, "radius": radius, "points": points, "erase": erase}
+
+
+def polygon(points, object_id=1, erase=False):
+    """A polygon edit as the canvas sends it."""
+    return {"tool": "polygon", "object_id": object_id, "points": points, "erase": erase}
+
+
+def test_polygon_fills_its_inside_and_border() -> None:
+    """A 4x3 axis-aligned rectangle polygon covers the 5x4 pixels from (2,1) to (6,4) inclusive."""
+    edits = labeling.parse_edits({"ops": [polygon([[2, 1], [6, 1], [6, 4], [2, 4]], object_id=3)]})
+    result = labeling.apply_edits(np.zeros((8, 10), np.uint8), edits)
+    expected = np.zeros((8, 10), np.uint8)
+    expected[1:5, 2:7] = 3
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_brush_dot_is_a_disc_of_the_radius() -> None:
+    """A single-point brush of radius 2 covers exactly the 13 pixels with dx² + dy² <= 4."""
+    result = labeling.apply_edits(np.zeros((9, 9), np.uint8), labeling.parse_edits([brush([[4, 4]], 2)]))
+    yy, xx = np.mgrid[:9, :9]
+    np.testing.assert_array_equal(result, ((xx - 4) ** 2 + (yy - 4) ** 2 <= 4).astype(np.uint8))
+
+
+def test_brush_stroke_covers_the_segment_with_its_width() -> None:
+    """A horizontal stroke of radius 1 from x=2 to x=12 at y=5 paints rows 4..6 and round caps to x=1 and x=13."""
+    result = labeling.apply_edits(np.zeros((11, 16), np.uint8), labeling.parse_edits([brush([[2, 5], [12, 5]], 1)]))
+    expected = np.zeros((11, 16), np.uint8)
+    expected[4:7, 2:13] = 1
+    expected[5, 1] = expected[5, 13] = 1
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_erase_clears_every_object_and_order_matters() -> None:
+    """Paint object 1, paint object 2 over half of it, then erase a column: later edits win."""
+    ops = [polygon([[0, 0], [9, 0], [9, 9], [0, 9]], 1), polygon([[5, 0], [9, 0], [9, 9], [5, 9]], 2),
+           polygon([[4, 0], [5, 0], [5, 9], [4, 9]], 1, erase=True)]
+    result = labeling.apply_edits(np.zeros((10, 10), np.uint8), labeling.parse_edits(ops))
+    assert (result[:, :4] == 1).all() and (result[:, 4:6] == 0).all() and (result[:, 6:] == 2).all()
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"ops": [{"tool": "spray", "object_id": 1, "points": [[0, 0]]}]}, "tool"),
+    ({"ops": [brush([[0, 0]], 2, object_id=0)]}, "object_id"),
+    ({"ops": [brush([[0, 0]], 0.1)]}, "radius"),
+    ({"ops": [brush([[0, float("nan")]], 2)]}, "points"),
+    ({"ops": [polygon([[0, 0], [1, 1]])]}, "at least 3"),
+    ({"ops": "draw"}, "list"),
+])
+def test_bad_edits_are_refused_with_the_field(payload, message) -> None:
+    """Malformed canvas payloads raise LabelingError naming the field."""
+    with pytest.raises(labeling.LabelingError, match=message):
+        labeling.parse_edits(payload)
+
+
+def first_frame(engine, video_id: int):
+    """The first frame of a video."""
+    with session_scope(engine) as session:
+        return footage.list_frames(session, video_id, limit=1)[0]
+
+
+def test_save_creates_versions_only_for_changed_objects(engine, ui_project) -> None:
+    """Saving twice: the first save makes version 1 of two objects, the second only version 2 of the changed one."""
+    frame = first_frame(engine, ui_project.video_ids[0])
+    loaded = labeling.load_frame_labels(engine, frame.id)
+    assert loaded.versions == {} and not loaded.labels.any()
+    labels = loaded.labels.copy()
+    labels[0:10, 0:10] = 1
+    labels[20:30, 20:30] = 2
+    first = labeling.save_frame_labels(engine, frame.id, labels, loaded.versions, author="ann")
+    assert first.saved == {1: 1, 2: 1}
+    again = labeling.load_frame_labels(engine, frame.id)
+    assert again.versions == {1: 1, 2: 1} and again.statuses == {1: "draft", 2: "draft"}
+    np.testing.assert_array_equal(again.labels, labels)
+    labels[0:10, 0:10] = 0
+    second = labeling.save_frame_labels(engine, frame.id, labels, again.versions, status="submitted")
+    assert second.saved == {1: 2} and second.restatused == (2,)
+    with session_scope(engine) as session:
+        latest = {a.object_id: a for a in annotation_store.latest_annotations(session, frame.id)}
+    assert latest[1].area == 0 and latest[1].status == "submitted" and latest[2].version == 1
+    assert latest[2].status == "submitted" and latest[2].author == "ann"
+
+
+def test_stale_save_is_refused_and_writes_nothing(engine, ui_project) -> None:
+    """Two editors load version 0; the second save raises ConflictError and stores nothing."""
+    frame = first_frame(engine, ui_project.video_ids[0])
+    alice = labeling.load_frame_labels(engine, frame.id)
+    bob = labeling.load_frame_labels(engine, frame.id)
+    alice_labels = alice.labels.copy()
+    alice_labels[:5, :5] = 1
+    labeling.save_frame_labels(engine, frame.id, alice_labels, alice.versions)
+    bob_labels = bob.labels.copy()
+    bob_labels[-5:, -5:] = 2
+    with pytest.raises(ConflictError, match="object 1: you edited version 0, but version 1"):
+        labeling.save_frame_labels(engine, frame.id, bob_labels, bob.versions)
+    after = labeling.load_frame_labels(engine, frame.id)
+    assert after.versions == {1: 1}
+
+
+def test_unchanged_save_writes_nothing(engine, ui_project) -> None:
+    """Saving the loaded labels again as the same status changes nothing."""
+    frame = first_frame(engine, ui_project.video_ids[0])
+    loaded = labeling.load_frame_labels(engine, frame.id)
+    labels = loaded.labels.copy()
+    labels[3:6, 3:6] = 4
+    labeling.save_frame_labels(engine, frame.id, labels, loaded.versions)
+    reloaded = labeling.load_frame_labels(engine, frame.id)
+    outcome = labeling.save_frame_labels(engine, frame.id, reloaded.labels, reloaded.versions)
+    assert not outcome.changed
+    submitted = labeling.save_frame_labels(engine, frame.id, reloaded.labels, reloaded.versions, status="submitted")
+    assert submitted.saved == {} and submitted.restatused == (4,)
+    # Saving a draft of an unchanged submitted frame does not demote it.
+    assert not labeling.save_frame_labels(engine, frame.id, reloaded.labels, reloaded.versions).changed
+    assert labeling.load_frame_labels(engine, frame.id).statuses == {4: "submitted"}
+
+
+def png_bytes(array: np.ndarray, mode: str) -> bytes:
+    """A PNG of `array` in PIL mode `mode`."""
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_import_mask_png_binary_and_palette(tmp_path) -> None:
+    """A 0/255 PNG becomes object 1; a palette PNG keeps its ids; wrong sizes and non-PNGs are refused."""
+    binary = np.zeros((4, 6), np.uint8)
+    binary[1:3, 2:5] = 255
+    labels = labeling.import_mask_png(png_bytes(binary, "L"), "m.png", 4, 6)
+    np.testing.assert_array_equal(labels, (binary > 0).astype(np.uint8))
+    ids = np.zeros((4, 6), np.uint8)
+    ids[0, 0], ids[3, 5] = 1, 2
+    write_mask(tmp_path / "p.png", ids, style="palette")
+    np.testing.assert_array_equal(labeling.import_mask_png((tmp_path / "p.png").read_bytes(), "p.png", 4, 6), ids)
+    with pytest.raises(labeling.LabelingError, match="m.png: mask is 6x4, frame is 8x4"):
+        labeling.import_mask_png(png_bytes(binary, "L"), "m.png", 4, 8)
+    with pytest.raises(labeling.LabelingError, match="x.png: not a readable image"):
+        labeling.import_mask_png(b"not an image", "x.png", 4, 6)
+
+
+def test_queue_skips_done_frames_and_follows_selection_rank(engine, ui_project) -> None:
+    """The video queue leaves out submitted frames; a selection run's queue is its picks in rank order."""
+    video_id = ui_project.video_ids[0]
+    with session_scope(engine) as session:
+        frames = footage.list_frames(session, video_id)
+    page = labeling.label_queue(engine, ui_project.project_id, video_id=video_id, limit=5)
+    assert page.total == 12 and [i.frame.index for i in page.items] == [0, 1, 2, 3, 4]
+    loaded = labeling.load_frame_labels(engine, frames[0].id)
+    labels = loaded.labels.copy()
+    labels[:4, :4] = 1
+    labeling.save_frame_labels(engine, frames[0].id, labels, {}, status="submitted")
+    labeling.save_frame_labels(engine, frames[1].id, labels, {}, status="draft")
+    page = labeling.label_queue(engine, ui_project.project_id, video_id=video_id, limit=2)
+    assert page.total == 11 and [(i.frame.index, i.status) for i in page.items] == [(1, "draft"), (2, "unlabeled")]
+    everything = labeling.label_queue(engine, ui_project.project_id, video_id=video_id, include_done=True, limit=1)
+    assert everything.total == 12 and everything.items[0].status == "submitted"
+    with session_scope(engine) as session:
+        run = selections.add_selection(session, ui_project.project_id, "test", 3,
+                                       [(frames[7].id, 0.9, "a"), (frames[0].id, 0.8, "b"), (frames[3].id, 0.7, "c")])
+    picks = labeling.label_queue(engine, ui_project.project_id, selection_id=run.id)
+    assert [(i.frame.index, i.rank) for i in picks.items] == [(7, 1), (3, 3)]
+    nxt = labeling.queue_neighbour(engine, ui_project.project_id, frames[7].id, 1, selection_id=run.id)
+    assert nxt.index == 3
+    assert labeling.queue_neighbour(engine, ui_project.project_id, frames[3].id, 1, selection_id=run.id) is None
+    prev = labeling.queue_neighbour(engine, ui_project.project_id, frames[2].id, -1, video_id=video_id)
+    assert prev.index == 1
+
+
+def test_overlay_blends_only_labeled_pixels() -> None:
+    """Background pixels keep the frame colour; object pixels move halfway to the palette colour."""
+    image = np.full((2, 2, 3), 100, np.uint8)
+    labels = np.array([[0, 1], [0, 0]], np.uint8)
+    out = labeling.overlay(image, labels, 0.5)
+    assert (out[0, 0] == 100).all()
+    red = labeling.palette_rgb()[1]
+    np.testing.assert_array_equal(out[0, 1], ((100 + red.astype(int)) / 2).astype(np.uint8))
