@@ -24,6 +24,17 @@ def sequences_option_values(ctx: click.Context, sequences: tuple[str, ...]) -> l
     return split_names(sequences, ctx.args)
 
 
+def resolve_sequences(ctx: click.Context, sequences: tuple[str, ...], gt_root: Path) -> tuple[Path, list[str]]:
+    """(ground-truth mask folder, sequence names): the --sequences given, else every sequence with masks."""
+    from segloop.platform import evaluation as ev
+
+    gt_dir = ev.resolve_gt_root(gt_root)
+    names = sequences_option_values(ctx, sequences) or ev.list_sequences(gt_dir)
+    if not names:
+        raise ev.EvaluationError(f"{gt_dir}: no sequence folders with PNG masks")
+    return gt_dir, names
+
+
 def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
     """Write JSON to `path` through a temp file and os.replace; returns the path."""
     path = Path(path)
@@ -76,12 +87,8 @@ def vos_command(ctx: click.Context, pred_root: Path, gt_root: Path, sequences: t
 
     from segloop.platform import evaluation as ev
 
-    names = sequences_option_values(ctx, sequences)
     try:
-        gt_dir = ev.resolve_gt_root(gt_root)
-        names = names or ev.list_sequences(gt_dir)
-        if not names:
-            raise ev.EvaluationError(f"{gt_dir}: no sequence folders with PNG masks")
+        gt_dir, names = resolve_sequences(ctx, sequences, gt_root)
         frames = None
         if exclude_keyframes:
             frames = {}
@@ -140,12 +147,8 @@ def vss_command(ctx: click.Context, pred_root: Path, gt_root: Path, num_classes:
 
     from segloop.platform import evaluation as ev
 
-    names = sequences_option_values(ctx, sequences)
     try:
-        gt_dir = ev.resolve_gt_root(gt_root)
-        names = names or ev.list_sequences(gt_dir)
-        if not names:
-            raise ev.EvaluationError(f"{gt_dir}: no sequence folders with PNG masks")
+        gt_dir, names = resolve_sequences(ctx, sequences, gt_root)
         preds, gts = {}, {}
         for name in names:
             preds[name], gts[name] = ev.sequence_mask_pairs(pred_root, gt_dir, name)
