@@ -53,9 +53,9 @@ def _export_davis(content, out: Path, settings: Settings) -> ExchangeReport:
     report = ExchangeReport()
     out.mkdir(parents=True, exist_ok=True)
     with staging_dir(out) as staging:
-        for video, frames, annotations in content:
+        for video, frames, video_annotations in content:
             by_frame: dict[int, list] = {}
-            for annotation in annotations:
+            for annotation in video_annotations:
                 by_frame.setdefault(annotation.frame_id, []).append(annotation)
             image_dir = staging / "JPEGImages" / "480p" / video.name
             mask_dir = staging / "Annotations" / "480p" / video.name
@@ -84,12 +84,12 @@ def _export_coco(project: str, classes, content, out: Path) -> ExchangeReport:
     categories = [{"id": c.id, "name": c.name, "color": c.color} for c in classes] or [{"id": 1, "name": "object"}]
     default_category = categories[0]["id"]
     images, items = [], []
-    for video, frames, annotations in content:
+    for video, frames, video_annotations in content:
         frame_by_id = {f.id: f for f in frames}
         for frame in frames:
             images.append({"id": frame.id, "file_name": f"{video.name}/{frame.index:05d}.jpg", "width": video.stored_width,
                            "height": video.stored_height, "video": video.name, "frame_index": frame.index})
-        for annotation in annotations:
+        for annotation in video_annotations:
             mask = annotation_store.annotation_mask(annotation)
             ys, xs = np.nonzero(mask)
             bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)] if xs.size else [0, 0, 0, 0]

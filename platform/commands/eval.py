@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -36,18 +35,11 @@ def resolve_sequences(ctx: click.Context, sequences: tuple[str, ...], gt_root: P
 
 
 def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
-    """Write JSON to `path` through a temp file and os.replace; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON atomically (see `_common.write_json`); returns the path."""
+    from segloop.platform.commands._common import write_json
+
+    write_json(Path(path), payload)
+    return Path(path)
 
 
 def keyframes_from_confidence(pred_root: Path, name: str) -> list[int]:

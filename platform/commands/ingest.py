@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from segloop.platform.commands._common import console, ensure_db, err_console, friendly_errors, print_table
 
 
-def ingest_with_progress(paths: list[Path], options) -> "IngestReport":  # noqa: F821
-    """Run an ingest with a progress bar per input on the terminal."""
+def ingest_with_progress(paths: list[Path], options):
+    """Run an ingest with a progress bar per input on the terminal; returns the IngestReport."""
     from segloop.platform.ingest import ingest_paths
 
     ensure_db()

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from segloop.platform.commands._common import console, ensure_db, friendly_errors, print_table, write_json
+from segloop.platform.commands._common import ensure_db, friendly_errors, print_table, write_json
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
