@@ -10,13 +10,16 @@ from segloop.selectors.registry import register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 DENSITY_EPSILON = 1e-12
+KNN_IVF_THRESHOLD = 50_000
+"""From this many frames on, the kNN graph (one query per frame) uses IVF-PQ with exact re-ranking."""
 
 
 def knn_typicality(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(typicality, mean kNN distance) per row: typicality = 1 / mean distance to its k nearest others.
 
-    The neighbours come from an exact FAISS L2 index, or IVF-PQ above its size threshold, searched
-    in batches (no N x N matrix). k is capped at N - 1; a single row gets typicality 0.
+    The neighbours come from an exact FAISS L2 index, or from IVF-PQ with exact re-ranking from
+    KNN_IVF_THRESHOLD rows on, searched in batches (no N x N matrix). k is capped at N - 1; a single
+    row gets typicality 0.
     """
     if k < 1:
         raise SelectorError(f"typicality: k must be >= 1, got {k}")
@@ -24,7 +27,7 @@ def knn_typicality(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     if size < 2:
         return np.zeros(size), np.full(size, np.inf)
     k = min(k, size - 1)
-    index = VectorIndex.build(vectors, config=IndexConfig(metric="l2", kind="auto", rerank=4))
+    index = VectorIndex.build(vectors, config=IndexConfig(metric="l2", kind="auto", ivf_threshold=KNN_IVF_THRESHOLD))
     distances, _ = knn_graph(vectors, k, index=index)
     finite = np.where(np.isfinite(distances), distances, np.nan)
     mean_distance = np.nanmean(finite, axis=1)

@@ -191,3 +191,16 @@ def test_keyframes_need_one_video():
         keyframes(pool, Constraints(budget=2))
     picks = keyframes(pool, Constraints(budget=2), video_id=5)
     assert {int(pool.video_ids[p.row]) for p in picks} == {5}
+
+
+def test_knn_typicality_ivf_path_close_to_exact(monkeypatch):
+    """Above the IVF threshold the re-ranked IVF-PQ kNN graph gives nearly the exact mean distances."""
+    import segloop.selectors.typicality as typicality_module
+
+    points, _ = blobs([1500, 1500], spread=1.0)
+    exact_scores, exact_mean = knn_typicality(points, 5)
+    monkeypatch.setattr(typicality_module, "KNN_IVF_THRESHOLD", 1000)
+    approx_scores, approx_mean = knn_typicality(points, 5)
+    relative = np.abs(approx_mean - exact_mean) / exact_mean
+    assert np.median(relative) < 0.02
+    assert np.all(approx_mean >= exact_mean - 1e-4)  # approximate neighbours are never closer than exact ones
