@@ -73,8 +73,13 @@ def propagate_video(
     job_id: int | None = None,
     checkpoint_id: int | None = None,
     on_frame: Callable[[int, int], None] | None = None,
+    reference: Callable[[int], np.ndarray] | None = None,
 ) -> VideoPropagation:
-    """Propagate a DB video's human masks (all, or the `keyframes` spec among them) to its other frames."""
+    """Propagate a DB video's human masks (all, or the `keyframes` spec among them) to its other frames.
+
+    Scores go against the human masks of non-keyframes, or, with `reference(frame index) -> label map`
+    (ground truth outside the DB, e.g. a simulated annotator), against it on every non-keyframe.
+    """
     settings = settings or load_settings()
     engine = get_engine(settings)
     with session_scope(engine) as session:
@@ -100,9 +105,9 @@ def propagate_video(
         certain = confidence.get("fg_mean_max_prob") or confidence.get("mean_max_prob", 1.0)
         uncertainty[frame.id] = 0.0 if item.index in chosen else float(1.0 - certain)
         disagreement[frame.id] = float(confidence.get("disagreement", 0.0))
-        if item.index in human and item.index not in chosen:
+        if item.index not in chosen and (reference is not None or item.index in human):
             predicted[item.index] = item.mask
-        elif item.index not in human:
+        if item.index not in human:
             pending.append((frame.id, item.mask))
         if len(pending) >= SAVE_EVERY:
             result.drafts += _save_drafts(engine, pending, object_ids)
@@ -114,7 +119,8 @@ def propagate_video(
         scores.add_frame_scores(session, UNCERTAINTY_SIGNAL, uncertainty, job_id=job_id, checkpoint_id=checkpoint_id)
         scores.add_frame_scores(session, DISAGREEMENT_SIGNAL, disagreement, job_id=job_id, checkpoint_id=checkpoint_id)
     if predicted:
-        result.scores, result.scored_frames = _score(video, predicted, human, len(frames), object_ids), len(predicted)
+        truth = {i: reference(i) for i in predicted} if reference is not None else human
+        result.scores, result.scored_frames = _score(video, predicted, truth, len(frames), object_ids), len(predicted)
         with session_scope(engine) as session:
             metrics.add_metrics(session, [("video", video.name, k, v) for k, v in result.scores.items()],
                                 job_id=job_id, project_id=video.project_id, checkpoint_id=checkpoint_id)

@@ -24,24 +24,47 @@ def test_synth_writes_davis_layout_and_mp4(cli, tmp_path: Path) -> None:
     assert cli("synth", str(tmp_path / "x"), "--size", "63x48").exit_code != 0
 
 
-def test_demo_on_given_footage_twice(cli, synth_root: Path) -> None:
-    """The demo migrates, ingests, summarises; a second run adds nothing."""
-    first = cli("demo", "--footage", str(synth_root))
+def test_demo_runs_the_loop_twice(cli, synth_root: Path) -> None:
+    """Ingest, pretrain, embed, select, simulated labels, propagation + J&F; the second run is a new round."""
+    first = cli("demo", "--footage", str(synth_root / "videos"), "--pretrain-minutes", "0.05", "--budget", "3")
     assert first.exit_code == 0, first.output
+    for step in ("2. ingest", "3. self-supervised pretraining", "4. embed", "5. select 3 frames",
+                 "6. label the picked frames", "7. propagate"):
+        assert step in first.output
     assert "videos ingested: 2" in first.output and "make ui" in first.output
-    second = cli("demo", "--footage", str(synth_root))
+    assert "mean J&F over labelled videos" in first.output
+    second = cli("demo", "--footage", str(synth_root / "videos"), "--pretrain-minutes", "0.05", "--budget", "3")
+    assert second.exit_code == 0, second.output
     assert "videos ingested: 0, skipped: 2" in second.output
+    assert "pretraining: reusing checkpoint" in second.output and "embeddings: reusing" in second.output
+    assert "selection run" in second.output and "2: kcenter" in second.output
 
 
 def test_demo_falls_back_to_synthetic_footage(cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the shared sample, the demo generates footage under the data dir."""
+    """Without the shared sample, the demo generates footage (with ground truth) under the data dir."""
     import segloop.platform.commands.demo as demo
 
     monkeypatch.setattr(demo, "SHARED_SAMPLE", data_dir / "no-such-sample")
-    result = cli("demo")
+    result = cli("demo", "--pretrain-minutes", "0", "--budget", "2")
     assert result.exit_code == 0, result.output
     assert (data_dir / "synth" / "videos").is_dir()
-    assert "videos ingested: 3" in result.output
+    assert "videos ingested: 3" in result.output and "7. propagate" in result.output
+
+
+def test_demo_on_a_fully_labelled_davis_root_scores_propagation(cli, synth_root: Path) -> None:
+    """DAVIS-layout footage imports every mask; the demo then scores propagation from first frames."""
+    result = cli("demo", "--footage", str(synth_root), "--pretrain-minutes", "0", "--budget", "2")
+    assert result.exit_code == 0, result.output
+    assert "masks: " in result.output and "Every frame already has human masks" in result.output
+    assert "mean J&F over labelled videos" in result.output
+
+
+def test_demo_without_ground_truth_points_to_the_label_page(cli, synth_root: Path) -> None:
+    """Footage without masks stops after selection and says how to label."""
+    result = cli("demo", "--footage", str(synth_root / "videos" / "synth-007-000.mp4"), "--pretrain-minutes", "0",
+                 "--budget", "2")
+    assert result.exit_code == 0, result.output
+    assert "label the picked frames on the Label page" in result.output
 
 
 def test_jobs_cli_errors_are_clear(cli) -> None:

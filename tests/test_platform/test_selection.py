@@ -96,3 +96,25 @@ def test_select_cli(embedded, cli, tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "kcenter" in shown.output
     bad = cli("select", "--project", "sel", "--strategy", "nope")
     assert bad.exit_code == 1 and "unknown strategy 'nope'" in bad.output
+
+
+def test_oracle_labels_exactly_the_picks(embedded, synth_root: Path, settings, engine) -> None:
+    """The simulated annotator saves ground-truth masks for the picked frames only, as submitted manual masks."""
+    from segloop.platform.masks import read_mask
+    from segloop.platform.oracle import DavisOracle, OracleError, label_selection
+    from segloop.platform.selection import labeled_frame_ids
+    from segloop.platform.stores import annotations as annotation_store
+
+    run = run_selection("sel", "uniform", Constraints(budget=3), settings=settings)
+    assert label_selection(run.selection.id, DavisOracle(synth_root / "Annotations/480p"), settings) == 3
+    _, where = show_selection(run.selection.id, settings)
+    with session_scope(engine) as session:
+        assert labeled_frame_ids(session, projects.get_project(session, "sel").id) == {i.frame_id for i in run.items}
+        item = run.items[0]
+        saved = annotation_store.latest_annotations(session, item.frame_id)
+    video, index = where[item.frame_id]
+    expected = read_mask(synth_root / "Annotations/480p" / video / f"{index:05d}.png")
+    np.testing.assert_array_equal(annotation_store.label_map(saved, 64, 96), expected)
+    assert {(a.source, a.status, a.author) for a in saved} == {("manual", "submitted", "oracle")}
+    with pytest.raises(OracleError, match="no ground-truth mask"):
+        DavisOracle(synth_root / "nowhere").label_map(video, 0, (96, 64))

@@ -106,3 +106,15 @@ def test_ablation_without_temporal_terms_uses_one_frame_and_no_clip(tiny, videos
     assert all(dataset.second_frame(0, anchor, random.Random(anchor)) == anchor for anchor in range(8))
     batch = next(iter(dataloader(videos, config.data, config.loss, 16, batch_size=2, seed=0)))
     assert "clip" not in batch and batch["global"].shape == (4, 3, 32, 32)
+
+
+def test_jitter_box_keeps_size_and_stays_inside():
+    from segloop.pretrain.data import jitter_box
+
+    rng = random.Random(0)
+    assert jitter_box((10, 10, 50, 40), 100, 80, 0.0, rng) == (10, 10, 50, 40)
+    shifted = {jitter_box((0, 0, 40, 30), 100, 80, 0.25, rng) for _ in range(50)}
+    assert len(shifted) > 1
+    for left, top, right, bottom in shifted:
+        assert right - left == 40 and bottom - top == 30 and left >= 0 and top >= 0 and right <= 100
+        assert left <= 10 and top <= 8
