@@ -82,3 +82,99 @@ def run_propagate(params: PropagateJobParams, ctx: JobContext) -> dict[str, Any]
         ctx.log(f"video {video_id}: {outcome.drafts} drafts, keyframes {outcome.keyframes}, scores {outcome.scores}")
         results[str(video_id)] = {"drafts": outcome.drafts, "keyframes": outcome.keyframes, "scores": outcome.scores}
     return results
+
+
+@dataclass
+class PretrainJobParams:
+    """Parameters of a pretrain job on a project's frames (`config` holds nested overrides, as YAML would)."""
+
+    project: str = "default"
+    config: dict = field(default_factory=dict)
+    preset: str | None = "cpu_10min_vit_tiny.yaml"
+    max_minutes: float | None = None
+    steps: int | None = None
+
+
+@job_kind("pretrain", PretrainJobParams,
+          "Self-supervised pretraining on a project's frames; a retry resumes from the last checkpoint.")
+def run_pretrain(params: PretrainJobParams, ctx: JobContext) -> dict[str, Any]:
+    """Pretrain into runs/pretrain/<project>/job-<id> and register the teacher backbone."""
+    from importlib import resources
+
+    from segloop.platform.config import load_settings
+    from segloop.platform.training import pretrain_project
+    from segloop.pretrain.config import load_config
+
+    overrides = {section: dict(values) for section, values in params.config.items()}
+    run = overrides.setdefault("run", {})
+    if params.max_minutes is not None:
+        run["max_minutes"] = params.max_minutes
+    if params.steps is not None:
+        run["steps"] = params.steps
+    preset = Path(str(resources.files("segloop.pretrain") / "configs" / params.preset)) if params.preset else None
+    config = load_config(preset, overrides)
+    out_dir = load_settings().runs_dir / "pretrain" / params.project / f"job-{ctx.job_id}"
+    result, checkpoint = pretrain_project(params.project, config, out_dir, resume=True, job_id=ctx.job_id,
+                                          progress=ctx.progress)
+    return {"checkpoint_id": checkpoint.id, "teacher": str(result.teacher_path), "step": result.step,
+            "last_loss": result.last_loss, "stopped_by_time": result.stopped_by_time}
+
+
+@dataclass
+class EmbedJobParams:
+    """Parameters of an embed job (same meaning as `segloop embed --project`)."""
+
+    project: str = "default"
+    checkpoint_id: int | None = None
+    backbone: str = "vit_small_patch16_224"
+    img_size: int = 224
+    batch_size: int = 32
+    vector: str = "cls"
+
+
+@job_kind("embed", EmbedJobParams, "Embed every frame of a project with a checkpoint (or a random-init backbone).")
+def run_embed(params: EmbedJobParams, ctx: JobContext) -> dict[str, Any]:
+    """Embed and register an embedding set."""
+    from segloop.platform.db import session_scope
+    from segloop.platform.embedding import embed_project
+    from segloop.platform.stores import artifacts
+
+    backbone, weights = params.backbone, None
+    if params.checkpoint_id is not None:
+        with session_scope() as session:
+            checkpoint = artifacts.get_checkpoint(session, params.checkpoint_id)
+        backbone, weights = checkpoint.backbone, checkpoint.path
+    embedding_set = embed_project(params.project, backbone, weights, params.img_size, params.batch_size,
+                                  params.vector, job_id=ctx.job_id, checkpoint_id=params.checkpoint_id,
+                                  progress=ctx.progress)
+    return {"embedding_set_id": embedding_set.id, "count": embedding_set.count, "dim": embedding_set.dim}
+
+
+@dataclass
+class SelectJobParams:
+    """Parameters of a select job (same meaning as `segloop select`)."""
+
+    project: str = "default"
+    strategy: str = "kcenter"
+    budget: int = 10
+    params: dict = field(default_factory=dict)
+    embedding_set_id: int | None = None
+    min_gap_frames: int = 0
+    max_per_video: int | None = None
+    videos: list[int] = field(default_factory=list)
+    one_per_duplicate_group: bool = True
+
+
+@job_kind("select", SelectJobParams, "Pick frames to label with a strategy and store the selection run.")
+def run_select(params: SelectJobParams, ctx: JobContext) -> dict[str, Any]:
+    """Run the strategy on the project's pool and persist the picks."""
+    from segloop.platform.selection import run_selection
+    from segloop.selectors.constraints import Constraints
+
+    constraints = Constraints(budget=params.budget, min_gap_frames=params.min_gap_frames,
+                              max_per_video=params.max_per_video, videos=tuple(params.videos) or None,
+                              one_per_duplicate_group=params.one_per_duplicate_group)
+    ctx.progress(0.1, f"running {params.strategy}")
+    run = run_selection(params.project, params.strategy, constraints, params.params, params.embedding_set_id,
+                        job_id=ctx.job_id)
+    return {"selection_id": run.selection.id, "picks": [i.frame_id for i in run.items]}

@@ -135,3 +135,32 @@ def test_killed_worker_job_goes_stale_then_retry_runs_it_once_more(job_env, engi
     done = _job(engine, job_id)
     assert (done.status, done.attempts) == ("succeeded", 2)
     assert len(marker.read_text().splitlines()) == 2
+
+
+def test_pretrain_embed_select_jobs_chain(job_env, engine, synth_root: Path, data_dir: Path) -> None:
+    """A worker runs pretrain, embed (with the new checkpoint) and select jobs on a project, in order."""
+    from segloop.platform.ingest import IngestOptions, ingest_paths
+    from segloop.platform.stores import selections
+
+    from segloop.platform.config import load_settings
+
+    ingest_paths([synth_root / "videos"], IngestOptions(project="chain"), load_settings())
+    tiny = {"data": {"global_size": 32, "local_size": 16, "clip_size": 32, "num_workers": 0},
+            "run": {"batch_size": 2}}
+    pretrain_id = _submit(engine, "pretrain", {"project": "chain", "config": tiny, "steps": 2})
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=600)
+    pretrained = _job(engine, pretrain_id)
+    assert pretrained.status == "succeeded", pretrained.error
+    embed_id = _submit(engine, "embed", {"project": "chain", "checkpoint_id": pretrained.result["checkpoint_id"],
+                                         "img_size": 32})
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=600)
+    embedded = _job(engine, embed_id)
+    assert embedded.status == "succeeded", embedded.error
+    select_id = _submit(engine, "select", {"project": "chain", "strategy": "kcenter", "budget": 3,
+                                           "embedding_set_id": embedded.result["embedding_set_id"]})
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=600)
+    selected = _job(engine, select_id)
+    assert selected.status == "succeeded", selected.error
+    with session_scope(engine) as session:
+        run = selections.get_selection(session, selected.result["selection_id"])
+        assert run.job_id == select_id and len(selections.selection_items(session, run.id)) == 3
