@@ -66,8 +66,8 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and run one job; False when the queue had nothing for this worker."""
         with session_scope(self.engine) as session:
-            for job_id in job_store.fail_stale_jobs(session, self.settings.stale_after_seconds):
-                print(f"[worker {self.worker_id}] job {job_id}: worker lost, marked failed (retryable)", flush=True)
+            for job_id in job_store.reap_stale_jobs(session, self.settings.stale_after_seconds):
+                print(f"[worker {self.worker_id}] job {job_id}: its worker was lost; re-queued or failed", flush=True)
         with session_scope(self.engine) as session:
             job = job_store.claim_next_job(session, self.worker_id, self.options.kinds)
         if job is None:

@@ -129,25 +129,35 @@ def retry_job(session: Session, job_id: int) -> JobInfo:
     return get_job(session, job_id)
 
 
-def fail_stale_jobs(session: Session, stale_after_seconds: float) -> list[int]:
-    """Mark running jobs without a recent heartbeat as failed and retryable; returns their ids."""
+def reap_stale_jobs(session: Session, stale_after_seconds: float) -> list[int]:
+    """Settle running jobs without a recent heartbeat: re-queue them while attempts remain, else fail them.
+
+    Either way the error says the worker was lost; a re-queued job resumes from its last checkpoint
+    (pretrain, fine-tune) or restarts idempotently (ingest, embed, select) when claimed again.
+    Returns the ids of the stale jobs.
+    """
     cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
-    stale = session.scalars(
-        select(Job.id).where(Job.status == RUNNING, Job.heartbeat_at < cutoff).with_for_update(skip_locked=True)
+    stale = session.execute(
+        select(Job.id, Job.attempts, Job.max_attempts)
+        .where(Job.status == RUNNING, Job.heartbeat_at < cutoff)
+        .with_for_update(skip_locked=True)
     ).all()
-    for job_id in stale:
+    for job_id, attempts, max_attempts in stale:
+        error = f"worker stopped heartbeating (no heartbeat for {stale_after_seconds:.0f} s)"
+        retry = attempts < max_attempts
         session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == RUNNING, Job.heartbeat_at < cutoff)
             .values(
-                status=FAILED,
-                retryable=True,
-                message="worker lost",
-                error=f"worker stopped heartbeating (no heartbeat for {stale_after_seconds:.0f} s); retry to resume",
-                finished_at=utcnow(),
+                status=QUEUED if retry else FAILED,
+                retryable=not retry,
+                message=f"worker lost; re-queued (attempt {attempts} of {max_attempts})" if retry else "worker lost",
+                error=error if retry else f"{error}; gave up after {attempts} attempts, retry to resume",
+                worker_id=None,
+                finished_at=None if retry else utcnow(),
             )
         )
-    return list(stale)
+    return [job_id for job_id, _, _ in stale]
 
 
 def get_job(session: Session, job_id: int) -> JobInfo:

@@ -109,21 +109,25 @@ def test_job_claims_are_exclusive(engine) -> None:
 
 
 def test_job_lifecycle_cancel_retry_and_stale(engine) -> None:
-    """Queued cancel is immediate; a job without heartbeat becomes failed-retryable; retry re-queues."""
+    """Queued cancel is immediate; a job without heartbeat is re-queued while attempts remain, then failed."""
     with session_scope(engine) as session:
         a = job_store.submit_job(session, "ingest", {}).id
-        b = job_store.submit_job(session, "ingest", {}).id
+        b = job_store.submit_job(session, "ingest", {}, max_attempts=2).id
         assert job_store.request_cancel(session, a).status == "cancelled"
         claimed = job_store.claim_next_job(session, "w")
         assert claimed.id == b and claimed.attempts == 1
-        assert job_store.fail_stale_jobs(session, stale_after_seconds=3600) == []
-        assert job_store.fail_stale_jobs(session, stale_after_seconds=-1) == [b]
+        assert job_store.reap_stale_jobs(session, stale_after_seconds=3600) == []
+        assert job_store.reap_stale_jobs(session, stale_after_seconds=-1) == [b]
+        requeued = job_store.get_job(session, b)
+        assert (requeued.status, requeued.worker_id) == ("queued", None) and "re-queued" in requeued.message
+        assert job_store.claim_next_job(session, "w2").attempts == 2
+        assert job_store.reap_stale_jobs(session, stale_after_seconds=-1) == [b]
         failed = job_store.get_job(session, b)
-        assert (failed.status, failed.retryable) == ("failed", True)
+        assert (failed.status, failed.retryable) == ("failed", True) and "gave up after 2 attempts" in failed.error
         assert job_store.retry_job(session, b).status == "queued"
         with pytest.raises(ValueError, match="only failed or cancelled"):
             job_store.retry_job(session, b)
-        assert job_store.claim_next_job(session, "w2").attempts == 2
+        assert job_store.claim_next_job(session, "w3").attempts == 3
 
 
 def test_frame_scores_newest_value_wins(engine, frame_id: int) -> None:
