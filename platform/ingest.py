@@ -50,6 +50,7 @@ class IngestOptions:
     jpeg_quality: int = 90
     thumb_side: int = 160
     dup_max_bits: int = 5
+    max_pixels: int = 7680 * 4320  # refuse frames above 8K: decoding is bounded in memory per batch
 
 
 @dataclass(frozen=True)
@@ -446,6 +447,10 @@ def _ingest_new(
 ) -> Outcome:
     """Decode, store and record a source that is not in the project yet."""
     reader = _FrameReader(source)
+    if reader.width * reader.height > options.max_pixels:
+        raise IngestError(
+            f"{source.path}: {reader.width}x{reader.height} frames exceed the limit of {options.max_pixels} pixels"
+        )
     indices = sample_indices(reader.count, reader.fps, options.fps)
     size = stored_size(reader.width, reader.height, options.max_side)
     masks = _load_masks(source, indices, reader, size) if source.mask_dir else None
