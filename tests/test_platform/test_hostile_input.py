@@ -203,3 +203,38 @@ def test_cli_arguments(sqlite_only, args: list[str], cli) -> None:
         return
     assert result.exit_code in (0, 1, 2), result.output
     assert "Traceback" not in result.output
+
+
+DISK_FULL_SCRIPT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from segloop.platform.cli import main
+sys.argv = ["segloop", "ingest", *sys.argv[2:], "--project", "full"]
+main()
+"""
+
+
+@pytest.mark.parametrize("limit", [20_000, 60_000])
+def test_disk_full_during_ingest(sqlite_only, limit: int, synth_root: Path, settings, engine) -> None:
+    """Writes failing for lack of space (a real file-size limit) give a clear error and leave the DB consistent."""
+    import subprocess
+    import sys
+
+    videos = [str(p) for p in sorted((synth_root / "videos").glob("*.mp4"))]
+    result = subprocess.run([sys.executable, "-c", DISK_FULL_SCRIPT, str(limit), *videos],
+                            capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "File too large" in output or "disk" in output.lower() or "database error" in output
+    _assert_consistent(engine, settings)
+
+
+def test_data_dir_that_is_a_file(sqlite_only, synth_root: Path, settings, engine) -> None:
+    """An unusable frames folder fails each input with the path named; nothing half-written."""
+    settings.frames_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.frames_dir.write_text("not a folder")
+    report = ingest_paths([synth_root / "videos"], IngestOptions(project="ro"), settings)
+    assert len(report.failed) == 2 and all("frames" in o.message for o in report.failed)
+    assert _rows(engine) == (0, 0, 0)
