@@ -37,6 +37,7 @@ class DataConfig:
     clip_stride: int = 2
     clip_size: int = 64
     clip_scale: tuple[float, float] = (0.5, 1.0)
+    clip_jitter: float = 0.0
     color_jitter: float = 0.8
     solarization: float = 0.2
     num_workers: int = 1
@@ -186,6 +187,7 @@ def validate(config: PretrainConfig) -> PretrainConfig:
         (0 <= config.data.min_frame_gap <= config.data.max_frame_gap, "data.min_frame_gap",
          "must be >= 0 and <= data.max_frame_gap (0 and 0: both global crops from one frame)"),
         (config.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
+        (0.0 <= config.data.clip_jitter < 1.0, "data.clip_jitter", "must be in [0, 1)"),
         (config.loss.centering in ("centering", "sinkhorn_knopp"), "loss.centering",
          "must be 'centering' or 'sinkhorn_knopp'"),
         (0.0 <= config.loss.mask_ratio[0] <= config.loss.mask_ratio[1] < 1.0, "loss.mask_ratio",

@@ -49,6 +49,20 @@ def load_frame(path: Path, min_side: int) -> Image.Image:
     return image
 
 
+def jitter_box(box: tuple[int, int, int, int], width: int, height: int, fraction: float,
+               rng: random.Random) -> tuple[int, int, int, int]:
+    """The box shifted by up to `fraction` of its size in x and y, kept inside the image."""
+    if fraction <= 0:
+        return box
+    left, top, right, bottom = box
+    w, h = right - left, bottom - top
+    dx = round(rng.uniform(-fraction, fraction) * w)
+    dy = round(rng.uniform(-fraction, fraction) * h)
+    left = min(max(0, left + dx), width - w)
+    top = min(max(0, top + dy), height - h)
+    return left, top, left + w, top + h
+
+
 class VideoClipDataset(Dataset):
     """Multi-crop views and a clip per (video, anchor frame); item = (index, sample seed)."""
 
@@ -123,14 +137,16 @@ class VideoClipDataset(Dataset):
         return views
 
     def _clip(self, video: int, anchor: int, rng: random.Random) -> torch.Tensor:
-        """(T, 3, S, S) clip: one crop box and flip for all frames, mild per-frame colour jitter."""
+        """(T, 3, S, S) clip: one crop box (shifted per frame by up to clip_jitter of its size, so that patch
+        position alone does not solve the walk) and one flip for all frames, mild per-frame colour jitter."""
         indices = self.clip_frames(video, anchor)
         first = self.frame(self.videos[video][indices[0]])
         box = resized_crop_box(first.width, first.height, self.config.clip_scale, rng)
         flip = rng.random() < 0.5
         frames = []
         for frame_index in indices:
-            image = crop_resize(self.frame(self.videos[video][frame_index]), box, self.config.clip_size)
+            frame_box = jitter_box(box, first.width, first.height, self.config.clip_jitter, rng)
+            image = crop_resize(self.frame(self.videos[video][frame_index]), frame_box, self.config.clip_size)
             if flip:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
             image = color_jitter(image, rng, brightness=0.2, contrast=0.2, saturation=0.1, hue=0.0)

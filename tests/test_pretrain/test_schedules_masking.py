@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from segloop.pretrain.config import config_from_dict
 from segloop.pretrain.masking import block_mask, sample_masks

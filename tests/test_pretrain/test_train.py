@@ -94,8 +94,6 @@ def _ddp_worker(rank: int, world_size: int, port: int, overrides: dict, videos: 
     from segloop.pretrain import dist
 
     result = pretrain(config_from_dict(overrides), videos, out)
-    from segloop.pretrain.model import SSLModel  # noqa: F401  (model state comes from the checkpoint below)
-
     state = torch.load(Path(out) / "checkpoint.pth", map_location="cpu", weights_only=False)
     torch.save({"step": result.step, "world": dist.info().world_size, "ckpt_world": state["world_size"]},
                Path(out) / f"rank{rank}.pth")
