@@ -44,12 +44,18 @@ def pretrain_project(
 
     settings = settings or load_settings()
     result = pretrain(config, project_clips(project, settings), out_dir, resume=resume, progress=progress)
+    return result, register_pretrain_checkpoint(project, config, result, settings=settings, job_id=job_id)
+
+
+def register_pretrain_checkpoint(project: str, config, result, *, settings: Settings | None = None,
+                                 job_id: int | None = None) -> CheckpointInfo:
+    """Record a finished (or time-limited) pretraining run's teacher backbone as a project checkpoint."""
+    settings = settings or load_settings()
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
-        checkpoint = artifacts.add_checkpoint(
+        return artifacts.add_checkpoint(
             session, "pretrain", config.model.backbone, str(Path(result.teacher_path).resolve()),
             project_id=info.id, job_id=job_id, step=result.step,
-            params={"out_dir": str(Path(out_dir).resolve()), "last_loss": result.last_loss,
+            params={"out_dir": str(Path(result.out_dir).resolve()), "last_loss": result.last_loss,
                     "stopped_by_time": result.stopped_by_time, "total_steps": result.total_steps},
         )
-    return result, checkpoint

@@ -85,8 +85,10 @@ def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False
 
 
 @click.command(name="pretrain")
-@click.option("--frames", "frames_root", type=click.Path(path_type=Path), required=True,
+@click.option("--frames", "frames_root", type=click.Path(path_type=Path),
               help="DAVIS root (JPEGImages/480p/<seq>), folder of sequence folders of JPEGs, or folder of mp4s.")
+@click.option("--project", default=None, help="Instead of --frames: the stored frames of this project (the checkpoint "
+                                              "is registered with it).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML overrides of the defaults.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config value (applied after --config and the flags below).")
@@ -101,8 +103,8 @@ def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the backbone forward.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pth (fresh start if none).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
-def pretrain_command(frames_root, config_file, sets, backbone, img_size, steps, max_minutes, batch_size, init,
-                     workers, device, compile_model, resume, out) -> None:
+def pretrain_command(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes, batch_size,
+                     init, workers, device, compile_model, resume, out) -> None:
     """Self-supervised pretraining (DINO + iBOT + KoLeo + contrastive random walk) on your own frames.
 
     Writes OUT/teacher_backbone.pth (timm key layout), OUT/checkpoint.pth (exact resume),
@@ -111,23 +113,38 @@ def pretrain_command(frames_root, config_file, sets, backbone, img_size, steps, 
     """
     from segloop.platform.commands._common import friendly_errors
 
-    friendly_errors(_pretrain)(frames_root, config_file, sets, backbone, img_size, steps, max_minutes, batch_size,
-                               init, workers, device, compile_model, resume, out)
+    friendly_errors(_pretrain)(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes,
+                               batch_size, init, workers, device, compile_model, resume, out)
 
 
-def _pretrain(frames_root, config_file, sets, backbone, img_size, steps, max_minutes, batch_size, init, workers,
-              device, compile_model, resume, out) -> None:
+def _pretrain(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes, batch_size, init,
+              workers, device, compile_model, resume, out) -> None:
     """Body of `segloop pretrain` (errors are ValueErrors with a clear message)."""
     from segloop.pretrain.config import load_config
     from segloop.pretrain.frames import discover_videos
 
+    if (frames_root is None) == (project is None):
+        raise CliInputError("give either --frames ROOT or --project NAME")
     flags = flag_overrides(backbone, img_size, steps, max_minutes, batch_size, init, workers, device, compile_model)
     overrides = _merge(flags, parse_sets(sets))  # the specific --set wins over a convenience flag (--img-size)
     config = load_config(config_file, overrides)
-    videos = discover_videos(frames_root, cache_dir=Path(out) / "decoded-frames")
+    if project is not None:
+        from segloop.platform.commands._common import ensure_db
+        from segloop.platform.training import project_clips
+
+        ensure_db()
+        videos = project_clips(project)
+    else:
+        videos = discover_videos(frames_root, cache_dir=Path(out) / "decoded-frames")
     result = run_pretraining(config, videos, Path(out), resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    if project is not None:
+        from segloop.platform.commands._common import console
+        from segloop.platform.training import register_pretrain_checkpoint
+
+        checkpoint = register_pretrain_checkpoint(project, config, result)
+        console.print(f"registered checkpoint {checkpoint.id} for project {project!r}")
     _report(result, sum(len(v) for v in videos), len(videos))
 
 
@@ -153,18 +170,53 @@ def _report(result, frames: int, videos: int) -> None:
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="teacher_backbone.pth of a run (or any timm-layout weights file).")
 @click.option("--backbone", default=None, help="timm ViT name (default: the run's backbone, else vit_small_patch16_224).")
-@click.option("--frames", "frames_root", type=click.Path(path_type=Path), required=True, help="Frames folder.")
+@click.option("--frames", "frames_root", type=click.Path(path_type=Path), help="Frames folder (or --project).")
+@click.option("--project", default=None, help="Instead of --frames/--out: embed the project's stored frames and "
+                                              "register an embedding set.")
 @click.option("--img-size", type=int, default=224, show_default=True, help="Short side of the resized frames (px).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="OUT.npy (CLS, float16), OUT.patch_mean.npy, OUT.json (frame keys).")
-def embed_command(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out) -> None:
+@click.option("--out", type=click.Path(path_type=Path),
+              help="OUT.npy (CLS, float16), OUT.patch_mean.npy, OUT.json (frame keys); with --frames.")
+def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_size, workers, device, out) -> None:
     """Embed every frame (CLS token + mean patch token) with a pretrained or random backbone."""
     from segloop.platform.commands._common import friendly_errors
 
+    if project is not None:
+        friendly_errors(_embed_project)(checkpoint, backbone, frames_root, project, img_size, batch_size, out)
+        return
+    if frames_root is None or out is None:
+        raise click.UsageError("give --frames ROOT --out FILE, or --project NAME")
     friendly_errors(_embed)(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out)
+
+
+def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_size, out) -> None:
+    """Body of `segloop embed --project`: embed the stored frames and register an embedding set."""
+    from rich.progress import Progress
+
+    from segloop.platform.commands._common import console, ensure_db
+    from segloop.platform.embedding import embed_project
+
+    if frames_root is not None or out is not None:
+        raise CliInputError("--project stores the embedding set itself: drop --frames/--out")
+    if checkpoint is None and backbone is None:
+        raise CliInputError("give --checkpoint PATH or --backbone NAME")
+    from segloop.platform.db import session_scope
+    from segloop.platform.stores import artifacts, projects
+
+    engine = ensure_db()
+    with session_scope(engine) as session:
+        known = artifacts.list_checkpoints(session, projects.get_project(session, project).id)
+    resolved = str(Path(checkpoint).resolve()) if checkpoint else None
+    checkpoint_id = next((c.id for c in known if c.path == resolved), None)
+    with Progress() as bar:
+        task = bar.add_task("embedding", total=1.0)
+        embedding_set = embed_project(project, backbone_name_for(checkpoint, backbone), checkpoint, img_size,
+                                      batch_size, checkpoint_id=checkpoint_id,
+                                      progress=lambda f, m: bar.update(task, completed=f))
+    console.print(f"embedding set {embedding_set.id}: {embedding_set.count} frames x {embedding_set.dim} "
+                  f"({embedding_set.backbone}) -> {embedding_set.vectors_path}")
 
 
 def backbone_name_for(checkpoint: Path | None, backbone: str | None) -> str:

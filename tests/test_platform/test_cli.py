@@ -87,3 +87,25 @@ def test_bench_ingest_writes_json(cli, synth_root: Path, tmp_path: Path) -> None
     assert data["frames"] == 12
     for key in ("ingest_end_to_end_fps", "decode_decord_fps", "decode_pyav_fps"):
         assert data[key] > 0
+
+
+def test_pretrain_embed_select_on_a_project(cli, synth_root: Path, engine, tmp_path: Path) -> None:
+    """`pretrain --project` registers a checkpoint, `embed --project` an embedding set linked to it, select uses it."""
+    from segloop.platform.db import session_scope
+    from segloop.platform.stores import artifacts, projects
+
+    assert cli("ingest", str(synth_root / "videos"), "--project", "cli").exit_code == 0
+    result = cli("pretrain", "--project", "cli", "--backbone", "vit_tiny_patch16_224", "--img-size", "32",
+                 "--steps", "2", "--batch-size", "2", "--workers", "0", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "registered checkpoint" in result.output
+    result = cli("embed", "--project", "cli", "--checkpoint", str(tmp_path / "run" / "teacher_backbone.pth"),
+                 "--img-size", "32")
+    assert result.exit_code == 0, result.output
+    with session_scope(engine) as session:
+        project_id = projects.get_project(session, "cli").id
+        checkpoint = artifacts.list_checkpoints(session, project_id)[0]
+        embedding_set = artifacts.list_embedding_sets(session, project_id)[0]
+    assert embedding_set.checkpoint_id == checkpoint.id and embedding_set.count == 24
+    assert cli("select", "--project", "cli", "--strategy", "typicality", "--budget", "2").exit_code == 0
+    assert cli("pretrain", "--out", str(tmp_path / "x")).exit_code == 1
