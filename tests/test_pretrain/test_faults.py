@@ -1,0 +1,52 @@
+"""Faults around pretraining: corrupt checkpoint files, and the unchanged command line under torchrun (gloo)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segloop.pretrain.backbones import BackboneError, create_backbone
+from segloop.pretrain.checkpoint import CheckpointError
+from segloop.pretrain.config import config_from_dict
+from segloop.pretrain.train import pretrain
+
+
+def test_truncated_checkpoint_refuses_resume_by_name(tiny, videos, tmp_path: Path) -> None:
+    """A resume from a truncated checkpoint.pth fails naming the file; nothing else is touched."""
+    out = tmp_path / "run"
+    pretrain(config_from_dict(tiny()), videos, out)
+    checkpoint = out / "checkpoint.pth"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    teacher_before = (out / "teacher_backbone.pth").read_bytes()
+    with pytest.raises(CheckpointError, match="checkpoint.pth: cannot read checkpoint"):
+        pretrain(config_from_dict(tiny()), videos, out, resume=True)
+    assert (out / "teacher_backbone.pth").read_bytes() == teacher_before
+
+
+def test_corrupt_teacher_weights_are_named(tmp_path: Path) -> None:
+    """Loading garbage as backbone weights gives an error naming the file."""
+    bad = tmp_path / "teacher_backbone.pth"
+    bad.write_bytes(b"\x00not torch")
+    with pytest.raises(BackboneError, match="teacher_backbone.pth: cannot load weights"):
+        create_backbone("vit_tiny_patch16_224", weights=bad)
+
+
+def test_pretrain_command_line_under_torchrun_with_gloo(tiny, videos, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 -m segloop.platform.cli pretrain ...` runs unchanged on CPU (gloo)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny(run={"steps": 2, "batch_size": 2, "checkpoint_every": 2})))
+    frames_root = videos[0][0].parent.parent
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "segloop.platform.cli", "pretrain", "--frames", str(frames_root), "--config", str(config),
+         "--device", "cpu", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert (out / "teacher_backbone.pth").is_file() and "step 2/2" in result.stdout
