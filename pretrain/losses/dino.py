@@ -44,8 +44,8 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, iterations:
     return q.t()
 
 
-class DINOLoss(nn.Module):
-    """Cross-entropy between teacher probabilities of each global view and student log-probabilities of the other views."""
+class CenteredTeacherLoss(nn.Module):
+    """Shared part of the DINO and iBOT losses: teacher targets by centring or Sinkhorn-Knopp, and the centre EMA."""
 
     def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
         super().__init__()
@@ -54,10 +54,24 @@ class DINOLoss(nn.Module):
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     def teacher_probs(self, teacher_logits: torch.Tensor, temperature: float, method: str) -> torch.Tensor:
-        """Teacher targets by centring (DINO) or Sinkhorn-Knopp (DINOv2)."""
+        """Teacher targets (rows of teacher_logits) by centring (DINO) or Sinkhorn-Knopp (DINOv2)."""
         if method == "sinkhorn_knopp":
             return sinkhorn_knopp(teacher_logits, temperature)
         return centered_softmax(teacher_logits, self.center, temperature)
+
+    @torch.no_grad()
+    def update_center(self, teacher_logits: torch.Tensor) -> None:
+        """EMA of the mean teacher logit over the rows of the global batch (no-op without rows)."""
+        batch_sum = teacher_logits.float().sum(dim=0, keepdim=True)
+        count = torch.tensor(float(teacher_logits.shape[0]), device=teacher_logits.device)
+        dist.all_reduce(batch_sum)
+        dist.all_reduce(count)
+        if count.item() > 0:
+            self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
+
+
+class DINOLoss(CenteredTeacherLoss):
+    """Cross-entropy between teacher probabilities of each global view and student log-probabilities of the other views."""
 
     def forward(self, student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor],
                 skip_same_index: bool = True) -> torch.Tensor:
@@ -72,12 +86,3 @@ class DINOLoss(nn.Module):
                 total = total - (teacher * log_probs).sum(dim=-1).mean()
                 pairs += 1
         return total / max(1, pairs)
-
-    @torch.no_grad()
-    def update_center(self, teacher_logits: torch.Tensor) -> None:
-        """EMA of the mean teacher logit over the global batch."""
-        batch_sum = teacher_logits.float().sum(dim=0, keepdim=True)
-        count = torch.tensor(float(teacher_logits.shape[0]), device=teacher_logits.device)
-        dist.all_reduce(batch_sum)
-        dist.all_reduce(count)
-        self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
