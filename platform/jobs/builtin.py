@@ -114,6 +114,8 @@ def run_pretrain(params: PretrainJobParams, ctx: JobContext) -> dict[str, Any]:
     preset = Path(str(resources.files("segloop.pretrain") / "configs" / params.preset)) if params.preset else None
     config = load_config(preset, overrides)
     out_dir = load_settings().runs_dir / "pretrain" / params.project / f"job-{ctx.job_id}"
+    if (out_dir / "checkpoint.pth").is_file():
+        ctx.log(f"resuming from {out_dir / 'checkpoint.pth'}")
     result, checkpoint = pretrain_project(params.project, config, out_dir, resume=True, job_id=ctx.job_id,
                                           progress=ctx.progress)
     return {"checkpoint_id": checkpoint.id, "teacher": str(result.teacher_path), "step": result.step,

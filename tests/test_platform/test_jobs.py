@@ -178,3 +178,35 @@ def test_pretrain_embed_select_jobs_chain(job_env, engine, synth_root: Path, dat
     with session_scope(engine) as session:
         run = selections.get_selection(session, selected.result["selection_id"])
         assert run.job_id == select_id and len(selections.selection_items(session, run.id)) == 3
+
+
+def test_killed_pretrain_job_resumes_from_its_checkpoint(job_env, engine, synth_root: Path, data_dir: Path) -> None:
+    """SIGKILL the worker of a running pretrain job after a checkpoint: another worker resumes it, one checkpoint row."""
+    import json as jsonlib
+
+    from segloop.platform.config import load_settings
+    from segloop.platform.ingest import IngestOptions, ingest_paths
+    from segloop.platform.stores import artifacts
+
+    ingest_paths([synth_root / "videos"], IngestOptions(project="resume"), load_settings())
+    tiny = {"model": {"head_out_dim": 64, "head_hidden_dim": 32, "head_bottleneck_dim": 16},
+            "data": {"global_size": 32, "local_size": 16, "clip_size": 32, "num_workers": 0},
+            "run": {"batch_size": 2, "checkpoint_every": 2}}
+    job_id = _submit(engine, "pretrain", {"project": "resume", "config": tiny, "steps": 40})
+    run_dir = data_dir / "runs" / "pretrain" / "resume" / f"job-{job_id}"
+    worker = subprocess.Popen([*SEGLOOP, "worker"], env=job_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: (run_dir / "checkpoint.pth").is_file(), timeout=300)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    time.sleep(2.5)
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=600)
+    job = _job(engine, job_id)
+    assert (job.status, job.attempts) == ("succeeded", 2), job.error
+    assert "resuming from" in Path(job.log_path).read_text()
+    steps = [jsonlib.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    assert steps == list(range(1, 41))
+    with session_scope(engine) as session:
+        rows = [c for c in artifacts.list_checkpoints(session) if c.job_id == job_id]
+    assert len(rows) == 1 and rows[0].step == 40
