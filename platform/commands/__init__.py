@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "segloop.platform.commands.eval",
     "segloop.platform.commands.vos",
     "segloop.platform.commands.pretrain",
+    "segloop.platform.commands.finetune",
 ]
 
 BENCH_MODULES: list[str] = [
@@ -26,4 +27,6 @@ BENCH_MODULES: list[str] = [
     "segloop.platform.bench.pretrain",
     "segloop.platform.bench.embed",
     "segloop.platform.bench.select",
+    "segloop.platform.bench.active_learning",
+    "segloop.platform.bench.keyframes",
 ]

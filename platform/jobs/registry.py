@@ -15,6 +15,7 @@ from typing import Any, Protocol
 # Modules that register job kinds when imported (each calls `job_kind`).
 HANDLER_MODULES: list[str] = [
     "segloop.platform.jobs.builtin",
+    "segloop.platform.jobs.finetune_jobs",
 ]
 
 

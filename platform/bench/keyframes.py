@@ -1,0 +1,221 @@
+"""`segloop bench keyframes ROOT`: which K frames of each video to annotate so that propagation works best.
+
+For every video of a DAVIS-layout root, strategy and K: the strategy picks K frames, their ground
+truth is given, label propagation (`segloop.platform.vos`, the backbone's patch features) fills in
+the other frames, and J&F is computed per the DAVIS protocol (first and last frame not scored; the
+annotated frames count with their given masks). Strategies: `first` (frames 0..K-1: the classic
+first-frame setting for K = 1), `uniform` (i·T/K), and the `keyframes` selector (k-center over
+appearance and time on the frames' CLS embeddings). Each video's frames are embedded once and the
+features reused across strategies and budgets.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+import numpy as np
+
+STRATEGIES = ("first", "uniform", "keyframes")
+
+
+class LoadedFrames(Sequence):
+    """A video's frames read once into memory; items carry (video, index) so features can be cached."""
+
+    def __init__(self, frames: list[np.ndarray], name: str = "") -> None:
+        self.frames = frames
+        self.name = name
+
+    @classmethod
+    def of(cls, paths: Sequence[Path], name: str = "") -> LoadedFrames:
+        """Read every frame file."""
+        from segloop.platform.finetune.features import read_rgb
+
+        return cls([read_rgb(p) for p in paths], name)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        frame = self.frames[index].view(IndexedFrame)
+        frame.key = (self.name, int(index))
+        return frame
+
+
+class IndexedFrame(np.ndarray):
+    """An RGB frame that knows its video and index."""
+
+    key: tuple[str, int] | None = None
+
+
+class CachedFeaturizer:
+    """Wraps a featurizer: features of keyed frames are computed once and reused (unkeyed ones are not cached)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.device = inner.device
+        self.patch = inner.patch
+        self.config = inner.config
+        self.name = inner.name
+        self.cache: dict[tuple[str, int], object] = {}
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Patch grid of a frame size."""
+        return self.inner.grid(height, width)
+
+    def reset(self) -> None:
+        """Forget the cached features."""
+        self.cache.clear()
+
+    def __call__(self, frames: Sequence[np.ndarray]):
+        import torch
+
+        keys = [getattr(f, "key", None) for f in frames]
+        if any(k is None for k in keys):
+            return self.inner([np.asarray(f) for f in frames])
+        missing = [f for f, k in zip(frames, keys) if k not in self.cache]
+        if missing:
+            for frame, feature in zip(missing, self.inner([np.asarray(f) for f in missing])):
+                self.cache[frame.key] = feature
+        return torch.stack([self.cache[k] for k in keys])
+
+
+def pick_keyframes(strategy: str, count: int, budget: int, embeddings: np.ndarray | None = None) -> list[int]:
+    """K frame indices of a `count`-frame video by strategy (first, uniform, keyframes)."""
+    from segloop.platform import vos
+
+    budget = min(budget, count)
+    if strategy == "first":
+        return list(range(budget))
+    if strategy == "uniform":
+        return vos.parse_keyframes(f"uniform:{budget}", count)
+    if strategy == "keyframes":
+        if embeddings is None:
+            raise ValueError("keyframes strategy needs per-frame embeddings")
+        from segloop.selectors.constraints import Constraints
+        from segloop.selectors.registry import run_strategy
+        from segloop.selectors.types import CandidatePool
+
+        pool = CandidatePool(embeddings=embeddings, frame_ids=np.arange(count), video_ids=np.zeros(count, np.int64),
+                             frame_indices=np.arange(count))
+        return sorted(int(p.frame_id) for p in run_strategy("keyframes", pool, Constraints(budget=budget)))
+    raise ValueError(f"--strategies: unknown keyframe strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+
+
+def score_masks(name: str, masks: Sequence[np.ndarray], gt: list[np.ndarray]) -> float:
+    """J&F of a video's masks per the DAVIS protocol (first and last frame not scored)."""
+    from segloop.platform import evaluation
+
+    report = evaluation.VOSReport(evaluation.evaluate_sequence(name, masks, gt, skip_first_last=True))
+    return report.sequence_scores(name)["J&F"]
+
+
+def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence[int], backbone: str,
+                  checkpoint: str | None, short_side: int = 240, radius: int = 6, embed_short_side: int = 112,
+                  refine: bool = False, refine_steps: int = 300, refine_short_side: int = 192,
+                  cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """The benchmark's JSON document: J&F per strategy and K, overall and per sequence.
+
+    With `refine`, a refinement decoder (`segloop.platform.finetune.vos`) is trained per strategy
+    and K on the annotated frames of all videos, and the refined masks are scored too ("J&F_refined").
+    """
+    from segloop.platform import vos
+    from segloop.platform.bench.active_learning import load_davis_root
+    from segloop.platform.finetune import vos as refinement
+    from segloop.platform.finetune.features import FeatureSpec, extract_video, load_backbone, video_features
+    from segloop.platform.masks import read_mask
+
+    for strategy in strategies:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"--strategies: unknown keyframe strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+    data = load_davis_root(root)
+    config = vos.PropagationConfig(short_side=short_side, radius=radius)
+    featurizer = CachedFeaturizer(vos.make_featurizer("backbone", backbone, checkpoint, config))
+    spec = FeatureSpec(backbone=backbone, weights=checkpoint, short_side=embed_short_side, layers=1)
+    embedder = load_backbone(spec)
+    say = progress or (lambda message: None)
+    videos = {}
+    for name, paths in data.frames.items():
+        cls = extract_video(name, paths, spec, embedder).cls
+        videos[name] = (LoadedFrames.of(paths, name), [read_mask(p) for p in data.masks[name]],
+                        cls / np.maximum(np.linalg.norm(cls, axis=1, keepdims=True), 1e-12))
+    refine_spec = FeatureSpec(backbone=backbone, weights=checkpoint, short_side=refine_short_side)
+    dense = video_features(data.frames, refine_spec, cache_dir) if refine else {}
+    results = []
+    for budget in budgets:
+        for strategy in strategies:
+            picks = {name: pick_keyframes(strategy, len(frames), budget, cls)
+                     for name, (frames, _, cls) in videos.items()}
+            trained = None
+            if refine:
+                labeled = {name: {k: videos[name][1][k] for k in chosen} for name, chosen in picks.items()}
+                trained = refinement.train_refiner(refinement.object_samples(labeled), dense, refine_spec,
+                                                   refinement.RefineConfig(steps=refine_steps))
+            plain, refined = {}, {}
+            for name, (frames, gt, _) in videos.items():
+                keys = {k: gt[k] for k in picks[name]}
+                if trained is None:
+                    masks = [r.mask for r in vos.iter_propagate(frames, keys, featurizer, config)]
+                else:
+                    pairs = [(m, r) for _, m, r in refinement.iter_refined(frames, keys, featurizer, trained,
+                                                                              dense[name], config)]
+                    masks = [m for m, _ in pairs]
+                    refined[name] = score_masks(name, [r for _, r in pairs], gt)
+                plain[name] = score_masks(name, masks, gt)
+                say(f"{name} K={budget} {strategy} {picks[name]}: J&F {plain[name]:.4f}"
+                    + (f", refined {refined[name]:.4f}" if refine else ""))
+            row = {"strategy": strategy, "budget": budget, "J&F": float(np.mean(list(plain.values()))),
+                   "sequences": plain, "keyframes": picks}
+            if refine:
+                row["J&F_refined"] = float(np.mean(list(refined.values())))
+                row["sequences_refined"] = refined
+            results.append(row)
+    return {"benchmark": "keyframes", "root": str(Path(root).resolve()), "backbone": backbone,
+            "checkpoint": checkpoint, "propagation": config.as_dict(), "results": results}
+
+
+@click.command(name="keyframes")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--budgets", default="1,2,3,5", show_default=True, help="Comma-separated K (frames per video).")
+@click.option("--strategies", default="first,uniform,keyframes", show_default=True)
+@click.option("--backbone", default="vit_tiny_patch16_224", show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Backbone weights (local file).")
+@click.option("--short-side", type=click.IntRange(min=16), default=240, show_default=True)
+@click.option("--radius", type=click.IntRange(min=0), default=6, show_default=True)
+@click.option("--refine/--no-refine", default=False, show_default=True,
+              help="Also train the VOS refinement decoder on the annotated frames and score the refined masks.")
+@click.option("--refine-steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Default: $SEGLOOP_DATA_DIR/bench/keyframes.json")
+def command(root: Path, budgets: str, strategies: str, backbone: str, checkpoint: Path | None, short_side: int,
+            radius: int, refine: bool, refine_steps: int, json_out: Path | None) -> None:
+    """J&F of propagation from K annotated frames per video, by how the K frames are chosen."""
+    from segloop.platform.bench.common import default_json_path, machine_info
+    from segloop.platform.commands._common import console, err_console, friendly_errors, print_table, write_json
+    from segloop.platform.config import load_settings
+
+    @friendly_errors
+    def run() -> None:
+        try:
+            ks = [int(k) for k in budgets.split(",") if k.strip()]
+        except ValueError:
+            raise ValueError(f"--budgets: {budgets!r} must be comma-separated integers") from None
+        if not ks or min(ks) < 1:
+            raise ValueError("--budgets: give at least one K ≥ 1")
+        names = [s.strip() for s in strategies.split(",") if s.strip()]
+        document = run_benchmark(root, names, ks, backbone, str(checkpoint) if checkpoint else None, short_side,
+                                 radius, refine=refine, refine_steps=refine_steps,
+                                 cache_dir=load_settings().data_dir / "cache" / "features",
+                                 progress=lambda m: err_console.print(m))
+        document["machine"] = machine_info()
+        sequences = list(document["results"][0]["sequences"])
+        extra = ["J&F refined"] if refine else []
+        print_table("keyframes: J&F of propagated masks (DAVIS protocol)", ["K", "strategy", "J&F", *extra, *sequences],
+                    [(r["budget"], r["strategy"], f"{r['J&F']:.4f}",
+                      *([f"{r['J&F_refined']:.4f}"] if refine else []),
+                      *(f"{r['sequences'][s]:.3f}" for s in sequences)) for r in document["results"]])
+        path = json_out or default_json_path("keyframes")
+        write_json(path, document)
+        console.print(f"wrote {path}")
+
+    run()
