@@ -108,6 +108,7 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
         _step(6, f"label the picked frames (simulated annotator reading {oracle})")
         summary.append(("frames labelled this round", label_selection(run.selection.id, truth, settings)))
         summary += _propagate_and_score(project, checkpoint, settings, truth=truth)
+        summary += _finetune_and_score(project, checkpoint, truth, settings)
     _summarise(project, report, summary, settings)
 
 
@@ -202,6 +203,25 @@ def _propagate_and_score(project: str, checkpoint, settings, truth=None, keyfram
     unlabelled = len(videos) - len(labelled)
     note = f" ({unlabelled} videos without labels yet: run the demo again for another round)" if unlabelled else ""
     return [("mean J&F over labelled videos", f"{sum(scores) / len(scores):.3f}{note}" if scores else "n/a")]
+
+
+def _finetune_and_score(project: str, checkpoint, truth, settings) -> list[tuple]:
+    """Fine-tune a VSS head (background vs object) on the labelled frames, predict every frame, score mIoU."""
+    from segloop.platform.finetune.project import finetune_vss_project, load_project, predict_project
+    from segloop.platform.loop import _oracle_reference
+
+    backbone = checkpoint.backbone if checkpoint else "vit_tiny_patch16_224"
+    _step(8, f"fine-tune a segmentation head on the labelled frames ({backbone}), predict every frame, score mIoU")
+    frames = load_project(project, settings)
+    out_dir = settings.runs_dir / "finetune" / project / f"demo-{len(frames.labeled())}-labels"
+    with progress_bar("fine-tune") as report:
+        result = finetune_vss_project(project, out_dir, pretrained=checkpoint.path if checkpoint else None,
+                                      backbone=backbone, reference=_oracle_reference(truth, frames, settings),
+                                      settings=settings, progress=report)
+    predict_project(project, result.checkpoint_id, settings=settings)
+    return [("VSS checkpoint", result.checkpoint_id),
+            ("VSS mIoU on frames nobody labelled", f"{result.metrics.get('mIoU', float('nan')):.3f} "
+                                                   f"({result.evaluated_on} frames, trained on {result.trained_on})")]
 
 
 def _reference(truth, video, settings):

@@ -29,10 +29,10 @@ def test_demo_runs_the_loop_twice(cli, synth_root: Path) -> None:
     first = cli("demo", "--footage", str(synth_root / "videos"), "--pretrain-minutes", "0.05", "--budget", "3")
     assert first.exit_code == 0, first.output
     for step in ("2. ingest", "3. self-supervised pretraining", "4. embed", "5. select 3 frames",
-                 "6. label the picked frames", "7. propagate"):
+                 "6. label the picked frames", "7. propagate", "8. fine-tune"):
         assert step in first.output
     assert "videos ingested: 2" in first.output and "make ui" in first.output
-    assert "mean J&F over labelled videos" in first.output
+    assert "mean J&F over labelled videos" in first.output and "VSS mIoU on frames nobody labelled" in first.output
     second = cli("demo", "--footage", str(synth_root / "videos"), "--pretrain-minutes", "0.05", "--budget", "3")
     assert second.exit_code == 0, second.output
     assert "videos ingested: 0, skipped: 2" in second.output
