@@ -109,7 +109,8 @@ def finetune_vss(project: str, checkpoint: str | None, backbone: str, short_side
                                       pretrained=_checkpoint_file(checkpoint), backbone=backbone,
                                       short_side=short_side, config=config, val_fraction=val_fraction,
                                       reference=reference, settings=settings, progress=report)
-    _print_result(f"VSS fine-tuning of {project}", result)
+    if result is not None:
+        _print_result(f"VSS fine-tuning of {project}", result)
 
 
 @finetune.command("vos")
@@ -133,7 +134,8 @@ def finetune_vos(project: str, checkpoint: str | None, backbone: str, short_side
                                       short_side=short_side, config=RefineConfig(steps=steps, seed=seed, device=device),
                                       prop_short_side=prop_short_side, prop_radius=radius, settings=settings,
                                       progress=report)
-    _print_result(f"VOS refinement of {project}", result)
+    if result is not None:
+        _print_result(f"VOS refinement of {project}", result)
 
 
 @click.command("predict")

@@ -44,6 +44,13 @@ class ProjectFrames:
         return [(v, i) for v, maps in self.labels.items() for i in sorted(maps)]
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or the only process: the one that saves and writes to the DB."""
+    from segloop.pretrain import dist
+
+    return dist.info().rank == 0
+
+
 def load_project(project: str, settings: Settings, object_labels: bool = False) -> ProjectFrames:
     """Frames and human masks of a project: class maps (VSS) or object-id maps (`object_labels`, VOS)."""
     out = ProjectFrames()
@@ -115,8 +122,11 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
                          config: VSSConfig = VSSConfig(), val_fraction: float = 0.2,
                          reference: Reference | None = None, extra_params: dict | None = None,
                          settings: Settings | None = None, job_id: int | None = None,
-                         progress: Progress | None = None) -> FinetuneResult:
+                         progress: Progress | None = None) -> FinetuneResult | None:
     """Train a VSS head on the project's human-labeled frames, register it, and score it on held-out frames.
+
+    Under torchrun every process trains (gradients averaged); only rank 0 saves, registers and scores,
+    the other ranks return None.
 
     Held out: with `reference(video, source index) -> class map or None` (a simulated annotator's ground
     truth; None for videos it does not cover) every frame without a human mask; otherwise a
@@ -135,6 +145,8 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
     trained = vss.train_vss(samples, feats, len(frames.classes), spec, config,
                             frame_paths=frames.videos, state_path=out_dir / "train_state.pt",
                             progress=lambda f, m: report(0.3 + 0.5 * f, m))
+    if not is_main_process():
+        return None
     path = vss.save_vss(out_dir / "vss.pt", trained)
     labeled_ids = [frames.frame_ids[v][i] for v, i in train_keys]
     params = {"classes": frames.classes, "config": config.as_dict(), "spec": spec.as_dict(),
@@ -255,7 +267,7 @@ def _features_with(backbone, frames: ProjectFrames, spec: FeatureSpec):
 def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
                          backbone: str = "vit_tiny_patch16_224", short_side: int = 192, config=None,
                          prop_short_side: int = 240, prop_radius: int = 6, settings: Settings | None = None,
-                         job_id: int | None = None, progress: Progress | None = None) -> FinetuneResult:
+                         job_id: int | None = None, progress: Progress | None = None) -> FinetuneResult | None:
     """Train the propagation-refinement decoder on the project's human masks, register it and compare it with
     plain propagation (keyframe: each video's first human frame; scored on its other human frames)."""
     from segloop.platform.finetune import vos as refine
@@ -270,6 +282,8 @@ def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str |
     out_dir = Path(out_dir)
     trained = refine.train_refiner(samples, feats, spec, config, state_path=out_dir / "train_state.pt",
                                    progress=lambda f, m: report(0.2 + 0.5 * f, m))
+    if not is_main_process():
+        return None
     path = refine.save_refiner(out_dir / "vos_refiner.pt", trained)
     values, count = compare_vos(frames, feats, trained, backbone, pretrained, prop_short_side, prop_radius,
                                 lambda f, m: report(0.7 + 0.3 * f, m))

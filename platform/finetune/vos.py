@@ -151,6 +151,7 @@ def train_refiner(samples: Sequence[ObjectSample], videos: dict[str, VideoFeatur
 
     if not samples:
         raise FinetuneError("no labeled object masks to train the refinement decoder on")
+    dist.init_distributed(config.device)  # joins torchrun's process group when launched under it
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     first = next(iter(videos.values()))

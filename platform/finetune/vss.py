@@ -209,6 +209,7 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
     _check_samples(samples, videos, num_classes)
     if config.finetune_backbone and frame_paths is None:
         raise FinetuneError("finetune_backbone needs the frame files (frame_paths)")
+    dist.init_distributed(config.device)  # joins torchrun's process group when launched under it
     device = resolve_device(config.device)
     info = dist.info()
     torch.manual_seed(config.seed)

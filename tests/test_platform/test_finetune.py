@@ -231,3 +231,27 @@ def test_finetune_and_predict_jobs_run_in_a_worker(labeled_project: str, sqlite,
         job = job_store.get_job(session, predict_id)
         assert job.status == "succeeded", job.error
         assert job.result["frames"] == 24 and "vss_entropy_mean" in job.result["signals"]
+
+
+def test_finetune_command_line_under_torchrun_registers_one_checkpoint(synth_root, settings, engine, tmp_path) -> None:
+    """`torchrun --nproc_per_node=2 ... finetune vss` trains on 2 gloo processes; only rank 0 writes to the DB."""
+    import os
+    import subprocess
+    import sys
+
+    from segloop.platform.db import session_scope
+    from segloop.platform.ingest import IngestOptions, ingest_paths
+    from segloop.platform.stores import artifacts
+
+    if settings.database_url is not None:
+        pytest.skip("the launcher path is database-independent; SQLite is enough")
+    assert not ingest_paths([synth_root], IngestOptions(project="ddp"), settings).failed
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "segloop.platform.cli", "finetune", "vss", "--project", "ddp", "--short-side", "32", "--epochs", "1",
+         "--min-steps", "4", "--device", "cpu", "--out", str(tmp_path / "ft")],
+        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    with session_scope(engine) as session:
+        assert [c.kind for c in artifacts.list_checkpoints(session)] == ["vss"]
