@@ -400,3 +400,73 @@ def frame_image(data_dir, frame: FrameInfo) -> np.ndarray:
     if image is None:
         raise LabelingError(f"{path}: frame image is missing or unreadable")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------- propagation from labeled frames
+
+INLINE_PROPAGATION_MAX_FRAMES = 30
+PROPAGATION_METHODS = ("backbone", "pixels", "copy")
+
+
+@dataclass(frozen=True)
+class PropagationRequest:
+    """How to propagate a video's human masks: method, backbone, how many recent keyframes, working size."""
+
+    method: str = "backbone"
+    backbone: str = "vit_small_patch16_224"
+    checkpoint: str | None = None
+    last_keyframes: int = 0
+    short_side: int = 480
+
+
+def human_keyframes(engine: Engine, video_id: int) -> list[tuple[int, Any]]:
+    """(frame index, newest save time) of a video's frames with human masks, most recently labeled first."""
+    from segloop.platform.models import Annotation
+
+    query = (select(Frame.index, func.max(Annotation.updated_at)).join(Annotation, Annotation.frame_id == Frame.id)
+             .where(Frame.video_id == video_id, Annotation.source.in_(("manual", "imported")))
+             .group_by(Frame.index).order_by(func.max(Annotation.updated_at).desc(), Frame.index.desc()))
+    with session_scope(engine) as session:
+        return [(int(i), t) for i, t in session.execute(query)]
+
+
+def keyframe_spec(engine: Engine, video_id: int, last: int = 0) -> str | None:
+    """The keyframes to propagate from: the `last` most recently labeled frames (None = all labeled ones)."""
+    labeled = human_keyframes(engine, video_id)
+    if not labeled:
+        raise LabelingError(f"video {video_id}: no frame has a manual or imported mask yet; label a frame first")
+    if last <= 0 or last >= len(labeled):
+        return None
+    return ",".join(str(i) for i in sorted(i for i, _ in labeled[:last]))
+
+
+def propagation_params(engine: Engine, video_id: int, request: PropagationRequest) -> dict[str, Any]:
+    """The params of a propagate job for one video (checked: method known, labeled frames exist)."""
+    if request.method not in PROPAGATION_METHODS:
+        raise LabelingError(f"propagation method: {request.method!r} is not one of {', '.join(PROPAGATION_METHODS)}")
+    return {"video_ids": [int(video_id)], "method": request.method, "backbone": request.backbone,
+            "checkpoint": request.checkpoint or None, "keyframes": keyframe_spec(engine, video_id, request.last_keyframes),
+            "short_side": int(request.short_side)}
+
+
+def submit_propagation(engine: Engine, video_id: int, request: PropagationRequest = PropagationRequest()):
+    """Queue a propagate job for the video; returns the job."""
+    from segloop.platform.library import submit_job
+
+    from segloop.platform.models import Project
+
+    params = propagation_params(engine, video_id, request)
+    with session_scope(engine) as session:
+        project_name = session.get(Project, footage.get_video(session, video_id).project_id).name
+    return submit_job(engine, "propagate", params, project_name)
+
+
+def propagate_inline(engine: Engine, settings, video_id: int, request: PropagationRequest = PropagationRequest()):
+    """Propagate now in this process (short videos); drafts are stored as `propagated`. Returns the outcome."""
+    from segloop.platform import vos
+    from segloop.platform.propagation import propagate_video
+
+    params = propagation_params(engine, video_id, request)
+    config = vos.PropagationConfig(short_side=params["short_side"])
+    featurizer = vos.make_featurizer(params["method"], params["backbone"], params["checkpoint"], config)
+    return propagate_video(video_id, featurizer, config, params["keyframes"], settings=settings)

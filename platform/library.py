@@ -279,3 +279,28 @@ def retry_job(engine: Engine, job_id: int) -> JobInfo:
     """Queue a failed or cancelled job again."""
     with session_scope(engine) as session:
         return job_store.retry_job(session, job_id)
+
+
+def submit_job(engine: Engine, kind: str, params: dict, project: str | None = None) -> JobInfo:
+    """Validate params against the kind's schema and queue the job (in `project`, created if new)."""
+    from segloop.platform.jobs.registry import validate_params
+
+    checked = validate_params(kind, params)
+    with session_scope(engine) as session:
+        project_id = projects.get_or_create_project(session, project).id if project else None
+        return job_store.submit_job(session, kind, checked, project_id=project_id)
+
+
+def job_kind_defaults() -> dict[str, tuple[str, dict]]:
+    """{kind: (description, default params)} of every registered job kind whose params all have defaults."""
+    import dataclasses
+
+    from segloop.platform.jobs.registry import kinds
+
+    found = {}
+    for name, kind in sorted(kinds().items()):
+        try:
+            found[name] = (kind.description, dataclasses.asdict(kind.params()))
+        except TypeError:
+            found[name] = (kind.description, {})
+    return found

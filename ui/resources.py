@@ -1,12 +1,14 @@
 """Cached resources shared by the pages: the database engine per URL (migrated once) and short-lived reads."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 from sqlalchemy import Engine
 
 from segloop.platform import library
 from segloop.platform.config import Settings, load_settings
-from segloop.platform.db import get_engine
+from segloop.platform.db import get_engine, session_scope
 from segloop.platform.migrate import ensure_schema
 
 READ_TTL_SECONDS = 5
@@ -54,3 +56,47 @@ def forget_reads() -> None:
     project_summaries.clear()
     frame_count.clear()
     duplicate_groups.clear()
+    map_points.clear()
+
+
+@st.cache_data(ttl=60, show_spinner="Placing frames on the map…", max_entries=16)
+def map_points(url: str, embedding_set_id: int, method: str, max_points: int, seed: int, signal: str | None,
+               selection_id: int | None) -> list | None:
+    """The sampled frames of an embedding set on a 2-D map (cached a minute: PCA and lookups of 5,000 points)."""
+    from segloop.platform import explore
+    from segloop.platform.stores import artifacts
+
+    engine = _migrated_engine(url)
+    with session_scope(engine) as session:
+        embedding_set = artifacts.get_embedding_set(session, embedding_set_id)
+    return explore.map_points(engine, settings(), embedding_set, method, max_points, seed, signal, selection_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=50_000)
+def thumbnail_uri(data_dir: str, thumb_path: str) -> str:
+    """A frame thumbnail as a small data: URI for chart tooltips (cached per frame)."""
+    from segloop.platform import explore
+
+    return explore.thumbnail_data_uri(Path(data_dir), thumb_path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the similarity index…")
+def similarity_index(url: str, embedding_set_id: int):
+    """The FAISS cosine index of an embedding set (kept in memory per server)."""
+    from segloop.platform import explore
+    from segloop.platform.stores import artifacts
+
+    with session_scope(_migrated_engine(url)) as session:
+        embedding_set = artifacts.get_embedding_set(session, embedding_set_id)
+    return explore.similarity_index(embedding_set, settings())
+
+
+def project_picker(key: str, column=None) -> library.ProjectSummary | None:
+    """A project chooser shared by the pages (None, with a hint, when there is no project yet)."""
+    summaries = project_summaries(settings().db_url)
+    if not summaries:
+        st.info("No footage yet. Upload some on the Upload page, or run `segloop ingest PATH` or `make demo`.")
+        return None
+    names = [s.project.name for s in summaries]
+    chosen = (column or st).selectbox("Project", names, key=key)
+    return next(s for s in summaries if s.project.name == chosen)

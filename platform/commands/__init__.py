@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
 
 BENCH_MODULES: list[str] = [
     "segloop.platform.bench.ingest",
+    "segloop.platform.bench.scale",
     "segloop.platform.bench.vos",
     "segloop.platform.bench.pretrain",
     "segloop.platform.bench.embed",

@@ -1,7 +1,7 @@
 """`segloop ui`: start the Streamlit web UI."""
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -18,4 +18,4 @@ def command(port: int, address: str) -> None:
     app = Path(segloop.ui.__file__).parent / "app.py"
     args = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
             "--server.port", str(port), "--server.address", address, "--browser.gatherUsageStats", "false"]
-    raise SystemExit(subprocess.call(args))
+    os.execv(sys.executable, args)  # become the Streamlit server: stopping `segloop ui` stops it

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 HANDLER_MODULES: list[str] = [
     "segloop.platform.jobs.builtin",
     "segloop.platform.jobs.finetune_jobs",
+    "segloop.platform.jobs.ui_jobs",
 ]
 
 

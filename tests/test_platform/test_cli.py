@@ -89,6 +89,18 @@ def test_bench_ingest_writes_json(cli, synth_root: Path, tmp_path: Path) -> None
         assert data[key] > 0
 
 
+def test_bench_scale_small(cli, tmp_path: Path) -> None:
+    """`segloop bench scale` on a small synthetic project reports every measure."""
+    out = tmp_path / "scale.json"
+    result = cli("bench", "scale", "--frames", "3000", "--dim", "16", "--per-video", "500", "--budget", "20",
+                 "--queries", "50", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())["results"]
+    for key in ("db_insert_frames", "library_last_page", "faiss_build_exact", "faiss_build_ivfpq", "kcenter_greedy"):
+        assert data[key]["seconds"] > 0
+    assert 0 <= data["ivfpq_recall_at_10"] <= 1 and data["peak_rss_mib"] > 0
+
+
 def test_pretrain_embed_select_on_a_project(cli, synth_root: Path, engine, tmp_path: Path) -> None:
     """`pretrain --project` registers a checkpoint, `embed --project` an embedding set linked to it, select uses it."""
     from segloop.platform.db import session_scope

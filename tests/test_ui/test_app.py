@@ -43,7 +43,7 @@ def test_app_entry_has_every_page(engine) -> None:
     app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not app.exception
     assert "No footage yet" in app.info[0].value
-    for name in ("upload", "library", "label", "jobs"):
+    for name in ("upload", "library", "explore", "select_frames", "label", "results", "jobs"):
         assert not page(name).exception
 
 
@@ -152,7 +152,8 @@ def test_label_import_png_and_submit(engine, ui_project) -> None:
     mask[5:15, 10:30] = 255
     buffer = io.BytesIO()
     Image.fromarray(mask, mode="L").save(buffer, format="PNG")
-    app.expander[-1].file_uploader[0].set_value(("mask.png", buffer.getvalue(), "image/png"))
+    importer = next(e for e in app.expander if e.label.startswith("Import a mask"))
+    importer.file_uploader[0].set_value(("mask.png", buffer.getvalue(), "image/png"))
     app.run()
     app.button(key="label_import_go").click().run()
     assert not app.exception

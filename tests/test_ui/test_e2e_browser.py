@@ -1,4 +1,5 @@
-"""End to end in a real headless Chromium: upload a video, let a worker ingest it, paint a mask, find it in the DB.
+"""End to end in a real headless Chromium: upload a video, let a worker ingest it, embed and select frames, accept
+the picks, paint a mask on the first pick, find it in the DB.
 
 Needs Debian's chromium at /usr/bin/chromium and the `playwright` Python package (no browser download);
 skips with a message when either is missing. Screenshots of each page go to tests/artifacts/.
@@ -6,6 +7,7 @@ skips with a message when either is missing. Screenshots of each page go to test
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,12 +33,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90.0) -> None:
+def wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
     """Wait until the Streamlit server answers its health check (or fail with its output)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"segloop ui exited with {server.returncode}: {server.stdout.read() if server.stdout else ''}")
+            pytest.fail(f"segloop ui exited with {server.returncode}: {log.read_text(errors='replace')}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:
@@ -44,6 +46,24 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90.0) -> N
         except OSError:
             time.sleep(0.3)
     pytest.fail(f"segloop ui did not answer on {url} within {timeout:.0f} s")
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session together with its children (`segloop ui` runs streamlit as a
+    child process, which a plain terminate() would leave running)."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            os.killpg(process.pid, 0)
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -65,22 +85,19 @@ def served(browser_env, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     env.pop("SEGLOOP_DATABASE_URL", None)
     subprocess.run([*SEGLOOP, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
     port = free_port()
-    server = subprocess.Popen([*SEGLOOP, "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "ui.log"
+    with open(log, "wb") as sink:
+        server = subprocess.Popen([*SEGLOOP, "ui", "--port", str(port)], env=env, stdout=sink,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     worker = subprocess.Popen([*SEGLOOP, "worker", "--poll", "0.3"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, server)
+        wait_healthy(url, server, log)
         yield url, env
     finally:
         for process in (worker, server):
-            process.terminate()
-        for process in (worker, server):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_group(process)
 
 
 def shot(page, name: str) -> None:
@@ -95,9 +112,12 @@ def image_to_page(box: dict, width: int, height: int, x: float, y: float) -> tup
     return box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height
 
 
-def test_upload_ingest_label_in_a_browser(served, tmp_path: Path) -> None:
-    """Upload → ingest job runs → Library shows frames → paint and polygon on Label → saved mask in the DB."""
+def test_upload_ingest_select_label_in_a_browser(served, tmp_path: Path) -> None:
+    """Upload → ingest job runs → Library shows frames → Select embeds, runs k-center and accepts the picks →
+    Explore maps the frames → paint and polygon on the first picked frame → saved mask of that frame in the DB."""
     from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=WAIT_MS)  # a loaded CI machine can take longer than Playwright's 5 s default
 
     from segloop.platform.synth import SynthOptions, synthesize
 
@@ -127,7 +147,14 @@ def test_upload_ingest_label_in_a_browser(served, tmp_path: Path) -> None:
             expect(page.get_by_role("img")).to_have_count(11)
             shot(page, "library")
 
+            select_and_accept(page, url)
+            shot(page, "select")
+
+            explore_map(page, url)
+            shot(page, "explore")
+
             page.goto(f"{url}/label")
+            page.get_by_text("Queue: 3 frame(s) to label").wait_for()
             canvas = page.locator("canvas.segloop-surface")
             page.locator(".segloop-canvas[data-ready=ready]").wait_for()
             box = canvas.bounding_box()
@@ -151,6 +178,10 @@ def test_upload_ingest_label_in_a_browser(served, tmp_path: Path) -> None:
             page.get_by_text("Saved as draft: object 1 → version 1").wait_for()
             shot(page, "label")
 
+            page.goto(f"{url}/results")
+            page.get_by_text("Scores per model and sequence").wait_for()
+            shot(page, "results")
+
             page.goto(f"{url}/jobs")
             page.get_by_text("Launch an ingest job").wait_for()
             page.get_by_role("button", name="Cancel job").wait_for()
@@ -161,28 +192,78 @@ def test_upload_ingest_label_in_a_browser(served, tmp_path: Path) -> None:
         finally:
             browser.close()
 
-    labels = saved_mask(env)
+    labels, frame_id, run_items = saved_mask(env)
     assert labels[85, 130] == 1 and labels[12, 12] == 1 and labels[120, 10] == 0
     polygon_area = int(labels[55:116, 95:166].sum())
     assert 61 * 51 - 200 <= polygon_area <= 61 * 51 + 200
+    assert [status for _, status in run_items] == ["accepted"] * 3
+    assert frame_id == run_items[0][0], "the Label queue opens the run's first pick"
+
+
+def explore_map(page, url: str) -> None:
+    """On the Explore page: hovering a point shows its thumbnail, clicking it opens the frame, then similar frames."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/explore")
+    page.get_by_text("10 of 10 frames shown").wait_for()
+    points = page.locator(".vega-embed g.role-mark.mark-symbol path")
+    expect(points).to_have_count(10)
+    points.first.hover()
+    expect(page.locator("#vg-tooltip-element img")).to_be_visible()
+    points.first.click()
+    page.get_by_role("button", name="More like this").click()
+    page.get_by_text("9 frames most like this one").wait_for()
+    page.get_by_text("frame #0 · unlabeled").wait_for()
+
+
+def fill(page, label: str, value: str) -> None:
+    """Type into a Streamlit text or number input found by its label, and commit it with Enter."""
+    field = page.get_by_label(label, exact=True)
+    field.fill(value)
+    field.press("Enter")
+    page.wait_for_timeout(700)
+
+
+def select_and_accept(page, url: str) -> None:
+    """On the Select page: embed with a tiny ViT here, run k-center with budget 3, accept all picks."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/select")
+    page.get_by_text("Embed the project's frames").wait_for()
+    fill(page, "Backbone (timm name, ignored with a checkpoint)", "vit_tiny_patch16_224")
+    fill(page, "Image size", "32")
+    page.get_by_role("button", name="Embed here now (10 frames)").click()
+    page.get_by_text("Run a selection").wait_for(timeout=WAIT_MS)
+    fill(page, "Budget (frames)", "3")
+    page.get_by_role("button", name="Run selection").click()
+    page.get_by_text("3 frame(s) picked by kcenter").wait_for(timeout=WAIT_MS)
+    expect(page.get_by_text("3 pick(s): 3 proposed")).to_be_visible()
+    page.get_by_role("button", name="Accept all picks").click()
+    page.get_by_text("3 pick(s) updated").wait_for()
+    expect(page.get_by_text("3 pick(s): 3 accepted")).to_be_visible()
 
 
 def saved_mask(env: dict[str, str]):
-    """The only saved annotation of the test's database, as a label map (object id where set)."""
+    """(label map, frame id) of the only saved annotation of the test's database, and the selection run's
+    (frame id, status) in rank order."""
     import numpy as np
 
     from segloop.platform.config import Settings
     from segloop.platform.db import make_engine, session_scope
+    from segloop.platform.entities import AnnotationInfo, from_row
     from segloop.platform.models import Annotation
     from segloop.platform.stores import annotations as annotation_store
-    from segloop.platform.entities import AnnotationInfo, from_row
+    from segloop.platform.stores import selections
 
     settings = Settings(data_dir=Path(env["SEGLOOP_DATA_DIR"]))
     engine = make_engine(settings.db_url)
     try:
         with session_scope(engine) as session:
             rows = [from_row(AnnotationInfo, r) for r in session.query(Annotation).all()]
+            runs = selections.list_selections(session, 1)
+            assert len(runs) == 1, "exactly one selection run was made on the Select page"
+            items = [(i.frame_id, i.status) for i in selections.selection_items(session, runs[0].id)]
     finally:
         engine.dispose()
     assert [(a.object_id, a.version, a.source, a.status) for a in rows] == [(1, 1, "manual", "draft")]
-    return annotation_store.annotation_mask(rows[0]).astype(np.uint8)
+    return annotation_store.annotation_mask(rows[0]).astype(np.uint8), rows[0].frame_id, items

@@ -13,10 +13,18 @@ REFRESH_SECONDS = 2.0
 ACTIVE = ("queued", "running")
 
 
+DEDICATED_FORMS = ("ingest", "pretrain", "embed", "select", "propagate", "map2d")
+
+
 def render() -> None:
     """Draw the page."""
     st.title("Jobs")
     ingest_form()
+    pretrain_form()
+    embed_form()
+    select_form()
+    propagate_form()
+    other_kinds_form()
     jobs = library.recent_jobs(resources.engine())
     if not jobs:
         st.info("No jobs yet. Launch one above (or with `segloop jobs submit`) and run `segloop worker`.")
@@ -47,6 +55,131 @@ def ingest_form() -> None:
                 st.error(str(exc))
             else:
                 st.success(f"Queued ingest job {job.id}. A running `segloop worker` picks it up.")
+
+
+def queue(kind: str, params: dict, project: str | None) -> None:
+    """Submit a job from a form and say what happened."""
+    try:
+        job = library.submit_job(resources.engine(), kind, params, project)
+    except ValueError as exc:
+        st.error(str(exc))
+    else:
+        st.success(f"Queued {kind} job {job.id}. A running `segloop worker` picks it up.")
+
+
+def project_names() -> list[str]:
+    """Existing project names ('default' when there is none yet)."""
+    return [s.project.name for s in resources.project_summaries(resources.settings().db_url)] or ["default"]
+
+
+def pretrain_form() -> None:
+    """A form that queues self-supervised pretraining on a project (the 10-minute CPU preset by default)."""
+    with st.expander("Launch a pretrain job", expanded=False):
+        with st.form("jobs_pretrain_form"):
+            left, middle, right = st.columns(3)
+            project = left.selectbox("Project", project_names(), key="jobs_pretrain_project")
+            minutes = middle.number_input("Time limit in minutes (0 = preset's)", min_value=0.0, value=0.0,
+                                          key="jobs_pretrain_minutes")
+            steps = right.number_input("Steps (0 = preset's)", min_value=0, value=0, key="jobs_pretrain_steps")
+            preset = st.text_input("Preset (a file in segloop/pretrain/configs)", value="cpu_10min_vit_tiny.yaml",
+                                   key="jobs_pretrain_preset")
+            submitted = st.form_submit_button("Queue pretrain job", type="primary")
+        if submitted:
+            queue("pretrain", {"project": project, "preset": preset.strip() or None,
+                               "max_minutes": minutes or None, "steps": int(steps) or None}, project)
+
+
+def embed_form() -> None:
+    """A form that queues embedding a project's frames (random-init or a checkpoint)."""
+    with st.expander("Launch an embed job", expanded=False):
+        with st.form("jobs_embed_form"):
+            left, middle, right = st.columns(3)
+            project = left.selectbox("Project", project_names(), key="jobs_embed_project")
+            checkpoint = middle.number_input("Checkpoint id (0 = random init)", min_value=0, value=0,
+                                             key="jobs_embed_checkpoint")
+            backbone = right.text_input("Backbone", value="vit_small_patch16_224", key="jobs_embed_backbone")
+            size_col, batch_col, vector_col = st.columns(3)
+            img_size = size_col.number_input("Image size", min_value=32, max_value=1024, value=224, step=32,
+                                             key="jobs_embed_size")
+            batch = batch_col.number_input("Batch size", min_value=1, value=32, key="jobs_embed_batch")
+            vector = vector_col.selectbox("Vector", ("cls", "patch_mean"), key="jobs_embed_vector")
+            submitted = st.form_submit_button("Queue embed job", type="primary")
+        if submitted:
+            queue("embed", {"project": project, "checkpoint_id": int(checkpoint) or None, "backbone": backbone,
+                            "img_size": int(img_size), "batch_size": int(batch), "vector": vector}, project)
+
+
+def select_form() -> None:
+    """A form that queues a selection run (the Select page runs small ones inline and reviews them)."""
+    from segloop.selectors.registry import strategies
+
+    with st.expander("Launch a select job", expanded=False):
+        with st.form("jobs_select_form"):
+            left, middle, right = st.columns(3)
+            project = left.selectbox("Project", project_names(), key="jobs_select_project")
+            names = list(strategies())
+            strategy = middle.selectbox("Strategy", names, index=names.index("kcenter") if "kcenter" in names else 0,
+                                        key="jobs_select_strategy")
+            budget = right.number_input("Budget", min_value=1, value=10, key="jobs_select_budget")
+            params = st.text_input("Strategy parameters (JSON)", value="{}", key="jobs_select_params")
+            submitted = st.form_submit_button("Queue select job", type="primary")
+        if submitted:
+            try:
+                parsed = json.loads(params or "{}")
+            except ValueError as exc:
+                st.error(f"strategy parameters: not valid JSON ({exc})")
+                return
+            queue("select", {"project": project, "strategy": strategy, "budget": int(budget), "params": parsed},
+                  project)
+
+
+def propagate_form() -> None:
+    """A form that queues mask propagation for videos (by id) from their human-labeled frames."""
+    with st.expander("Launch a propagate job", expanded=False):
+        with st.form("jobs_propagate_form"):
+            left, middle, right = st.columns(3)
+            video_ids = left.text_input("Video ids (comma-separated)", value="", key="jobs_propagate_videos")
+            method = middle.selectbox("Method", ("backbone", "pixels", "copy"), key="jobs_propagate_method")
+            backbone = right.text_input("Backbone", value="vit_small_patch16_224", key="jobs_propagate_backbone")
+            keyframes_col, size_col = st.columns(2)
+            keyframes = keyframes_col.text_input("Keyframes (empty = every labeled frame; first, uniform:K, 3,17)",
+                                                 key="jobs_propagate_keyframes")
+            short_side = size_col.number_input("Short side (px)", min_value=32, value=480, step=32,
+                                               key="jobs_propagate_size")
+            submitted = st.form_submit_button("Queue propagate job", type="primary")
+        if submitted:
+            try:
+                ids = [int(v) for v in video_ids.replace(" ", "").split(",") if v]
+            except ValueError:
+                st.error(f"video ids: {video_ids!r} is not a comma-separated list of integers")
+                return
+            queue("propagate", {"video_ids": ids, "method": method, "backbone": backbone,
+                                "keyframes": keyframes.strip() or None, "short_side": int(short_side)}, None)
+
+
+def other_kinds_form() -> None:
+    """Any other registered job kind (fine-tune, evaluate, plugins…) with its default parameters as JSON."""
+    others = {k: v for k, v in library.job_kind_defaults().items() if k not in DEDICATED_FORMS}
+    if not others:
+        return
+    with st.expander("Launch another kind of job", expanded=False):
+        kind_col, project_col = st.columns([3, 1])
+        kind = kind_col.selectbox("Kind", list(others), key="jobs_other_kind",
+                                  format_func=lambda k: f"{k}: {others[k][0]}")
+        defaults = dict(others[kind][1])
+        if "project" in defaults:
+            defaults["project"] = project_col.selectbox("Project", project_names(), key="jobs_other_project")
+        with st.form("jobs_other_form"):
+            params = st.text_area("Parameters (JSON, the kind's defaults)", value=json.dumps(defaults, indent=2),
+                                  key=f"jobs_other_params_{kind}_{defaults.get('project', '')}", height=220)
+            submitted = st.form_submit_button(f"Queue {kind} job", type="primary")
+        if submitted:
+            try:
+                parsed = json.loads(params)
+            except ValueError as exc:
+                st.error(f"parameters: not valid JSON ({exc})")
+                return
+            queue(kind, parsed, parsed.get("project") if isinstance(parsed, dict) else None)
 
 
 def job_board(pending: bool) -> None:

@@ -192,6 +192,7 @@ def editor(source: Source, frame_id: int) -> None:
     object_table(working, session)
     actions(frame_id, session, working, classes)
     import_mask(session)
+    propagate_panel(session)
 
 
 def choose_class(column, project_id: int, object_id: int, session: EditorState) -> int | None:
@@ -294,3 +295,43 @@ def import_mask(session: EditorState) -> None:
             session.nonce += 1
             session.notes = [("info", f"Imported {upload.name}: press Save draft or Submit to store it.")]
             st.rerun()
+
+
+def propagate_panel(session: EditorState) -> None:
+    """Propagate the video's labeled frames to its other frames as drafts: here for short videos, else as a job."""
+    video = session.video
+    inline = video.frame_count <= labeling.INLINE_PROPAGATION_MAX_FRAMES
+    with st.expander(f"Propagate from my labeled frames to the rest of {video.name}"):
+        st.caption("Unlabeled frames of this video get *propagated* draft masks to correct instead of painting from "
+                   "scratch; frames with your masks are never overwritten. "
+                   + ("Short video: runs here." if inline else "Runs as a propagate job (`segloop worker`)."))
+        method_col, backbone_col, last_col, size_col = st.columns(4)
+        method = method_col.selectbox("Method", labeling.PROPAGATION_METHODS, key="label_prop_method")
+        backbone = backbone_col.text_input("Backbone", value="vit_small_patch16_224", key="label_prop_backbone",
+                                           disabled=method != "backbone")
+        last = int(last_col.number_input("Use the last N labeled frames (0 = all)", min_value=0, value=0,
+                                         key="label_prop_last"))
+        short_side = int(size_col.number_input("Working short side (px)", min_value=32, max_value=1080, value=480,
+                                               step=32, key="label_prop_size"))
+        if not st.button("Propagate", key="label_propagate", type="primary"):
+            return
+    request = labeling.PropagationRequest(method, backbone, None, last, short_side)
+    engine = resources.engine()
+    try:
+        if not inline:
+            job = labeling.submit_propagation(engine, video.id, request)
+            session.notes = [("success", f"Queued propagate job {job.id} for {video.name}; drafts appear as a worker "
+                                         "finishes it (see **Jobs**).")]
+            st.rerun()
+        with st.spinner(f"Propagating through {video.frame_count} frames…"):
+            outcome = labeling.propagate_inline(engine, resources.settings(), video.id, request)
+    except ValueError as exc:
+        st.error(f"Not propagated: {exc}")
+        return
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in outcome.scores.items())
+    fresh = load(session.frame_id, session.nonce + 1)
+    fresh.notes = [("success", f"Propagated from frames {outcome.keyframes}: {outcome.drafts} draft frame(s)"
+                               f"{'; held-out ' + scores if scores else ''}.")]
+    st.session_state["label_session"] = fresh
+    resources.forget_reads()
+    st.rerun()

@@ -1,0 +1,228 @@
+"""The Explore, Select and Results pages, the Label page's propagate button and the Jobs forms (Streamlit AppTest
+against a real database); each main interaction is checked in the database."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from segloop.platform import labeling
+from segloop.platform.db import session_scope
+from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.stores import artifacts, footage, metrics, selections
+from segloop.platform.stores import jobs as job_store
+
+from .conftest import page_script
+
+TIMEOUT = 60
+TINY = {"backbone": "vit_tiny_patch16_224", "img_size": 32}
+
+
+def page(name: str) -> AppTest:
+    """An AppTest of one page, run once, that raised nothing."""
+    app = AppTest.from_string(page_script(name), default_timeout=TIMEOUT).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def ok(app: AppTest) -> AppTest:
+    """The app after a run that raised nothing."""
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+@pytest.fixture
+def embedded(engine, settings, ui_project):
+    """The UI project embedded with a tiny random-init ViT at 32 px."""
+    from segloop.platform.embedding import embed_project
+
+    return embed_project("ui", TINY["backbone"], img_size=TINY["img_size"], batch_size=8, settings=settings)
+
+
+def all_jobs(engine):
+    """Every job, oldest first."""
+    with session_scope(engine) as session:
+        return list(reversed(job_store.list_jobs(session)))
+
+
+def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, ui_project) -> None:
+    """No embedding set → embed here → run k-center with budget 4 → uncheck one pick → accept the others:
+    3 accepted and 1 rejected in the DB, and the Label page's queue is those 3."""
+    app = page("select_frames")
+    assert "embed the project above first" in app.info[0].value
+    app.text_input(key="select_embed_backbone").set_value(TINY["backbone"])
+    app.number_input(key="select_embed_size").set_value(TINY["img_size"])
+    ok(app.button(key="select_embed_inline").click().run())
+    with session_scope(engine) as session:
+        sets = artifacts.list_embedding_sets(session, ui_project.project_id)
+    assert len(sets) == 1 and sets[0].count == 24 and sets[0].backbone == TINY["backbone"]
+    app.number_input(key="select_budget").set_value(4)
+    ok(app.button(key="select_run_go").click().run())
+    with session_scope(engine) as session:
+        runs = selections.list_selections(session, ui_project.project_id)
+        assert len(runs) == 1 and runs[0].strategy == "kcenter" and runs[0].embedding_set_id == sets[0].id
+        items = selections.selection_items(session, runs[0].id)
+    assert len(items) == 4 and all(i.status == "proposed" and i.reason for i in items)
+    assert len(app.get("image")) == 4
+    dropped = items[2].frame_id
+    app.checkbox(key=f"select_keep_{runs[0].id}_{dropped}").uncheck()
+    ok(app.button(key="select_accept_checked").click().run())
+    with session_scope(engine) as session:
+        statuses = {i.frame_id: i.status for i in selections.selection_items(session, runs[0].id)}
+    assert statuses.pop(dropped) == "rejected" and set(statuses.values()) == {"accepted"}
+    label = page("label")
+    assert label.selectbox(key="label_queue").value == ("selection", runs[0].id)
+    assert label.expander[0].label == "Queue: 3 frame(s) to label"
+    assert label.session_state["label_session"].frame_id == items[0].frame_id
+
+
+def test_select_other_strategy_with_params_and_as_a_job(engine, ui_project, embedded) -> None:
+    """Random with seed 5 runs inline with that seed recorded; the job toggle queues a select job instead."""
+    app = page("select_frames")
+    app.selectbox(key="select_strategy").select("random").run()
+    app.number_input(key="select_param_random_seed").set_value(5)
+    app.number_input(key="select_budget").set_value(3)
+    ok(app.button(key="select_run_go").click().run())
+    with session_scope(engine) as session:
+        run = selections.list_selections(session, ui_project.project_id)[0]
+    assert run.strategy == "random" and run.params["seed"] == 5 and run.params["constraints"]["budget"] == 3
+    app.toggle(key="select_as_job").set_value(True)
+    ok(app.button(key="select_run_go").click().run())
+    queued = all_jobs(engine)
+    assert [j.kind for j in queued] == ["select"]
+    assert queued[0].params["strategy"] == "random" and queued[0].params["params"] == {"seed": 5}
+    assert queued[0].params["embedding_set_id"] == embedded.id and queued[0].params["budget"] == 3
+
+
+def test_explore_map_open_frame_and_more_like_this(engine, settings, ui_project, embedded) -> None:
+    """The PCA map holds all 24 frames; an opened frame lists its 5 most similar frames; t-SNE is queued as a
+    map2d job, and once computed the map shows it."""
+    app = page("explore")
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 1 and "24 of 24 frames shown" in app.caption[0].value
+    spec = json.loads(charts[0].proto.spec)
+    assert spec["params"][0]["name"] == "frame" and spec["encoding"]["tooltip"][0]["title"] == "image"
+    with session_scope(engine) as session:
+        frame = footage.list_frames(session, ui_project.video_ids[1])[4]
+    app.session_state["explore_frame_id"] = frame.id
+    ok(app.run())
+    assert app.subheader[0].value.endswith("frame #4 · unlabeled")
+    app.slider(key="explore_k").set_value(5)
+    ok(app.button(key="explore_similar").click().run())
+    assert len(app.get("image")) == 1 + 5 and "5 frames most like this one" in app.markdown[-1].value
+    video_name, similarity = app.get("image")[1].proto.imgs[0].caption.split(" · ")
+    assert " #" in video_name and -1.0 <= float(similarity) <= 1.0
+    app.selectbox(key="explore_colour").select("label status").run()
+    ok(app)
+    app.radio(key="explore_method").set_value("tsne").run()
+    assert "not computed yet" in app.info[0].value
+    ok(app.button(key="explore_tsne_go").click().run())
+    job = all_jobs(engine)[-1]
+    assert job.kind == "map2d" and job.params["embedding_set_id"] == embedded.id and job.params["method"] == "tsne"
+    from segloop.platform.explore import compute_map
+
+    compute_map(embedded, settings, "tsne", job.params["max_points"], 0, perplexity=5.0)
+    ok(app.run())
+    assert len(app.get("vega_lite_chart")) == 1
+
+
+def test_label_propagate_queues_a_job_or_runs_inline(engine, ui_project, monkeypatch) -> None:
+    """With one labeled frame, Propagate queues a propagate job for long videos; for short ones it runs here and
+    every other frame of the video gets a propagated draft."""
+    app = page("label")
+    state = app.session_state["label_session"]
+    labels = np.zeros_like(state.base)
+    labels[10:30, 20:50] = 1
+    labeling.save_frame_labels(engine, state.frame_id, labels, {}, status="submitted")
+    monkeypatch.setattr(labeling, "INLINE_PROPAGATION_MAX_FRAMES", 0)
+    app.selectbox(key="label_prop_method").select("pixels")
+    ok(app.button(key="label_propagate").click().run())
+    queued = all_jobs(engine)
+    assert [j.kind for j in queued] == ["propagate"]
+    assert queued[0].params["video_ids"] == [state.video.id] and queued[0].params["method"] == "pixels"
+    assert any(f"Queued propagate job {queued[0].id}" in s.value for s in app.success)
+    monkeypatch.setattr(labeling, "INLINE_PROPAGATION_MAX_FRAMES", 30)
+    app.selectbox(key="label_prop_method").select("pixels")
+    app.number_input(key="label_prop_size").set_value(64)
+    ok(app.button(key="label_propagate").click().run())
+    assert any("11 draft frame(s)" in s.value for s in app.success)
+    with session_scope(engine) as session:
+        drafts = [a for a in annotation_store.latest_annotations_for_video(session, state.video.id)
+                  if a.source == "propagated"]
+    assert len({a.frame_id for a in drafts}) == 11 and all(a.status == "draft" for a in drafts)
+
+
+def test_results_scores_curves_and_drill_down(engine, settings, ui_project) -> None:
+    """Metrics rows become a sequence × model table; benchmark files become charts; a frame with a propagated and a
+    manual mask shows both with their IoU."""
+    with session_scope(engine) as session:
+        job = job_store.submit_job(session, "propagate", {"method": "pixels"})
+        metrics.add_metrics(session, [("video", "clip-a", "J&F", 0.25), ("video", "clip-b", "J&F", 0.75)],
+                            job_id=job.id, project_id=ui_project.project_id)
+        checkpoint = artifacts.add_checkpoint(session, "vss", "vit_tiny_patch16_224", "/nowhere/head.pt",
+                                              project_id=ui_project.project_id)
+        metrics.add_metrics(session, [("overall", "", "mIoU", 0.4), ("class", "1", "IoU", 0.6)],
+                            project_id=ui_project.project_id, checkpoint_id=checkpoint.id)
+        frame = footage.list_frames(session, ui_project.video_ids[0])[2]
+        predicted = np.zeros((64, 96), bool)
+        predicted[0:10, 0:20] = True
+        annotation_store.save_annotation(session, frame.id, 1, predicted, "propagated", status="draft")
+        annotation_store.save_annotation(session, frame.id, 1, np.roll(predicted, 10, axis=1), "manual",
+                                         status="submitted")
+    bench = settings.data_dir / "bench"
+    bench.mkdir(parents=True)
+    (bench / "al.json").write_text(json.dumps({"task": "vos", "metric": "J&F", "ceiling": 0.9, "results": [
+        {"strategy": s, "budget": b, "seed": 0, "labeled_frames": b, "value": v}
+        for s, b, v in (("random", 2, 0.3), ("random", 4, 0.5), ("kcenter", 2, 0.4), ("kcenter", 4, 0.6))]}))
+    (bench / "keyframes.json").write_text(json.dumps({"results": [{"strategy": "uniform", "budget": 2, "J&F": 0.5,
+                                                                     "sequences": 2}]}))
+    (bench / "ingest.json").write_text(json.dumps({"frames_per_second": 100}))
+    app = page("results")
+    table = app.dataframe[0].value
+    assert table["sequence"].tolist() == ["clip-a", "clip-b", "mean"]
+    assert table["propagate: pixels"].tolist() == pytest.approx([0.25, 0.75, 0.5])
+    assert app.dataframe[1].value.to_dict("records") == [
+        {"model": f"checkpoint {checkpoint.id} (vss, vit_tiny_patch16_224)", "mIoU": 0.4}]
+    assert app.dataframe[2].value["class"].tolist() == ["1", "mean"]
+    assert len(app.get("vega_lite_chart")) == 3
+    assert app.expander[0].label == "Other benchmark files (1)"
+    images = app.get("image")
+    assert len(images) == 2 and "object 1: IoU 0.333" in images[1].proto.imgs[0].caption
+
+
+def test_jobs_forms_queue_each_kind_with_their_defaults(engine, ui_project) -> None:
+    """Pretrain, embed, select and propagate forms each queue a valid job; a bad video id list is refused."""
+    app = page("jobs")
+    for form in ("pretrain", "embed", "select"):
+        ok(app.button(key=f"FormSubmitter:jobs_{form}_form-Queue {form} job").click().run())
+    app.text_input(key="jobs_propagate_videos").set_value("1, x")
+    ok(app.button(key="FormSubmitter:jobs_propagate_form-Queue propagate job").click().run())
+    assert any("not a comma-separated list of integers" in e.value for e in app.error)
+    app.text_input(key="jobs_propagate_videos").set_value(str(ui_project.video_ids[0]))
+    ok(app.button(key="FormSubmitter:jobs_propagate_form-Queue propagate job").click().run())
+    queued = {j.kind: j for j in all_jobs(engine)}
+    assert list(queued) == ["pretrain", "embed", "select", "propagate"]
+    assert queued["pretrain"].params["project"] == "ui" and queued["pretrain"].params["preset"] == "cpu_10min_vit_tiny.yaml"
+    assert queued["embed"].params["backbone"] == "vit_small_patch16_224" and queued["embed"].params["checkpoint_id"] is None
+    assert queued["select"].params["strategy"] == "kcenter" and queued["select"].params["budget"] == 10
+    assert queued["propagate"].params["video_ids"] == [ui_project.video_ids[0]]
+    assert all(j.status == "queued" for j in queued.values())
+
+
+def test_jobs_generic_form_queues_another_registered_kind(engine, ui_project) -> None:
+    """Kinds without a dedicated form (fine-tuning, evaluation, plugins) are queued from their default params."""
+    from segloop.platform import library
+    from segloop.ui.views.jobs import DEDICATED_FORMS
+
+    others = [k for k, (_, params) in library.job_kind_defaults().items() if k not in DEDICATED_FORMS]
+    if not others:
+        pytest.skip("no job kind beyond the ones with dedicated forms is registered")
+    app = page("jobs")
+    kind = app.selectbox(key="jobs_other_kind").value
+    ok(app.button(key=f"FormSubmitter:jobs_other_form-Queue {kind} job").click().run())
+    queued = all_jobs(engine)
+    assert [j.kind for j in queued] == [kind] and queued[0].status == "queued"
+    if "project" in queued[0].params:
+        assert queued[0].params["project"] == "ui"

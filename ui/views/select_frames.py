@@ -1,0 +1,235 @@
+"""Select page: embed a project if needed, pick a strategy with its parameters, a budget and constraints, run it
+(inline for small pools, as a job otherwise), then review the ranked picks and accept them into the labeling queue."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from segloop.platform import explore, library, selection
+from segloop.platform.db import session_scope
+from segloop.platform.entities import EmbeddingSetInfo, ProjectInfo
+from segloop.platform.stores import artifacts
+from segloop.selectors.constraints import Constraints
+from segloop.selectors.registry import StrategyInfo, strategies
+from segloop.ui import resources
+
+INLINE_POOL_MAX = 20_000
+INLINE_EMBED_MAX_FRAMES = 2_000
+REVIEW_PAGE = 24
+REVIEW_COLUMNS = 6
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def render() -> None:
+    """Draw the page."""
+    st.title("Select frames to label")
+    summary = resources.project_picker("select_project")
+    if summary is None:
+        return
+    project = summary.project
+    sets = explore.embedding_sets(resources.engine(), project.id)
+    embed_panel(project, summary.frames, expanded=not sets)
+    if not sets:
+        st.info("Selectors compare frame embeddings: embed the project above first (a tiny backbone is enough to "
+                "start; pretrain on your footage later for better picks).")
+        return
+    run_panel(project, sets)
+    review_panel(project)
+
+
+def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
+    """Embed the project's frames now (small projects) or as an embed job."""
+    engine = resources.engine()
+    with session_scope(engine) as session:
+        checkpoints = artifacts.list_checkpoints(session, project.id)
+    with st.expander("Embed the project's frames", expanded=expanded):
+        by_id = {c.id: c for c in checkpoints}
+        left, middle, right = st.columns(3)
+        checkpoint_id = left.selectbox(
+            "Weights", [None] + list(by_id), key="select_embed_checkpoint",
+            format_func=lambda i: "random init (no pretraining)" if i is None
+            else f"checkpoint {i}: {by_id[i].kind} {by_id[i].backbone} step {by_id[i].step}")
+        backbone = middle.text_input("Backbone (timm name, ignored with a checkpoint)", value="vit_small_patch16_224",
+                                     key="select_embed_backbone")
+        img_size = int(right.number_input("Image size", min_value=32, max_value=1024, value=224, step=32,
+                                          key="select_embed_size"))
+        inline_col, job_col = st.columns(2)
+        inline = inline_col.button(f"Embed here now ({frames} frames)", key="select_embed_inline",
+                                   disabled=frames > INLINE_EMBED_MAX_FRAMES or frames == 0,
+                                   help=f"Runs in the web server; for projects up to {INLINE_EMBED_MAX_FRAMES} frames")
+        queued = job_col.button("Queue an embed job", key="select_embed_job")
+    params = {"project": project.name, "checkpoint_id": checkpoint_id, "backbone": backbone, "img_size": img_size}
+    if queued:
+        try:
+            job = library.submit_job(engine, "embed", params, project.name)
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Queued embed job {job.id}; a running `segloop worker` picks it up (see **Jobs**).")
+    if inline:
+        embed_inline(project, checkpoint_id, backbone, img_size)
+
+
+def embed_inline(project: ProjectInfo, checkpoint_id: int | None, backbone: str, img_size: int) -> None:
+    """Embed in this process with a progress bar, then rerun to show the new set."""
+    from segloop.platform.embedding import embed_project
+
+    weights = None
+    if checkpoint_id is not None:
+        with session_scope(resources.engine()) as session:
+            checkpoint = artifacts.get_checkpoint(session, checkpoint_id)
+        backbone, weights = checkpoint.backbone, checkpoint.path
+    bar = st.progress(0.0, text="embedding…")
+    try:
+        created = embed_project(project.name, backbone, weights, img_size, settings=resources.settings(),
+                                checkpoint_id=checkpoint_id,
+                                progress=lambda f, m="": bar.progress(min(max(f, 0.0), 1.0), text=m or "embedding…"))
+    except (ValueError, LookupError) as exc:
+        st.error(str(exc))
+        return
+    st.session_state["select_set"] = created.id
+    st.toast(f"Embedding set {created.id}: {created.count} frames, {created.dim} dims")
+    st.rerun()
+
+
+def strategy_params(info: StrategyInfo, project_id: int) -> dict[str, Any]:
+    """Widgets for a strategy's keyword parameters (defaults from the registry); returns the values set."""
+    values: dict[str, Any] = {}
+    if not info.params:
+        st.caption("This strategy has no parameters.")
+        return values
+    engine = resources.engine()
+    columns = st.columns(4)
+    for position, (name, default) in enumerate(info.params.items()):
+        column = columns[position % len(columns)]
+        key = f"select_param_{info.name}_{name}"
+        if name == "signal":
+            options = [None] + explore.score_names(engine, project_id)
+            values[name] = column.selectbox("signal", options, key=key,
+                                            format_func=lambda s: "(newest / only signal)" if s is None else s)
+        elif name == "video_id":
+            videos = {v.id: v for v in library.project_videos(engine, project_id)}
+            values[name] = column.selectbox("video", [None] + list(videos), key=key,
+                                            format_func=lambda i: "(the longest video)" if i is None else videos[i].name)
+        elif name == "device":
+            values[name] = column.selectbox("device", DEVICES, index=DEVICES.index(default) if default in DEVICES else 0,
+                                            key=key)
+        elif isinstance(default, bool):
+            values[name] = column.checkbox(name, value=default, key=key)
+        elif isinstance(default, int):
+            values[name] = int(column.number_input(name, value=default, step=1, key=key))
+        elif isinstance(default, float):
+            values[name] = float(column.number_input(name, value=default, key=key, format="%.3f"))
+        else:
+            text = column.text_input(name, value="" if default is None else str(default), key=key)
+            values[name] = text.strip() or None
+    return {k: v for k, v in values.items() if v != info.params[k]}
+
+
+def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
+    """Strategy, parameters, budget and constraints; Run stores a selection run (or queues a select job)."""
+    engine = resources.engine()
+    by_id = {s.id: s for s in sets}
+    registry = strategies()
+    st.subheader("Run a selection")
+    set_col, strategy_col = st.columns([2, 1])
+    set_id = set_col.selectbox("Embedding set", list(by_id), key="select_set",
+                               format_func=lambda i: f"{i}: {by_id[i].backbone} · {by_id[i].count} frames")
+    names = list(registry)
+    strategy = strategy_col.selectbox("Strategy", names, index=names.index("kcenter") if "kcenter" in names else 0,
+                                      key="select_strategy")
+    st.caption(registry[strategy].summary)
+    params = strategy_params(registry[strategy], project.id)
+    videos = {v.id: v for v in library.project_videos(engine, project.id)}
+    budget_col, gap_col, cap_col, dup_col = st.columns(4, vertical_alignment="bottom")
+    budget = int(budget_col.number_input("Budget (frames)", min_value=1, max_value=10_000, value=10, key="select_budget"))
+    gap = int(gap_col.number_input("Min gap (frames)", min_value=0, value=0, key="select_gap"))
+    cap = int(cap_col.number_input("Max per video (0 = no cap)", min_value=0, value=0, key="select_cap"))
+    one_per_group = dup_col.checkbox("One per near-duplicate group", value=True, key="select_dup")
+    scope = st.multiselect("Only these videos (empty = all)", list(videos), key="select_videos",
+                           format_func=lambda i: videos[i].name)
+    as_job = by_id[set_id].count > INLINE_POOL_MAX
+    as_job = st.toggle("Run as a background job", value=as_job, disabled=as_job, key="select_as_job",
+                       help=f"Pools over {INLINE_POOL_MAX} frames always run as a select job")
+    if not st.button("Run selection", type="primary", key="select_run_go"):
+        return
+    try:
+        constraints = Constraints(budget=budget, min_gap_frames=gap, max_per_video=cap or None,
+                                  videos=tuple(scope) or None, one_per_duplicate_group=one_per_group)
+        if as_job:
+            job = library.submit_job(engine, "select", {
+                "project": project.name, "strategy": strategy, "budget": budget, "params": params,
+                "embedding_set_id": set_id, "min_gap_frames": gap, "max_per_video": cap or None,
+                "videos": list(scope), "one_per_duplicate_group": one_per_group}, project.name)
+            st.success(f"Queued select job {job.id}; its run appears below when a worker has finished it.")
+            return
+        with st.spinner(f"Running {strategy} on {by_id[set_id].count} frames…"):
+            run = selection.run_selection(project.name, strategy, constraints, params, set_id,
+                                          settings=resources.settings())
+    except (ValueError, LookupError) as exc:
+        st.error(f"Selection not run: {exc}")
+        return
+    st.session_state["select_review_run"] = run.selection.id
+    st.success(f"Selection run {run.selection.id}: {len(run.items)} frame(s) picked by {strategy}.")
+
+
+def review_panel(project: ProjectInfo) -> None:
+    """A run's ranked picks with thumbnails and reasons; accept all or some into the labeling queue."""
+    engine = resources.engine()
+    runs = explore.project_selections(engine, project.id)
+    st.subheader("Review picks")
+    flash = st.session_state.pop("select_flash", None)
+    if flash:
+        st.success(flash)
+    if not runs:
+        st.caption("No selection run yet.")
+        return
+    by_id = {r.id: r for r in runs}
+    wanted = st.session_state.pop("select_review_run", None)
+    if wanted in by_id:
+        st.session_state["select_review"] = wanted
+    run_id = st.selectbox("Selection run", list(by_id), key="select_review",
+                          format_func=lambda i: f"run {i}: {by_id[i].strategy}, budget {by_id[i].budget}, "
+                                                f"{by_id[i].created_at:%Y-%m-%d %H:%M}")
+    pages = st.session_state.get("select_review_page", 1)
+    page = explore.review_page(engine, run_id, (pages - 1) * REVIEW_PAGE, REVIEW_PAGE)
+    counts = " · ".join(f"{n} {s}" for s, n in sorted(page.by_status.items()))
+    st.caption(f"{page.total} pick(s): {counts or 'none'}. Unticked picks are rejected when you accept the checked ones; "
+               "the Label page's queue for this run holds the accepted and proposed picks.")
+    if page.total > REVIEW_PAGE:
+        st.number_input("Review page", min_value=1, max_value=-(-page.total // REVIEW_PAGE), step=1,
+                        key="select_review_page")
+    keep = pick_grid(run_id, page.items)
+    accept_col, all_col, _ = st.columns([2, 2, 3])
+    if accept_col.button("Accept checked, reject unticked", type="primary", key="select_accept_checked",
+                         disabled=not page.items):
+        accepted = [f for f, k in keep.items() if k]
+        rejected = [f for f, k in keep.items() if not k]
+        finish_review(explore.review_picks(engine, run_id, accepted, rejected), run_id)
+    if all_col.button("Accept all picks", key="select_accept_all", disabled=not page.total):
+        finish_review(explore.accept_all(engine, run_id), run_id)
+
+
+def pick_grid(run_id: int, items: list[explore.ReviewItem]) -> dict[int, bool]:
+    """Thumbnails of the picks with rank, score, reason and a keep checkbox; {frame id: keep}."""
+    data_dir = resources.settings().data_dir
+    columns = st.columns(REVIEW_COLUMNS)
+    keep = {}
+    for position, item in enumerate(items):
+        with columns[position % REVIEW_COLUMNS]:
+            st.image(str(data_dir / item.frame.thumb_path),
+                     caption=f"#{item.rank} · {item.video_name} #{item.frame.index} · {item.status}")
+            st.caption(f"score {item.score:.3f} · {item.reason}")
+            keep[item.frame.id] = st.checkbox("keep", value=item.status != "rejected",
+                                              key=f"select_keep_{run_id}_{item.frame.id}")
+    return keep
+
+
+def finish_review(changed: int, run_id: int) -> None:
+    """Point the Label page at the run and report what changed."""
+    st.session_state["label_queue"] = ("selection", run_id)
+    st.session_state["select_flash"] = (f"{changed} pick(s) updated. Open the **Label** page: its queue is "
+                                        f"selection run {run_id}.")
+    resources.forget_reads()
+    st.rerun()
