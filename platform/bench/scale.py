@@ -110,7 +110,7 @@ def command(frames: int, dim: int, per_video: int, budget: int, queries: int, sk
             found = timed(results, "faiss_search_ivfpq_k10", lambda: ivf.search(probes, 10), queries)
             hits = [len(set(a) & set(b)) for a, b in zip(found.frame_ids.tolist(), exact.frame_ids.tolist())]
             results["ivfpq_recall_at_10"] = float(np.mean(hits) / 10)
-        del flat
+        flat = None  # free the exact index (a copy of the vectors) before k-center
         timed(results, "kcenter_greedy", lambda: kcenter_greedy(vectors, budget), budget)
         engine.dispose()
     results["peak_rss_mib"] = peak_rss_mib()
