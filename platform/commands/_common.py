@@ -53,6 +53,17 @@ def db_session() -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def progress_bar(label: str):
+    """A rich progress bar on stderr; yields a (fraction, message) callback for long services."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console) as bar:
+        task = bar.add_task("", total=1.0)
+        yield lambda fraction, message="": bar.update(task, completed=fraction, description=message)
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print rows as a rich table."""
     table = Table(title=title)

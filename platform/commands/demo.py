@@ -8,14 +8,12 @@ Each run is one more round: earlier picks stay labelled and new picks are added.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from segloop.platform.commands._common import console, ensure_db, err_console, friendly_errors, print_table
+from segloop.platform.commands._common import console, ensure_db, friendly_errors, print_table, progress_bar
 from segloop.platform.config import SHARED_SAMPLE, load_settings
 
 DEMO_CONFIG = "cpu_10min_vit_tiny.yaml"
@@ -45,15 +43,6 @@ def default_oracle(footage: Path) -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
-
-
-@contextmanager
-def progress_bar(label: str):
-    """A rich progress bar on stderr; yields a (fraction, message) callback."""
-    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console) as bar:
-        task = bar.add_task("", total=1.0)
-        yield lambda fraction, message="": bar.update(task, completed=fraction, description=message)
 
 
 def _step(number: int, text: str) -> None:

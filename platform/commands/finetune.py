@@ -1,23 +1,11 @@
 """`segloop finetune vss|vos --project P`, `segloop predict --checkpoint C --project P`, `segloop loop round`."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from segloop.platform.commands._common import console, ensure_db, err_console, friendly_errors, print_table
-
-
-@contextmanager
-def _bar(label: str):
-    """A rich progress bar on stderr; yields a (fraction, message) callback."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console) as bar:
-        task = bar.add_task("", total=1.0)
-        yield lambda fraction, message="": bar.update(task, completed=fraction, description=message)
+from segloop.platform.commands._common import console, ensure_db, friendly_errors, print_table, progress_bar
 
 
 def _checkpoint_file(checkpoint: str | None) -> str | None:
@@ -104,7 +92,7 @@ def finetune_vss(project: str, checkpoint: str | None, backbone: str, short_side
                        layer_decay=layer_decay, seed=seed, device=device)
     truth = oracle_from(oracle)
     reference = _oracle_reference(truth, load_project(project, settings), settings) if truth else None
-    with _bar("finetune vss") as report:
+    with progress_bar("finetune vss") as report:
         result = finetune_vss_project(project, out or _default_out(project, "vss"),
                                       pretrained=_checkpoint_file(checkpoint), backbone=backbone,
                                       short_side=short_side, config=config, val_fraction=val_fraction,
@@ -128,7 +116,7 @@ def finetune_vos(project: str, checkpoint: str | None, backbone: str, short_side
 
     ensure_db()
     settings = load_settings()
-    with _bar("finetune vos") as report:
+    with progress_bar("finetune vos") as report:
         result = finetune_vos_project(project, out or _default_out(project, "vos"),
                                       pretrained=_checkpoint_file(checkpoint), backbone=backbone,
                                       short_side=short_side, config=RefineConfig(steps=steps, seed=seed, device=device),
@@ -147,7 +135,7 @@ def predict(checkpoint_id: int, project: str) -> None:
     from segloop.platform.finetune.project import predict_project
 
     ensure_db()
-    with _bar("predict") as report:
+    with progress_bar("predict") as report:
         result = predict_project(project, checkpoint_id, progress=report)
     print_table(f"predictions of checkpoint {checkpoint_id}", ["what", "value"],
                 [("frames", result["frames"]), ("files", len(result["files"])),
@@ -180,7 +168,7 @@ def loop_round(project: str, strategy: str, budget: int, signal: str | None, che
     params = {"signal": signal} if signal else {}
     config = RoundConfig(strategy=strategy, budget=budget, strategy_params=params, max_per_video=max_per_video,
                          backbone=backbone, pretrained=_checkpoint_file(checkpoint))
-    with _bar("round") as report:
+    with progress_bar("round") as report:
         result = run_round(project, config, oracle_from(oracle), progress=report)
     rows = [("round", result.round), ("status", result.status), ("selection", result.selection_id),
             ("picked", len(result.picked)), ("labeled frames", result.labeled_frames),
