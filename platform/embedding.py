@@ -32,10 +32,13 @@ def embed_project(
     job_id: int | None = None,
     checkpoint_id: int | None = None,
     progress: Callable[[float, str], None] | None = None,
-) -> EmbeddingSetInfo:
-    """Embed every frame of `project` and register the (float16) vectors; returns the embedding set."""
+) -> EmbeddingSetInfo | None:
+    """Embed every frame of `project` and register the (float16) vectors; returns the embedding set.
+
+    Under torchrun the frames are sharded across processes; rank 0 registers the set, the others return None.
+    """
     from segloop.pretrain.backbones import create_backbone
-    from segloop.pretrain.embed import embed_frames, save_embeddings
+    from segloop.pretrain.embed import save_embeddings
 
     if vector not in VECTOR_KINDS:
         raise EmbeddingSetError(f"--vector: {vector!r} is not one of {', '.join(VECTOR_KINDS)}")
@@ -48,7 +51,9 @@ def embed_project(
         raise EmbeddingSetError(f"project {project!r} has no frames to embed; ingest footage first")
     model = create_backbone(backbone, weights=checkpoint)
     paths = [resolve_inside(settings.data_dir, f.image_path) for f in frames]
-    cls, patch_mean = embed_frames(paths, model, img_size=img_size, batch_size=batch_size, progress=progress)
+    cls, patch_mean = _embed_sharded(paths, model, img_size, batch_size, progress)
+    if cls is None:
+        return None  # a non-zero rank under torchrun: rank 0 saves and registers
     name = f"{project}-{backbone}-{uuid.uuid4().hex[:8]}"
     out_dir = settings.runs_dir / "embeddings" / name
     files = save_embeddings(out_dir / "embeddings", [str(f.id) for f in frames], cls, patch_mean,
@@ -65,6 +70,36 @@ def embed_project(
                     "cls_path": relative_to_data(settings.data_dir, files["cls"]),
                     "patch_mean_path": relative_to_data(settings.data_dir, files["patch_mean"])},
         )
+
+
+def _embed_sharded(paths: list[Path], model, img_size: int, batch_size: int, progress):
+    """Embed all paths; under torchrun each rank embeds every world_size-th frame and rank 0 gathers them.
+
+    Returns (cls, patch_mean) on rank 0 (or a single process) and (None, None) on the other ranks.
+    """
+    from segloop.pretrain import dist
+    from segloop.pretrain.embed import embed_frames
+
+    where = dist.init_distributed()
+    if where.world_size <= 1:
+        return embed_frames(paths, model, img_size=img_size, batch_size=batch_size, progress=progress)
+    import torch.distributed as torch_dist
+
+    dist.broadcast_module(model)  # random-init backbones must be the same model on every rank
+
+    mine = paths[where.rank::where.world_size]
+    part = embed_frames(mine, model, img_size=img_size, batch_size=batch_size, progress=progress) if mine else None
+    parts: list = [None] * where.world_size
+    torch_dist.all_gather_object(parts, part)
+    if where.rank != 0:
+        return None, None
+    dim = next(p[0].shape[1] for p in parts if p is not None)
+    cls = np.zeros((len(paths), dim), dtype=np.float32)
+    patch_mean = np.zeros((len(paths), dim), dtype=np.float32)
+    for rank, part in enumerate(parts):
+        if part is not None:
+            cls[rank::where.world_size], patch_mean[rank::where.world_size] = part
+    return cls, patch_mean
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -215,6 +215,8 @@ def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_s
         embedding_set = embed_project(project, backbone_name_for(checkpoint, backbone), checkpoint, img_size,
                                       batch_size, checkpoint_id=checkpoint_id,
                                       progress=lambda f, m: bar.update(task, completed=f))
+    if embedding_set is None:  # a non-zero rank under torchrun
+        return
     console.print(f"embedding set {embedding_set.id}: {embedding_set.count} frames x {embedding_set.dim} "
                   f"({embedding_set.backbone}) -> {embedding_set.vectors_path}")
 

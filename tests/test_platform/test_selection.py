@@ -118,3 +118,36 @@ def test_oracle_labels_exactly_the_picks(embedded, synth_root: Path, settings, e
     assert {(a.source, a.status, a.author) for a in saved} == {("manual", "submitted", "oracle")}
     with pytest.raises(OracleError, match="no ground-truth mask"):
         DavisOracle(synth_root / "nowhere").label_map(video, 0, (96, 64))
+
+
+def test_embed_project_under_torchrun_matches_one_process(embedded, settings, engine, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 ... embed --project`: frames sharded over 2 gloo processes, one set, same vectors."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from segloop.platform.stores import artifacts
+    from segloop.pretrain.backbones import create_backbone
+
+    if settings.database_url is not None:
+        pytest.skip("the launcher path is database-independent; SQLite is enough")
+    weights = tmp_path / "weights.pth"
+    torch.save(create_backbone("vit_tiny_patch16_224").state_dict(), weights)
+    embed_project("sel", backbone="vit_tiny_patch16_224", checkpoint=weights, img_size=32, batch_size=8,
+                  settings=settings)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "segloop.platform.cli", "embed", "--project", "sel", "--backbone", "vit_tiny_patch16_224",
+         "--checkpoint", str(weights), "--img-size", "32", "--batch-size", "8"],
+        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    with session_scope(engine) as session:
+        sets = artifacts.list_embedding_sets(session, projects.get_project(session, "sel").id)
+    assert len(sets) == 3
+    single, single_ids = load_embedding_set(sets[1], settings)
+    sharded, sharded_ids = load_embedding_set(sets[0], settings)
+    assert np.array_equal(single_ids, sharded_ids)
+    np.testing.assert_allclose(sharded, single, atol=2e-2)
