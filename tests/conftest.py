@@ -72,6 +72,20 @@ def engine(settings):
 
 
 @pytest.fixture
+def sqlite(data_dir: Path):
+    """(settings, engine) of a migrated SQLite database only, for code whose DB use is backend-agnostic."""
+    from segloop.platform.config import load_settings
+    from segloop.platform.db import get_engine
+    from segloop.platform.migrate import upgrade
+
+    settings = load_settings()
+    engine = get_engine(settings)
+    upgrade(engine)
+    yield settings, engine
+    engine.dispose()
+
+
+@pytest.fixture
 def davis_sample() -> Path:
     """The shared DAVIS sample, or skip with a clear message."""
     if not (SHARED_SAMPLE / "JPEGImages").is_dir():

@@ -117,20 +117,6 @@ def test_bad_labels_are_refused(synth, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def sqlite(data_dir: Path):
-    """(settings, engine) of a migrated SQLite database under the test's data dir (the model code is DB-agnostic)."""
-    from segloop.platform.config import load_settings
-    from segloop.platform.db import get_engine
-    from segloop.platform.migrate import upgrade
-
-    settings = load_settings()
-    engine = get_engine(settings)
-    upgrade(engine)
-    yield settings, engine
-    engine.dispose()
-
-
-@pytest.fixture
 def labeled_project(synth_root: Path, sqlite):
     """The synthetic DAVIS root ingested with its masks (every frame labeled)."""
     from segloop.platform.ingest import IngestOptions, ingest_paths

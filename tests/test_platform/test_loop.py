@@ -11,20 +11,6 @@ from segloop.platform.loop import RoundConfig, oracle_from, run_round
 
 
 @pytest.fixture
-def sqlite(data_dir: Path):
-    """(settings, engine) of a migrated SQLite database under the test's data dir."""
-    from segloop.platform.config import load_settings
-    from segloop.platform.db import get_engine
-    from segloop.platform.migrate import upgrade
-
-    settings = load_settings()
-    engine = get_engine(settings)
-    upgrade(engine)
-    yield settings, engine
-    engine.dispose()
-
-
-@pytest.fixture
 def footage_project(synth_root: Path, sqlite) -> str:
     """The synthetic mp4s ingested without masks."""
     from segloop.platform.ingest import IngestOptions, ingest_paths
