@@ -100,3 +100,14 @@ def project_picker(key: str, column=None) -> library.ProjectSummary | None:
     names = [s.project.name for s in summaries]
     chosen = (column or st).selectbox("Project", names, key=key)
     return next(s for s in summaries if s.project.name == chosen)
+
+
+def open_frame(frame_id: int):
+    """The frame's details under a heading (video, index, label status); a warning and None if it is gone."""
+    try:
+        detail = library.frame_detail(engine(), frame_id)
+    except LookupError as exc:
+        st.warning(str(exc))
+        return None
+    st.subheader(f"{detail.video.name} · frame #{detail.frame.index} · {detail.status}")
+    return detail

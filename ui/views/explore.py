@@ -141,14 +141,9 @@ def draw_map(points: list[explore.MapPoint], colour: str) -> None:
 def frame_panel(set_id: int) -> None:
     """The open frame with its masks, a link to the Label page, and its most similar frames."""
     frame_id = st.session_state.get("explore_frame_id")
-    if frame_id is None:
+    detail = None if frame_id is None else resources.open_frame(frame_id)
+    if detail is None:
         return
-    try:
-        detail = library.frame_detail(resources.engine(), frame_id)
-    except LookupError as exc:
-        st.warning(str(exc))
-        return
-    st.subheader(f"{detail.video.name} · frame #{detail.frame.index} · {detail.status}")
     picture, side = st.columns([2, 1])
     image = labeling.frame_image(resources.settings().data_dir, detail.frame)
     if detail.annotations:

@@ -104,12 +104,9 @@ def frame_viewer() -> None:
     if frame_id is None:
         st.caption("Choose **View** under a thumbnail to open the frame with its masks.")
         return
-    try:
-        detail = library.frame_detail(resources.engine(), frame_id)
-    except LookupError as exc:
-        st.warning(str(exc))
+    detail = resources.open_frame(frame_id)
+    if detail is None:
         return
-    st.subheader(f"{detail.video.name} · frame #{detail.frame.index} · {detail.status}")
     picture, facts = st.columns([3, 1])
     show_masks = facts.toggle("Show masks", value=True, key="library_show_masks")
     alpha = facts.slider("Mask opacity", 0.1, 1.0, 0.5, 0.05, key="library_alpha")
