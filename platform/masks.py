@@ -1,12 +1,14 @@
 """Mask I/O: DAVIS-2016 (0/255 grayscale), DAVIS-2017 (palette, value = object id) and COCO RLE."""
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from segloop.platform.storage import atomic_write_bytes
 
 
 class MaskError(ValueError):
@@ -71,15 +73,9 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray, style: str = "palett
         image = Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8), mode="L")
     else:
         raise MaskError(f"{path}: unknown mask style {style!r} (palette|binary)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def mask_style(path: str | os.PathLike) -> str:
