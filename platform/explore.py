@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import aliased
 
+from segloop.platform.stores.annotations import HUMAN_SOURCES
 from segloop.platform.config import Settings
 from segloop.platform.db import session_scope
 from segloop.platform.embedding import EmbeddingSetError
@@ -33,7 +34,6 @@ from segloop.platform.stores import artifacts, footage, selections
 MAP_METHODS = ("pca", "tsne")
 DEFAULT_MAX_POINTS = 5_000
 SQL_CHUNK = 900
-HUMAN_SOURCES = ("manual", "imported")
 PREDICTED_SOURCES = ("propagated", "predicted")
 
 

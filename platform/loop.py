@@ -96,7 +96,7 @@ def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Setti
     report(0.15, f"round {number}: labeling {len(picked)} frames (simulated annotator)")
     label_selection(run.selection.id, oracle, settings)
     frames = load_project(project, settings)
-    reference = _oracle_reference(oracle, frames, settings)
+    reference = oracle_reference(oracle, frames, settings)
     out_dir = settings.runs_dir / "finetune" / project / f"round-{number}"
     result = finetune_vss_project(
         project, out_dir, pretrained=config.pretrained, backbone=config.backbone, short_side=config.short_side,
@@ -117,7 +117,7 @@ def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Setti
     return RoundResult(number, run.selection.id, picked, len(frames.labeled()), result.checkpoint_id, result.metrics)
 
 
-def _oracle_reference(oracle, frames, settings: Settings):
+def oracle_reference(oracle, frames, settings: Settings):
     """(video name, source index) -> binary class map from the oracle's ground truth at the stored size (None for a
     video the oracle has no ground truth for)."""
     import numpy as np

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segloop.platform.stores.annotations import HUMAN_SOURCES
 from segloop.platform import evaluation, vos
 from segloop.platform.config import Settings, load_settings
 from segloop.platform.db import get_engine, session_scope
@@ -18,7 +19,6 @@ from segloop.platform.storage import resolve_inside
 from segloop.platform.stores import annotations as annotation_store
 from segloop.platform.stores import footage, metrics, scores
 
-HUMAN_SOURCES = ("manual", "imported")
 UNCERTAINTY_SIGNAL = "vos_uncertainty"
 DISAGREEMENT_SIGNAL = "vos_fb_disagreement"
 SAVE_EVERY = 32

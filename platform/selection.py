@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from segloop.platform.stores.annotations import HUMAN_SOURCES
 from segloop.platform.config import Settings, load_settings
 from segloop.platform.db import get_engine, session_scope
 from segloop.platform.embedding import load_embedding_set
@@ -17,7 +18,6 @@ from segloop.selectors.constraints import Constraints
 from segloop.selectors.registry import run_strategy
 from segloop.selectors.types import CandidatePool, Pick
 
-HUMAN_SOURCES = ("manual", "imported")
 
 
 @dataclass(frozen=True)

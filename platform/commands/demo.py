@@ -197,7 +197,7 @@ def _propagate_and_score(project: str, checkpoint, settings, truth=None, keyfram
 def _finetune_and_score(project: str, checkpoint, truth, settings) -> list[tuple]:
     """Fine-tune a VSS head (background vs object) on the labelled frames, predict every frame, score mIoU."""
     from segloop.platform.finetune.project import finetune_vss_project, load_project, predict_project
-    from segloop.platform.loop import _oracle_reference
+    from segloop.platform.loop import oracle_reference
 
     backbone = checkpoint.backbone if checkpoint else "vit_tiny_patch16_224"
     _step(8, f"fine-tune a segmentation head on the labelled frames ({backbone}), predict every frame, score mIoU")
@@ -205,7 +205,7 @@ def _finetune_and_score(project: str, checkpoint, truth, settings) -> list[tuple
     out_dir = settings.runs_dir / "finetune" / project / f"demo-{len(frames.labeled())}-labels"
     with progress_bar("fine-tune") as report:
         result = finetune_vss_project(project, out_dir, pretrained=checkpoint.path if checkpoint else None,
-                                      backbone=backbone, reference=_oracle_reference(truth, frames, settings),
+                                      backbone=backbone, reference=oracle_reference(truth, frames, settings),
                                       settings=settings, progress=report)
     predict_project(project, result.checkpoint_id, settings=settings)
     return [("VSS checkpoint", result.checkpoint_id),

@@ -84,14 +84,14 @@ def finetune_vss(project: str, checkpoint: str | None, backbone: str, short_side
     from segloop.platform.config import load_settings
     from segloop.platform.finetune.project import finetune_vss_project, load_project
     from segloop.platform.finetune.vss import VSSConfig
-    from segloop.platform.loop import _oracle_reference, oracle_from
+    from segloop.platform.loop import oracle_reference, oracle_from
 
     ensure_db()
     settings = load_settings()
     config = VSSConfig(head=head, epochs=epochs, min_steps=min_steps, lr=lr, finetune_backbone=finetune_backbone,
                        layer_decay=layer_decay, seed=seed, device=device)
     truth = oracle_from(oracle)
-    reference = _oracle_reference(truth, load_project(project, settings), settings) if truth else None
+    reference = oracle_reference(truth, load_project(project, settings), settings) if truth else None
     with progress_bar("finetune vss") as report:
         result = finetune_vss_project(project, out or _default_out(project, "vss"),
                                       pretrained=_checkpoint_file(checkpoint), backbone=backbone,

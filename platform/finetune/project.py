@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.stores.annotations import HUMAN_SOURCES
 from segloop.platform.config import Settings, load_settings
 from segloop.platform.db import get_engine, session_scope
 from segloop.platform.finetune.features import FeatureSpec, video_features
@@ -23,7 +24,6 @@ from segloop.platform.storage import resolve_inside
 from segloop.platform.stores import annotations as annotation_store
 from segloop.platform.stores import artifacts, footage, metrics, projects, scores
 
-HUMAN_SOURCES = ("manual", "imported")
 Progress = Callable[[float, str], None]
 Reference = Callable[[str, int], np.ndarray]
 

@@ -43,11 +43,11 @@ def run_finetune_vss(params: FinetuneVSSParams, ctx: JobContext) -> dict[str, An
     from segloop.platform.config import load_settings
     from segloop.platform.finetune.project import finetune_vss_project, load_project
     from segloop.platform.finetune.vss import VSSConfig
-    from segloop.platform.loop import _oracle_reference, oracle_from
+    from segloop.platform.loop import oracle_reference, oracle_from
 
     settings = load_settings()
     truth = oracle_from(params.oracle)
-    reference = _oracle_reference(truth, load_project(params.project, settings), settings) if truth else None
+    reference = oracle_reference(truth, load_project(params.project, settings), settings) if truth else None
     config = VSSConfig(head=params.head, epochs=params.epochs, min_steps=params.min_steps,
                        finetune_backbone=params.finetune_backbone, seed=params.seed)
     result = finetune_vss_project(params.project, settings.runs_dir / "finetune" / params.project / f"vss-job-{ctx.job_id}",

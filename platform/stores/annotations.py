@@ -14,6 +14,7 @@ from segloop.platform.models import Annotation, Frame, Video
 from segloop.platform.stores import NotFoundError
 
 SOURCES = ("manual", "imported", "propagated", "predicted")
+HUMAN_SOURCES = ("manual", "imported")  # masks a person made or vouched for: ground truth for the models
 STATUSES = ("draft", "submitted", "reviewed")
 
 
