@@ -4,8 +4,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from segloop.platform.db import make_engine
-from segloop.platform.models import Base
+from segloop.platform.db.engine import make_engine
+from segloop.platform.db.orm import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,8 +1,8 @@
 """Constraints every strategy obeys, and the tracker that keeps the set of still-pickable frames."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 

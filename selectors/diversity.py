@@ -14,7 +14,8 @@ import contextlib
 import math
 import os
 import sys
-from typing import Callable, ContextManager, Sequence
+from collections.abc import Callable, Sequence
+from typing import ContextManager
 
 import numpy as np
 

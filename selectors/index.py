@@ -223,7 +223,7 @@ class VectorIndex:
     def build(
         cls, vectors: np.ndarray, frame_ids: np.ndarray | None = None, config: IndexConfig = IndexConfig(),
         fingerprint: str | None = None,
-    ) -> "VectorIndex":
+    ) -> VectorIndex:
         """Build an exact or IVF-PQ index over `vectors` (frame ids default to row positions)."""
         vectors = _check_vectors(vectors)
         size, dim = vectors.shape
@@ -335,7 +335,7 @@ class VectorIndex:
     @classmethod
     def load(
         cls, path: str | os.PathLike, config: IndexConfig | None = None, vectors: np.ndarray | None = None
-    ) -> "VectorIndex":
+    ) -> VectorIndex:
         """Read an index written by `save` (search settings from `config`, exact vectors optional)."""
         faiss = _faiss()
         path = Path(path)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from segloop.selectors.constraints import Constraints
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
@@ -25,7 +26,7 @@ STRATEGY_MODULES = (
     "segloop.selectors.keyframes",
 )
 
-_STRATEGIES: dict[str, "StrategyInfo"] = {}
+_STRATEGIES: dict[str, StrategyInfo] = {}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Plain data passed in and out of the selectors: the candidate pool and the ranked picks."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

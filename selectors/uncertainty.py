@@ -9,7 +9,7 @@ propagated forward and backward (`forward_backward_disagreement`). Higher always
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 

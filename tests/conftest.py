@@ -43,7 +43,7 @@ def database_url(request: pytest.FixtureRequest, data_dir: Path, monkeypatch: py
     url = admin_url.rsplit("/", 1)[0] + "/" + name
     monkeypatch.setenv("SEGLOOP_DATABASE_URL", url)
     yield url
-    from segloop.platform.db import _cached_engine
+    from segloop.platform.db.engine import _cached_engine
 
     _cached_engine(url).dispose()
     with admin.connect() as connection:
@@ -54,7 +54,7 @@ def database_url(request: pytest.FixtureRequest, data_dir: Path, monkeypatch: py
 @pytest.fixture
 def settings(data_dir: Path, database_url: str | None):
     """Settings pointing at the test's data dir and database."""
-    from segloop.platform.config import load_settings
+    from segloop.platform.core.settings import load_settings
 
     return load_settings()
 
@@ -62,8 +62,8 @@ def settings(data_dir: Path, database_url: str | None):
 @pytest.fixture
 def engine(settings):
     """A migrated engine for the test's database."""
-    from segloop.platform.db import get_engine
-    from segloop.platform.migrate import upgrade
+    from segloop.platform.db.engine import get_engine
+    from segloop.platform.db.migrate import upgrade
 
     engine = get_engine(settings)
     upgrade(engine)
@@ -74,9 +74,9 @@ def engine(settings):
 @pytest.fixture
 def sqlite(data_dir: Path):
     """(settings, engine) of a migrated SQLite database only, for code whose DB use is backend-agnostic."""
-    from segloop.platform.config import load_settings
-    from segloop.platform.db import get_engine
-    from segloop.platform.migrate import upgrade
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.db.engine import get_engine
+    from segloop.platform.db.migrate import upgrade
 
     settings = load_settings()
     engine = get_engine(settings)
@@ -96,7 +96,7 @@ def davis_sample() -> Path:
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small synthetic videos (DAVIS layout + mp4), made once per session."""
-    from segloop.platform.synth import SynthOptions, synthesize
+    from segloop.platform.media.synth import SynthOptions, synthesize
 
     root = tmp_path_factory.mktemp("synth")
     synthesize(root, SynthOptions(videos=2, frames=12, width=96, height=64, seed=7))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect
 
-from segloop.platform.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
+from segloop.platform.db.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
 
 TABLES = {"projects", "videos", "frames", "annotations", "label_classes", "embedding_sets", "selections",
           "selection_items", "jobs", "checkpoints", "metrics", "frame_scores"}
@@ -17,7 +17,7 @@ def _tables(engine) -> set[str]:
 
 def test_up_down_up_and_no_drift(settings) -> None:
     """Every table is created by migrations and removed by downgrading to base."""
-    from segloop.platform.db import get_engine
+    from segloop.platform.db.engine import get_engine
 
     engine = get_engine(settings)
     assert current_revision(engine) is None and _tables(engine) == set()

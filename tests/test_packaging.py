@@ -110,8 +110,8 @@ def test_wheel_installs_and_migrates_without_the_source_tree(wheel: Path, tmp_pa
         f"sys.path.insert(0, {str(target)!r});"
         "import segloop.platform.cli as cli, segloop.migrations as m;"
         "assert cli.__file__.startswith(sys.path[0]), cli.__file__;"
-        "from segloop.platform.migrate import upgrade, current_revision;"
-        "from segloop.platform.db import make_engine;"
+        "from segloop.platform.db.migrate import upgrade, current_revision;"
+        "from segloop.platform.db.engine import make_engine;"
         f"e = make_engine('sqlite:///{tmp_path / 'w.db'}'); upgrade(e); print(current_revision(e))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)

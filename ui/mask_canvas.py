@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from segloop.platform import labeling
+from segloop.platform.services import labeling
 
 _HERE = Path(__file__).parent
 _COMPONENT = st.components.v2.component(

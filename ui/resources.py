@@ -6,10 +6,10 @@ from pathlib import Path
 import streamlit as st
 from sqlalchemy import Engine
 
-from segloop.platform import library
-from segloop.platform.config import Settings, load_settings
-from segloop.platform.db import get_engine, session_scope
-from segloop.platform.migrate import ensure_schema
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.migrate import ensure_schema
+from segloop.platform.services import library
 
 READ_TTL_SECONDS = 5
 
@@ -63,8 +63,8 @@ def forget_reads() -> None:
 def map_points(url: str, embedding_set_id: int, method: str, max_points: int, seed: int, signal: str | None,
                selection_id: int | None) -> list | None:
     """The sampled frames of an embedding set on a 2-D map (cached a minute: PCA and lookups of 5,000 points)."""
-    from segloop.platform import explore
-    from segloop.platform.stores import artifacts
+    from segloop.platform.db.stores import artifacts
+    from segloop.platform.services import explore
 
     engine = _migrated_engine(url)
     with session_scope(engine) as session:
@@ -75,7 +75,7 @@ def map_points(url: str, embedding_set_id: int, method: str, max_points: int, se
 @st.cache_data(show_spinner=False, max_entries=50_000)
 def thumbnail_uri(data_dir: str, thumb_path: str) -> str:
     """A frame thumbnail as a small data: URI for chart tooltips (cached per frame)."""
-    from segloop.platform import explore
+    from segloop.platform.services import explore
 
     return explore.thumbnail_data_uri(Path(data_dir), thumb_path)
 
@@ -83,8 +83,8 @@ def thumbnail_uri(data_dir: str, thumb_path: str) -> str:
 @st.cache_resource(max_entries=4, show_spinner="Loading the similarity index…")
 def similarity_index(url: str, embedding_set_id: int):
     """The FAISS cosine index of an embedding set (kept in memory per server)."""
-    from segloop.platform import explore
-    from segloop.platform.stores import artifacts
+    from segloop.platform.db.stores import artifacts
+    from segloop.platform.services import explore
 
     with session_scope(_migrated_engine(url)) as session:
         embedding_set = artifacts.get_embedding_set(session, embedding_set_id)

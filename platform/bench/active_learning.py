@@ -46,7 +46,7 @@ class DavisRoot:
 
     def ground_truth(self, binary: bool) -> dict[str, list[np.ndarray]]:
         """Label maps per video (binary: every object = 1)."""
-        from segloop.platform.masks import read_mask
+        from segloop.platform.core.masks import read_mask
 
         out = {}
         for name, paths in self.masks.items():
@@ -147,8 +147,8 @@ class Task:
 
 def vss_task(index: Index, features: dict, gt: dict[str, list[np.ndarray]], spec, config) -> Task:
     """Background-vs-object VSS with the finetune head; mIoU over the unpicked frames."""
-    from segloop.platform import evaluation
-    from segloop.platform.finetune import vss
+    from segloop.platform.evaluation import metrics as evaluation
+    from segloop.platform.vss import head as vss
 
     def fit(rows: list[int], seed: int):
         samples = [vss.Sample(*index.key(r), gt[index.key(r)[0]][index.key(r)[1]]) for r in rows]
@@ -174,9 +174,9 @@ def vss_task(index: Index, features: dict, gt: dict[str, list[np.ndarray]], spec
 def vos_task(index: Index, frames: dict[str, list[Path]], gt: dict[str, list[np.ndarray]], featurizer,
              prop_config) -> Task:
     """Per-video label propagation from the picked frames; J&F (all objects, DAVIS measures) over the unpicked frames."""
-    from segloop.platform import evaluation, vos
-
     from segloop.platform.bench.keyframes import CachedFeaturizer, LoadedFrames
+    from segloop.platform.evaluation import metrics as evaluation
+    from segloop.platform.vos import propagation as vos
 
     featurizer = CachedFeaturizer(featurizer)
     loaded = {name: LoadedFrames.of(paths, name) for name, paths in frames.items()}
@@ -288,8 +288,8 @@ class ALOptions:
 def run_benchmark(root: str | Path, options: ALOptions, cache_dir: Path | None = None,
                   progress: Callable[[str], None] | None = None) -> dict:
     """The benchmark's JSON document."""
-    from segloop.platform.finetune.features import FeatureSpec, video_features
-    from segloop.platform.finetune.vss import VSSConfig
+    from segloop.platform.features.backbone import FeatureSpec, video_features
+    from segloop.platform.vss.head import VSSConfig
     from segloop.selectors.registry import get_strategy
 
     if options.task not in ("vss", "vos"):
@@ -308,7 +308,7 @@ def run_benchmark(root: str | Path, options: ALOptions, cache_dir: Path | None =
     if options.task == "vss":
         task = vss_task(index, features, gt, spec, VSSConfig(head=options.head, min_steps=options.min_steps))
     else:
-        from segloop.platform import vos
+        from segloop.platform.vos import propagation as vos
 
         prop_config = vos.PropagationConfig(short_side=options.prop_short_side, radius=options.prop_radius)
         featurizer = vos.make_featurizer("backbone", options.backbone, options.checkpoint, prop_config)
@@ -368,7 +368,7 @@ def plot(document: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from segloop.platform.storage import atomic_write_bytes
+    from segloop.platform.core.storage import atomic_write_bytes
 
     rows = summarise(document)
     budgets = list(dict.fromkeys(r["budget"] for r in rows))
@@ -430,8 +430,10 @@ def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, s
             plot_out: Path | None) -> None:
     """Simulate labeling ROOT's frames with each strategy and budget; score the model on the unpicked frames."""
     from segloop.platform.bench.common import default_json_path, machine_info
-    from segloop.platform.commands._common import console, err_console, friendly_errors, print_table, write_json
-    from segloop.platform.config import load_settings
+    from segloop.platform.core.console import console, err_console, print_table
+    from segloop.platform.core.errors import friendly_errors
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.core.storage import write_json
 
     @friendly_errors
     def run() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from segloop.platform.config import load_settings
+from segloop.platform.core.settings import load_settings
 
 
 def default_json_path(name: str) -> Path:

@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from segloop.platform.bench.common import default_json_path, machine_info
-from segloop.platform.commands._common import console, friendly_errors, print_table, write_json
-from segloop.platform.config import SHARED_SAMPLE
+from segloop.platform.core.console import console, print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.settings import SHARED_SAMPLE
+from segloop.platform.core.storage import write_json
 
 
 def measure(paths: list[Path], backbone: str, img_size: int, batch_size: int, device: str, workers: int) -> dict:

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from segloop.platform.bench.common import best_of, default_json_path, machine_info
-from segloop.platform.commands._common import console, friendly_errors, print_table, write_json
-from segloop.platform.config import SHARED_SAMPLE, Settings
+from segloop.platform.core.console import console, print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.settings import SHARED_SAMPLE, Settings
+from segloop.platform.core.storage import write_json
 
 DECODE_BATCH = 16
 
@@ -42,9 +44,9 @@ def decode_pyav(path: Path) -> int:
 
 def ingest_once(videos: list[Path]) -> tuple[int, float]:
     """Ingest the videos into a fresh temporary data dir; returns (frames, seconds)."""
-    from segloop.platform.db import get_engine
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-    from segloop.platform.migrate import upgrade
+    from segloop.platform.db.engine import get_engine
+    from segloop.platform.db.migrate import upgrade
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
     with tempfile.TemporaryDirectory(prefix="segloop-bench-") as tmp:
         settings = Settings(data_dir=Path(tmp))

@@ -1,7 +1,7 @@
 """`segloop bench keyframes ROOT`: which K frames of each video to annotate so that propagation works best.
 
 For every video of a DAVIS-layout root, strategy and K: the strategy picks K frames, their ground
-truth is given, label propagation (`segloop.platform.vos`, the backbone's patch features) fills in
+truth is given, label propagation (`segloop.platform.vos.propagation`, the backbone's patch features) fills in
 the other frames, and J&F is computed per the DAVIS protocol (first and last frame not scored; the
 annotated frames count with their given masks). Strategies: `first` (frames 0..K-1: the classic
 first-frame setting for K = 1), `uniform` (i·T/K), and the `keyframes` selector (k-center over
@@ -29,7 +29,7 @@ class LoadedFrames(Sequence):
     @classmethod
     def of(cls, paths: Sequence[Path], name: str = "") -> LoadedFrames:
         """Read every frame file."""
-        from segloop.platform.finetune.features import read_rgb
+        from segloop.platform.features.backbone import read_rgb
 
         return cls([read_rgb(p) for p in paths], name)
 
@@ -82,7 +82,7 @@ class CachedFeaturizer:
 
 def pick_keyframes(strategy: str, count: int, budget: int, embeddings: np.ndarray | None = None) -> list[int]:
     """K frame indices of a `count`-frame video by strategy (first, uniform, keyframes)."""
-    from segloop.platform import vos
+    from segloop.platform.vos import propagation as vos
 
     budget = min(budget, count)
     if strategy == "first":
@@ -104,7 +104,7 @@ def pick_keyframes(strategy: str, count: int, budget: int, embeddings: np.ndarra
 
 def score_masks(name: str, masks: Sequence[np.ndarray], gt: list[np.ndarray]) -> float:
     """J&F of a video's masks per the DAVIS protocol (first and last frame not scored)."""
-    from segloop.platform import evaluation
+    from segloop.platform.evaluation import metrics as evaluation
 
     report = evaluation.VOSReport(evaluation.evaluate_sequence(name, masks, gt, skip_first_last=True))
     return report.sequence_scores(name)["J&F"]
@@ -116,14 +116,14 @@ def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence
                   cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """The benchmark's JSON document: J&F per strategy and K, overall and per sequence.
 
-    With `refine`, a refinement decoder (`segloop.platform.finetune.vos`) is trained per strategy
+    With `refine`, a refinement decoder (`segloop.platform.vos.refiner`) is trained per strategy
     and K on the annotated frames of all videos, and the refined masks are scored too ("J&F_refined").
     """
-    from segloop.platform import vos
     from segloop.platform.bench.active_learning import load_davis_root
-    from segloop.platform.finetune import vos as refinement
-    from segloop.platform.finetune.features import FeatureSpec, extract_video, load_backbone, video_features
-    from segloop.platform.masks import read_mask
+    from segloop.platform.core.masks import read_mask
+    from segloop.platform.features.backbone import FeatureSpec, extract_video, load_backbone, video_features
+    from segloop.platform.vos import propagation as vos
+    from segloop.platform.vos import refiner as refinement
 
     for strategy in strategies:
         if strategy not in STRATEGIES:
@@ -191,8 +191,10 @@ def command(root: Path, budgets: str, strategies: str, backbone: str, checkpoint
             radius: int, refine: bool, refine_steps: int, json_out: Path | None) -> None:
     """J&F of propagation from K annotated frames per video, by how the K frames are chosen."""
     from segloop.platform.bench.common import default_json_path, machine_info
-    from segloop.platform.commands._common import console, err_console, friendly_errors, print_table, write_json
-    from segloop.platform.config import load_settings
+    from segloop.platform.core.console import console, err_console, print_table
+    from segloop.platform.core.errors import friendly_errors
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.core.storage import write_json
 
     @friendly_errors
     def run() -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from segloop.platform.bench.common import default_json_path, machine_info
-from segloop.platform.commands._common import console, friendly_errors, print_table, write_json
+from segloop.platform.core.console import console, print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.storage import write_json
 
 
 def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict:

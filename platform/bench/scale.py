@@ -10,8 +10,10 @@ import click
 import numpy as np
 
 from segloop.platform.bench.common import default_json_path, machine_info
-from segloop.platform.commands._common import console, friendly_errors, print_table, write_json
-from segloop.platform.config import Settings
+from segloop.platform.core.console import console, print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.settings import Settings
+from segloop.platform.core.storage import write_json
 
 
 def peak_rss_mib() -> float:
@@ -30,9 +32,9 @@ def timed(results: dict, name: str, func, count: int | None = None):
 
 def insert_frames(settings: Settings, frames: int, per_video: int) -> int:
     """Insert one project with `frames` frame rows spread over videos of `per_video` frames; returns project id."""
-    from segloop.platform.db import get_engine, session_scope
-    from segloop.platform.entities import NewFrame, NewVideo
-    from segloop.platform.stores import footage, projects
+    from segloop.platform.db.engine import get_engine, session_scope
+    from segloop.platform.db.entities import NewFrame, NewVideo
+    from segloop.platform.db.stores import footage, projects
 
     engine = get_engine(settings)
     with session_scope(engine) as session:
@@ -78,9 +80,9 @@ def clustered_vectors(count: int, dim: int, seed: int = 0) -> np.ndarray:
 def command(frames: int, dim: int, per_video: int, budget: int, queries: int, skip_ivf: bool,
             json_path: Path | None) -> None:
     """DB insert rate, FAISS build/search, k-center and Library/Explore queries on N synthetic frames."""
-    from segloop.platform import explore, library
-    from segloop.platform.db import get_engine
-    from segloop.platform.migrate import upgrade
+    from segloop.platform.db.engine import get_engine
+    from segloop.platform.db.migrate import upgrade
+    from segloop.platform.services import explore, library
     from segloop.selectors.diversity import kcenter_greedy
     from segloop.selectors.index import IndexConfig, VectorIndex
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import time
 import tracemalloc
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import numpy as np
 
 from segloop.platform.bench.common import default_json_path, machine_info
-from segloop.platform.commands._common import console, friendly_errors, print_table, write_json
+from segloop.platform.core.console import console, print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.storage import write_json
 
 
 def synthetic_embeddings(

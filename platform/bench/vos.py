@@ -39,7 +39,7 @@ def bench_method(featurizer, frames, mask, config) -> dict:
     """Feature extraction, propagation-only and end-to-end frames/s of one featurizer."""
     import torch
 
-    from segloop.platform import vos
+    from segloop.platform.vos import propagation as vos
 
     device = featurizer.device
     count, size = len(frames), frames.shape[1:3]
@@ -87,7 +87,7 @@ def bench_method(featurizer, frames, mask, config) -> dict:
 
 def default_json_path() -> Path:
     """$SEGLOOP_DATA_DIR/bench/vos.json (or ./segloop-data/bench/vos.json)."""
-    from segloop.platform.config import load_settings
+    from segloop.platform.core.settings import load_settings
 
     return load_settings().data_dir / "bench" / "vos.json"
 
@@ -110,8 +110,8 @@ def command(num_frames: int, height: int, width: int, backbone: str, methods: st
     from rich.console import Console
     from rich.table import Table
 
-    from segloop.platform import vos
-    from segloop.platform.commands.eval import write_json_atomic
+    from segloop.platform.core.storage import write_json
+    from segloop.platform.vos import propagation as vos
 
     if threads:
         torch.set_num_threads(threads)
@@ -144,5 +144,5 @@ def command(num_frames: int, height: int, width: int, backbone: str, methods: st
         "settings": config.as_dict(),
         "results": rows,
     }
-    path = write_json_atomic(json_out or default_json_path(), payload)
+    path = write_json(json_out or default_json_path(), payload)
     click.echo(f"wrote {path}")

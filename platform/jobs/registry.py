@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 # Modules that register job kinds when imported (each calls `job_kind`).
 HANDLER_MODULES: list[str] = [
-    "segloop.platform.jobs.builtin",
-    "segloop.platform.jobs.finetune_jobs",
-    "segloop.platform.jobs.ui_jobs",
+    "segloop.platform.jobs.kinds.pipeline",
+    "segloop.platform.jobs.kinds.finetune",
+    "segloop.platform.jobs.kinds.map2d",
 ]
 
 

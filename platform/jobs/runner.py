@@ -11,9 +11,9 @@ import threading
 import time
 import traceback
 
-from segloop.platform.db import get_engine, session_scope
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.jobs.registry import get_kind, parse_params
-from segloop.platform.stores import jobs as job_store
 
 PROGRESS_MIN_INTERVAL = 0.5
 ORPHAN_CHECK_SECONDS = 0.5

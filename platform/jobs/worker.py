@@ -11,10 +11,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from segloop.platform.config import Settings, load_settings
-from segloop.platform.db import get_engine, session_scope
-from segloop.platform.entities import JobInfo
-from segloop.platform.stores import jobs as job_store
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.entities import JobInfo
+from segloop.platform.db.stores import jobs as job_store
 
 TERMINATE_GRACE_SECONDS = 10.0
 

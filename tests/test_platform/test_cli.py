@@ -42,7 +42,7 @@ def test_demo_runs_the_loop_twice(cli, synth_root: Path) -> None:
 
 def test_demo_falls_back_to_synthetic_footage(cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the shared sample, the demo generates footage (with ground truth) under the data dir."""
-    import segloop.platform.commands.demo as demo
+    import segloop.platform.cli.commands.demo as demo
 
     monkeypatch.setattr(demo, "SHARED_SAMPLE", data_dir / "no-such-sample")
     result = cli("demo", "--pretrain-minutes", "0", "--budget", "2")
@@ -103,8 +103,8 @@ def test_bench_scale_small(cli, tmp_path: Path) -> None:
 
 def test_pretrain_embed_select_on_a_project(cli, synth_root: Path, engine, tmp_path: Path) -> None:
     """`pretrain --project` registers a checkpoint, `embed --project` an embedding set linked to it, select uses it."""
-    from segloop.platform.db import session_scope
-    from segloop.platform.stores import artifacts, projects
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts, projects
 
     assert cli("ingest", str(synth_root / "videos"), "--project", "cli").exit_code == 0
     result = cli("pretrain", "--project", "cli", "--backbone", "vit_tiny_patch16_224", "--img-size", "32",

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from segloop.platform import evaluation as ev
-from segloop.platform.commands.eval import command as eval_command
-from segloop.platform.masks import write_mask
+from segloop.platform.cli.commands.eval import command as eval_command
+from segloop.platform.core.masks import write_mask
+from segloop.platform.evaluation import metrics as ev
 
 SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "davis-sample"
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop.platform.db import session_scope
-from segloop.platform.exchange import ExchangeError, export_project, import_annotations
-from segloop.platform.ingest import IngestOptions, ingest_paths
-from segloop.platform.masks import read_mask
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import footage, projects
+from segloop.platform.core.masks import read_mask
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, projects
+from segloop.platform.media.exchange import ExchangeError, export_project, import_annotations
+from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
 
 def _label_maps(engine, project: str) -> dict[tuple[str, int], np.ndarray]:

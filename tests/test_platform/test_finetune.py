@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop.platform import evaluation
-from segloop.platform.finetune import vss
-from segloop.platform.finetune.features import FeatureSpec, layer_indices, video_features, working_size
-from segloop.platform.masks import read_mask
+from segloop.platform.core.masks import read_mask
+from segloop.platform.evaluation import metrics as evaluation
+from segloop.platform.features.backbone import FeatureSpec, layer_indices, video_features, working_size
+from segloop.platform.vss import head as vss
 
 SPEC = FeatureSpec(backbone="vit_tiny_patch16_224", short_side=64, batch_size=12)
 
@@ -85,7 +85,7 @@ def test_backbone_finetuning_path_saves_and_reloads(synth, tmp_path: Path) -> No
     train = [vss.Sample(name, 0, gt[name][0]) for name in videos]
     config = vss.VSSConfig(head="linear", min_steps=3, epochs=1, batch_size=2, finetune_backbone=True, device="cpu")
     trained = vss.train_vss(train, feats, 2, SPEC, config, frame_paths=videos)
-    from segloop.platform.finetune.features import load_backbone
+    from segloop.platform.features.backbone import load_backbone
 
     initial = load_backbone(SPEC).state_dict()
     assert trained.backbone_state is not None
@@ -119,7 +119,7 @@ def test_bad_labels_are_refused(synth, tmp_path: Path) -> None:
 @pytest.fixture
 def labeled_project(synth_root: Path, sqlite):
     """The synthetic DAVIS root ingested with its masks (every frame labeled)."""
-    from segloop.platform.ingest import IngestOptions, ingest_paths
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
     assert not ingest_paths([synth_root], IngestOptions(project="ft"), sqlite[0]).failed
     return "ft"
@@ -128,9 +128,9 @@ def labeled_project(synth_root: Path, sqlite):
 def test_finetune_predict_store_checkpoint_metrics_and_uncertainty(labeled_project: str, sqlite,
                                                                   tmp_path: Path) -> None:
     """finetune_vss_project registers a vss checkpoint with held-out metrics; predict stores .npz + frame scores."""
-    from segloop.platform.db import session_scope
-    from segloop.platform.finetune.project import finetune_vss_project, predict_project
-    from segloop.platform.stores import artifacts, footage, metrics, projects, scores
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores
+    from segloop.platform.services.finetuning import finetune_vss_project, predict_project
 
     settings, engine = sqlite
     result = finetune_vss_project(labeled_project, tmp_path / "out", short_side=64,
@@ -156,7 +156,7 @@ def test_finetune_predict_store_checkpoint_metrics_and_uncertainty(labeled_proje
 
 def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) -> None:
     """The decoder's correction starts at zero: refining a mask gives (nearly) the same mask back."""
-    from segloop.platform.finetune import vos as refine
+    from segloop.platform.vos import refiner as refine
 
     videos, feats, gt = synth
     name = next(iter(videos))
@@ -172,10 +172,10 @@ def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) ->
 def test_vos_refinement_is_trained_and_compared_with_plain_propagation(labeled_project: str, sqlite,
                                                                        tmp_path: Path) -> None:
     """finetune_vos_project trains the decoder, scores plain and refined J&F and records them."""
-    from segloop.platform.db import session_scope
-    from segloop.platform.finetune.project import finetune_vos_project
-    from segloop.platform.finetune.vos import RefineConfig, load_refiner
-    from segloop.platform.stores import artifacts, metrics
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts, metrics
+    from segloop.platform.services.finetuning import finetune_vos_project
+    from segloop.platform.vos.refiner import RefineConfig, load_refiner
 
     settings, engine = sqlite
     result = finetune_vos_project(labeled_project, tmp_path / "vos", short_side=64, prop_short_side=64,
@@ -195,9 +195,9 @@ def test_finetune_and_predict_jobs_run_in_a_worker(labeled_project: str, sqlite,
     import subprocess
     import sys
 
-    from segloop.platform.db import session_scope
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import jobs as job_store
     from segloop.platform.jobs.registry import validate_params
-    from segloop.platform.stores import jobs as job_store
 
     settings, engine = sqlite
     env = dict(os.environ, SEGLOOP_DATA_DIR=str(data_dir), SEGLOOP_HEARTBEAT_SECONDS="0.5")
@@ -225,9 +225,9 @@ def test_finetune_command_line_under_torchrun_registers_one_checkpoint(synth_roo
     import subprocess
     import sys
 
-    from segloop.platform.db import session_scope
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-    from segloop.platform.stores import artifacts
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
     if settings.database_url is not None:
         pytest.skip("the launcher path is database-independent; SQLite is enough")

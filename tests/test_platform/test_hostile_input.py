@@ -11,16 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
-from segloop.platform.db import session_scope
-from segloop.platform.ingest import IngestOptions, ingest_paths
+from segloop.platform.core.masks import MaskError, read_mask
+from segloop.platform.core.storage import StorageError, check_upload_name, save_upload
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.orm import Annotation, Frame, Video
 from segloop.platform.jobs.registry import JobParamsError, kinds, validate_params
-from segloop.platform.masks import MaskError, read_mask
-from segloop.platform.models import Annotation, Frame, Video
-from segloop.platform.storage import StorageError, check_upload_name, save_upload
+from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
 FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SLOW_FUZZ = hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -70,7 +72,7 @@ def test_truncated_videos(sqlite_only, fraction: float, faststart: bool, synth_r
     """An mp4 cut at any offset is either fully ingested (all frames present) or refused; the DB stays consistent."""
     import av
 
-    from segloop.platform.synth import SynthOptions, render_video
+    from segloop.platform.media.synth import SynthOptions, render_video
 
     frames, _ = render_video(SynthOptions(frames=8, width=64, height=48), 0)
     folder = tmp_path_factory.mktemp("cut")

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from segloop.platform.db import session_scope
-from segloop.platform.ingest import (
+from segloop.platform.core.masks import read_mask
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.orm import Annotation, Frame, Video
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, projects
+from segloop.platform.media.ingest import (
     IngestOptions,
     dhash64,
     group_near_duplicates,
@@ -18,10 +22,6 @@ from segloop.platform.ingest import (
     sample_indices,
     stored_size,
 )
-from segloop.platform.masks import read_mask
-from segloop.platform.models import Annotation, Frame, Video
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import footage, projects
 
 
 def _counts(engine) -> tuple[int, int, int]:
@@ -161,7 +161,7 @@ def test_truncated_faststart_mp4_is_refused(synth_root: Path, settings, engine, 
     """An mp4 with its index first but frames cut off: decodable prefix is not silently ingested."""
     import av
 
-    from segloop.platform.synth import SynthOptions, render_video
+    from segloop.platform.media.synth import SynthOptions, render_video
 
     frames, _ = render_video(SynthOptions(frames=30, width=96, height=64), 0)
     whole = tmp_path / "fast.mp4"
@@ -200,7 +200,7 @@ def test_mask_count_and_size_mismatch_are_refused(synth_root: Path, settings, en
     shutil.copytree(synth_root / "Annotations", root / "Annotations")
     (root / "Annotations/480p/synth-007-000/00011.png").unlink()
     bad_size = root / "Annotations/480p/synth-007-001/00003.png"
-    from segloop.platform.masks import write_mask
+    from segloop.platform.core.masks import write_mask
 
     write_mask(bad_size, np.zeros((10, 10), np.uint8))
     report = ingest_paths([root], IngestOptions(project="m"), settings)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from segloop.platform.db import session_scope
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.jobs.registry import JobParamsError, validate_params
-from segloop.platform.stores import jobs as job_store
 
 PLUGIN = str(Path(__file__).resolve().parents[1] / "job_plugins.py")
 SEGLOOP = [sys.executable, "-m", "segloop.platform.cli"]
@@ -153,10 +153,9 @@ def test_two_workers_run_every_job_exactly_once(job_env, engine, tmp_path: Path)
 
 def test_pretrain_embed_select_jobs_chain(job_env, engine, synth_root: Path, data_dir: Path) -> None:
     """A worker runs pretrain, embed (with the new checkpoint) and select jobs on a project, in order."""
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-    from segloop.platform.stores import selections
-
-    from segloop.platform.config import load_settings
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.db.stores import selections
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
     ingest_paths([synth_root / "videos"], IngestOptions(project="chain"), load_settings())
     tiny = {"data": {"global_size": 32, "local_size": 16, "clip_size": 32, "num_workers": 0},
@@ -184,9 +183,9 @@ def test_killed_pretrain_job_resumes_from_its_checkpoint(job_env, engine, synth_
     """SIGKILL the worker of a running pretrain job after a checkpoint: another worker resumes it, one checkpoint row."""
     import json as jsonlib
 
-    from segloop.platform.config import load_settings
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-    from segloop.platform.stores import artifacts
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.db.stores import artifacts
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
     ingest_paths([synth_root / "videos"], IngestOptions(project="resume"), load_settings())
     tiny = {"model": {"head_out_dim": 64, "head_hidden_dim": 32, "head_bottleneck_dim": 16},

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from segloop.platform.db import session_scope
-from segloop.platform.finetune.vss import VSSConfig
-from segloop.platform.loop import RoundConfig, oracle_from, run_round
+from segloop.platform.db.engine import session_scope
+from segloop.platform.services.loop import RoundConfig, oracle_from, run_round
+from segloop.platform.vss.head import VSSConfig
 
 
 @pytest.fixture
 def footage_project(synth_root: Path, sqlite) -> str:
     """The synthetic mp4s ingested without masks."""
-    from segloop.platform.ingest import IngestOptions, ingest_paths
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
     assert not ingest_paths([synth_root / "videos"], IngestOptions(project="loop"), sqlite[0]).failed
     return "loop"
@@ -28,8 +28,8 @@ def _config(strategy: str = "kcenter", **params) -> RoundConfig:
 def test_one_round_records_labels_checkpoint_and_metrics(footage_project: str, synth_root: Path, sqlite) -> None:
     """The round labels its 4 picks from ground truth, registers a vss checkpoint and round metrics;
     a second round can then select by the stored uncertainty."""
-    from segloop.platform.selection import labeled_frame_ids
-    from segloop.platform.stores import artifacts, metrics, projects, scores, selections
+    from segloop.platform.db.stores import artifacts, metrics, projects, scores, selections
+    from segloop.platform.services.selection import labeled_frame_ids
 
     settings, engine = sqlite
     oracle = oracle_from(synth_root)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segloop.platform.masks import MaskError, decode_rle, encode_rle, mask_style, read_mask, write_mask
+from segloop.platform.core.masks import MaskError, decode_rle, encode_rle, mask_style, read_mask, write_mask
 
 
 def test_palette_round_trip_keeps_object_ids(tmp_path: Path) -> None:

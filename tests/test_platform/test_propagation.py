@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop.platform import vos
-from segloop.platform.db import session_scope
-from segloop.platform.ingest import IngestOptions, ingest_paths
-from segloop.platform.propagation import DISAGREEMENT_SIGNAL, UNCERTAINTY_SIGNAL, propagate_video
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import footage, metrics, projects, scores
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, metrics, projects, scores
+from segloop.platform.media.ingest import IngestOptions, ingest_paths
+from segloop.platform.services.propagation import DISAGREEMENT_SIGNAL, UNCERTAINTY_SIGNAL, propagate_video
+from segloop.platform.vos import propagation as vos
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_keyframes_scored_against_held_out_human_masks(davis_video, settings, en
 def test_drafts_for_unlabelled_frames(synth_root: Path, settings, engine, tmp_path: Path) -> None:
     """A video with one manual mask: every other frame gets a propagated draft per object."""
     assert not ingest_paths([synth_root / "videos" / "synth-007-001.mp4"], IngestOptions(project="d"), settings).failed
-    from segloop.platform.masks import read_mask
+    from segloop.platform.core.masks import read_mask
 
     first = read_mask(synth_root / "Annotations/480p/synth-007-001/00000.png")
     with session_scope(engine) as session:

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop.platform.db import session_scope
-from segloop.platform.embedding import EmbeddingSetError, embed_project, load_embedding_set
-from segloop.platform.ingest import IngestOptions, ingest_paths
-from segloop.platform.selection import build_pool, run_selection, show_selection
-from segloop.platform.stores import footage, projects, scores
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import footage, projects, scores
+from segloop.platform.media.ingest import IngestOptions, ingest_paths
+from segloop.platform.services.embedding import EmbeddingSetError, embed_project, load_embedding_set
+from segloop.platform.services.selection import build_pool, run_selection, show_selection
 from segloop.selectors.constraints import Constraints
 
 
@@ -61,7 +61,7 @@ def test_every_strategy_persists_a_run(strategy: str, params: dict, embedded, se
 
 def test_labeled_frames_are_never_picked(embedded, settings, engine) -> None:
     """Frames with human masks are marked labeled in the pool and never picked again."""
-    from segloop.platform.stores import annotations as annotation_store
+    from segloop.platform.db.stores import annotations as annotation_store
 
     with session_scope(engine) as session:
         frames = footage.project_frames(session, projects.get_project(session, "sel").id)
@@ -100,10 +100,10 @@ def test_select_cli(embedded, cli, tmp_path: Path) -> None:
 
 def test_oracle_labels_exactly_the_picks(embedded, synth_root: Path, settings, engine) -> None:
     """The simulated annotator saves ground-truth masks for the picked frames only, as submitted manual masks."""
-    from segloop.platform.masks import read_mask
-    from segloop.platform.oracle import DavisOracle, OracleError, label_selection
-    from segloop.platform.selection import labeled_frame_ids
-    from segloop.platform.stores import annotations as annotation_store
+    from segloop.platform.core.masks import read_mask
+    from segloop.platform.db.stores import annotations as annotation_store
+    from segloop.platform.services.oracle import DavisOracle, OracleError, label_selection
+    from segloop.platform.services.selection import labeled_frame_ids
 
     run = run_selection("sel", "uniform", Constraints(budget=3), settings=settings)
     assert label_selection(run.selection.id, DavisOracle(synth_root / "Annotations/480p"), settings) == 3
@@ -128,7 +128,7 @@ def test_embed_project_under_torchrun_matches_one_process(embedded, settings, en
 
     import torch
 
-    from segloop.platform.stores import artifacts
+    from segloop.platform.db.stores import artifacts
     from segloop.pretrain.backbones import create_backbone
 
     if settings.database_url is not None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from segloop.platform.storage import StorageError, check_upload_name, resolve_inside, safe_name, save_upload
+from segloop.platform.core.storage import StorageError, check_upload_name, resolve_inside, safe_name, save_upload
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd.mp4", "..\\..\\x.mp4", "/abs/path.mp4", "C:evil.mp4", "a\x00.mp4"])

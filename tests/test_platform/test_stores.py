@@ -6,12 +6,12 @@ import threading
 import numpy as np
 import pytest
 
-from segloop.platform.db import session_scope
-from segloop.platform.entities import NewFrame, NewVideo
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import footage, projects
-from segloop.platform.stores import jobs as job_store
-from segloop.platform.stores.annotations import ConflictError
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.entities import NewFrame, NewVideo
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, projects
+from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.db.stores.annotations import ConflictError
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_job_lifecycle_cancel_retry_and_stale(engine) -> None:
 
 def test_frame_scores_newest_value_wins(engine, frame_id: int) -> None:
     """Signals are appended per run; readers get the newest value per frame."""
-    from segloop.platform.stores import scores
+    from segloop.platform.db.stores import scores
 
     with session_scope(engine) as session:
         project_id = projects.get_project(session, "p").id

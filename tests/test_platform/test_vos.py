@@ -11,11 +11,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from segloop.platform import vos
-from segloop.platform.commands.eval import command as eval_command
-from segloop.platform.commands.vos import command as vos_command
-from segloop.platform.evaluation import region_similarity
-from segloop.platform.masks import read_mask, write_mask
+from segloop.platform.cli.commands.eval import command as eval_command
+from segloop.platform.cli.commands.vos import command as vos_command
+from segloop.platform.core.masks import read_mask, write_mask
+from segloop.platform.evaluation.metrics import region_similarity
+from segloop.platform.vos import propagation as vos
 
 SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "davis-sample"
 SMALL = vos.PropagationConfig(short_side=64, size_multiple=16, radius=3, batch_size=4)

@@ -172,7 +172,7 @@ def test_embed_frames_matches_a_direct_forward(videos):
 
 
 def test_cli_set_overrides_win_over_convenience_flags():
-    from segloop.platform.commands.pretrain import _merge, flag_overrides, parse_sets
+    from segloop.platform.cli.commands.pretrain import _merge, flag_overrides, parse_sets
 
     flags = flag_overrides(None, 64, None, None, None, None, None, None, False)
     merged = _merge(flags, parse_sets(("data.clip_size=96", "loss.mask_ratio=[0.2, 0.3]")))

@@ -10,8 +10,8 @@ from segloop.selectors.constraints import Constraints
 from segloop.selectors.diversity import kcenter
 from segloop.selectors.hybrid import hybrid
 from segloop.selectors.keyframes import keyframes
-from segloop.selectors.typicality import knn_typicality, typicality
 from segloop.selectors.types import CandidatePool, SelectorError
+from segloop.selectors.typicality import knn_typicality, typicality
 
 
 def make_pool(embeddings: np.ndarray, video_ids=None, labeled=None, uncertainty=None, fps: float = 1.0) -> CandidatePool:

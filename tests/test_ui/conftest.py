@@ -18,9 +18,9 @@ class UiProject:
 @pytest.fixture
 def ui_project(engine, settings, synth_root: Path) -> UiProject:
     """The two synthetic videos (12 frames each, no masks) ingested into project 'ui'."""
-    from segloop.platform.db import session_scope
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-    from segloop.platform.stores import footage, projects
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import footage, projects
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
     report = ingest_paths([synth_root / "videos"], IngestOptions(project="ui"), settings)
     assert not report.failed
@@ -38,6 +38,6 @@ def page_script(name: str) -> str:
 @pytest.fixture
 def file_settings(data_dir: Path):
     """Settings for tests that only touch files (no database, so not repeated per database)."""
-    from segloop.platform.config import load_settings
+    from segloop.platform.core.settings import load_settings
 
     return load_settings()

@@ -26,14 +26,14 @@ def build(data_dir: Path, total_frames: int) -> dict:
     os.environ.pop("SEGLOOP_DATABASE_URL", None)
     from sqlalchemy import insert
 
-    from segloop.platform.config import load_settings
-    from segloop.platform.db import get_engine, session_scope
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-    from segloop.platform.migrate import upgrade
-    from segloop.platform.models import Frame, FrameScore, Video
-    from segloop.platform.storage import atomic_write_bytes
-    from segloop.platform.stores import annotations, artifacts, footage, jobs, metrics, projects, selections
-    from segloop.platform.synth import SynthOptions, synthesize
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.core.storage import atomic_write_bytes
+    from segloop.platform.db.engine import get_engine, session_scope
+    from segloop.platform.db.migrate import upgrade
+    from segloop.platform.db.orm import Frame, FrameScore, Video
+    from segloop.platform.db.stores import annotations, artifacts, footage, jobs, metrics, projects, selections
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+    from segloop.platform.media.synth import SynthOptions, synthesize
 
     settings = load_settings()
     engine = get_engine(settings)

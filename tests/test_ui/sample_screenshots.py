@@ -39,9 +39,9 @@ def run_worker(env: dict[str, str]) -> None:
 
 def label_run(selection_id: int, settings, accept_all: bool = True) -> None:
     """Accept a run's picks (all, or all but the last two) and let the simulated annotator label the accepted ones."""
-    from segloop.platform import explore, oracle
-    from segloop.platform.db import get_engine, session_scope
-    from segloop.platform.stores import annotations, footage, selections
+    from segloop.platform.db.engine import get_engine, session_scope
+    from segloop.platform.db.stores import annotations, footage, selections
+    from segloop.platform.services import explore, oracle
 
     engine = get_engine(settings)
     with session_scope(engine) as session:
@@ -64,13 +64,13 @@ def build(data_dir: Path) -> dict[str, str]:
     env = dict(os.environ, SEGLOOP_DATA_DIR=str(data_dir), SEGLOOP_HEARTBEAT_SECONDS="0.5")
     env.pop("SEGLOOP_DATABASE_URL", None)
     os.environ.update(env)
-    from segloop.platform import library, selection
-    from segloop.platform.config import load_settings
-    from segloop.platform.db import get_engine, session_scope
-    from segloop.platform.embedding import embed_project
-    from segloop.platform.ingest import IngestOptions, ingest_paths
-    from segloop.platform.migrate import upgrade
-    from segloop.platform.stores import footage, projects, selections
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.db.engine import get_engine, session_scope
+    from segloop.platform.db.migrate import upgrade
+    from segloop.platform.db.stores import footage, projects, selections
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+    from segloop.platform.services import library, selection
+    from segloop.platform.services.embedding import embed_project
     from segloop.selectors.constraints import Constraints
 
     settings = load_settings()

@@ -9,11 +9,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import segloop.ui
-from segloop.platform import labeling
-from segloop.platform.db import session_scope
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import footage
-from segloop.platform.stores import jobs as job_store
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage
+from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.services import labeling
 
 from .conftest import page_script
 
@@ -169,7 +169,7 @@ def test_label_import_png_and_submit(engine, ui_project) -> None:
 
 def test_label_queue_follows_a_selection_run(engine, ui_project) -> None:
     """With a selection run, the Label queue defaults to its picks in rank order and Next follows the ranks."""
-    from segloop.platform.stores import selections
+    from segloop.platform.db.stores import selections
 
     with session_scope(engine) as session:
         frames = footage.list_frames(session, ui_project.video_ids[1])
@@ -185,8 +185,8 @@ def test_label_queue_follows_a_selection_run(engine, ui_project) -> None:
 
 def test_jobs_form_list_cancel_and_retry(engine) -> None:
     """The ingest form queues a job with its defaults; cancel and retry change the job in the database."""
-    from segloop.platform import uploads
-    from segloop.platform.config import load_settings
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.media import uploads
 
     settings = load_settings()
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)

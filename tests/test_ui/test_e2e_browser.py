@@ -119,7 +119,7 @@ def test_upload_ingest_select_label_in_a_browser(served, tmp_path: Path) -> None
 
     expect.set_options(timeout=WAIT_MS)  # a loaded CI machine can take longer than Playwright's 5 s default
 
-    from segloop.platform.synth import SynthOptions, synthesize
+    from segloop.platform.media.synth import SynthOptions, synthesize
 
     url, env = served
     footage = tmp_path / "footage"
@@ -248,12 +248,12 @@ def saved_mask(env: dict[str, str]):
     (frame id, status) in rank order."""
     import numpy as np
 
-    from segloop.platform.config import Settings
-    from segloop.platform.db import make_engine, session_scope
-    from segloop.platform.entities import AnnotationInfo, from_row
-    from segloop.platform.models import Annotation
-    from segloop.platform.stores import annotations as annotation_store
-    from segloop.platform.stores import selections
+    from segloop.platform.core.settings import Settings
+    from segloop.platform.db.engine import make_engine, session_scope
+    from segloop.platform.db.entities import AnnotationInfo, from_row
+    from segloop.platform.db.orm import Annotation
+    from segloop.platform.db.stores import annotations as annotation_store
+    from segloop.platform.db.stores import selections
 
     settings = Settings(data_dir=Path(env["SEGLOOP_DATA_DIR"]))
     engine = make_engine(settings.db_url)

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segloop.platform import explore, labeling
-from segloop.platform.db import session_scope
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import footage, jobs, metrics, selections
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, jobs, metrics, selections
+from segloop.platform.services import explore, labeling
 
 
 def test_sample_rows_is_seeded_sorted_and_bounded() -> None:
@@ -93,7 +93,7 @@ def test_parse_bench_reads_both_formats_and_skips_others(tmp_path: Path) -> None
 @pytest.fixture
 def embedded(engine, settings, ui_project):
     """The UI project embedded with a tiny random-init ViT at 32 px."""
-    from segloop.platform.embedding import embed_project
+    from segloop.platform.services.embedding import embed_project
 
     return embed_project("ui", "vit_tiny_patch16_224", img_size=32, batch_size=8, settings=settings)
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segloop.platform import labeling
-from segloop.platform.masks import write_mask
-from segloop.platform.db import session_scope
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import footage, selections
-from segloop.platform.stores.annotations import ConflictError
+from segloop.platform.core.masks import write_mask
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, selections
+from segloop.platform.db.stores.annotations import ConflictError
+from segloop.platform.services import labeling
 
 
 def brush(points, radius, object_id=1, erase=False):

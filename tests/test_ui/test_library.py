@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
-from segloop.platform import labeling, library
-from segloop.platform.db import session_scope
-from segloop.platform.stores import footage
-from segloop.platform.stores import jobs as job_store
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import footage
+from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.services import labeling, library
 
 
 def label(engine, frame_id: int, status: str, size: int = 3) -> None:
@@ -79,14 +80,14 @@ def test_frame_detail_lists_newest_masks(engine, ui_project) -> None:
 def test_job_log_tail_reads_the_end(file_settings, tmp_path: Path) -> None:
     """Only the last lines come back, and a partial first line of the read window is dropped."""
     from dataclasses import replace
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from segloop.platform.entities import JobInfo
+    from segloop.platform.db.entities import JobInfo
 
     log = tmp_path / "job.log"
     log.write_text("".join(f"line {i}\n" for i in range(1000)))
     job = JobInfo(1, "ingest", {}, "running", 0.5, "", str(log), None, None, 1, 3, None, False, False, {}, None,
-                  datetime.now(timezone.utc), None, None)
+                  datetime.now(UTC), None, None)
     assert library.job_log_tail(file_settings.data_dir, job, max_lines=3) == "line 997\nline 998\nline 999"
     tail = library.job_log_tail(file_settings.data_dir, job, max_lines=10_000, max_bytes=20)
     assert tail == "line 998\nline 999"

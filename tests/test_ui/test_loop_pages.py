@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from segloop.platform import labeling
-from segloop.platform.db import session_scope
-from segloop.platform.stores import annotations as annotation_store
-from segloop.platform.stores import artifacts, footage, metrics, selections
-from segloop.platform.stores import jobs as job_store
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import artifacts, footage, metrics, selections
+from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.services import labeling
 
 from .conftest import page_script
 
@@ -36,7 +36,7 @@ def ok(app: AppTest) -> AppTest:
 @pytest.fixture
 def embedded(engine, settings, ui_project):
     """The UI project embedded with a tiny random-init ViT at 32 px."""
-    from segloop.platform.embedding import embed_project
+    from segloop.platform.services.embedding import embed_project
 
     return embed_project("ui", TINY["backbone"], img_size=TINY["img_size"], batch_size=8, settings=settings)
 
@@ -121,7 +121,7 @@ def test_explore_map_open_frame_and_more_like_this(engine, settings, ui_project,
     ok(app.button(key="explore_tsne_go").click().run())
     job = all_jobs(engine)[-1]
     assert job.kind == "map2d" and job.params["embedding_set_id"] == embedded.id and job.params["method"] == "tsne"
-    from segloop.platform.explore import compute_map
+    from segloop.platform.services.explore import compute_map
 
     compute_map(embedded, settings, "tsne", job.params["max_points"], 0, perplexity=5.0)
     ok(app.run())
@@ -213,7 +213,7 @@ def test_jobs_forms_queue_each_kind_with_their_defaults(engine, ui_project) -> N
 
 def test_jobs_generic_form_queues_another_registered_kind(engine, ui_project) -> None:
     """Kinds without a dedicated form (fine-tuning, evaluation, plugins) are queued from their default params."""
-    from segloop.platform import library
+    from segloop.platform.services import library
     from segloop.ui.views.jobs import DEDICATED_FORMS
 
     others = [k for k, (_, params) in library.job_kind_defaults().items() if k not in DEDICATED_FORMS]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from segloop.platform import uploads
-from segloop.platform.db import session_scope
-from segloop.platform.stores import jobs as job_store
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.media import uploads
 
 
 def zip_bytes(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:

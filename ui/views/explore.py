@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from segloop.platform import explore, labeling, library
-from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.services import explore, labeling, library
 from segloop.ui import resources
 
 COLOUR_BY = ("video", "label status", "selection run", "uncertainty")

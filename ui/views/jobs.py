@@ -5,8 +5,9 @@ import json
 
 import streamlit as st
 
-from segloop.platform import library, uploads
-from segloop.platform.entities import JobInfo
+from segloop.platform.db.entities import JobInfo
+from segloop.platform.media import uploads
+from segloop.platform.services import library
 from segloop.ui import resources
 
 REFRESH_SECONDS = 2.0

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from segloop.platform import labeling, library
-from segloop.platform.db import session_scope
-from segloop.platform.entities import FrameInfo, VideoInfo
-from segloop.platform.stores import projects as project_store
-from segloop.platform.stores import selections as selection_store
-from segloop.platform.stores.annotations import ConflictError
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.entities import FrameInfo, VideoInfo
+from segloop.platform.db.stores import projects as project_store
+from segloop.platform.db.stores import selections as selection_store
+from segloop.platform.db.stores.annotations import ConflictError
+from segloop.platform.services import labeling, library
 from segloop.ui import resources
 from segloop.ui.mask_canvas import mask_canvas
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from segloop.platform import labeling, library
-from segloop.platform.stores import annotations as annotation_store
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.services import labeling, library
 from segloop.ui import resources
 
 PAGE_SIZE = 24

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from segloop.platform import explore, labeling
+from segloop.platform.services import explore, labeling
 from segloop.ui import resources
 
 PREFERRED_METRICS = ("J&F", "J", "F", "mIoU")

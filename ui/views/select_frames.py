@@ -6,10 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from segloop.platform import explore, library, selection
-from segloop.platform.db import session_scope
-from segloop.platform.entities import EmbeddingSetInfo, ProjectInfo
-from segloop.platform.stores import artifacts
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.entities import EmbeddingSetInfo, ProjectInfo
+from segloop.platform.db.stores import artifacts
+from segloop.platform.services import explore, library, selection
 from segloop.selectors.constraints import Constraints
 from segloop.selectors.registry import StrategyInfo, strategies
 from segloop.ui import resources
@@ -73,7 +73,7 @@ def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
 
 def embed_inline(project: ProjectInfo, checkpoint_id: int | None, backbone: str, img_size: int) -> None:
     """Embed in this process with a progress bar, then rerun to show the new set."""
-    from segloop.platform.embedding import embed_project
+    from segloop.platform.services.embedding import embed_project
 
     weights = None
     if checkpoint_id is not None:

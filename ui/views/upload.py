@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from segloop.platform import library, uploads
-from segloop.platform.entities import JobInfo
+from segloop.platform.db.entities import JobInfo
+from segloop.platform.media import uploads
+from segloop.platform.services import library
 from segloop.ui import resources
 
 LIMITS = uploads.UploadLimits()

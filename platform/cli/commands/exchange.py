@@ -1,0 +1,42 @@
+"""`segloop export` and `segloop import`: annotations as DAVIS palette PNGs or COCO RLE JSON."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from segloop.platform.core.console import console
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.db.migrate import ensure_db
+
+
+@click.command("export")
+@click.option("--project", required=True, help="Project to export.")
+@click.option("--format", "fmt", type=click.Choice(["davis", "coco"]), required=True)
+@click.argument("out", type=click.Path(path_type=Path))
+@friendly_errors
+def export_cmd(project: str, fmt: str, out: Path) -> None:
+    """Export a project's newest annotations to OUT (a DAVIS root, or a COCO .json / folder)."""
+    from segloop.platform.media.exchange import export_project
+
+    ensure_db()
+    report = export_project(project, fmt, out)
+    console.print(f"exported {report.masks} masks on {report.frames} frames of {report.videos} videos to {out}")
+
+
+@click.command("import")
+@click.option("--project", required=True, help="Project whose videos the masks belong to.")
+@click.option("--format", "fmt", type=click.Choice(["davis", "coco"]), required=True)
+@click.option("--author", default="import", show_default=True)
+@click.argument("source", type=click.Path(path_type=Path))
+@friendly_errors
+def import_cmd(project: str, fmt: str, author: str, source: Path) -> None:
+    """Import masks from SOURCE (DAVIS root / Annotations folder, or COCO JSON) as new annotation versions."""
+    from segloop.platform.media.exchange import import_annotations
+
+    ensure_db()
+    report = import_annotations(project, fmt, source, author=author)
+    console.print(f"imported {report.masks} masks on {report.frames} frames of {report.videos} videos")
+
+
+commands = [export_cmd, import_cmd]

@@ -1,0 +1,69 @@
+"""`segloop ingest`: store videos or DAVIS-layout frame folders as frames in the DB."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from segloop.platform.core.console import console, err_console, print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.db.migrate import ensure_db
+
+
+def ingest_with_progress(paths: list[Path], options):
+    """Run an ingest with a progress bar per input on the terminal; returns the IngestReport."""
+    from segloop.platform.media.ingest import ingest_paths
+
+    ensure_db()
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=False,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        return ingest_paths(paths, options, progress=on_progress)
+
+
+def print_report(report) -> None:
+    """The per-input table, errors, and the totals line."""
+    rows = [(o.status, Path(o.source).name, o.video_id, o.frames, o.annotations, o.message) for o in report.outcomes]
+    print_table("ingest", ["status", "input", "video", "frames", "masks", "message"], rows)
+    for outcome in report.failed:
+        err_console.print(f"[red]error:[/red] {outcome.message}", soft_wrap=True)
+    ingested = [o for o in report.outcomes if o.status == "ingested"]
+    rate = report.frames / report.seconds if report.seconds > 0 else 0.0
+    console.print(
+        f"videos ingested: {len(ingested)}, skipped: {sum(o.status == 'skipped' for o in report.outcomes)}, "
+        f"failed: {len(report.failed)}; frames: {report.frames}, masks: {report.annotations}; "
+        f"{report.seconds:.1f} s, {rate:.1f} frames/s"
+    )
+
+
+@click.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--project", default="default", show_default=True, help="Project to add the footage to.")
+@click.option("--fps", type=float, default=None, help="Sample frames at this rate (default: every frame).")
+@click.option("--max-side", type=int, default=None, help="Downscale frames so the longer side is at most PX.")
+@click.option("--masks", type=click.Path(path_type=Path), default=None,
+              help="Mask folder: <DIR>/<video name>/*.png per input (DAVIS Annotations layout).")
+@friendly_errors
+def command(paths: tuple[Path, ...], project: str, fps: float | None, max_side: int | None, masks: Path | None) -> None:
+    """Ingest video files (mp4, mov, mkv, avi, webm), folders of them, or DAVIS-layout frame folders."""
+    from segloop.platform.media.ingest import IngestOptions
+
+    if fps is not None and fps <= 0:
+        raise click.BadParameter(f"must be positive, got {fps}", param_hint="--fps")
+    if max_side is not None and max_side < 16:
+        raise click.BadParameter(f"must be at least 16, got {max_side}", param_hint="--max-side")
+    options = IngestOptions(project=project, fps=fps, max_side=max_side, masks=masks)
+    report = ingest_with_progress(list(paths), options)
+    print_report(report)
+    if report.failed:
+        sys.exit(1)

@@ -1,0 +1,113 @@
+"""`segloop jobs submit|list|show|cancel|retry|kinds`: the job queue."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from segloop.platform.core.console import console, print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.db.migrate import db_session
+
+
+@click.group("jobs")
+def command() -> None:
+    """Queue, inspect and cancel jobs (run them with `segloop worker`)."""
+
+
+def submit(kind: str, params: dict, project: str | None = None) -> int:
+    """Validate params and queue a job; returns its id."""
+    from segloop.platform.db.stores import jobs as job_store
+    from segloop.platform.db.stores import projects
+    from segloop.platform.jobs.registry import validate_params
+
+    clean = validate_params(kind, params)
+    with db_session() as session:
+        project_id = projects.get_or_create_project(session, project).id if project else None
+        return job_store.submit_job(session, kind, clean, project_id=project_id).id
+
+
+@command.command("submit")
+@click.argument("kind")
+@click.option("--params", "params_json", default="{}", help="Job parameters as a JSON object.")
+@click.option("--project", default=None, help="Project the job belongs to.")
+@friendly_errors
+def submit_cmd(kind: str, params_json: str, project: str | None) -> None:
+    """Queue a job of KIND with --params JSON."""
+    try:
+        params = json.loads(params_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--params") from None
+    console.print(f"queued job {submit(kind, params, project)} ({kind})")
+
+
+@command.command("list")
+@click.option("--status", default=None, help="Only jobs in this state.")
+@click.option("--limit", type=int, default=30, show_default=True)
+@friendly_errors
+def list_cmd(status: str | None, limit: int) -> None:
+    """The newest jobs."""
+    from segloop.platform.db.stores import jobs as job_store
+
+    with db_session() as session:
+        jobs = job_store.list_jobs(session, status=status, limit=limit)
+    print_table("jobs", ["id", "kind", "status", "progress", "attempts", "message", "created"],
+                [(j.id, j.kind, j.status, f"{j.progress:.0%}", j.attempts, j.message[:60],
+                  j.created_at.strftime("%Y-%m-%d %H:%M:%S")) for j in jobs])
+
+
+@command.command("show")
+@click.argument("job_id", type=int)
+@click.option("--log-lines", type=int, default=20, show_default=True, help="Lines of the log tail to print.")
+@friendly_errors
+def show_cmd(job_id: int, log_lines: int) -> None:
+    """One job in detail, with the tail of its log."""
+    from pathlib import Path
+
+    from segloop.platform.db.stores import jobs as job_store
+
+    with db_session() as session:
+        job = job_store.get_job(session, job_id)
+    for field in ("id", "kind", "status", "progress", "message", "attempts", "max_attempts", "worker_id",
+                  "heartbeat_at", "error", "retryable", "created_at", "started_at", "finished_at", "log_path"):
+        console.print(f"[bold]{field}[/bold]: {getattr(job, field)}", soft_wrap=True)
+    console.print(f"[bold]params[/bold]: {json.dumps(job.params)}", soft_wrap=True)
+    console.print(f"[bold]result[/bold]: {json.dumps(job.result)}", soft_wrap=True)
+    if job.log_path and Path(job.log_path).exists() and log_lines > 0:
+        tail = Path(job.log_path).read_text(errors="replace").splitlines()[-log_lines:]
+        console.print("[bold]log tail[/bold]:")
+        for line in tail:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@command.command("cancel")
+@click.argument("job_id", type=int)
+@friendly_errors
+def cancel_cmd(job_id: int) -> None:
+    """Cancel a queued job, or ask the worker to stop a running one."""
+    from segloop.platform.db.stores import jobs as job_store
+
+    with db_session() as session:
+        job = job_store.request_cancel(session, job_id)
+    state = "cancelled" if job.status == "cancelled" else "cancellation requested (the worker stops it)"
+    console.print(f"job {job_id}: {state}")
+
+
+@command.command("retry")
+@click.argument("job_id", type=int)
+@friendly_errors
+def retry_cmd(job_id: int) -> None:
+    """Queue a failed or cancelled job again."""
+    from segloop.platform.db.stores import jobs as job_store
+
+    with db_session() as session:
+        job_store.retry_job(session, job_id)
+    console.print(f"job {job_id} queued again")
+
+
+@command.command("kinds")
+def kinds_cmd() -> None:
+    """The job kinds this installation can run."""
+    from segloop.platform.jobs.registry import kinds
+
+    print_table("job kinds", ["kind", "description"], [(k.name, k.description) for k in kinds().values()])

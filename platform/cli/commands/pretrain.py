@@ -1,0 +1,267 @@
+"""`segloop pretrain` (self-supervised pretraining on the user's frames) and `segloop embed`
+(per-frame CLS / pooled-patch embeddings from a checkpoint or a timm backbone)."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import click
+
+
+class CliInputError(ValueError):
+    """A command-line value that cannot be used; the message names the option."""
+
+
+def parse_sets(values: tuple[str, ...]) -> dict:
+    """Nested overrides from `--set section.key=value` items (values parsed as YAML scalars/lists)."""
+    import yaml
+
+    overrides: dict = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise CliInputError(f"--set {item!r}: expected section.key=value, e.g. loss.random_walk_weight=0")
+        section, name = key.split(".", 1)
+        overrides.setdefault(section, {})[name] = yaml.safe_load(raw)
+    return overrides
+
+
+def flag_overrides(backbone: str | None, img_size: int | None, steps: int | None, max_minutes: float | None,
+                   batch_size: int | None, init: str | None, workers: int | None, device: str | None,
+                   compile_model: bool) -> dict:
+    """Config overrides from the explicit command-line flags (only those given)."""
+    out: dict = {"data": {}, "model": {}, "run": {}}
+    if backbone:
+        out["model"]["backbone"] = backbone
+    if init:
+        out["model"]["init_weights"] = str(init)
+    if compile_model:
+        out["model"]["compile"] = True
+    if img_size:
+        out["data"].update(global_size=img_size, local_size=max(16, img_size // 32 * 16), clip_size=img_size)
+    if workers is not None:
+        out["data"]["num_workers"] = workers
+    if steps:
+        out["run"]["steps"] = steps
+    if max_minutes:
+        out["run"]["max_minutes"] = max_minutes
+    if batch_size:
+        out["run"]["batch_size"] = batch_size
+    if device:
+        out["run"]["device"] = device
+    return {k: v for k, v in out.items() if v}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Two-level merge of override dicts (extra wins)."""
+    merged = {k: dict(v) for k, v in base.items()}
+    for section, values in extra.items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False):
+    """Run `segloop.pretrain.train.pretrain` with a rich progress bar on the main process; the result."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from segloop.pretrain import dist
+    from segloop.pretrain.train import pretrain
+
+    show = not quiet and int(os.environ.get("RANK", "0")) == 0
+    columns = (TextColumn("[bold]pretrain"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+    with (Progress(*columns) if show else contextlib.nullcontext()) as bar:
+        task = bar.add_task("starting", total=1.0) if show else None
+
+        def report(fraction: float, message: str) -> None:
+            if show:
+                bar.update(task, completed=fraction, description=message)
+
+        try:
+            return pretrain(config, videos, out, resume=resume, progress=report)
+        finally:
+            dist.shutdown()
+
+
+@click.command(name="pretrain")
+@click.option("--frames", "frames_root", type=click.Path(path_type=Path),
+              help="DAVIS root (JPEGImages/480p/<seq>), folder of sequence folders of JPEGs, or folder of mp4s.")
+@click.option("--project", default=None, help="Instead of --frames: the stored frames of this project (the checkpoint "
+                                              "is registered with it).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML overrides of the defaults.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one config value (applied after --config and the flags below).")
+@click.option("--backbone", help="timm ViT name (default vit_small_patch16_224).")
+@click.option("--img-size", type=int, help="Global crop and clip size in px (local crops half of it).")
+@click.option("--steps", type=int, help="Optimisation steps (the schedules' horizon).")
+@click.option("--max-minutes", type=float, help="Stop cleanly with a final checkpoint after this wall-clock time.")
+@click.option("--batch-size", type=int, help="Samples per step per process.")
+@click.option("--init", "init", type=click.Path(path_type=Path), help="Start from these timm-layout weights.")
+@click.option("--workers", type=int, help="DataLoader worker processes.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device.")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the backbone forward.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pth (fresh start if none).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
+def pretrain_command(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes, batch_size,
+                     init, workers, device, compile_model, resume, out) -> None:
+    """Self-supervised pretraining (DINO + iBOT + KoLeo + contrastive random walk) on your own frames.
+
+    Writes OUT/teacher_backbone.pth (timm key layout), OUT/checkpoint.pth (exact resume),
+    OUT/config.yaml, OUT/metrics.jsonl and OUT/loss_curve.png. Runs as is under
+    `torchrun --nproc_per_node=N`.
+    """
+    from segloop.platform.core.errors import friendly_errors
+
+    friendly_errors(_pretrain)(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes,
+                               batch_size, init, workers, device, compile_model, resume, out)
+
+
+def _pretrain(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes, batch_size, init,
+              workers, device, compile_model, resume, out) -> None:
+    """Body of `segloop pretrain` (errors are ValueErrors with a clear message)."""
+    from segloop.pretrain.config import load_config
+    from segloop.pretrain.frames import discover_videos
+
+    if (frames_root is None) == (project is None):
+        raise CliInputError("give either --frames ROOT or --project NAME")
+    flags = flag_overrides(backbone, img_size, steps, max_minutes, batch_size, init, workers, device, compile_model)
+    overrides = _merge(flags, parse_sets(sets))  # the specific --set wins over a convenience flag (--img-size)
+    config = load_config(config_file, overrides)
+    if project is not None:
+        from segloop.platform.db.migrate import ensure_db
+        from segloop.platform.services.pretraining import project_clips
+
+        ensure_db()
+        videos = project_clips(project)
+    else:
+        videos = discover_videos(frames_root, cache_dir=Path(out) / "decoded-frames")
+    result = run_pretraining(config, videos, Path(out), resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if project is not None:
+        from segloop.platform.core.console import console
+        from segloop.platform.services.pretraining import register_pretrain_checkpoint
+
+        checkpoint = register_pretrain_checkpoint(project, config, result)
+        console.print(f"registered checkpoint {checkpoint.id} for project {project!r}")
+    _report(result, sum(len(v) for v in videos), len(videos))
+
+
+def _report(result, frames: int, videos: int) -> None:
+    """Print where the run's files are, a short loss table, and write the loss-curve PNG."""
+    from segloop.platform.core.console import console, print_table
+    from segloop.pretrain.plot import loss_table, plot_metrics, read_metrics
+
+    png = plot_metrics(result.metrics_path, result.out_dir / "loss_curve.png") if result.metrics_path.is_file() else None
+    rows = loss_table(read_metrics(result.metrics_path)) if result.metrics_path.is_file() else []
+    if rows:
+        columns = list(rows[0].keys())
+        print_table("pretraining loss", columns, [[f"{r[c]:.4f}" if isinstance(r[c], float) else r[c]
+                                                   for c in columns] for r in rows])
+    stop = " (stopped by --max-minutes)" if result.stopped_by_time else ""
+    console.print(f"trained on {frames} frames of {videos} videos: step {result.step}/{result.total_steps}{stop}")
+    console.print(f"teacher backbone: {result.teacher_path}")
+    console.print(f"checkpoint:       {result.checkpoint_path}")
+    console.print(f"metrics:          {result.metrics_path}" + (f"\nloss curve:       {png}" if png else ""))
+
+
+@click.command(name="embed")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="teacher_backbone.pth of a run (or any timm-layout weights file).")
+@click.option("--backbone", default=None, help="timm ViT name (default: the run's backbone, else vit_small_patch16_224).")
+@click.option("--frames", "frames_root", type=click.Path(path_type=Path), help="Frames folder (or --project).")
+@click.option("--project", default=None, help="Instead of --frames/--out: embed the project's stored frames and "
+                                              "register an embedding set.")
+@click.option("--img-size", type=int, default=224, show_default=True, help="Short side of the resized frames (px).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path),
+              help="OUT.npy (CLS, float16), OUT.patch_mean.npy, OUT.json (frame keys); with --frames.")
+def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_size, workers, device, out) -> None:
+    """Embed every frame (CLS token + mean patch token) with a pretrained or random backbone."""
+    from segloop.platform.core.errors import friendly_errors
+
+    if project is not None:
+        friendly_errors(_embed_project)(checkpoint, backbone, frames_root, project, img_size, batch_size, out)
+        return
+    if frames_root is None or out is None:
+        raise click.UsageError("give --frames ROOT --out FILE, or --project NAME")
+    friendly_errors(_embed)(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out)
+
+
+def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_size, out) -> None:
+    """Body of `segloop embed --project`: embed the stored frames and register an embedding set."""
+    from rich.progress import Progress
+
+    from segloop.platform.core.console import console
+    from segloop.platform.db.migrate import ensure_db
+    from segloop.platform.services.embedding import embed_project
+
+    if frames_root is not None or out is not None:
+        raise CliInputError("--project stores the embedding set itself: drop --frames/--out")
+    if checkpoint is None and backbone is None:
+        raise CliInputError("give --checkpoint PATH or --backbone NAME")
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts, projects
+
+    engine = ensure_db()
+    with session_scope(engine) as session:
+        known = artifacts.list_checkpoints(session, projects.get_project(session, project).id)
+    resolved = str(Path(checkpoint).resolve()) if checkpoint else None
+    checkpoint_id = next((c.id for c in known if c.path == resolved), None)
+    with Progress() as bar:
+        task = bar.add_task("embedding", total=1.0)
+        embedding_set = embed_project(project, backbone_name_for(checkpoint, backbone), checkpoint, img_size,
+                                      batch_size, checkpoint_id=checkpoint_id,
+                                      progress=lambda f, m: bar.update(task, completed=f))
+    if embedding_set is None:  # a non-zero rank under torchrun
+        return
+    console.print(f"embedding set {embedding_set.id}: {embedding_set.count} frames x {embedding_set.dim} "
+                  f"({embedding_set.backbone}) -> {embedding_set.vectors_path}")
+
+
+def backbone_name_for(checkpoint: Path | None, backbone: str | None) -> str:
+    """The explicit --backbone, else the one in the run's config.yaml next to the checkpoint, else ViT-S/16."""
+    if backbone:
+        return backbone
+    if checkpoint is not None and (Path(checkpoint).parent / "config.yaml").is_file():
+        import yaml
+
+        saved = yaml.safe_load((Path(checkpoint).parent / "config.yaml").read_text()) or {}
+        name = (saved.get("model") or {}).get("backbone")
+        if name:
+            return name
+    return "vit_small_patch16_224"
+
+
+def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out) -> None:
+    """Body of `segloop embed`."""
+    from rich.progress import Progress
+
+    from segloop.platform.core.console import console
+    from segloop.pretrain.backbones import create_backbone
+    from segloop.pretrain.embed import embed_frames, save_embeddings
+    from segloop.pretrain.frames import discover_videos, frame_key
+
+    if checkpoint is None and backbone is None:
+        raise CliInputError("give --checkpoint PATH or --backbone NAME")
+    if img_size < 16 or batch_size < 1:
+        raise CliInputError("--img-size must be >= 16 and --batch-size >= 1")
+    name = backbone_name_for(checkpoint, backbone)
+    model = create_backbone(name, weights=checkpoint)
+    paths = [p for video in discover_videos(frames_root, cache_dir=Path(out).parent / "decoded-frames") for p in video]
+    resolved = None if device == "auto" else device
+    with Progress() as bar:
+        task = bar.add_task("embedding", total=len(paths))
+        cls, patch_mean = embed_frames(paths, model, img_size, batch_size, workers, resolved,
+                                       progress=lambda f, m: bar.update(task, completed=round(f * len(paths))))
+    keys = [frame_key(p, frames_root) for p in paths]
+    meta = {"backbone": name, "checkpoint": None if checkpoint is None else str(checkpoint), "img_size": img_size,
+            "frames_root": str(frames_root)}
+    files = save_embeddings(out, keys, cls, patch_mean, meta)
+    console.print(f"{len(paths)} frames x {cls.shape[1]} dims -> {files['cls']}, {files['patch_mean']}, {files['keys']}")
+
+
+commands = [pretrain_command, embed_command]

@@ -1,0 +1,132 @@
+"""`segloop select`: pick frames to label with a registered strategy; `select show|list|strategies`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from segloop.platform.core.console import print_table
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.storage import write_json
+from segloop.platform.db.migrate import ensure_db
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`key=value` pairs; values read as JSON when they parse (numbers, booleans), else as strings."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _print_run(run, where: dict[int, tuple[str, int]]) -> None:
+    """The ranked table of a run."""
+    selection = run.selection
+    print_table(
+        f"selection run {selection.id}: {selection.strategy}, budget {selection.budget}, "
+        f"embedding set {selection.embedding_set_id}",
+        ["rank", "frame", "video", "index", "score", "reason", "status"],
+        [(i.rank, i.frame_id, where[i.frame_id][0], where[i.frame_id][1], f"{i.score:.4f}", i.reason, i.status)
+         for i in run.items],
+    )
+
+
+def _run_json(run, where: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    """JSON form of a run."""
+    selection = run.selection
+    return {
+        "id": selection.id, "strategy": selection.strategy, "budget": selection.budget, "seed": selection.seed,
+        "params": selection.params, "embedding_set_id": selection.embedding_set_id,
+        "picks": [{"rank": i.rank, "frame_id": i.frame_id, "video": where[i.frame_id][0],
+                   "frame_index": where[i.frame_id][1], "score": i.score, "reason": i.reason} for i in run.items],
+    }
+
+
+@click.group("select", invoke_without_command=True)
+@click.option("--project", default="default", show_default=True)
+@click.option("--strategy", default=None, help="A registered strategy (see `segloop select strategies`).")
+@click.option("--budget", type=click.IntRange(min=0), default=10, show_default=True, help="Frames to pick.")
+@click.option("--embedding-set", "embedding_set_id", type=int, default=None, help="Default: the project's newest.")
+@click.option("--param", "param_pairs", multiple=True, help="Strategy parameter KEY=VALUE (repeatable).")
+@click.option("--min-gap-frames", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--min-gap-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--max-per-video", type=click.IntRange(min=1), default=None)
+@click.option("--video", "videos", type=int, multiple=True, help="Only frames of these video ids (repeatable).")
+@click.option("--time-range", type=(float, float), default=None, help="Only frames with START <= t <= END seconds.")
+@click.option("--allow-near-duplicates", is_flag=True, help="Allow several picks from one near-duplicate group.")
+@click.option("--include-labeled", is_flag=True, help="Allow frames that already have masks.")
+@click.option("--include-selected", is_flag=True, help="Allow frames already picked by an earlier run.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+@friendly_errors
+def command(ctx: click.Context, project: str, strategy: str | None, budget: int, embedding_set_id: int | None,
+            param_pairs: tuple[str, ...], min_gap_frames: int, min_gap_seconds: float, max_per_video: int | None,
+            videos: tuple[int, ...], time_range: tuple[float, float] | None, allow_near_duplicates: bool,
+            include_labeled: bool, include_selected: bool, json_path: Path | None) -> None:
+    """Pick the frames to label next with --strategy, store the run, print the ranked picks."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if strategy is None:
+        raise click.UsageError("--strategy is required (or use `select show RUN_ID`, `select list`, `select strategies`)")
+    from segloop.platform.services.selection import run_selection, show_selection
+    from segloop.selectors.constraints import Constraints
+
+    ensure_db()
+    constraints = Constraints(
+        budget=budget, exclude_labeled=not include_labeled, exclude_selected=not include_selected,
+        one_per_duplicate_group=not allow_near_duplicates, min_gap_frames=min_gap_frames,
+        min_gap_seconds=min_gap_seconds, max_per_video=max_per_video, videos=tuple(videos) or None,
+        time_range=time_range,
+    )
+    run = run_selection(project, strategy, constraints, parse_params(param_pairs), embedding_set_id)
+    shown, where = show_selection(run.selection.id)
+    _print_run(shown, where)
+    if json_path:
+        write_json(json_path, _run_json(shown, where))
+
+
+@command.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@friendly_errors
+def show_cmd(run_id: int, json_path: Path | None) -> None:
+    """A stored selection run with every pick's rank, score and reason."""
+    from segloop.platform.services.selection import show_selection
+
+    ensure_db()
+    run, where = show_selection(run_id)
+    _print_run(run, where)
+    if json_path:
+        write_json(json_path, _run_json(run, where))
+
+
+@command.command("list")
+@click.option("--project", default="default", show_default=True)
+@friendly_errors
+def list_cmd(project: str) -> None:
+    """The project's selection runs, newest first."""
+    from segloop.platform.db.migrate import db_session
+    from segloop.platform.db.stores import projects, selections
+
+    with db_session() as session:
+        runs = selections.list_selections(session, projects.get_project(session, project).id)
+    print_table(f"selection runs of {project}", ["id", "strategy", "budget", "seed", "embedding set", "created"],
+                [(r.id, r.strategy, r.budget, r.seed, r.embedding_set_id, r.created_at.strftime("%Y-%m-%d %H:%M"))
+                 for r in runs])
+
+
+@command.command("strategies")
+def strategies_cmd() -> None:
+    """The registered strategies and their parameters."""
+    from segloop.selectors.registry import strategies
+
+    print_table("strategies", ["name", "summary", "parameters"],
+                [(s.name, s.summary, ", ".join(f"{k}={v!r}" for k, v in s.params.items())) for s in strategies().values()])

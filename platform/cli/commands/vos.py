@@ -1,0 +1,198 @@
+"""`segloop vos propagate`: semi-supervised VOS on a DAVIS-layout root by label propagation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from segloop.platform.cli.commands.eval import sequences_option_values
+from segloop.platform.core.storage import write_json
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def davis_dirs(root: Path) -> tuple[Path, Path]:
+    """(JPEGImages/480p, Annotations/480p) of a DAVIS-layout root; errors say what is missing."""
+    frames_dir, masks_dir = root / "JPEGImages" / "480p", root / "Annotations" / "480p"
+    if not frames_dir.is_dir():
+        raise click.ClickException(f"{frames_dir}: missing (ROOT must be a DAVIS-layout root)")
+    if not masks_dir.is_dir():
+        raise click.ClickException(f"{masks_dir}: missing (ROOT must be a DAVIS-layout root)")
+    return frames_dir, masks_dir
+
+
+def frame_paths(folder: Path) -> list[Path]:
+    """Sorted frame image files of one sequence folder."""
+    if not folder.is_dir():
+        raise click.ClickException(f"{folder}: sequence folder does not exist")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    if not paths:
+        raise click.ClickException(f"{folder}: no frame images")
+    return paths
+
+
+def is_complete(out_dir: Path, names: list[str], settings: dict) -> bool:
+    """True if `out_dir` already holds every mask and a confidence.json written with the same settings."""
+    record = out_dir / "confidence.json"
+    if not record.is_file():
+        return False
+    try:
+        previous = json.loads(record.read_text()).get("settings")
+    except ValueError:
+        return False
+    return previous == settings and all((out_dir / f"{name}.png").is_file() for name in names)
+
+
+@click.group(name="vos")
+def command() -> None:
+    """Video object segmentation from a few annotated keyframes."""
+
+
+@command.command(name="propagate", context_settings={"allow_extra_args": True})
+@click.argument("root", type=click.Path(path_type=Path, file_okay=False), required=False)
+@click.option("--out", "out_root", type=click.Path(path_type=Path), help="Writes OUT/<seq>/%05d.png (with ROOT).")
+@click.option("--video", "video_ids", type=int, multiple=True,
+              help="Instead of ROOT: DB video id(s); propagates their human masks, stores drafts, scores and J&F.")
+@click.option("--sequences", multiple=True, help="Sequences (default: all); space/comma separated.")
+@click.option("--method", type=click.Choice(["backbone", "pixels", "copy"]), default="backbone", show_default=True,
+              help="Backbone patch features, raw Lab pixel patches, or copy the nearest keyframe's mask.")
+@click.option("--backbone", default="vit_small_patch16_224", show_default=True, help="timm ViT name (random init without --checkpoint).")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
+              help="Local timm-layout weights for --backbone (segloop teacher_backbone.pth, timm/DINOv2 file).")
+@click.option("--keyframes", default="first", show_default=True, help="first | uniform:K | comma-separated frame indices.")
+@click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
+@click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1), help="Long side floored to this.")
+@click.option("--n-last", default=7, show_default=True, type=click.IntRange(min=0), help="Propagated frames kept as context.")
+@click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--radius", default=12, show_default=True, type=int, help="Window radius in patches (≤ 0: whole frame).")
+@click.option("--temperature", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--max-keyframes-context", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1), help="Patch size of --method pixels.")
+@click.option("--pixel-cells", default=4, show_default=True, type=click.IntRange(min=1),
+              help="--method pixels: average each patch to CELLS x CELLS Lab colours (≥ patch: every pixel).")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
+@click.option("--overwrite", is_flag=True, help="Recompute sequences already finished with the same settings.")
+@click.pass_context
+def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | None, video_ids: tuple[int, ...],
+                      sequences: tuple[str, ...], method: str,
+                      backbone: str, checkpoint: Path | None, keyframes: str, short_side: int, size_multiple: int,
+                      n_last: int, topk: int, radius: int, temperature: float, max_keyframes_context: int,
+                      pixel_patch: int, pixel_cells: int | None, batch_size: int, device: str, overwrite: bool) -> None:
+    """Propagate the keyframe masks of ROOT (DAVIS layout) to every frame; reads only keyframe annotations."""
+    from segloop.platform.core.masks import MaskError
+    from segloop.platform.vos import propagation as vos
+    from segloop.pretrain.backbones import BackboneError
+
+    if checkpoint is not None and method != "backbone":
+        raise click.UsageError("--checkpoint only applies to --method backbone")
+    if bool(video_ids) == (root is not None):
+        raise click.UsageError("give either ROOT (a DAVIS-layout folder) or --video ID, not both")
+    if root is not None and out_root is None:
+        raise click.UsageError("--out is required with ROOT")
+    if video_ids:
+        keyframe_spec = None if ctx.get_parameter_source("keyframes") == click.core.ParameterSource.DEFAULT else keyframes
+        config = vos.PropagationConfig(
+            short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
+            temperature=temperature, max_keyframes_in_context=max_keyframes_context, batch_size=batch_size,
+        )
+        try:
+            featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
+            _run_videos(list(video_ids), featurizer, config, keyframe_spec)
+        except (vos.PropagationError, MaskError, BackboneError, LookupError) as exc:
+            raise click.ClickException(str(exc)) from None
+        return
+    frames_dir, masks_dir = davis_dirs(root)
+    names = sequences_option_values(ctx, sequences) or sorted(p.name for p in frames_dir.iterdir() if p.is_dir())
+    if not names:
+        raise click.ClickException(f"{frames_dir}: no sequence folders")
+    try:
+        config = vos.PropagationConfig(
+            short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
+            temperature=temperature, max_keyframes_in_context=max_keyframes_context, batch_size=batch_size,
+        )
+        plan = {name: frame_paths(frames_dir / name) for name in names}
+        featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
+        pixels = {"pixel_patch": pixel_patch, "pixel_cells": pixel_cells} if method == "pixels" else {}
+        _run(plan, masks_dir, out_root, featurizer, config, method, backbone, checkpoint, keyframes, pixels, overwrite)
+    except (vos.PropagationError, MaskError, BackboneError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None) -> None:
+    """Propagate DB videos with a progress bar and print what was stored."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from segloop.platform.core.console import print_table
+    from segloop.platform.db.migrate import ensure_db
+    from segloop.platform.services.propagation import propagate_video
+
+    ensure_db()
+    rows = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        for video_id in video_ids:
+            task = bar.add_task(f"video {video_id}", total=None)
+            result = propagate_video(video_id, featurizer, config, keyframes,
+                                     on_frame=lambda done, total, t=task: bar.update(t, completed=done, total=total))
+            rows.append((result.video_id, result.video_name, len(result.keyframes), result.drafts, result.scored_frames,
+                         *(f"{result.scores[k]:.3f}" if result.scores else "" for k in ("J&F", "J", "F"))))
+    print_table("propagation", ["video", "name", "keyframes", "drafts", "scored frames", "J&F", "J", "F"], rows)
+
+
+def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurizer, config, method: str,
+         backbone: str, checkpoint: Path | None, keyframes_spec: str, pixels: dict, overwrite: bool) -> None:
+    """Propagate every planned sequence, writing masks and confidence.json; skips finished ones."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    settings = {
+        "method": method,
+        "backbone": backbone if method == "backbone" else None,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        **pixels,
+        "keyframes": keyframes_spec,
+        **({} if method == "copy" else config.as_dict()),
+    }
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        overall = progress.add_task("frames", total=sum(len(p) for p in plan.values()))
+        for name, paths in plan.items():
+            out_dir = out_root / name
+            if not overwrite and is_complete(out_dir, [p.stem for p in paths], settings):
+                progress.console.print(f"{name}: already done, skipped")
+                progress.advance(overall, len(paths))
+                continue
+            progress.update(overall, description=name)
+            _propagate_sequence(name, paths, masks_dir / name, out_dir, featurizer, config, keyframes_spec,
+                                settings, lambda: progress.advance(overall))
+
+
+def _propagate_sequence(name: str, paths: list[Path], mask_dir: Path, out_dir: Path, featurizer, config,
+                        keyframes_spec: str, settings: dict, on_frame) -> None:
+    """Masks and confidence.json of one sequence from the annotations of its keyframes only."""
+    from segloop.platform.core.masks import mask_style, read_mask, write_mask
+    from segloop.platform.vos import propagation as vos
+
+    keyframes = vos.parse_keyframes(keyframes_spec, len(paths))
+    frames = vos.FrameFolder(paths)
+    keyframe_masks = {}
+    for index in keyframes:
+        mask_path = mask_dir / f"{paths[index].stem}.png"
+        keyframe_masks[index] = read_mask(mask_path)
+        if keyframe_masks[index].shape != frames.size:
+            raise vos.PropagationError(
+                f"{mask_path}: size {keyframe_masks[index].shape[::-1]} differs from frame {paths[index]} {frames.size[::-1]}"
+            )
+    style = mask_style(mask_dir / f"{paths[keyframes[0]].stem}.png")
+    records = []
+    for result in vos.iter_propagate(frames, keyframe_masks, featurizer, config):
+        write_mask(out_dir / f"{paths[result.index].stem}.png", result.mask, style=style)
+        records.append({"index": result.index, "name": paths[result.index].stem, **result.confidence})
+        on_frame()
+    write_json(out_dir / "confidence.json", {
+        "sequence": name,
+        "keyframes": keyframes,
+        "mask_style": style,
+        "settings": settings,
+        "frames": records,
+    })

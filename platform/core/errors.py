@@ -1,0 +1,44 @@
+"""Error types every layer shares, and the one place where failures become a user's message."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+
+class NotFoundError(LookupError):
+    """A referenced row or file does not exist; the message names what was looked for."""
+
+
+class ValidationError(ValueError):
+    """A value a user gave is refused; the message names the field and the reason."""
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one-line message a person sees for an expected failure, or None for a bug."""
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, OperationalError):
+        return f"database error: {str(exc.orig).splitlines()[0]}"
+    if isinstance(exc, (ValueError, NotFoundError, FileNotFoundError)):
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else "invalid input"
+    return None
+
+
+def friendly_errors(func: Callable) -> Callable:
+    """Turn expected failures (bad input, missing rows, unreachable DB) into a click message and exit 1."""
+    import click
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            message = user_message(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+    return wrapper

@@ -1,0 +1,155 @@
+"""Mask I/O: DAVIS-2016 (0/255 grayscale), DAVIS-2017 (palette, value = object id) and COCO RLE."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segloop.platform.core.storage import atomic_write_bytes
+
+
+class MaskError(ValueError):
+    """A mask file or mask payload that cannot be used; the message names it and why."""
+
+
+def davis_palette() -> list[int]:
+    """The DAVIS/PASCAL VOC colour palette as a flat list of 768 ints."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        c, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette.reshape(-1).tolist()
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Label map (uint8, 0 = background, k = object k) of a DAVIS-2016 or DAVIS-2017 mask PNG."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            array = np.asarray(image)
+    except FileNotFoundError:
+        raise MaskError(f"{path}: mask file does not exist") from None
+    except OSError as exc:
+        raise MaskError(f"{path}: unreadable mask image ({exc})") from None
+    if mode == "P":
+        return array.astype(np.uint8, copy=False)
+    if mode in ("L", "1", "I", "I;16"):
+        if array.ndim != 2:
+            raise MaskError(f"{path}: expected a single-channel mask, got shape {array.shape}")
+        values = np.unique(array)
+        if mode == "1" or (set(values.tolist()) <= {0, 255} and 255 in values):
+            return (array > 0).astype(np.uint8)
+        if values.max(initial=0) > 255:
+            raise MaskError(f"{path}: object id {int(values.max())} out of range 0..255")
+        return array.astype(np.uint8)
+    if mode in ("RGB", "RGBA"):
+        rgb = array[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            return (rgb[..., 0] > 127).astype(np.uint8)
+        raise MaskError(f"{path}: colour mask in mode {mode}; expected a palette (P) or grayscale (L) PNG")
+    raise MaskError(f"{path}: unsupported mask image mode {mode}")
+
+
+def write_mask(path: str | os.PathLike, labels: np.ndarray, style: str = "palette") -> None:
+    """Atomically write a label map as a DAVIS-2017 palette PNG or (style='binary') a 0/255 PNG."""
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise MaskError(f"{path}: label map must be 2-D, got shape {labels.shape}")
+    if style == "palette":
+        image = Image.fromarray(labels.astype(np.uint8), mode="P")
+        image.putpalette(davis_palette())
+    elif style == "binary":
+        image = Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8), mode="L")
+    else:
+        raise MaskError(f"{path}: unknown mask style {style!r} (palette|binary)")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def mask_style(path: str | os.PathLike) -> str:
+    """'palette' for a DAVIS-2017 PNG, 'binary' for a DAVIS-2016 0/255 one."""
+    with Image.open(path) as image:
+        return "palette" if image.mode == "P" else "binary"
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE ({'size': [h, w], 'counts': str}) of a binary mask, column-major."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise MaskError(f"RLE needs a 2-D mask, got shape {mask.shape}")
+    height, width = mask.shape
+    flat = mask.T.reshape(-1)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    runs = np.diff(bounds)
+    if flat.size and flat[0]:
+        runs = np.concatenate(([0], runs))
+    return {"size": [int(height), int(width)], "counts": _counts_to_string(runs.tolist())}
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """Binary mask (bool, h×w) from COCO RLE, compressed string or list of counts."""
+    try:
+        height, width = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MaskError(f"RLE must have 'size' [h, w] and 'counts' ({exc})") from None
+    runs = _string_to_counts(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
+    runs_arr = np.asarray(runs, dtype=np.int64)
+    if runs_arr.size and (runs_arr < 0).any() or runs_arr.sum() != height * width:
+        raise MaskError(f"RLE counts cover {int(runs_arr.sum())} pixels, expected {height}×{width}")
+    values = np.arange(runs_arr.size) % 2 == 1
+    flat = np.repeat(values, runs_arr)
+    return flat.reshape(width, height).T.copy()
+
+
+def _counts_to_string(runs: list[int]) -> str:
+    """COCO's LEB128-like text encoding of run lengths (delta-coded after the second run)."""
+    out = []
+    for i, run in enumerate(runs):
+        value = run - runs[i - 2] if i > 2 else run
+        more = True
+        while more:
+            chunk = value & 0x1F
+            value >>= 5
+            more = not ((value == 0 and not chunk & 0x10) or (value == -1 and chunk & 0x10))
+            if more:
+                chunk |= 0x20
+            out.append(chr(chunk + 48))
+    return "".join(out)
+
+
+def _string_to_counts(text: str | bytes) -> list[int]:
+    """Inverse of `_counts_to_string`."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    runs: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text):
+                raise MaskError("RLE counts string ends in the middle of a number")
+            chunk = ord(text[pos]) - 48
+            value |= (chunk & 0x1F) << (5 * shift)
+            more = bool(chunk & 0x20)
+            pos += 1
+            shift += 1
+            if not more and chunk & 0x10:
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs

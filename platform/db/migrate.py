@@ -1,0 +1,85 @@
+"""Schema migrations through Alembic: upgrade, downgrade, current, drift check."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+import segloop.migrations
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.orm import Base
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic config pointing at the shipped migrations and the given engine's URL."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(segloop.migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return config
+
+
+def _run(engine: Engine, action, *args) -> None:
+    """Run an Alembic command on one connection of `engine`, in one transaction."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        action(config, *args)
+
+
+def upgrade(engine: Engine | None = None, revision: str = "head") -> None:
+    """Migrate the schema up to `revision`."""
+    _run(engine or get_engine(), command.upgrade, revision)
+
+
+def downgrade(engine: Engine | None = None, revision: str = "base") -> None:
+    """Migrate the schema down to `revision`."""
+    _run(engine or get_engine(), command.downgrade, revision)
+
+
+def current_revision(engine: Engine | None = None) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    with (engine or get_engine()).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision(engine: Engine | None = None) -> str | None:
+    """The newest revision shipped with this version of segloop."""
+    return ScriptDirectory.from_config(alembic_config(engine or get_engine())).get_current_head()
+
+
+def schema_drift(engine: Engine | None = None) -> list:
+    """Differences between the migrated database and the ORM models (empty when in sync)."""
+    with (engine or get_engine()).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def ensure_schema(engine: Engine | None = None) -> None:
+    """Upgrade to head when the database is behind (used by commands that need the schema)."""
+    engine = engine or get_engine()
+    if current_revision(engine) != head_revision(engine):
+        upgrade(engine)
+
+
+def ensure_db() -> Engine:
+    """The configured engine, with the schema migrated to the newest revision."""
+    from segloop.platform.core.settings import load_settings
+
+    engine = get_engine(load_settings())
+    ensure_schema(engine)
+    return engine
+
+
+@contextmanager
+def db_session() -> Iterator[Session]:
+    """A transaction on the configured database, migrated to the newest schema first."""
+    with session_scope(ensure_db()) as session:
+        yield session

@@ -1,0 +1,66 @@
+"""Projects and their label classes."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from segloop.platform.db.entities import LabelClassInfo, ProjectInfo, from_row
+from segloop.platform.db.orm import LabelClass, Project
+from segloop.platform.db.stores import NotFoundError
+
+DEFAULT_PROJECT = "default"
+
+
+def get_or_create_project(session: Session, name: str, description: str = "") -> ProjectInfo:
+    """The project called `name`, created if it does not exist."""
+    name = validate_project_name(name)
+    row = session.scalar(select(Project).where(Project.name == name))
+    if row is None:
+        row = Project(name=name, description=description)
+        session.add(row)
+        session.flush()
+    return from_row(ProjectInfo, row)
+
+
+def validate_project_name(name: str) -> str:
+    """The stripped project name, or ValueError naming what is wrong with it."""
+    stripped = (name or "").strip()
+    if not stripped:
+        raise ValueError("project name: must not be empty")
+    if len(stripped) > 200:
+        raise ValueError(f"project name: {len(stripped)} characters, at most 200 allowed")
+    return stripped
+
+
+def get_project(session: Session, name: str) -> ProjectInfo:
+    """The project called `name`, or NotFoundError."""
+    row = session.scalar(select(Project).where(Project.name == name))
+    if row is None:
+        raise NotFoundError(f"project {name!r} does not exist")
+    return from_row(ProjectInfo, row)
+
+
+def list_projects(session: Session) -> list[ProjectInfo]:
+    """All projects, oldest first."""
+    return [from_row(ProjectInfo, r) for r in session.scalars(select(Project).order_by(Project.id))]
+
+
+def get_or_create_label_class(session: Session, project_id: int, name: str, color: str = "#ff0000") -> LabelClassInfo:
+    """The label class `name` of a project, created if missing."""
+    row = session.scalar(
+        select(LabelClass).where(LabelClass.project_id == project_id, LabelClass.name == name)
+    )
+    if row is None:
+        position = len(session.scalars(select(LabelClass.id).where(LabelClass.project_id == project_id)).all())
+        row = LabelClass(project_id=project_id, name=name, color=color, position=position)
+        session.add(row)
+        session.flush()
+    return from_row(LabelClassInfo, row)
+
+
+def list_label_classes(session: Session, project_id: int) -> list[LabelClassInfo]:
+    """A project's label classes in display order."""
+    rows = session.scalars(
+        select(LabelClass).where(LabelClass.project_id == project_id).order_by(LabelClass.position)
+    )
+    return [from_row(LabelClassInfo, r) for r in rows]

@@ -1,0 +1,1 @@
+"""Media: ingest of footage, synthetic footage, uploads, and import/export of annotations."""

@@ -1,0 +1,520 @@
+"""Ingest footage: videos (decord, batched) or DAVIS-layout frame folders → stored frames + DB rows.
+
+Every input is all-or-nothing: frames are written to a staging folder, rows are inserted in one
+transaction, and the folder is renamed into place just before the commit. Re-ingesting the same
+content into a project is a no-op (content sha256).
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segloop.platform.core.masks import MaskError, read_mask
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.core.storage import new_storage_key, relative_to_data, staging_dir
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.entities import NewFrame, NewVideo
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, projects
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+FRAME_FOLDER_FPS = 24.0  # DAVIS sequences are 24 fps; frame folders carry no rate of their own
+HASH_CHUNK = 1 << 20
+ENCODE_THREADS = 2  # OpenCV releases the GIL while resizing and encoding
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class IngestError(ValueError):
+    """An input that cannot be ingested; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to ingest: target project, sampling, resizing and storage settings."""
+
+    project: str = projects.DEFAULT_PROJECT
+    fps: float | None = None
+    max_side: int | None = None
+    masks: Path | None = None
+    batch_size: int = 16
+    jpeg_quality: int = 90
+    thumb_side: int = 160
+    dup_max_bits: int = 5
+    max_pixels: int = 7680 * 4320  # refuse frames above 8K: decoding is bounded in memory per batch
+
+
+@dataclass(frozen=True)
+class Source:
+    """One future video: a video file, or a folder of frame images (with optional masks)."""
+
+    name: str
+    kind: str  # video | frames
+    path: Path
+    frame_files: tuple[Path, ...] = ()
+    mask_dir: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened to one input."""
+
+    source: str
+    status: str  # ingested | skipped | failed
+    message: str = ""
+    video_id: int | None = None
+    frames: int = 0
+    annotations: int = 0
+
+
+@dataclass
+class IngestReport:
+    """The result of one ingest call."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """Inputs that could not be ingested."""
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def frames(self) -> int:
+        """Frames stored by this call."""
+        return sum(o.frames for o in self.outcomes if o.status == "ingested")
+
+    @property
+    def annotations(self) -> int:
+        """Masks imported by this call."""
+        return sum(o.annotations for o in self.outcomes if o.status == "ingested")
+
+
+def discover(paths: list[Path], masks: Path | None = None) -> tuple[list[Source], list[Outcome]]:
+    """Sources found under the given paths, and failures for paths that hold nothing usable."""
+    sources: list[Source] = []
+    errors: list[Outcome] = []
+    for path in paths:
+        path = Path(path)
+        try:
+            found = _discover_one(path)
+        except (IngestError, OSError) as exc:
+            errors.append(Outcome(str(path), "failed", str(exc)))
+            continue
+        sources.extend(found)
+    if masks is not None:
+        sources = [_with_masks(source, Path(masks), single=len(sources) == 1) for source in sources]
+    return sources, errors
+
+
+def _discover_one(path: Path) -> list[Source]:
+    """Sources of one command-line path."""
+    if not path.exists():
+        raise IngestError(f"{path}: does not exist")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise IngestError(
+                f"{path}: not a video file (extension {path.suffix or 'none'}; expected {', '.join(VIDEO_EXTENSIONS)})"
+            )
+        return [Source(path.stem, "video", path)]
+    if not path.is_dir():
+        raise IngestError(f"{path}: neither a file nor a folder")
+    davis = _davis_frames_root(path)
+    if davis is not None:
+        return _davis_sources(*davis)
+    images = _image_files(path)
+    if images:
+        return [Source(path.name, "frames", path, tuple(images))]
+    videos = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not videos and any(_image_files(p) for p in path.iterdir() if p.is_dir()):
+        return _davis_sources(path, None)
+    if not videos:
+        raise IngestError(f"{path}: folder holds no videos ({', '.join(VIDEO_EXTENSIONS)}) and no frame images")
+    return [Source(p.stem, "video", p) for p in videos]
+
+
+def _davis_frames_root(path: Path) -> tuple[Path, Path | None] | None:
+    """(JPEGImages/<res>, Annotations/<res> or None) when `path` is a DAVIS root or its JPEGImages."""
+    if (path / "JPEGImages").is_dir():
+        root, images = path, path / "JPEGImages"
+    elif path.name == "JPEGImages":
+        root, images = path.parent, path
+    else:
+        return None
+    resolutions = sorted(p for p in images.iterdir() if p.is_dir())
+    if not resolutions:
+        raise IngestError(f"{images}: DAVIS JPEGImages folder has no resolution folder (e.g. 480p)")
+    chosen = images / "480p" if (images / "480p").is_dir() else resolutions[0]
+    annotations = root / "Annotations" / chosen.name
+    return chosen, annotations if annotations.is_dir() else None
+
+
+def _davis_sources(frames_root: Path, annotations_root: Path | None) -> list[Source]:
+    """One frames source per sequence folder of a DAVIS root."""
+    sources = []
+    for seq in sorted(p for p in frames_root.iterdir() if p.is_dir()):
+        images = _image_files(seq)
+        if not images:
+            raise IngestError(f"{seq}: sequence folder has no frame images")
+        mask_dir = annotations_root / seq.name if annotations_root and (annotations_root / seq.name).is_dir() else None
+        sources.append(Source(seq.name, "frames", seq, tuple(images), mask_dir))
+    return sources
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Frame images directly inside a folder, in name order."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _with_masks(source: Source, masks: Path, single: bool) -> Source:
+    """Attach `--masks`: `masks/<name>/` per source, or `masks` itself for a single input."""
+    candidate = masks / source.name
+    if candidate.is_dir():
+        return Source(source.name, source.kind, source.path, source.frame_files, candidate)
+    if single and masks.is_dir() and any(p.suffix.lower() == ".png" for p in masks.iterdir()):
+        return Source(source.name, source.kind, source.path, source.frame_files, masks)
+    return source
+
+
+def content_sha256(source: Source) -> str:
+    """Hash of the input's content: the video bytes, or the frame files' names and bytes."""
+    digest = hashlib.sha256()
+    files = [source.path] if source.kind == "video" else list(source.frame_files)
+    for file in files:
+        if source.kind == "frames":
+            digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _FrameReader:
+    """Uniform batched access to a video file (decord) or a frame folder (OpenCV)."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.codec: str | None = None
+        self.duration: float | None = None
+        if source.kind == "video":
+            self._open_video()
+        else:
+            self._open_frames()
+
+    def _open_video(self) -> None:
+        """Open with decord; probe codec and duration with PyAV."""
+        path = self.source.path
+        size = path.stat().st_size
+        if size == 0:
+            raise IngestError(f"{path}: empty file (0 bytes)")
+        import decord
+
+        try:
+            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=2)
+        except Exception:  # decord raises DECORDError or RuntimeError for any unusable container
+            raise IngestError(f"{path}: {diagnose_unreadable(path)}") from None
+        self.count = len(self._reader)
+        if self.count == 0:
+            raise IngestError(f"{path}: video has no frames")
+        self.codec, declared = _probe_stream(path)
+        if declared and self.count < declared:
+            raise IngestError(
+                f"{path}: truncated video: the container declares {declared} frames but only {self.count} are present"
+            )
+        self.fps = float(self._reader.get_avg_fps())
+        if not np.isfinite(self.fps) or self.fps <= 0:
+            raise IngestError(f"{path}: invalid frame rate {self.fps}")
+        first = self._reader[0].shape
+        self.height, self.width = int(first[0]), int(first[1])
+        self.duration = self.count / self.fps
+
+    def _open_frames(self) -> None:
+        """Check the frame folder's first image for the size."""
+        self.fps = FRAME_FOLDER_FPS
+        self.count = len(self.source.frame_files)
+        first = _read_image(self.source.frame_files[0])
+        self.height, self.width = first.shape[:2]
+        self.duration = self.count / self.fps
+
+    def read(self, indices: list[int]) -> np.ndarray:
+        """RGB frames (B, H, W, 3) for source frame indices."""
+        if self.source.kind == "video":
+            try:
+                batch = self._reader.get_batch(indices).asnumpy()
+            except Exception as exc:
+                raise IngestError(
+                    f"{self.source.path}: decoding failed at frames {indices[0]}..{indices[-1]} "
+                    f"(truncated or corrupt: {_first_line(exc)})"
+                ) from None
+            return batch
+        frames = [_read_image(self.source.frame_files[i]) for i in indices]
+        for i, frame in zip(indices, frames):
+            if frame.shape[:2] != (self.height, self.width):
+                raise IngestError(
+                    f"{self.source.frame_files[i]}: frame is {frame.shape[1]}x{frame.shape[0]}, "
+                    f"the sequence is {self.width}x{self.height}"
+                )
+        return np.stack(frames)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first meaningful line of an exception message (decord's are long C++ traces)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _probe_stream(path: Path) -> tuple[str | None, int]:
+    """(codec name, frame count the container declares or 0) via PyAV; (None, 0) if it cannot tell."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return stream.codec_context.name, int(stream.frames or 0)
+    except Exception:  # probing is best-effort metadata; decoding is already proven by decord
+        return None, 0
+
+
+CONTAINER_SIGNATURES = (
+    (4, (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"), "MP4/MOV"),
+    (0, (b"\x1a\x45\xdf\xa3",), "Matroska/WebM"),
+    (0, (b"RIFF",), "AVI"),
+)
+
+
+def diagnose_unreadable(path: Path) -> str:
+    """Why a file that the decoder refused is unusable: a damaged known container, or not a video at all."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    for offset, magics, name in CONTAINER_SIGNATURES:
+        if head[offset : offset + 4] in magics:
+            return f"truncated or corrupt {name} file: the decoder cannot read its index or streams"
+    return "not a video: the content is not a recognised video container"
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """An RGB image from disk, or IngestError naming the file."""
+    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if data is None:
+        raise IngestError(f"{path}: unreadable image")
+    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+
+
+def sample_indices(count: int, source_fps: float, target_fps: float | None) -> list[int]:
+    """Source frame indices to keep: all, or evenly sampled at `target_fps`."""
+    if target_fps is None or target_fps >= source_fps:
+        return list(range(count))
+    if target_fps <= 0:
+        raise IngestError(f"--fps must be positive, got {target_fps}")
+    times = np.arange(0.0, count / source_fps, 1.0 / target_fps)
+    indices = np.unique(np.minimum(np.round(times * source_fps).astype(int), count - 1))
+    return indices.tolist()
+
+
+def stored_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) after limiting the longer side to `max_side`."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def dhash64(rgb: np.ndarray) -> int:
+    """64-bit difference hash of an image, as a signed int64 (for near-duplicate grouping)."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA)
+    bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
+    value = int(np.packbits(bits).view(">u8")[0])
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def hamming64(a: int, b: int) -> int:
+    """Number of differing bits between two 64-bit hashes."""
+    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
+
+
+def group_near_duplicates(hashes: list[int], max_bits: int) -> list[int]:
+    """Group ids for consecutive frames whose hash stays within `max_bits` of the group's first."""
+    groups: list[int] = []
+    group, anchor = -1, None
+    for value in hashes:
+        if anchor is None or hamming64(value, anchor) > max_bits:
+            group += 1
+            anchor = value
+        groups.append(group)
+    return groups
+
+
+def _load_masks(source: Source, indices: list[int], reader: _FrameReader, size: tuple[int, int]) -> list[np.ndarray]:
+    """Label maps for the kept frames from the source's mask folder, checked against the frames."""
+    assert source.mask_dir is not None
+    files = sorted(p for p in source.mask_dir.iterdir() if p.suffix.lower() == ".png")
+    if len(files) != reader.count:
+        raise IngestError(
+            f"{source.mask_dir}: {len(files)} mask files for {reader.count} frames of {source.path}; counts must match"
+        )
+    masks = []
+    for i in indices:
+        try:
+            labels = read_mask(files[i])
+        except MaskError as exc:
+            raise IngestError(str(exc)) from None
+        if labels.shape != (reader.height, reader.width):
+            raise IngestError(
+                f"{files[i]}: mask is {labels.shape[1]}x{labels.shape[0]}, frames are {reader.width}x{reader.height}"
+            )
+        if size != (reader.width, reader.height):
+            labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+        masks.append(labels)
+    return masks
+
+
+def _write_frames(
+    reader: _FrameReader,
+    indices: list[int],
+    out_dir: Path,
+    options: IngestOptions,
+    size: tuple[int, int],
+    progress: ProgressCallback | None,
+) -> list[int]:
+    """Decode in batches, write frame and thumbnail JPEGs (encoded on a thread pool); returns the hashes."""
+    (out_dir / "thumbs").mkdir(parents=True)
+    thumb_size = stored_size(*size, options.thumb_side)
+    params = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
+
+    def store(position: int, rgb: np.ndarray) -> int:
+        if size != (rgb.shape[1], rgb.shape[0]):
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        _write_jpeg(out_dir / f"{position:05d}.jpg", bgr, params)
+        thumb = cv2.resize(bgr, thumb_size, interpolation=cv2.INTER_AREA)
+        _write_jpeg(out_dir / "thumbs" / f"{position:05d}.jpg", thumb, params)
+        return dhash64(rgb)
+
+    hashes: list[int] = []
+    with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
+        for start in range(0, len(indices), options.batch_size):
+            batch = reader.read(indices[start : start + options.batch_size])
+            hashes.extend(pool.map(store, range(start, start + len(batch)), batch))
+            if progress:
+                progress(reader.source.name, len(hashes), len(indices))
+    return hashes
+
+
+def _write_jpeg(path: Path, bgr: np.ndarray, params: list[int]) -> None:
+    """Encode and write one JPEG, raising with the path on failure."""
+    ok, encoded = cv2.imencode(".jpg", bgr, params)
+    if not ok:
+        raise IngestError(f"{path}: JPEG encoding failed")
+    path.write_bytes(encoded.tobytes())
+
+
+def ingest_source(
+    source: Source, options: IngestOptions, settings: Settings, progress: ProgressCallback | None = None
+) -> Outcome:
+    """Ingest one source all-or-nothing; returns what happened (never raises IngestError)."""
+    engine = get_engine(settings)
+    try:
+        sha = content_sha256(source)
+    except OSError as exc:
+        return Outcome(str(source.path), "failed", f"{source.path}: unreadable ({exc.strerror or exc})")
+    with session_scope(engine) as session:
+        project = projects.get_or_create_project(session, options.project)
+        existing = footage.find_video_by_hash(session, project.id, sha)
+    if existing is not None:
+        return Outcome(str(source.path), "skipped", f"already ingested as video {existing.id} ({existing.name})",
+                       existing.id)
+    try:
+        return _ingest_new(source, sha, project.id, options, settings, progress)
+    except IngestError as exc:
+        return Outcome(str(source.path), "failed", str(exc))
+    except OSError as exc:
+        return Outcome(str(source.path), "failed", f"{exc.filename or source.path}: {exc.strerror or exc}")
+
+
+def _ingest_new(
+    source: Source, sha: str, project_id: int, options: IngestOptions, settings: Settings,
+    progress: ProgressCallback | None,
+) -> Outcome:
+    """Decode, store and record a source that is not in the project yet."""
+    reader = _FrameReader(source)
+    if reader.width * reader.height > options.max_pixels:
+        raise IngestError(
+            f"{source.path}: {reader.width}x{reader.height} frames exceed the limit of {options.max_pixels} pixels"
+        )
+    indices = sample_indices(reader.count, reader.fps, options.fps)
+    size = stored_size(reader.width, reader.height, options.max_side)
+    masks = _load_masks(source, indices, reader, size) if source.mask_dir else None
+    frames_root = settings.frames_dir
+    key = new_storage_key(source.name)
+    final_dir = frames_root / key
+    with staging_dir(frames_root) as staging:
+        hashes = _write_frames(reader, indices, staging, options, size, progress)
+        groups = group_near_duplicates(hashes, options.dup_max_bits)
+        sample_fps = None if options.fps is None or options.fps >= reader.fps else options.fps
+        rel_dir = f"{relative_to_data(settings.data_dir, frames_root)}/{key}"
+        new_video = NewVideo(
+            name=source.name, source_path=str(source.path.resolve()), source_kind=source.kind, sha256=sha,
+            fps=reader.fps, sample_fps=sample_fps, source_frame_count=reader.count, width=reader.width,
+            height=reader.height, stored_width=size[0], stored_height=size[1], duration=reader.duration,
+            codec=reader.codec if source.kind == "video" else "jpeg", storage_dir=rel_dir,
+            frames=[
+                NewFrame(index=pos, source_index=src, timestamp=src / reader.fps,
+                         image_path=f"{rel_dir}/{pos:05d}.jpg", thumb_path=f"{rel_dir}/thumbs/{pos:05d}.jpg",
+                         phash=hashes[pos], dup_group=groups[pos])
+                for pos, src in enumerate(indices)
+            ],
+        )
+        with session_scope(get_engine(settings)) as session:
+            new_video.name = footage.unique_video_name(session, project_id, source.name)
+            video = footage.add_video(session, project_id, new_video)
+            annotation_count = 0
+            if masks is not None:
+                annotation_count = _add_masks(session, project_id, video.id, masks)
+            session.flush()
+            staging.rename(final_dir)
+            try:
+                session.commit()
+            except BaseException:
+                shutil.rmtree(final_dir, ignore_errors=True)
+                raise
+    return Outcome(str(source.path), "ingested", f"{len(indices)} frames", video.id, len(indices), annotation_count)
+
+
+def _add_masks(session, project_id: int, video_id: int, masks: list[np.ndarray]) -> int:
+    """Import label maps as first-version annotations (one per object per frame)."""
+    label_class = projects.get_or_create_label_class(session, project_id, "object")
+    frames = footage.list_frames(session, video_id)
+    items = []
+    for frame, labels in zip(frames, masks):
+        for object_id in np.unique(labels):
+            if object_id == 0:
+                continue
+            items.append((frame.id, int(object_id), labels == object_id))
+    return annotation_store.add_imported_masks(session, items, class_id=label_class.id)
+
+
+def ingest_paths(
+    paths: list[Path],
+    options: IngestOptions = IngestOptions(),
+    settings: Settings | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest every input under `paths`; failures are reported per input, the rest still ingested."""
+    settings = settings or load_settings()
+    started = time.perf_counter()
+    sources, errors = discover(paths, options.masks)
+    report = IngestReport(outcomes=list(errors))
+    for source in sources:
+        report.outcomes.append(ingest_source(source, options, settings, progress))
+    report.seconds = time.perf_counter() - started
+    return report

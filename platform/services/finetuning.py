@@ -1,0 +1,336 @@
+"""Fine-tuning on a DB project: labeled frames in, checkpoints, metrics rows, predictions and uncertainty out.
+
+VSS classes: 0 = background, then the project's label classes in order (class i + 1); a human mask
+without a class (DAVIS imports, the simulated annotator) counts as the first class, named
+"object" when the project has no label classes. Predictions go to
+`$SEGLOOP_DATA_DIR/runs/predictions/<checkpoint-id>/<video-id>.npz` (uint8 probabilities at
+stride 4, frame ids) and the per-frame uncertainty to `frame_scores` (vss_entropy_mean,
+vss_entropy_p90, vss_margin) for the uncertainty selectors.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.core.storage import resolve_inside
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores
+from segloop.platform.db.stores.annotations import HUMAN_SOURCES
+from segloop.platform.features.backbone import FeatureSpec, video_features
+from segloop.platform.vss.head import FinetuneError, Sample, VSSConfig
+
+Progress = Callable[[float, str], None]
+Reference = Callable[[str, int], np.ndarray]
+
+
+@dataclass
+class ProjectFrames:
+    """A project's videos: frame files, frame ids, source indices, sizes and the human class maps."""
+
+    videos: dict[str, list[Path]] = field(default_factory=dict)
+    frame_ids: dict[str, list[int]] = field(default_factory=dict)
+    source_indices: dict[str, list[int]] = field(default_factory=dict)
+    video_ids: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+
+    def labeled(self) -> list[tuple[str, int]]:
+        """(video, index) of every frame with a human mask."""
+        return [(v, i) for v, maps in self.labels.items() for i in sorted(maps)]
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or the only process: the one that saves and writes to the DB."""
+    from segloop.pretrain import dist
+
+    return dist.info().rank == 0
+
+
+def load_project(project: str, settings: Settings, object_labels: bool = False) -> ProjectFrames:
+    """Frames and human masks of a project: class maps (VSS) or object-id maps (`object_labels`, VOS)."""
+    out = ProjectFrames()
+    with session_scope(get_engine(settings)) as session:
+        info = projects.get_project(session, project)
+        label_classes = projects.list_label_classes(session, info.id)
+        class_index = {c.id: position + 1 for position, c in enumerate(label_classes)}
+        out.classes = ["background"] + ([c.name for c in label_classes] or ["object"])
+        for video in footage.list_videos(session, info.id):
+            frames = footage.list_frames(session, video.id)
+            if not frames:
+                continue
+            key = video.name
+            out.videos[key] = [resolve_inside(settings.data_dir, f.image_path) for f in frames]
+            out.frame_ids[key] = [f.id for f in frames]
+            out.source_indices[key] = [f.source_index for f in frames]
+            out.video_ids[key] = video.id
+            index_of = {f.id: f.index for f in frames}
+            by_frame: dict[int, list] = {}
+            for annotation in annotation_store.latest_annotations_for_video(session, video.id):
+                by_frame.setdefault(annotation.frame_id, []).append(annotation)
+            maps = {}
+            for frame_id, items in by_frame.items():
+                human = [a for a in items if a.source in HUMAN_SOURCES]
+                if not human:
+                    continue
+                labels = np.zeros((video.stored_height, video.stored_width), dtype=np.uint8)
+                for annotation in sorted(human, key=lambda a: a.object_id):
+                    value = annotation.object_id if object_labels else class_index.get(annotation.class_id, 1)
+                    labels[annotation_store.annotation_mask(annotation)] = value
+                maps[index_of[frame_id]] = labels
+            out.labels[key] = maps
+    if not out.videos:
+        raise FinetuneError(f"project {project!r} has no frames; ingest footage first")
+    return out
+
+
+def features_of(frames: ProjectFrames, spec: FeatureSpec, settings: Settings, progress: Progress | None = None):
+    """Cached multi-layer features of every video of the project."""
+    from segloop.platform.vss.head import resolve_device
+
+    return video_features(frames.videos, spec, settings.data_dir / "cache" / "features", resolve_device("auto"),
+                          progress)
+
+
+def split_validation(keys: list[tuple[str, int]], fraction: float, seed: int) -> tuple[list, list]:
+    """(train, validation) split of labeled frames; no validation below 5 frames or with fraction 0."""
+    if fraction <= 0 or len(keys) < 5:
+        return keys, []
+    order = np.random.default_rng(seed).permutation(len(keys))
+    count = max(1, int(round(fraction * len(keys))))
+    held = {int(i) for i in order[:count]}
+    return [k for i, k in enumerate(keys) if i not in held], [k for i, k in enumerate(keys) if i in held]
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced."""
+
+    checkpoint_id: int
+    path: str
+    trained_on: int
+    metrics: dict[str, float]
+    evaluated_on: int = 0
+
+
+def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
+                         backbone: str = "vit_tiny_patch16_224", short_side: int = 192,
+                         config: VSSConfig = VSSConfig(), val_fraction: float = 0.2,
+                         reference: Reference | None = None, extra_params: dict | None = None,
+                         settings: Settings | None = None, job_id: int | None = None,
+                         progress: Progress | None = None) -> FinetuneResult | None:
+    """Train a VSS head on the project's human-labeled frames, register it, and score it on held-out frames.
+
+    Under torchrun every process trains (gradients averaged); only rank 0 saves, registers and scores,
+    the other ranks return None.
+
+    Held out: with `reference(video, source index) -> class map or None` (a simulated annotator's ground
+    truth; None for videos it does not cover) every frame without a human mask; otherwise a
+    `val_fraction` of the labeled frames.
+    """
+    from segloop.platform.vss import head as vss
+
+    settings = settings or load_settings()
+    report = progress or (lambda fraction, message: None)
+    frames = load_project(project, settings)
+    spec = FeatureSpec(backbone=backbone, weights=pretrained, short_side=short_side)
+    feats = features_of(frames, spec, settings, lambda f, m: report(0.3 * f, m))
+    train_keys, val_keys = split_validation(frames.labeled(), 0 if reference else val_fraction, config.seed)
+    samples = [Sample(v, i, frames.labels[v][i]) for v, i in train_keys]
+    out_dir = Path(out_dir)
+    trained = vss.train_vss(samples, feats, len(frames.classes), spec, config,
+                            frame_paths=frames.videos, state_path=out_dir / "train_state.pt",
+                            progress=lambda f, m: report(0.3 + 0.5 * f, m))
+    if not is_main_process():
+        return None
+    path = vss.save_vss(out_dir / "vss.pt", trained)
+    labeled_ids = [frames.frame_ids[v][i] for v, i in train_keys]
+    params = {"classes": frames.classes, "config": config.as_dict(), "spec": spec.as_dict(),
+              "labeled_frame_ids": labeled_ids, "validation_frame_ids": [frames.frame_ids[v][i] for v, i in val_keys],
+              "final_loss": float(np.mean(trained.losses[-10:])), **(extra_params or {})}
+    with session_scope(get_engine(settings)) as session:
+        info = projects.get_project(session, project)
+        checkpoint = artifacts.add_checkpoint(session, "vss", backbone, str(path.resolve()), project_id=info.id,
+                                              job_id=job_id, step=len(trained.losses), params=params)
+    report(0.85, "evaluating")
+    values, count = evaluate_vss_project(trained, feats, frames, val_keys, reference)
+    with session_scope(get_engine(settings)) as session:
+        metrics.add_metrics(session, [(scope, key, name, v) for (scope, key, name), v in values.items()],
+                            job_id=job_id, project_id=checkpoint.project_id, checkpoint_id=checkpoint.id)
+    report(1.0, "done")
+    summary = {name if scope == "overall" else f"{scope}:{key}:{name}": v for (scope, key, name), v in values.items()}
+    return FinetuneResult(checkpoint.id, str(path), len(samples), summary, count)
+
+
+def evaluate_vss_project(trained, feats, frames: ProjectFrames, val_keys: list[tuple[str, int]],
+                         reference: Reference | None) -> tuple[dict[tuple[str, str, str], float], int]:
+    """({(scope, key, name): value}, frames scored): mIoU, per-class IoU and J&F, temporal stability."""
+    from segloop.platform.evaluation import metrics as evaluation
+    from segloop.platform.vss import head as vss
+
+    predictions, truth, chosen = {}, {}, {}
+    labeled = set(frames.labeled())
+    for name in frames.videos:
+        if reference is not None:
+            if reference(name, frames.source_indices[name][0]) is None:
+                continue
+            indices = [i for i in range(len(frames.videos[name])) if (name, i) not in labeled]
+        else:
+            indices = [i for v, i in val_keys if v == name]
+        if not indices:
+            continue
+        probs = vss.predict_video(trained, feats[name])
+        size = feats[name].size
+        predictions[name] = [vss.class_map(p, size) for p in probs]
+        gt = {i: (reference(name, frames.source_indices[name][i]) if reference is not None else frames.labels[name][i])
+              for i in indices}
+        truth[name] = _Sparse(len(probs), gt, size)
+        chosen[name] = indices
+    if not truth:
+        return {}, 0
+    result = evaluation.evaluate_vss(predictions, truth, trained.num_classes, frames=chosen)
+    values = {("overall", "", "mIoU"): result["mIoU"]}
+    if result["temporal_stability"] is not None:
+        values[("overall", "", "temporal_stability")] = result["temporal_stability"]
+    for cls, entry in result["classes"].items():
+        for measure in ("IoU", "J&F"):
+            if entry.get(measure) is not None:
+                values[("class", cls, measure)] = entry[measure]
+    return values, sum(len(v) for v in chosen.values())
+
+
+class _Sparse(Sequence):
+    """Label maps of some frames of a video (others read as all-void, never scored)."""
+
+    def __init__(self, count: int, maps: dict[int, np.ndarray], size: tuple[int, int]) -> None:
+        self.count, self.maps, self.size = count, maps, size
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index in self.maps:
+            return self.maps[index]
+        return np.full(self.size, 255, dtype=np.uint8)
+
+
+def prediction_dir(settings: Settings, checkpoint_id: int) -> Path:
+    """Where a checkpoint's predictions live."""
+    return settings.runs_dir / "predictions" / str(checkpoint_id)
+
+
+def predict_project(project: str, checkpoint_id: int, *, settings: Settings | None = None, job_id: int | None = None,
+                    progress: Progress | None = None) -> dict:
+    """Predict every frame of the project with a VSS checkpoint: .npz per video + uncertainty frame scores."""
+    from segloop.platform.vss import head as vss
+
+    settings = settings or load_settings()
+    report = progress or (lambda fraction, message: None)
+    with session_scope(get_engine(settings)) as session:
+        checkpoint = artifacts.get_checkpoint(session, checkpoint_id)
+    if checkpoint.kind != "vss":
+        raise FinetuneError(f"checkpoint {checkpoint_id} is a {checkpoint.kind!r} checkpoint; predict needs a vss one")
+    trained, backbone = vss.load_vss(checkpoint.path)
+    frames = load_project(project, settings)
+    if backbone is not None:
+        feats = _features_with(backbone, frames, trained.spec)
+    else:
+        feats = features_of(frames, trained.spec, settings, lambda f, m: report(0.5 * f, m))
+    out_dir = prediction_dir(settings, checkpoint_id)
+    signals: dict[str, dict[int, float]] = {}
+    written = []
+    for position, (name, paths) in enumerate(frames.videos.items()):
+        probs = vss.predict_video(trained, feats[name])
+        written.append(str(vss.save_predictions(out_dir / f"{frames.video_ids[name]}.npz", name, probs,
+                                                feats[name].size, frames.frame_ids[name])))
+        for signal, values in vss.uncertainty_signals(probs).items():
+            signals.setdefault(signal, {}).update(zip(frames.frame_ids[name], values.tolist()))
+        report(0.5 + 0.5 * (position + 1) / len(frames.videos), f"predicted {name}")
+    with session_scope(get_engine(settings)) as session:
+        for signal, values in signals.items():
+            scores.add_frame_scores(session, signal, values, job_id=job_id, checkpoint_id=checkpoint_id)
+    return {"checkpoint_id": checkpoint_id, "files": written, "frames": sum(len(v) for v in frames.videos.values()),
+            "signals": sorted(signals)}
+
+
+def _features_with(backbone, frames: ProjectFrames, spec: FeatureSpec):
+    """Features from a fine-tuned backbone (not cached: the weights live only in the checkpoint)."""
+    from segloop.platform.features.backbone import extract_video
+
+    return {name: extract_video(name, paths, spec, backbone) for name, paths in frames.videos.items()}
+
+
+def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
+                         backbone: str = "vit_tiny_patch16_224", short_side: int = 192, config=None,
+                         prop_short_side: int = 240, prop_radius: int = 6, settings: Settings | None = None,
+                         job_id: int | None = None, progress: Progress | None = None) -> FinetuneResult | None:
+    """Train the propagation-refinement decoder on the project's human masks, register it and compare it with
+    plain propagation (keyframe: each video's first human frame; scored on its other human frames)."""
+    from segloop.platform.vos import refiner as refine
+
+    settings = settings or load_settings()
+    report = progress or (lambda fraction, message: None)
+    config = config or refine.RefineConfig()
+    frames = load_project(project, settings, object_labels=True)
+    spec = FeatureSpec(backbone=backbone, weights=pretrained, short_side=short_side)
+    feats = features_of(frames, spec, settings, lambda f, m: report(0.2 * f, m))
+    samples = refine.object_samples(frames.labels)
+    out_dir = Path(out_dir)
+    trained = refine.train_refiner(samples, feats, spec, config, state_path=out_dir / "train_state.pt",
+                                   progress=lambda f, m: report(0.2 + 0.5 * f, m))
+    if not is_main_process():
+        return None
+    path = refine.save_refiner(out_dir / "vos_refiner.pt", trained)
+    values, count = compare_vos(frames, feats, trained, backbone, pretrained, prop_short_side, prop_radius,
+                                lambda f, m: report(0.7 + 0.3 * f, m))
+    with session_scope(get_engine(settings)) as session:
+        info = projects.get_project(session, project)
+        checkpoint = artifacts.add_checkpoint(
+            session, "vos", backbone, str(path.resolve()), project_id=info.id, job_id=job_id, step=config.steps,
+            params={"config": config.as_dict(), "spec": spec.as_dict(), "pretrained": pretrained,
+                    "labeled_frame_ids": [frames.frame_ids[v][i] for v, i in frames.labeled()],
+                    "propagation": {"short_side": prop_short_side, "radius": prop_radius}})
+        metrics.add_metrics(session, [("overall", "", k, v) for k, v in values.items()], job_id=job_id,
+                            project_id=info.id, checkpoint_id=checkpoint.id)
+    return FinetuneResult(checkpoint.id, str(path), len(samples), values, count)
+
+
+def compare_vos(frames: ProjectFrames, feats, trained, backbone: str, pretrained: str | None, short_side: int,
+                radius: int, progress: Progress | None = None) -> tuple[dict[str, float], int]:
+    """J&F of plain vs refined propagation from each video's first human frame, on its other human frames."""
+    from segloop.platform.bench.keyframes import CachedFeaturizer, LoadedFrames
+    from segloop.platform.evaluation import metrics as evaluation
+    from segloop.platform.vos import propagation as vos
+    from segloop.platform.vos.refiner import iter_refined
+
+    config = vos.PropagationConfig(short_side=short_side, radius=radius)
+    featurizer = CachedFeaturizer(vos.make_featurizer("backbone", backbone, pretrained, config))
+    plain, refined = evaluation.VOSReport(), evaluation.VOSReport()
+    scored = 0
+    videos = [v for v, maps in frames.labels.items() if len(maps) >= 2]
+    for position, name in enumerate(videos):
+        human = frames.labels[name]
+        keyframe = min(human)
+        held = sorted(i for i in human if i != keyframe)
+        featurizer.reset()
+        masks_plain, masks_refined = {}, {}
+        for index, mask, better in iter_refined(LoadedFrames.of(frames.videos[name], name), {keyframe: human[keyframe]},
+                                                featurizer, trained, feats[name], config):
+            if index in human and index != keyframe:
+                masks_plain[index], masks_refined[index] = mask, better
+        count = len(frames.videos[name])
+        objects = sorted({int(v) for v in np.unique(human[keyframe]) if v not in (0, 255)})
+        for report, masks in ((plain, masks_plain), (refined, masks_refined)):
+            report.objects.extend(evaluation.evaluate_sequence(
+                name, _Sparse(count, masks, human[keyframe].shape), _Sparse(count, human, human[keyframe].shape),
+                frames=held, skip_first_last=False, object_ids=objects or None))
+        scored += len(held)
+        if progress:
+            progress((position + 1) / len(videos), f"scored {name}")
+    if not scored:
+        return {}, 0
+    return {"J&F_plain": plain.summary()["J&F"], "J&F_refined": refined.summary()["J&F"]}, scored

@@ -1,0 +1,66 @@
+"""A simulated annotator: labels picked frames from ground-truth masks (DAVIS Annotations layout).
+
+Used by the demo and the active-learning benchmark to play the human in the loop; it only ever
+reads the masks of the frames it is asked to label.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segloop.platform.core.masks import read_mask
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.stores import annotations as annotation_store
+from segloop.platform.db.stores import footage, selections
+
+
+class OracleError(ValueError):
+    """Ground truth the oracle cannot provide; the message names the file."""
+
+
+@dataclass(frozen=True)
+class DavisOracle:
+    """Ground truth at `root/<video name>/<source index:05d>.png`."""
+
+    root: Path
+
+    def label_map(self, video_name: str, source_index: int, size: tuple[int, int]) -> np.ndarray:
+        """The ground-truth label map of one source frame, resized (nearest) to (width, height)."""
+        path = self.root / video_name / f"{source_index:05d}.png"
+        if not path.is_file():
+            raise OracleError(f"{path}: no ground-truth mask for {video_name} frame {source_index}")
+        labels = read_mask(path)
+        if (labels.shape[1], labels.shape[0]) != size:
+            labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+        return labels
+
+    def covers(self, video_name: str) -> bool:
+        """Whether ground truth exists for this video."""
+        return (self.root / video_name).is_dir()
+
+
+def label_selection(selection_id: int, oracle: DavisOracle, settings: Settings | None = None,
+                    author: str = "oracle") -> int:
+    """Save the oracle's masks for every pick of a run as submitted manual annotations; returns frames labelled."""
+    settings = settings or load_settings()
+    with session_scope(get_engine(settings)) as session:
+        items = selections.selection_items(session, selection_id)
+        labelled = 0
+        for item in items:
+            frame = footage.get_frame(session, item.frame_id)
+            video = footage.get_video(session, frame.video_id)
+            labels = oracle.label_map(video.name, frame.source_index, (video.stored_width, video.stored_height))
+            for object_id in np.unique(labels):
+                if object_id == 0:
+                    continue
+                annotation_store.save_annotation(
+                    session, frame.id, int(object_id), labels == object_id, "manual", status="submitted",
+                    author=author, expected_version=annotation_store.latest_version(session, frame.id, int(object_id)),
+                )
+            labelled += 1
+        selections.set_item_status(session, selection_id, [i.frame_id for i in items], "accepted")
+    return labelled

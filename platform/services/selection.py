@@ -1,0 +1,134 @@
+"""Selection runs on a project: build the candidate pool from the DB, run a strategy, persist the picks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.entities import EmbeddingSetInfo, SelectionInfo, SelectionItemInfo
+from segloop.platform.db.orm import Annotation, Frame, Video
+from segloop.platform.db.stores import NotFoundError, artifacts, footage, projects, scores, selections
+from segloop.platform.db.stores.annotations import HUMAN_SOURCES
+from segloop.platform.services.embedding import load_embedding_set
+from segloop.selectors.constraints import Constraints
+from segloop.selectors.registry import run_strategy
+from segloop.selectors.types import CandidatePool, Pick
+
+
+@dataclass(frozen=True)
+class SelectionRun:
+    """A persisted selection run with its picks."""
+
+    selection: SelectionInfo
+    items: list[SelectionItemInfo]
+
+
+def labeled_frame_ids(session, project_id: int) -> set[int]:
+    """Frames of a project that already have a human mask."""
+    query = (
+        select(Annotation.frame_id).distinct()
+        .join(Frame, Frame.id == Annotation.frame_id)
+        .join(Video, Video.id == Frame.video_id)
+        .where(Video.project_id == project_id, Annotation.source.in_(HUMAN_SOURCES))
+    )
+    return set(session.scalars(query))
+
+
+def resolve_embedding_set(session, project_id: int, embedding_set_id: int | None) -> EmbeddingSetInfo:
+    """The given embedding set (checked to belong to the project) or the project's newest one."""
+    if embedding_set_id is not None:
+        chosen = artifacts.get_embedding_set(session, embedding_set_id)
+        if chosen.project_id != project_id:
+            raise ValueError(f"embedding set {embedding_set_id} belongs to another project")
+        return chosen
+    sets = artifacts.list_embedding_sets(session, project_id)
+    if not sets:
+        raise NotFoundError("the project has no embedding set yet: run `segloop embed --project NAME` first")
+    return sets[0]
+
+
+def build_pool(project: str, embedding_set_id: int | None = None, settings: Settings | None = None
+               ) -> tuple[CandidatePool, EmbeddingSetInfo]:
+    """The candidate pool of a project: its embedded frames with labels, picks, duplicates and signals."""
+    settings = settings or load_settings()
+    with session_scope(get_engine(settings)) as session:
+        info = projects.get_project(session, project)
+        embedding_set = resolve_embedding_set(session, info.id, embedding_set_id)
+        frames = {f.id: f for f in footage.project_frames(session, info.id)}
+        labeled = labeled_frame_ids(session, info.id)
+        selected = selections.selected_frame_ids(session, info.id)
+        signals = {name: scores.latest_frame_scores(session, info.id, name) for name in scores.score_names(session, info.id)}
+    vectors, frame_ids = load_embedding_set(embedding_set, settings)
+    keep = np.array([int(i) in frames for i in frame_ids], dtype=bool)
+    vectors, frame_ids = vectors[keep], frame_ids[keep]
+    rows = [frames[int(i)] for i in frame_ids]
+    group_keys = np.array([f.video_id for f in rows], dtype=np.int64) * (1 << 32) + np.array([f.dup_group for f in rows])
+    _, groups = np.unique(group_keys, return_inverse=True)
+    pool = CandidatePool(
+        embeddings=vectors,
+        frame_ids=frame_ids,
+        video_ids=np.array([f.video_id for f in rows], dtype=np.int64),
+        frame_indices=np.array([f.index for f in rows], dtype=np.int64),
+        timestamps=np.array([f.timestamp for f in rows], dtype=np.float64),
+        duplicate_groups=groups.astype(np.int64),
+        labeled=np.array([int(i) in labeled for i in frame_ids], dtype=bool),
+        selected=np.array([int(i) in selected for i in frame_ids], dtype=bool),
+        uncertainty={name: _dense_signal(values, frame_ids) for name, values in signals.items() if values},
+    )
+    return pool, embedding_set
+
+
+def _dense_signal(values: dict[int, float], frame_ids: np.ndarray) -> np.ndarray:
+    """A per-row signal; frames the model never scored get the mean of the scored ones."""
+    known = np.array([values[int(i)] for i in frame_ids if int(i) in values], dtype=np.float64)
+    fill = float(known.mean()) if known.size else 0.0
+    return np.array([values.get(int(i), fill) for i in frame_ids], dtype=np.float64)
+
+
+def run_selection(
+    project: str,
+    strategy: str,
+    constraints: Constraints,
+    params: dict[str, Any] | None = None,
+    embedding_set_id: int | None = None,
+    *,
+    settings: Settings | None = None,
+    job_id: int | None = None,
+) -> SelectionRun:
+    """Run a strategy on the project's pool and store the run with every pick's rank, score and reason."""
+    settings = settings or load_settings()
+    params = dict(params or {})
+    pool, embedding_set = build_pool(project, embedding_set_id, settings)
+    picks: list[Pick] = run_strategy(strategy, pool, constraints, **params)
+    with session_scope(get_engine(settings)) as session:
+        info = projects.get_project(session, project)
+        recorded = {**params, "constraints": _constraints_dict(constraints)}
+        run = selections.add_selection(
+            session, info.id, strategy, constraints.budget, [(p.frame_id, p.score, p.reason) for p in picks],
+            params=recorded, seed=params.get("seed"), embedding_set_id=embedding_set.id, job_id=job_id,
+        )
+        return SelectionRun(run, selections.selection_items(session, run.id))
+
+
+def _constraints_dict(constraints: Constraints) -> dict[str, Any]:
+    """JSON-ready constraints."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(constraints).items()}
+
+
+def show_selection(selection_id: int, settings: Settings | None = None) -> tuple[SelectionRun, dict[int, tuple[str, int]]]:
+    """A stored run with {frame_id: (video name, frame index)} for display."""
+    settings = settings or load_settings()
+    with session_scope(get_engine(settings)) as session:
+        run = selections.get_selection(session, selection_id)
+        items = selections.selection_items(session, selection_id)
+        where = {}
+        for item in items:
+            frame = footage.get_frame(session, item.frame_id)
+            where[item.frame_id] = (footage.get_video(session, frame.video_id).name, frame.index)
+    return SelectionRun(run, items), where

@@ -1,0 +1,1 @@
+"""Video semantic segmentation: heads on backbone features, their training and prediction (arrays in, arrays out)."""
