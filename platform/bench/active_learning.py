@@ -174,9 +174,9 @@ def vss_task(index: Index, features: dict, gt: dict[str, list[np.ndarray]], spec
 def vos_task(index: Index, frames: dict[str, list[Path]], gt: dict[str, list[np.ndarray]], featurizer,
              prop_config) -> Task:
     """Per-video label propagation from the picked frames; J&F (all objects, DAVIS measures) over the unpicked frames."""
-    from segloop.platform.bench.keyframes import CachedFeaturizer, LoadedFrames
     from segloop.platform.evaluation import metrics as evaluation
     from segloop.platform.vos import propagation as vos
+    from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
 
     featurizer = CachedFeaturizer(featurizer)
     loaded = {name: LoadedFrames.of(paths, name) for name, paths in frames.items()}

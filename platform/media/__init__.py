@@ -1,1 +1,1 @@
-"""Media: ingest of footage, synthetic footage, uploads, and import/export of annotations."""
+"""Media: ingest of footage (videos, frame folders), synthetic footage, and import/export of annotations."""

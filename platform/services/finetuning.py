@@ -302,9 +302,9 @@ def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str |
 def compare_vos(frames: ProjectFrames, feats, trained, backbone: str, pretrained: str | None, short_side: int,
                 radius: int, progress: Progress | None = None) -> tuple[dict[str, float], int]:
     """J&F of plain vs refined propagation from each video's first human frame, on its other human frames."""
-    from segloop.platform.bench.keyframes import CachedFeaturizer, LoadedFrames
     from segloop.platform.evaluation import metrics as evaluation
     from segloop.platform.vos import propagation as vos
+    from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
     from segloop.platform.vos.refiner import iter_refined
 
     config = vos.PropagationConfig(short_side=short_side, radius=radius)

@@ -42,10 +42,6 @@ def project_videos(engine: Engine, project_id: int) -> list[VideoInfo]:
         return footage.list_videos(session, project_id)
 
 
-def frame_page(engine: Engine, video_id: int, page: int, page_size: int) -> list[FrameInfo]:
-    """One page of a video's frames."""
-    with session_scope(engine) as session:
-        return footage.list_frames(session, video_id, offset=page * page_size, limit=page_size)
 
 
 def recent_jobs(engine: Engine, limit: int = 50) -> list[JobInfo]:

@@ -160,16 +160,6 @@ def count_annotated_frames(session: Session, project_id: int) -> int:
     return int(session.scalar(query) or 0)
 
 
-def count_annotations(session: Session, project_id: int) -> int:
-    """How many (frame, object) masks a project has, counting each object once (newest version)."""
-    latest = (
-        _latest_rows_query()
-        .join(Frame, Frame.id == Annotation.frame_id)
-        .join(Video, Video.id == Frame.video_id)
-        .where(Video.project_id == project_id)
-        .subquery()
-    )
-    return int(session.scalar(select(func.count()).select_from(latest)) or 0)
 
 
 def add_imported_masks(
