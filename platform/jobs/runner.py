@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 
+from segloop.platform.core.errors import user_message
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.jobs.registry import get_kind, parse_params
@@ -54,6 +55,16 @@ def exit_when_orphaned(worker_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
 
 
+def failure_message(kind: str, exc: BaseException) -> str:
+    """The one line a person reads about a failed job: the message of an expected failure, else
+    '<kind> job failed: <first line of the message>' (no class name, no traceback)."""
+    expected = user_message(exc)
+    if expected is not None:
+        return expected
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{kind} job failed: {text}" if text else f"{kind} job failed unexpectedly; its log has the details"
+
+
 def run_job(job_id: int) -> int:
     """Run the handler of a claimed job and record success or failure; returns an exit code."""
     engine = get_engine()
@@ -65,10 +76,10 @@ def run_job(job_id: int) -> int:
         params = parse_params(job.kind, job.params)
         result = kind.handler(params, RunnerContext(job_id))
     except Exception as exc:  # every failure is recorded on the job row; bad input is not retryable
-        traceback.print_exc()
-        retryable = not isinstance(exc, ValueError)
+        traceback.print_exc()  # the traceback goes to the job's log; the row gets one line for a person
         with session_scope(engine) as session:
-            job_store.fail_job(session, job_id, f"{type(exc).__name__}: {exc}", retryable=retryable)
+            job_store.fail_job(session, job_id, failure_message(job.kind, exc),
+                               retryable=not isinstance(exc, ValueError))
         return 1
     with session_scope(engine) as session:
         job_store.finish_job(session, job_id, result or {})

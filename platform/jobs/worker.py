@@ -94,7 +94,8 @@ class Worker:
                 job_store.mark_cancelled(session, job.id)
             elif job_store.get_job(session, job.id).status == job_store.RUNNING:
                 job_store.fail_job(
-                    session, job.id, f"job process exited with code {returncode} without a result; see {log_path}",
+                    session, job.id,
+                    f"the job process exited with code {returncode} without a result; its log has the details",
                     retryable=True,
                 )
             final = job_store.get_job(session, job.id)

@@ -278,25 +278,16 @@ def retry_job(engine: Engine, job_id: int) -> JobInfo:
 
 
 def submit_job(engine: Engine, kind: str, params: dict, project: str | None = None) -> JobInfo:
-    """Validate params against the kind's schema and queue the job (in `project`, created if new)."""
-    from segloop.platform.jobs.registry import validate_params
+    """Queue a job once its params and references are checked (see `services.jobs.submit_job`)."""
+    from segloop.platform.services import jobs
 
-    checked = validate_params(kind, params)
-    with session_scope(engine) as session:
-        project_id = projects.get_or_create_project(session, project).id if project else None
-        return job_store.submit_job(session, kind, checked, project_id=project_id)
+    return jobs.submit_job(engine, kind, params, project)
 
 
 def job_kind_defaults() -> dict[str, tuple[str, dict]]:
-    """{kind: (description, default params)} of every registered job kind whose params all have defaults."""
-    import dataclasses
+    """{kind: (description, default params)} of every job kind (a required field's default is None)."""
+    from segloop.platform.core.specs import to_json
+    from segloop.platform.services import jobs
 
-    from segloop.platform.jobs.registry import kinds
-
-    found = {}
-    for name, kind in sorted(kinds().items()):
-        try:
-            found[name] = (kind.description, dataclasses.asdict(kind.params()))
-        except TypeError:
-            found[name] = (kind.description, {})
-    return found
+    return {kind: (description, {f.name: to_json(f.default) for f in jobs.operation_fields(kind)})
+            for kind, description in jobs.operation_descriptions().items()}

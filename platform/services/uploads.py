@@ -15,12 +15,10 @@ from sqlalchemy import Engine
 
 from segloop.platform.core.settings import SHARED_SAMPLE, Settings
 from segloop.platform.core.storage import StorageError, check_upload_name, resolve_inside, save_upload, staging_dir
-from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import JobInfo
-from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.db.stores import projects
-from segloop.platform.jobs.registry import validate_params
 from segloop.platform.media.ingest import VIDEO_EXTENSIONS, IngestError, discover
+from segloop.platform.services.jobs import submit_job
 
 ARCHIVE_EXTENSIONS = (".zip",)
 UPLOAD_EXTENSIONS = VIDEO_EXTENSIONS + ARCHIVE_EXTENSIONS
@@ -165,15 +163,11 @@ def _content_root(folder: Path) -> Path:
 
 def submit_ingest(engine: Engine, paths: list[str], request: IngestRequest = IngestRequest()) -> JobInfo:
     """Queue an ingest job for the given paths into the request's project (created if new)."""
-    params: dict[str, Any] = {"paths": [str(p) for p in paths], "project": request.project,
-                              "fps": request.fps, "max_side": request.max_side}
-    if not params["paths"]:
+    if not paths:
         raise UploadError("ingest paths: enter at least one video file or folder")
-    params = validate_params("ingest", params)
-    with session_scope(engine) as session:
-        project = projects.get_or_create_project(session, request.project)
-        params["project"] = project.name
-        return job_store.submit_job(session, "ingest", params, project_id=project.id)
+    params: dict[str, Any] = {"paths": [str(p) for p in paths], "fps": request.fps, "max_side": request.max_side,
+                              "project": projects.validate_project_name(request.project)}
+    return submit_job(engine, "ingest", params)
 
 
 def upload_and_queue(

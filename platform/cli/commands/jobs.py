@@ -16,24 +16,20 @@ def command() -> None:
 
 
 def submit(kind: str, params: dict, project: str | None = None) -> int:
-    """Validate params and queue a job; returns its id."""
-    from segloop.platform.db.stores import jobs as job_store
-    from segloop.platform.db.stores import projects
-    from segloop.platform.jobs.registry import validate_params
+    """Check params and references, then queue a job; returns its id."""
+    from segloop.platform.db.migrate import ensure_db
+    from segloop.platform.services.jobs import submit_job
 
-    clean = validate_params(kind, params)
-    with db_session() as session:
-        project_id = projects.get_or_create_project(session, project).id if project else None
-        return job_store.submit_job(session, kind, clean, project_id=project_id).id
+    return submit_job(ensure_db(), kind, params, project).id
 
 
 @command.command("submit")
 @click.argument("kind")
 @click.option("--params", "params_json", default="{}", help="Job parameters as a JSON object.")
-@click.option("--project", default=None, help="Project the job belongs to.")
+@click.option("--project", default=None, help="Project the job belongs to (for kinds whose params name none).")
 @friendly_errors
 def submit_cmd(kind: str, params_json: str, project: str | None) -> None:
-    """Queue a job of KIND with --params JSON."""
+    """Queue a job of KIND with --params JSON (checked now: a bad value is refused and nothing is queued)."""
     try:
         params = json.loads(params_json)
     except json.JSONDecodeError as exc:
@@ -52,7 +48,7 @@ def list_cmd(status: str | None, limit: int) -> None:
     with db_session() as session:
         jobs = job_store.list_jobs(session, status=status, limit=limit)
     print_table("jobs", ["id", "kind", "status", "progress", "attempts", "message", "created"],
-                [(j.id, j.kind, j.status, f"{j.progress:.0%}", j.attempts, j.message[:60],
+                [(j.id, j.kind, j.status, f"{j.progress:.0%}", j.attempts, (j.error or j.message)[:60],
                   j.created_at.strftime("%Y-%m-%d %H:%M:%S")) for j in jobs])
 
 
@@ -68,8 +64,10 @@ def show_cmd(job_id: int, log_lines: int) -> None:
 
     with db_session() as session:
         job = job_store.get_job(session, job_id)
+    if job.error:
+        console.print(f"error: {job.error}", style="bold red", markup=False, highlight=False, soft_wrap=True)
     for field in ("id", "kind", "status", "progress", "message", "attempts", "max_attempts", "worker_id",
-                  "heartbeat_at", "error", "retryable", "created_at", "started_at", "finished_at", "log_path"):
+                  "heartbeat_at", "retryable", "created_at", "started_at", "finished_at", "log_path"):
         console.print(f"[bold]{field}[/bold]: {getattr(job, field)}", soft_wrap=True)
     console.print(f"[bold]params[/bold]: {json.dumps(job.params)}", soft_wrap=True)
     console.print(f"[bold]result[/bold]: {json.dumps(job.result)}", soft_wrap=True)

@@ -1,11 +1,13 @@
 """Checkpoints and embedding sets: model and vector files registered in the DB."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from segloop.platform.core.errors import ValidationError
 from segloop.platform.db.entities import CheckpointInfo, EmbeddingSetInfo, from_row
 from segloop.platform.db.orm import Checkpoint, EmbeddingSet
 from segloop.platform.db.stores import NotFoundError
@@ -36,6 +38,18 @@ def get_checkpoint(session: Session, checkpoint_id: int) -> CheckpointInfo:
     if row is None:
         raise NotFoundError(f"checkpoint {checkpoint_id} does not exist")
     return from_row(CheckpointInfo, row)
+
+
+def usable_checkpoint(session: Session, checkpoint_id: int, kinds: tuple[str, ...]) -> CheckpointInfo:
+    """The checkpoint with this id when it is of one of `kinds` and its file exists; NotFoundError or
+    ValidationError saying why not (the one place a checkpoint id becomes a weights file)."""
+    checkpoint = get_checkpoint(session, checkpoint_id)
+    if checkpoint.kind not in kinds:
+        raise ValidationError(f"checkpoint {checkpoint_id} is a {checkpoint.kind} checkpoint; "
+                              f"a {' or '.join(kinds)} checkpoint is needed here")
+    if not Path(checkpoint.path).is_file():
+        raise NotFoundError(f"checkpoint {checkpoint_id}: its weights file is missing")
+    return checkpoint
 
 
 def list_checkpoints(session: Session, project_id: int | None = None, kind: str | None = None) -> list[CheckpointInfo]:

@@ -18,7 +18,7 @@ FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 def submit_job(
     session: Session, kind: str, params: dict[str, Any], project_id: int | None = None, max_attempts: int = 3
 ) -> JobInfo:
-    """Queue a job (params must already be validated by the job registry)."""
+    """Queue a job (params must already be checked: `services.jobs.submit_job` does that)."""
     row = Job(kind=kind, params=params, project_id=project_id, max_attempts=max_attempts, status=QUEUED)
     session.add(row)
     session.flush()
@@ -86,7 +86,8 @@ def finish_job(session: Session, job_id: int, result: dict[str, Any] | None = No
 
 
 def fail_job(session: Session, job_id: int, error: str, retryable: bool) -> None:
-    """Mark a running job failed, saying whether a retry may help."""
+    """Mark a running job failed with a one-line error (its first line), saying whether a retry may help."""
+    error = next((line.strip() for line in error.splitlines() if line.strip()), "failed")
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING)

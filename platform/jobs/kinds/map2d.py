@@ -1,25 +1,14 @@
 """Job kinds behind the web UI's slower views: a t-SNE map of an embedding set, computed once and cached."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from segloop.platform.jobs.registry import JobContext, job_kind
+from segloop.platform.services.params import Map2dParams
 
 
-@dataclass
-class MapJobParams:
-    """Parameters of a map2d job: which embedding set, how many sampled frames, the method and its seed."""
-
-    embedding_set_id: int = 0
-    method: str = "tsne"
-    max_points: int = 5_000
-    seed: int = 0
-    perplexity: float = 30.0
-
-
-@job_kind("map2d", MapJobParams, "Compute and cache a 2-D map (t-SNE or PCA) of an embedding set for the Explore page.")
-def run_map2d(params: MapJobParams, ctx: JobContext) -> dict[str, Any]:
+@job_kind("map2d")
+def run_map2d(params: Map2dParams, ctx: JobContext) -> dict[str, Any]:
     """Compute the map of a seeded sample of the set and cache it under runs/maps/."""
     from segloop.platform.core.settings import load_settings
     from segloop.platform.db.engine import session_scope

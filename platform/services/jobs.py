@@ -1,0 +1,154 @@
+"""Submitting jobs: params coerced into the operation's spec and every reference checked, then one job row.
+
+Every way of queueing a job (CLI `jobs submit`, the Jobs page, uploads, the Label and Select pages) goes
+through `submit_job`: a bad value raises ValidationError naming the field and the reason, and no row is made.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from segloop.platform.core.backbones import get_backbone
+from segloop.platform.core.errors import NotFoundError, ValidationError
+from segloop.platform.core.specs import FieldSpec, coerce, describe, rules_of, to_json
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.entities import JobInfo
+from segloop.platform.db.stores import artifacts, footage, projects
+from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.services.operations import get_operation, operations
+from segloop.platform.services.runs import preset_path, pretrain_config
+
+
+def submit_job(engine: Engine, kind: str, values: dict[str, Any], project: str | None = None) -> JobInfo:
+    """Queue a job of `kind` once its params fit the spec and its references exist; the job's row.
+
+    The job belongs to the params' project (or to `project` for kinds without one, created if new).
+    """
+    params = coerce(get_operation(kind).params, values, where=f"{kind} params")
+    with session_scope(engine) as session:
+        check_references(session, kind, params)
+        project_id = _project_id(session, params, project)
+        return job_store.submit_job(session, kind, to_json(params), project_id=project_id)
+
+
+def verify_params(engine: Engine, kind: str, params: Any) -> Any:
+    """The params themselves once every reference they make exists (for commands that run an operation now)."""
+    with session_scope(engine) as session:
+        check_references(session, kind, params)
+    return params
+
+
+def check_references(session: Session, kind: str, params: Any) -> None:
+    """ValidationError naming the field when something a params field refers to does not exist or cannot be used."""
+    for field in dataclasses.fields(params):
+        ref, value = rules_of(field).ref, getattr(params, field.name)
+        if ref is None or value is None:
+            continue
+        name, _, argument = ref.partition(":")
+        try:
+            REFERENCE_CHECKS[name](session, value, argument or params)
+        except (NotFoundError, ValueError) as exc:
+            raise ValidationError(f"{kind} params: {field.name}: {exc}") from None
+
+
+def operation_fields(kind: str) -> list[FieldSpec]:
+    """The fields of a kind's params (name, type, default, bounds, choices, help) for forms and CLI options."""
+    return describe(get_operation(kind).params)
+
+
+def operation_descriptions() -> dict[str, str]:
+    """{kind: one-line description} of every operation, built-in and plugin."""
+    return {name: op.description for name, op in sorted(operations().items())}
+
+
+def _project_id(session: Session, params: Any, fallback: str | None) -> int | None:
+    """The id of the job's project: the params' (created first for an ingest), else `fallback` (created if new)."""
+    name = getattr(params, "project", None)
+    field = next((f for f in dataclasses.fields(params) if f.name == "project"), None)
+    if name is None:
+        return projects.get_or_create_project(session, fallback).id if fallback else None
+    if field is not None and rules_of(field).ref == "new_project":
+        return projects.get_or_create_project(session, name).id
+    return projects.get_project(session, name).id
+
+
+def _project(session: Session, name: str, params: Any) -> None:
+    """The project exists."""
+    projects.get_project(session, name)
+
+
+def _new_project(session: Session, name: str, params: Any) -> None:
+    """The name can be a project's."""
+    projects.validate_project_name(name)
+
+
+def _paths(session: Session, paths: list[str], params: Any) -> None:
+    """Every path exists."""
+    for path in paths:
+        _path(session, path, params)
+
+
+def _path(session: Session, path: str, params: Any) -> None:
+    """The file or folder exists."""
+    if not Path(path).expanduser().exists():
+        raise NotFoundError(f"{path} does not exist")
+
+
+def _file(session: Session, path: str, params: Any) -> None:
+    """The file exists."""
+    if not Path(path).expanduser().is_file():
+        raise NotFoundError(f"{path} is not a file")
+
+
+def _video_ids(session: Session, video_ids: list[int], params: Any) -> None:
+    """Every video exists (in the params' project, when they name one)."""
+    project = getattr(params, "project", None)
+    project_id = projects.get_project(session, project).id if project else None
+    for video_id in video_ids:
+        video = footage.get_video(session, video_id)
+        if project_id is not None and video.project_id != project_id:
+            raise ValidationError(f"video {video_id} is not in project {project!r}")
+
+
+def _checkpoint(session: Session, checkpoint_id: int, kind: str) -> None:
+    """The checkpoint exists, is of the kind the field needs, and has its file."""
+    artifacts.usable_checkpoint(session, checkpoint_id, (kind,))
+
+
+def _embedding_set(session: Session, embedding_set_id: int, params: Any) -> None:
+    """The embedding set exists (in the params' project, when they name one)."""
+    embedding_set = artifacts.get_embedding_set(session, embedding_set_id)
+    project = getattr(params, "project", None)
+    if project and embedding_set.project_id != projects.get_project(session, project).id:
+        raise ValidationError(f"embedding set {embedding_set_id} is not in project {project!r}")
+
+
+def _preset(session: Session, name: str, params: Any) -> None:
+    """The pretraining preset file exists."""
+    preset_path(name)
+
+
+def _pretrain_config(session: Session, overrides: dict, params: Any) -> None:
+    """The preset with the overrides and explicit fields is a valid pretraining config."""
+    get_backbone(pretrain_config(params).model.backbone)
+
+
+def _strategy(session: Session, name: str, params: Any) -> None:
+    """The selection strategy is registered."""
+    from segloop.selectors.registry import strategies
+
+    known = strategies()
+    if name not in known:
+        raise ValidationError(f"strategy {name!r} is unknown; strategies: {', '.join(sorted(known))}")
+
+
+REFERENCE_CHECKS: dict[str, Callable] = {
+    "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "file": _file,
+    "video_ids": _video_ids, "checkpoint": _checkpoint, "embedding_set": _embedding_set, "preset": _preset,
+    "pretrain_config": _pretrain_config, "strategy": _strategy,
+}

@@ -1,0 +1,175 @@
+"""One params dataclass per operation: defaults that run on a CPU, bounds, choices and help text.
+
+The job JSON, the CLI options and the Jobs page's forms are all derived from these classes (see
+`segloop.platform.core.specs`), so a field exists, is named and is bounded the same way everywhere.
+A field's `ref` names what it points at; `services.jobs` checks those references when a job is submitted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.specs import param
+
+DEFAULT_PROJECT = "default"
+DEFAULT_PRESET = "cpu_10min_vit_tiny.yaml"
+KEYFRAMES_PATTERN = r"first|uniform:[1-9][0-9]*|[0-9]+( *, *[0-9]+)*"
+KEYFRAMES_HINT = "first, uniform:K or comma-separated frame indices"
+
+
+def _project(help: str = "Project the operation works on.") -> str:
+    """The `project` field: an existing project."""
+    return param(DEFAULT_PROJECT, help=help, ref="project")
+
+
+def _backbone() -> str:
+    """The `backbone` field: a known preset, the one default."""
+    return param(DEFAULT_BACKBONE, choices=BACKBONE_NAMES, help="timm ViT (random init unless weights are given).")
+
+
+def _pretrained_id() -> int | None:
+    """The `checkpoint_id` field: a pretraining checkpoint of the DB."""
+    return param(None, ref="checkpoint:pretrain", help="Pretrained backbone: a pretrain checkpoint id of the DB.")
+
+
+def _weights() -> str | None:
+    """The `weights` field: a local timm-layout weights file."""
+    return param(None, ref="file", help="Pretrained backbone: a local timm-layout weights file (instead of an id).")
+
+
+@dataclass
+class IngestParams:
+    """Ingest video files, folders of them, or DAVIS-layout frame folders into a project."""
+
+    paths: list[str] = param(default_factory=list, min_items=1, ref="paths", help="Video files or folders to ingest.")
+    project: str = param(DEFAULT_PROJECT, ref="new_project", help="Project to add the footage to (created if new).")
+    fps: float | None = param(None, min=0, min_exclusive=True, help="Sample frames at this rate (default: all).")
+    max_side: int | None = param(None, min=16, help="Downscale frames so the longer side is at most PX.")
+    masks: str | None = param(None, ref="path", help="Mask folder: <DIR>/<video name>/*.png per input.")
+
+
+@dataclass
+class PretrainParams:
+    """Self-supervised pretraining on a project's frames (`config` holds nested overrides, as YAML would)."""
+
+    project: str = _project()
+    preset: str | None = param(DEFAULT_PRESET, ref="preset", help="A preset file of segloop/pretrain/configs.")
+    backbone: str | None = param(None, choices=BACKBONE_NAMES, help="timm ViT (default: the preset's).")
+    max_minutes: float | None = param(None, min=0, min_exclusive=True, help="Wall-clock limit (default: the preset's).")
+    steps: int | None = param(None, min=1, help="Optimisation steps (default: the preset's).")
+    config: dict = param(default_factory=dict, ref="pretrain_config",
+                         help="Nested config overrides, e.g. {\"run\": {\"batch_size\": 8}}.")
+
+
+@dataclass
+class EmbedParams:
+    """Embed every frame of a project with a checkpoint (or a random-init backbone)."""
+
+    project: str = _project()
+    checkpoint_id: int | None = _pretrained_id()
+    backbone: str = _backbone()
+    img_size: int = param(224, min=16, max=4096, help="Short side of the resized frames (px).")
+    batch_size: int = param(32, min=1, help="Frames per forward pass.")
+    vector: str = param("cls", choices=("cls", "patch_mean"), help="Which vector the embedding set indexes.")
+
+
+@dataclass
+class SelectParams:
+    """Pick frames to label with a strategy and store the selection run."""
+
+    project: str = _project()
+    strategy: str = param("kcenter", ref="strategy", help="A registered strategy (`segloop select strategies`).")
+    budget: int = param(10, min=1, help="Frames to pick.")
+    params: dict = param(default_factory=dict, help="Strategy parameters, e.g. {\"signal\": \"vss_entropy_mean\"}.")
+    embedding_set_id: int | None = param(None, ref="embedding_set", help="Default: the project's newest.")
+    min_gap_frames: int = param(0, min=0, help="Minimum distance in frames between picks of one video.")
+    max_per_video: int | None = param(None, min=1, help="At most this many picks per video.")
+    videos: list[int] = param(default_factory=list, min=1, ref="video_ids", help="Only frames of these video ids.")
+    one_per_duplicate_group: bool = param(True, help="At most one pick per near-duplicate group.")
+
+
+@dataclass
+class PropagateParams:
+    """Propagate a video's human masks to its other frames (drafts, uncertainty, J&F on held-out masks)."""
+
+    video_ids: list[int] = param(default_factory=list, min=1, min_items=1, ref="video_ids",
+                                 help="DB video ids to propagate.")
+    method: str = param("backbone", choices=("backbone", "pixels", "copy"),
+                        help="Backbone patch features, raw Lab pixel patches, or copy the nearest keyframe's mask.")
+    backbone: str = _backbone()
+    checkpoint: str | None = param(None, ref="file", help="Local timm-layout weights for the backbone.")
+    keyframes: str | None = param(None, pattern=KEYFRAMES_PATTERN, pattern_hint=KEYFRAMES_HINT,
+                                  help="Keyframes (default: every human-labeled frame).")
+    short_side: int = param(480, min=16, help="Frames are resized to this short side (px).")
+
+
+@dataclass
+class FinetuneVSSParams:
+    """Train a VSS head on a project's labeled frames (background + the project's label classes)."""
+
+    project: str = _project()
+    checkpoint_id: int | None = _pretrained_id()
+    weights: str | None = _weights()
+    backbone: str = _backbone()
+    short_side: int = param(192, min=16, help="Frames are embedded at this short side (features cached per frame).")
+    head: str = param("multiscale", choices=("linear", "multiscale"), help="Linear or multi-scale head.")
+    epochs: int = param(30, min=1, help="Passes over the labeled frames.")
+    min_steps: int = param(200, min=0, help="At least this many optimisation steps.")
+    lr: float = param(2e-3, min=0, min_exclusive=True, help="Learning rate of the head.")
+    finetune_backbone: bool = param(False, help="Train the backbone too (layer-wise LR decay); slow on a CPU.")
+    layer_decay: float = param(0.75, min=0, max=1, min_exclusive=True, help="Layer-wise LR decay of the backbone.")
+    val_fraction: float = param(0.2, min=0, max=0.9,
+                                help="Labeled frames held out for evaluation (none below 5 labeled frames).")
+    oracle: str | None = param(None, ref="path",
+                               help="Ground truth (DAVIS root or <dir>/<video>/%05d.png): score every unlabeled frame.")
+    seed: int = param(0, help="Random seed.")
+
+
+@dataclass
+class FinetuneVOSParams:
+    """Train the propagation-refinement decoder on a project's masks; J&F of plain vs refined propagation."""
+
+    project: str = _project()
+    checkpoint_id: int | None = _pretrained_id()
+    weights: str | None = _weights()
+    backbone: str = _backbone()
+    short_side: int = param(192, min=16, help="Frames are embedded at this short side (features cached per frame).")
+    steps: int = param(300, min=1, help="Optimisation steps of the decoder.")
+    prop_short_side: int = param(240, min=16, help="Short side of the propagation the decoder refines.")
+    radius: int = param(6, min=0, help="Propagation window radius in patches.")
+    seed: int = param(0, help="Random seed.")
+
+
+@dataclass
+class PredictParams:
+    """Predict every frame of a project with a VSS checkpoint; per-frame uncertainty scores."""
+
+    checkpoint_id: int = param(ref="checkpoint:vss", help="A VSS checkpoint id.")
+    project: str = _project()
+
+
+@dataclass
+class LoopRoundParams:
+    """One active-learning round: select, label (oracle) or wait, fine-tune, predict, evaluate."""
+
+    project: str = _project()
+    strategy: str = param("kcenter", ref="strategy", help="A registered selection strategy.")
+    budget: int = param(8, min=1, help="Frames to pick this round.")
+    strategy_params: dict = param(default_factory=dict, help="Strategy parameters, e.g. {\"signal\": \"vss_margin\"}.")
+    checkpoint_id: int | None = _pretrained_id()
+    weights: str | None = _weights()
+    backbone: str = _backbone()
+    oracle: str | None = param(None, ref="path",
+                               help="Ground truth to simulate the annotator; without it the round stops at selection.")
+    max_per_video: int | None = param(None, min=1, help="At most this many picks per video.")
+
+
+@dataclass
+class Map2dParams:
+    """A cached 2-D map (t-SNE or PCA) of an embedding set for the Explore page."""
+
+    embedding_set_id: int = param(ref="embedding_set", help="The embedding set to map.")
+    method: str = param("tsne", choices=("tsne", "pca"), help="t-SNE or PCA.")
+    max_points: int = param(5_000, min=10, help="Frames sampled from the set.")
+    seed: int = param(0, help="Random seed of the sample and of t-SNE.")
+    perplexity: float = param(30.0, min=1, help="t-SNE perplexity.")

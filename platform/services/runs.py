@@ -1,0 +1,89 @@
+"""Run an operation from its params: the one translation of a params dataclass into service calls,
+shared by the operation's job handler and its CLI command (so both run the same thing)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.services.checkpoints import pretrained_weights
+from segloop.platform.services.params import (
+    FinetuneVOSParams,
+    FinetuneVSSParams,
+    LoopRoundParams,
+    PretrainParams,
+)
+
+
+def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "auto", settings: Settings | None = None,
+                 job_id: int | None = None, progress=None):
+    """Train a VSS head as `params` say into `out_dir`; the FinetuneResult (None on non-zero torchrun ranks)."""
+    from segloop.platform.services.finetuning import finetune_vss_project, load_project
+    from segloop.platform.services.loop import oracle_from, oracle_reference
+    from segloop.platform.vss.head import VSSConfig
+
+    settings = settings or load_settings()
+    truth = oracle_from(params.oracle)
+    reference = oracle_reference(truth, load_project(params.project, settings), settings) if truth else None
+    config = VSSConfig(head=params.head, epochs=params.epochs, min_steps=params.min_steps, lr=params.lr,
+                       finetune_backbone=params.finetune_backbone, layer_decay=params.layer_decay,
+                       seed=params.seed, device=device)
+    return finetune_vss_project(params.project, out_dir, pretrained=pretrained_weights(params.checkpoint_id,
+                                                                                         params.weights),
+                                backbone=params.backbone, short_side=params.short_side, config=config,
+                                val_fraction=params.val_fraction, reference=reference, settings=settings,
+                                job_id=job_id, progress=progress)
+
+
+def finetune_vos(params: FinetuneVOSParams, out_dir: Path, *, device: str = "auto", settings: Settings | None = None,
+                 job_id: int | None = None, progress=None):
+    """Train the propagation-refinement decoder as `params` say into `out_dir`; the FinetuneResult."""
+    from segloop.platform.services.finetuning import finetune_vos_project
+    from segloop.platform.vos.refiner import RefineConfig
+
+    settings = settings or load_settings()
+    return finetune_vos_project(params.project, out_dir,
+                                pretrained=pretrained_weights(params.checkpoint_id, params.weights),
+                                backbone=params.backbone, short_side=params.short_side,
+                                config=RefineConfig(steps=params.steps, seed=params.seed, device=device),
+                                prop_short_side=params.prop_short_side, prop_radius=params.radius,
+                                settings=settings, job_id=job_id, progress=progress)
+
+
+def loop_round(params: LoopRoundParams, *, job_id: int | None = None, progress=None):
+    """One active-learning round as `params` say; the RoundResult."""
+    from segloop.platform.services.loop import RoundConfig, oracle_from, run_round
+
+    config = RoundConfig(strategy=params.strategy, budget=params.budget, strategy_params=params.strategy_params,
+                         max_per_video=params.max_per_video, backbone=params.backbone,
+                         pretrained=pretrained_weights(params.checkpoint_id, params.weights))
+    return run_round(params.project, config, oracle_from(params.oracle), job_id=job_id, progress=progress)
+
+
+def pretrain_config(params: PretrainParams):
+    """The pretraining config of a pretrain job: its preset, then `config` overrides, then the explicit fields."""
+    from segloop.pretrain.config import load_config
+
+    overrides: dict[str, Any] = {section: dict(values) if isinstance(values, dict) else values
+                                 for section, values in params.config.items()}
+    if params.backbone is not None:
+        overrides.setdefault("model", {})["backbone"] = params.backbone
+    run = overrides.setdefault("run", {})
+    if params.max_minutes is not None:
+        run["max_minutes"] = params.max_minutes
+    if params.steps is not None:
+        run["steps"] = params.steps
+    return load_config(preset_path(params.preset) if params.preset else None, overrides)
+
+
+def preset_path(name: str) -> Path:
+    """The pretraining preset file called `name`, or ValidationError listing the presets."""
+    from importlib import resources
+
+    from segloop.platform.core.errors import ValidationError
+
+    folder = Path(str(resources.files("segloop.pretrain") / "configs"))
+    known = sorted(p.name for p in folder.glob("*.yaml"))
+    if name not in known:
+        raise ValidationError(f"preset {name!r} does not exist; presets: {', '.join(known)}")
+    return folder / name
