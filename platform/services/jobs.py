@@ -21,7 +21,7 @@ from segloop.platform.db.entities import JobInfo
 from segloop.platform.db.stores import artifacts, footage, projects
 from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.services.operations import get_operation, operations
-from segloop.platform.services.runs import preset_path, pretrain_config
+from segloop.platform.services.runs import preset_names, preset_path, pretrain_config
 
 
 def submit_job(engine: Engine, kind: str, values: dict[str, Any], project: str | None = None) -> JobInfo:
@@ -62,8 +62,19 @@ def operation_fields(kind: str) -> list[FieldSpec]:
 
 
 def operation_descriptions() -> dict[str, str]:
-    """{kind: one-line description} of every operation, built-in and plugin."""
-    return {name: op.description for name, op in sorted(operations().items())}
+    """{kind: one-line description} of every operation: built-in ones in pipeline order, then plugins."""
+    return {name: op.description for name, op in operations().items()}
+
+
+def reference_choices(ref: str | None) -> list[str] | None:
+    """The values a reference field can take when they form a short list (strategies, presets), else None."""
+    if ref == "strategy":
+        from segloop.selectors.registry import strategies
+
+        return sorted(strategies())
+    if ref == "preset":
+        return preset_names()
+    return None
 
 
 def _project_id(session: Session, params: Any, fallback: str | None) -> int | None:

@@ -76,14 +76,22 @@ def pretrain_config(params: PretrainParams):
     return load_config(preset_path(params.preset) if params.preset else None, overrides)
 
 
+def preset_names() -> list[str]:
+    """The pretraining preset files shipped in segloop/pretrain/configs."""
+    return sorted(p.name for p in _preset_folder().glob("*.yaml"))
+
+
 def preset_path(name: str) -> Path:
     """The pretraining preset file called `name`, or ValidationError listing the presets."""
-    from importlib import resources
-
     from segloop.platform.core.errors import ValidationError
 
-    folder = Path(str(resources.files("segloop.pretrain") / "configs"))
-    known = sorted(p.name for p in folder.glob("*.yaml"))
-    if name not in known:
-        raise ValidationError(f"preset {name!r} does not exist; presets: {', '.join(known)}")
-    return folder / name
+    if name not in preset_names():
+        raise ValidationError(f"preset {name!r} does not exist; presets: {', '.join(preset_names())}")
+    return _preset_folder() / name
+
+
+def _preset_folder() -> Path:
+    """segloop/pretrain/configs."""
+    from importlib import resources
+
+    return Path(str(resources.files("segloop.pretrain") / "configs"))

@@ -1,31 +1,30 @@
-"""Jobs page: launch an ingest job, follow the queue live, read a job's log, cancel or retry it."""
+"""Jobs page: a form per job kind derived from its params spec, the queue live, a job's error, cancel or retry.
+
+Each form's fields, defaults, choices and help come from the operation's params dataclass; what the form
+sends is checked by `services.jobs.submit_job` (the same check as the CLI), so a bad value is refused with
+the field named and nothing is queued.
+"""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import streamlit as st
 
-from segloop.platform.db.entities import JobInfo
-from segloop.platform.media import uploads
-from segloop.platform.services import library
+from segloop.platform.core.specs import FieldSpec
+from segloop.platform.services import jobs as job_service
+from segloop.platform.services import library, uploads
 from segloop.ui import resources
 
 REFRESH_SECONDS = 2.0
 ACTIVE = ("queued", "running")
 
 
-DEDICATED_FORMS = ("ingest", "pretrain", "embed", "select", "propagate", "map2d")
-
-
 def render() -> None:
     """Draw the page."""
     st.title("Jobs")
-    ingest_form()
-    pretrain_form()
-    embed_form()
-    select_form()
-    propagate_form()
-    other_kinds_form()
+    for kind, description in job_service.operation_descriptions().items():
+        kind_form(kind, description)
     jobs = library.recent_jobs(resources.engine())
     if not jobs:
         st.info("No jobs yet. Launch one above (or with `segloop jobs submit`) and run `segloop worker`.")
@@ -34,153 +33,85 @@ def render() -> None:
     st.fragment(job_board, run_every=REFRESH_SECONDS if pending else None)(pending)
 
 
-def ingest_form() -> None:
-    """A form that queues an ingest job; its defaults ingest the demo footage into project 'default'."""
-    settings = resources.settings()
-    with st.expander("Launch an ingest job", expanded=False):
-        with st.form("jobs_ingest_form"):
-            paths = st.text_area("Files or folders to ingest (one per line)",
-                                 value="\n".join(uploads.default_ingest_paths(settings)), key="jobs_ingest_paths")
-            left, middle, right = st.columns(3)
-            project = left.text_input("Project", value="default", key="jobs_ingest_project")
-            fps = middle.number_input("Sample fps (0 = every frame)", min_value=0.0, value=0.0, key="jobs_ingest_fps")
-            max_side = right.number_input("Max side in px (0 = keep size)", min_value=0, value=0, step=32,
-                                          key="jobs_ingest_max_side")
-            submitted = st.form_submit_button("Queue ingest job", type="primary")
+def kind_form(kind: str, description: str) -> None:
+    """A form of one job kind: one widget per params field, its defaults from the spec; queues on submit."""
+    with st.expander(f"Launch a {kind} job", expanded=False):
+        st.caption(description)
+        with st.form(f"jobs_{kind}_form"):
+            values = {spec.name: field_widget(kind, spec) for spec in job_service.operation_fields(kind)}
+            submitted = st.form_submit_button(f"Queue {kind} job", type="primary")
         if submitted:
-            try:
-                checked = uploads.check_ingest_paths(paths.splitlines())
-                job = uploads.submit_ingest(resources.engine(), checked, uploads.IngestRequest(
-                    project=project, fps=fps or None, max_side=int(max_side) or None))
-            except ValueError as exc:
-                st.error(str(exc))
-            else:
-                st.success(f"Queued ingest job {job.id}. A running `segloop worker` picks it up.")
+            queue(kind, {name: value for name, value in values.items() if value is not None})
 
 
-def queue(kind: str, params: dict, project: str | None) -> None:
-    """Submit a job from a form and say what happened."""
+def field_widget(kind: str, spec: FieldSpec) -> Any:
+    """The widget of one params field; returns its value as JSON (None: the spec's default)."""
+    key, label, help_text = f"jobs_{kind}_{spec.name}", spec.name.replace("_", " ").capitalize(), spec.help or None
+    choices = list(spec.rules.choices) if spec.rules.choices is not None else job_service.reference_choices(
+        spec.rules.ref)
+    if spec.rules.ref == "project":
+        choices = project_names()
+    if spec.kind == "bool":
+        return st.checkbox(label, value=bool(spec.default), key=key, help=help_text)
+    if choices:
+        options = ([None] if spec.optional else []) + choices
+        index = options.index(spec.default) if spec.default in options else 0
+        return st.selectbox(label, options, index=index, key=key, help=help_text,
+                            format_func=lambda v: "(default)" if v is None else str(v))
+    if spec.kind in ("int", "float") and not spec.optional and not spec.required:
+        return st.number_input(label, value=spec.default, step=1 if spec.kind == "int" else None, key=key,
+                               help=help_text, format=None if spec.kind == "int" else "%g")
+    default = form_default(kind, spec)
+    if spec.kind in ("list", "tuple"):
+        text = st.text_area(label, value="\n".join(map(str, default or [])), key=key, help=f"{help_text} One a line.")
+        return [_scalar(part, spec.item_kind) for part in text.replace(",", "\n").splitlines() if part.strip()]
+    if spec.kind == "dict":
+        text = st.text_input(label, value=json.dumps(default or {}), key=key, help=f"{help_text} A JSON object.")
+        return _json(text)
+    text = st.text_input(label, value="" if default is None else str(default), key=key, help=help_text)
+    return _scalar(text, spec.kind) if text.strip() else None
+
+
+def form_default(kind: str, spec: FieldSpec) -> Any:
+    """A field's prefilled value: the spec's default, or footage found on this machine for an ingest's paths."""
+    if kind == "ingest" and spec.name == "paths":
+        return uploads.default_ingest_paths(resources.settings())
+    return spec.default
+
+
+def _scalar(text: str, kind: str | None) -> Any:
+    """A typed-in value as the field's type when it reads as one (else the text, which the spec check refuses)."""
+    text = text.strip()
+    if kind in ("int", "float"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _json(text: str) -> Any:
+    """A JSON value typed in (else the text, which the spec check refuses naming the field)."""
     try:
-        job = library.submit_job(resources.engine(), kind, params, project)
-    except ValueError as exc:
+        return json.loads(text or "{}")
+    except ValueError:
+        return text
+
+
+def queue(kind: str, params: dict) -> None:
+    """Submit a job from a form and say what happened (a refused value is named, nothing is queued)."""
+    try:
+        job = job_service.submit_job(resources.engine(), kind, params)
+    except (ValueError, LookupError) as exc:
         st.error(str(exc))
     else:
+        resources.forget_reads()
         st.success(f"Queued {kind} job {job.id}. A running `segloop worker` picks it up.")
 
 
 def project_names() -> list[str]:
     """Existing project names ('default' when there is none yet)."""
     return [s.project.name for s in resources.project_summaries(resources.settings().db_url)] or ["default"]
-
-
-def pretrain_form() -> None:
-    """A form that queues self-supervised pretraining on a project (the 10-minute CPU preset by default)."""
-    with st.expander("Launch a pretrain job", expanded=False):
-        with st.form("jobs_pretrain_form"):
-            left, middle, right = st.columns(3)
-            project = left.selectbox("Project", project_names(), key="jobs_pretrain_project")
-            minutes = middle.number_input("Time limit in minutes (0 = preset's)", min_value=0.0, value=0.0,
-                                          key="jobs_pretrain_minutes")
-            steps = right.number_input("Steps (0 = preset's)", min_value=0, value=0, key="jobs_pretrain_steps")
-            preset = st.text_input("Preset (a file in segloop/pretrain/configs)", value="cpu_10min_vit_tiny.yaml",
-                                   key="jobs_pretrain_preset")
-            submitted = st.form_submit_button("Queue pretrain job", type="primary")
-        if submitted:
-            queue("pretrain", {"project": project, "preset": preset.strip() or None,
-                               "max_minutes": minutes or None, "steps": int(steps) or None}, project)
-
-
-def embed_form() -> None:
-    """A form that queues embedding a project's frames (random-init or a checkpoint)."""
-    with st.expander("Launch an embed job", expanded=False):
-        with st.form("jobs_embed_form"):
-            left, middle, right = st.columns(3)
-            project = left.selectbox("Project", project_names(), key="jobs_embed_project")
-            checkpoint = middle.number_input("Checkpoint id (0 = random init)", min_value=0, value=0,
-                                             key="jobs_embed_checkpoint")
-            backbone = right.text_input("Backbone", value="vit_small_patch16_224", key="jobs_embed_backbone")
-            size_col, batch_col, vector_col = st.columns(3)
-            img_size = size_col.number_input("Image size", min_value=32, max_value=1024, value=224, step=32,
-                                             key="jobs_embed_size")
-            batch = batch_col.number_input("Batch size", min_value=1, value=32, key="jobs_embed_batch")
-            vector = vector_col.selectbox("Vector", ("cls", "patch_mean"), key="jobs_embed_vector")
-            submitted = st.form_submit_button("Queue embed job", type="primary")
-        if submitted:
-            queue("embed", {"project": project, "checkpoint_id": int(checkpoint) or None, "backbone": backbone,
-                            "img_size": int(img_size), "batch_size": int(batch), "vector": vector}, project)
-
-
-def select_form() -> None:
-    """A form that queues a selection run (the Select page runs small ones inline and reviews them)."""
-    from segloop.selectors.registry import strategies
-
-    with st.expander("Launch a select job", expanded=False):
-        with st.form("jobs_select_form"):
-            left, middle, right = st.columns(3)
-            project = left.selectbox("Project", project_names(), key="jobs_select_project")
-            names = list(strategies())
-            strategy = middle.selectbox("Strategy", names, index=names.index("kcenter") if "kcenter" in names else 0,
-                                        key="jobs_select_strategy")
-            budget = right.number_input("Budget", min_value=1, value=10, key="jobs_select_budget")
-            params = st.text_input("Strategy parameters (JSON)", value="{}", key="jobs_select_params")
-            submitted = st.form_submit_button("Queue select job", type="primary")
-        if submitted:
-            try:
-                parsed = json.loads(params or "{}")
-            except ValueError as exc:
-                st.error(f"strategy parameters: not valid JSON ({exc})")
-                return
-            queue("select", {"project": project, "strategy": strategy, "budget": int(budget), "params": parsed},
-                  project)
-
-
-def propagate_form() -> None:
-    """A form that queues mask propagation for videos (by id) from their human-labeled frames."""
-    with st.expander("Launch a propagate job", expanded=False):
-        with st.form("jobs_propagate_form"):
-            left, middle, right = st.columns(3)
-            video_ids = left.text_input("Video ids (comma-separated)", value="", key="jobs_propagate_videos")
-            method = middle.selectbox("Method", ("backbone", "pixels", "copy"), key="jobs_propagate_method")
-            backbone = right.text_input("Backbone", value="vit_small_patch16_224", key="jobs_propagate_backbone")
-            keyframes_col, size_col = st.columns(2)
-            keyframes = keyframes_col.text_input("Keyframes (empty = every labeled frame; first, uniform:K, 3,17)",
-                                                 key="jobs_propagate_keyframes")
-            short_side = size_col.number_input("Short side (px)", min_value=32, value=480, step=32,
-                                               key="jobs_propagate_size")
-            submitted = st.form_submit_button("Queue propagate job", type="primary")
-        if submitted:
-            try:
-                ids = [int(v) for v in video_ids.replace(" ", "").split(",") if v]
-            except ValueError:
-                st.error(f"video ids: {video_ids!r} is not a comma-separated list of integers")
-                return
-            queue("propagate", {"video_ids": ids, "method": method, "backbone": backbone,
-                                "keyframes": keyframes.strip() or None, "short_side": int(short_side)}, None)
-
-
-def other_kinds_form() -> None:
-    """Any other registered job kind (fine-tune, evaluate, plugins…) with its default parameters as JSON."""
-    others = {k: v for k, v in library.job_kind_defaults().items() if k not in DEDICATED_FORMS}
-    if not others:
-        return
-    with st.expander("Launch another kind of job", expanded=False):
-        kind_col, project_col = st.columns([3, 1])
-        kind = kind_col.selectbox("Kind", list(others), key="jobs_other_kind",
-                                  format_func=lambda k: f"{k}: {others[k][0]}")
-        defaults = dict(others[kind][1])
-        if "project" in defaults:
-            defaults["project"] = project_col.selectbox("Project", project_names(), key="jobs_other_project")
-        with st.form("jobs_other_form"):
-            params = st.text_area("Parameters (JSON, the kind's defaults)", value=json.dumps(defaults, indent=2),
-                                  key=f"jobs_other_params_{kind}_{defaults.get('project', '')}", height=220)
-            submitted = st.form_submit_button(f"Queue {kind} job", type="primary")
-        if submitted:
-            try:
-                parsed = json.loads(params)
-            except ValueError as exc:
-                st.error(f"parameters: not valid JSON ({exc})")
-                return
-            queue(kind, parsed, parsed.get("project") if isinstance(parsed, dict) else None)
 
 
 def job_board(pending: bool) -> None:
@@ -204,12 +135,13 @@ def job_board(pending: bool) -> None:
         job_detail(by_id[chosen])
 
 
-def job_detail(job: JobInfo) -> None:
-    """Progress, parameters, result, log tail, and cancel / retry for one job."""
+def job_detail(job) -> None:
+    """The job's error first, then progress, cancel / retry, parameters, result; the log (with any traceback)
+    only in a collapsed section."""
     engine = resources.engine()
-    st.progress(job.progress, text=f"job {job.id} · {job.status} · {job.progress:.0%} · {job.message}")
     if job.error:
         st.error(job.error)
+    st.progress(job.progress, text=f"job {job.id} · {job.status} · {job.progress:.0%} · {job.message}")
     cancel_col, retry_col, _ = st.columns([1, 1, 4])
     if cancel_col.button("Cancel job", key=f"jobs_cancel_{job.id}", disabled=job.status not in ACTIVE):
         act(lambda: library.cancel_job(engine, job.id), "cancel requested")
@@ -220,8 +152,8 @@ def job_detail(job: JobInfo) -> None:
     left.code(json.dumps(job.params, indent=2), language="json")
     right.caption("Result")
     right.code(json.dumps(job.result, indent=2), language="json")
-    st.caption(f"Log tail ({job.log_path or 'no log yet'})")
-    st.code(library.job_log_tail(resources.settings().data_dir, job) or "(empty)", language="text")
+    with st.expander("Log" + (" (with the traceback)" if job.error else ""), expanded=False):
+        st.code(library.job_log_tail(resources.settings().data_dir, job) or "(empty)", language="text")
 
 
 def act(action, done: str) -> None:

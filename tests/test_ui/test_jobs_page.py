@@ -1,0 +1,88 @@
+"""The Jobs page (Streamlit AppTest on a real database): forms derived from each kind's params spec refuse bad
+values naming the field, queue good ones, and a failed job shows its one-line error before its log."""
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.services import jobs as job_service
+
+from .conftest import page_script
+
+
+def jobs_page() -> AppTest:
+    """The Jobs page, run once without exceptions."""
+    app = AppTest.from_string(page_script("jobs"), default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def submit(app: AppTest, kind: str) -> AppTest:
+    """Press a kind's queue button."""
+    app.button(key=f"FormSubmitter:jobs_{kind}_form-Queue {kind} job").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def all_jobs(engine) -> list:
+    """Every job row."""
+    with session_scope(engine) as session:
+        return job_store.list_jobs(session)
+
+
+def test_every_kind_has_a_form_with_its_spec_defaults(engine) -> None:
+    """One form per operation; each field's widget starts at the spec's default."""
+    app = jobs_page()
+    for kind in job_service.operation_descriptions():
+        assert app.button(key=f"FormSubmitter:jobs_{kind}_form-Queue {kind} job") is not None
+    assert app.number_input(key="jobs_finetune_vss_epochs").value == 30
+    assert app.number_input(key="jobs_finetune_vss_lr").value == 2e-3
+    assert app.selectbox(key="jobs_finetune_vss_backbone").value == "vit_tiny_patch16_224"
+    assert app.selectbox(key="jobs_pretrain_preset").value == "cpu_10min_vit_tiny.yaml"
+
+
+def test_form_refuses_negative_epochs_and_queues_nothing(engine, ui_project) -> None:
+    """epochs -3 in the finetune_vss form: an error naming `epochs`, no job row."""
+    app = jobs_page()
+    app.selectbox(key="jobs_finetune_vss_project").set_value("ui")
+    app.number_input(key="jobs_finetune_vss_epochs").set_value(-3)
+    submit(app, "finetune_vss")
+    assert [e.value for e in app.error] == ["finetune_vss params: epochs: must be >= 1, got -3"]
+    assert all_jobs(engine) == []
+
+
+def test_form_refuses_bad_references_then_queues_a_good_job(engine, ui_project) -> None:
+    """Video id 999 and keyframes 'banana' are refused by name; the project's video with 'first' is queued."""
+    app = jobs_page()
+    app.text_area(key="jobs_propagate_video_ids").set_value("999")
+    submit(app, "propagate")
+    assert "video_ids: video 999 does not exist" in app.error[0].value
+    app.text_area(key="jobs_propagate_video_ids").set_value(str(ui_project.video_ids[0]))
+    app.text_input(key="jobs_propagate_keyframes").set_value("banana")
+    submit(app, "propagate")
+    assert "keyframes: 'banana' is not valid" in app.error[0].value
+    assert all_jobs(engine) == []
+    app.text_input(key="jobs_propagate_keyframes").set_value("first")
+    submit(app, "propagate")
+    assert not app.error
+    [job] = all_jobs(engine)
+    assert (job.kind, job.params["video_ids"], job.params["keyframes"]) == ("propagate", [ui_project.video_ids[0]],
+                                                                            "first")
+
+
+def test_failed_job_shows_its_message_first_and_the_log_collapsed(engine, settings) -> None:
+    """A failed job's one-line error is shown as an error; the log tail sits in a collapsed expander."""
+    log = settings.logs_dir / "job-1.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("Traceback (most recent call last):\n  File 'x.py'\nRuntimeError: boom\n")
+    with session_scope(engine) as session:
+        job = job_store.submit_job(session, "map2d", {"embedding_set_id": 1})
+        job_store.claim_next_job(session, "w")
+        job_store.set_log_path(session, job.id, str(log))
+        job_store.fail_job(session, job.id, "map2d job failed: boom\nmore", retryable=True)
+    app = jobs_page()
+    assert [e.value for e in app.error] == ["map2d job failed: boom"]
+    log_section = [x for x in app.expander if x.label.startswith("Log")]
+    assert len(log_section) == 1 and "(with the traceback)" in log_section[0].label
+    assert "RuntimeError: boom" in log_section[0].code[0].value
