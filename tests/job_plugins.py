@@ -45,3 +45,16 @@ class CrashParams:
 def crash_job(params: CrashParams, ctx) -> dict:
     """Die without writing a result."""
     os._exit(params.code)
+
+
+@dataclass
+class FailParams:
+    """Raise an unexpected error with `message`."""
+
+    message: str = "the disk is full\nsecond line"
+
+
+@job_kind("test-fail", FailParams, "Raise an unexpected error (tests only).")
+def fail_job(params: FailParams, ctx) -> dict:
+    """Fail the way a bug does: an exception that is not a ValueError."""
+    raise RuntimeError(params.message)

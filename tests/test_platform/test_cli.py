@@ -71,7 +71,7 @@ def test_jobs_cli_errors_are_clear(cli) -> None:
     """Bad JSON, unknown kinds and unknown jobs give a message and exit non-zero."""
     assert "not valid JSON" in cli("jobs", "submit", "ingest", "--params", "{").output
     result = cli("jobs", "submit", "ingest", "--params", '{"paths": ["a"], "x": 1}')
-    assert result.exit_code == 1 and "unknown field(s) x" in result.output
+    assert result.exit_code == 1 and "ingest params: x: unknown field" in result.output
     result = cli("jobs", "show", "42")
     assert result.exit_code == 1 and "job 42 does not exist" in result.output
     assert cli("jobs", "kinds").exit_code == 0
@@ -121,3 +121,95 @@ def test_pretrain_embed_select_on_a_project(cli, synth_root: Path, engine, tmp_p
     assert embedding_set.checkpoint_id == checkpoint.id and embedding_set.count == 24
     assert cli("select", "--project", "cli", "--strategy", "typicality", "--budget", "2").exit_code == 0
     assert cli("pretrain", "--out", str(tmp_path / "x")).exit_code == 1
+
+
+@pytest.fixture
+def demo_project(cli, synth_root: Path, engine, tmp_path: Path) -> dict:
+    """Project 'demo' with the two synthetic videos and a registered vss checkpoint (not a pretrained backbone)."""
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts, footage, projects
+
+    assert cli("ingest", str(synth_root / "videos"), "--project", "demo").exit_code == 0
+    weights = tmp_path / "vss.pt"
+    weights.write_bytes(b"not loaded at submit time")
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "demo")
+        videos = [v.id for v in footage.list_videos(session, project.id)]
+        vss = artifacts.add_checkpoint(session, "vss", "vit_tiny_patch16_224", str(weights), project_id=project.id)
+    return {"videos": videos, "vss_checkpoint": vss.id}
+
+
+def _job_count(cli) -> int:
+    """How many jobs `segloop jobs list` shows."""
+    from segloop.platform.db.migrate import db_session
+    from segloop.platform.db.stores import jobs as job_store
+
+    output = cli("jobs", "list").output
+    with db_session() as session:
+        rows = job_store.list_jobs(session)
+    assert all(f"│ {j.id} " in output for j in rows)
+    return len(rows)
+
+
+@pytest.mark.parametrize(("kind", "params", "message"), [
+    ("finetune_vss", {"project": "demo", "epochs": -3}, "finetune_vss params: epochs: must be >= 1, got -3"),
+    ("finetune_vss", {"project": "demo", "checkpoint_id": 999},
+     "finetune_vss params: checkpoint_id: checkpoint 999 does not exist"),
+    ("finetune_vos", {"project": "demo", "checkpoint_id": "VSS"},
+     "finetune_vos params: checkpoint_id: checkpoint VSS is a vss checkpoint; a pretrain checkpoint is needed"),
+    ("finetune_vss", {"project": "demo", "backbone": "vit_huge"}, "finetune_vss params: backbone: must be one of"),
+    ("embed", {"project": "demo", "backbone": "resnet50"}, "embed params: backbone: must be one of vit_tiny"),
+    ("pretrain", {"project": "demo", "preset": "nope.yaml"},
+     "pretrain params: preset: preset 'nope.yaml' does not exist; presets: cpu_10min_vit_tiny.yaml"),
+    ("pretrain", {"project": "demo", "config": {"model": {"backbone": "resnet50"}}},
+     "pretrain params: config: backbone 'resnet50' is unknown"),
+    ("pretrain", {"project": "demo", "config": {"run": {"stepz": 1}}},
+     "pretrain params: config: run.stepz: unknown key"),
+    ("propagate", {"video_ids": [999]}, "propagate params: video_ids: video 999 does not exist"),
+    ("propagate", {"video_ids": ["VIDEO"], "keyframes": "banana"},
+     "propagate params: keyframes: 'banana' is not valid; expected first, uniform:K or comma-separated"),
+    ("select", {"project": "demo", "strategy": "psychic"}, "select params: strategy: strategy 'psychic' is unknown"),
+    ("predict", {"project": "nowhere", "checkpoint_id": "VSS"}, "predict params: project: project 'nowhere' does not"),
+    ("map2d", {"embedding_set_id": 7}, "map2d params: embedding_set_id: embedding set 7 does not exist"),
+    ("ingest", {"paths": ["/no/such/video.mp4"]}, "ingest params: paths: /no/such/video.mp4 does not exist"),
+])
+def test_jobs_submit_refuses_bad_values_and_queues_nothing(cli, demo_project: dict, kind: str, params: dict,
+                                                            message: str) -> None:
+    """Every bad value or reference is refused at submit time, naming the field; `jobs list` shows no new job."""
+    filled = {k: (demo_project["vss_checkpoint"] if v == "VSS" else v) for k, v in params.items()}
+    filled = {k: [demo_project["videos"][0] if x == "VIDEO" else x for x in v] if isinstance(v, list) else v
+              for k, v in filled.items()}
+    message = message.replace("VSS", str(demo_project["vss_checkpoint"]))
+    before = _job_count(cli)
+    result = cli("jobs", "submit", kind, "--params", json.dumps(filled))
+    assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert _job_count(cli) == before
+
+
+def test_jobs_submit_queues_good_params_with_defaults(cli, demo_project: dict) -> None:
+    """A good submit is queued with every field of the spec filled in (the defaults the worker will use)."""
+    from segloop.platform.db.migrate import db_session
+    from segloop.platform.db.stores import jobs as job_store
+
+    result = cli("jobs", "submit", "finetune_vss", "--params", '{"project": "demo", "epochs": 2, "lr": 0.01}')
+    assert result.exit_code == 0, result.output
+    with db_session() as session:
+        [job] = job_store.list_jobs(session)
+    assert job.params["epochs"] == 2 and job.params["layer_decay"] == 0.75 and job.params["lr"] == 0.01
+    assert job.params["backbone"] == "vit_tiny_patch16_224"
+
+
+def test_finetune_cli_options_are_the_job_fields(cli) -> None:
+    """`segloop finetune vss` takes an option per finetune_vss param (plus --checkpoint, --out, --device)."""
+    from segloop.platform.core.specs import describe
+    from segloop.platform.services.params import FinetuneVSSParams
+
+    help_text = cli("finetune", "vss", "--help").output
+    for spec in describe(FinetuneVSSParams):
+        if spec.name not in ("checkpoint_id", "weights"):
+            assert f"--{spec.name.replace('_', '-')}" in help_text, spec.name
+    result = cli("finetune", "vss", "--project", "demo", "--epochs", "-3")
+    assert result.exit_code == 2 and "--epochs" in result.output
+    result = cli("finetune", "vss", "--project", "nowhere", "--checkpoint", "999")
+    assert result.exit_code == 1 and "project: project 'nowhere' does not exist" in result.output

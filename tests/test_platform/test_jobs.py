@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from segloop.platform.core.errors import ValidationError
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import jobs as job_store
-from segloop.platform.jobs.registry import JobParamsError, validate_params
+from segloop.platform.jobs.registry import validate_params
+from segloop.platform.services.jobs import submit_job
 
 PLUGIN = str(Path(__file__).resolve().parents[1] / "job_plugins.py")
 SEGLOOP = [sys.executable, "-m", "segloop.platform.cli"]
@@ -29,9 +31,8 @@ def job_env(data_dir: Path, engine, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 
 def _submit(engine, kind: str, params: dict) -> int:
-    """Validate and queue a job."""
-    with session_scope(engine) as session:
-        return job_store.submit_job(session, kind, validate_params(kind, params)).id
+    """Check and queue a job the way every caller does."""
+    return submit_job(engine, kind, params).id
 
 
 def _job(engine, job_id: int):
@@ -51,13 +52,13 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
 
 def test_params_are_validated_with_field_names() -> None:
     """Unknown fields, wrong types and unknown kinds are refused before queueing."""
-    with pytest.raises(JobParamsError, match="unknown field\\(s\\) bogus"):
+    with pytest.raises(ValidationError, match="ingest params: bogus: unknown field"):
         validate_params("ingest", {"paths": ["a"], "bogus": 1})
-    with pytest.raises(JobParamsError, match="field 'fps': expected a number"):
+    with pytest.raises(ValidationError, match="ingest params: fps: expected a number"):
         validate_params("ingest", {"paths": ["a"], "fps": "fast"})
-    with pytest.raises(JobParamsError, match="field 'paths'\\[0\\]: expected a string"):
+    with pytest.raises(ValidationError, match="ingest params: paths\\[0\\]: expected a string"):
         validate_params("ingest", {"paths": [3]})
-    with pytest.raises(JobParamsError, match="job kind 'nope' is unknown"):
+    with pytest.raises(ValidationError, match="job kind 'nope' is unknown"):
         validate_params("nope", {})
     assert validate_params("ingest", {"paths": ["a"], "fps": 2})["fps"] == 2.0
 
@@ -95,6 +96,20 @@ def test_crashed_job_process_is_failed_retryable(job_env, engine) -> None:
     job = _job(engine, job_id)
     assert (job.status, job.retryable) == ("failed", True)
     assert "exited with code 5" in job.error
+
+
+def test_unexpected_handler_error_is_one_line_on_the_row_and_in_the_log(job_env, engine, cli) -> None:
+    """A handler that raises: the row carries '<kind> job failed: <first line>' (no class name, no traceback);
+    the traceback stays in the job's log; `jobs show` and `jobs list` print the one line."""
+    job_id = _submit(engine, "test-fail", {})
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=120)
+    job = _job(engine, job_id)
+    assert (job.status, job.retryable, job.error) == ("failed", True, "test-fail job failed: the disk is full")
+    log = Path(job.log_path).read_text()
+    assert "Traceback (most recent call last)" in log and "RuntimeError: the disk is full" in log
+    shown = cli("jobs", "show", str(job_id), "--log-lines", "0").output
+    assert "error: test-fail job failed: the disk is full" in shown and "RuntimeError" not in shown
+    assert "disk is full" in cli("jobs", "list").output
 
 
 def test_cancel_stops_a_running_job(job_env, engine) -> None:
@@ -180,7 +195,8 @@ def test_pretrain_embed_select_jobs_chain(job_env, engine, synth_root: Path, dat
 
 
 def test_killed_pretrain_job_resumes_from_its_checkpoint(job_env, engine, synth_root: Path, data_dir: Path) -> None:
-    """SIGKILL the worker of a running pretrain job after a checkpoint: another worker resumes it, one checkpoint row."""
+    """SIGKILL the worker of a running pretrain job after a checkpoint: another worker resumes it, one checkpoint
+    row."""
     import json as jsonlib
 
     from segloop.platform.core.settings import load_settings
