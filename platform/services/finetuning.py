@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import resolve_inside
 from segloop.platform.db.engine import get_engine, session_scope
@@ -118,7 +119,7 @@ class FinetuneResult:
 
 
 def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
-                         backbone: str = "vit_tiny_patch16_224", short_side: int = 192,
+                         backbone: str = DEFAULT_BACKBONE, short_side: int = 192,
                          config: VSSConfig = VSSConfig(), val_fraction: float = 0.2,
                          reference: Reference | None = None, extra_params: dict | None = None,
                          settings: Settings | None = None, job_id: int | None = None,
@@ -265,7 +266,7 @@ def _features_with(backbone, frames: ProjectFrames, spec: FeatureSpec):
 
 
 def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
-                         backbone: str = "vit_tiny_patch16_224", short_side: int = 192, config=None,
+                         backbone: str = DEFAULT_BACKBONE, short_side: int = 192, config=None,
                          prop_short_side: int = 240, prop_radius: int = 6, settings: Settings | None = None,
                          job_id: int | None = None, progress: Progress | None = None) -> FinetuneResult | None:
     """Train the propagation-refinement decoder on the project's human masks, register it and compare it with

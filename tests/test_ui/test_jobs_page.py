@@ -86,3 +86,34 @@ def test_failed_job_shows_its_message_first_and_the_log_collapsed(engine, settin
     log_section = [x for x in app.expander if x.label.startswith("Log")]
     assert len(log_section) == 1 and "(with the traceback)" in log_section[0].label
     assert "RuntimeError: boom" in log_section[0].code[0].value
+
+
+def test_forms_queue_pipeline_kinds_with_their_defaults(engine, ui_project) -> None:
+    """Pretrain, embed and select queue with the spec's defaults in the chosen project; propagate with a video id."""
+    app = jobs_page()
+    for kind in ("pretrain", "embed", "select"):
+        app.selectbox(key=f"jobs_{kind}_project").set_value("ui")
+        submit(app, kind)
+        assert not app.error, [e.value for e in app.error]
+    app.text_area(key="jobs_propagate_video_ids").set_value(str(ui_project.video_ids[0]))
+    submit(app, "propagate")
+    queued = {j.kind: j.params for j in all_jobs(engine)}
+    assert sorted(queued) == ["embed", "pretrain", "propagate", "select"]
+    assert (queued["pretrain"]["preset"], queued["pretrain"]["project"]) == ("cpu_10min_vit_tiny.yaml", "ui")
+    assert (queued["embed"]["backbone"], queued["embed"]["checkpoint_id"]) == ("vit_tiny_patch16_224", None)
+    assert (queued["select"]["strategy"], queued["select"]["budget"]) == ("kcenter", 10)
+    assert queued["propagate"]["video_ids"] == [ui_project.video_ids[0]]
+    assert {j.status for j in all_jobs(engine)} == {"queued"}
+
+
+def test_plugin_kind_gets_a_form_from_its_params(engine, monkeypatch) -> None:
+    """A job kind of a plugin (SEGLOOP_JOB_PLUGINS) gets its form from its own params dataclass."""
+    from pathlib import Path
+
+    monkeypatch.setenv("SEGLOOP_JOB_PLUGINS", str(Path(__file__).resolve().parents[1] / "job_plugins.py"))
+    app = jobs_page()
+    assert app.number_input(key="jobs_test-sleep_steps").value == 4
+    app.number_input(key="jobs_test-sleep_seconds").set_value(0.5)
+    submit(app, "test-sleep")
+    [job] = all_jobs(engine)
+    assert (job.kind, job.params) == ("test-sleep", {"seconds": 0.5, "steps": 4, "marker": None})

@@ -7,9 +7,11 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from segloop.platform.cli.options import params_from_options, spec_options
 from segloop.platform.core.console import console, err_console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.db.migrate import ensure_db
+from segloop.platform.services.params import IngestParams
 
 
 def ingest_with_progress(paths: list[Path], options):
@@ -48,21 +50,15 @@ def print_report(report) -> None:
 
 @click.command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--project", default="default", show_default=True, help="Project to add the footage to.")
-@click.option("--fps", type=float, default=None, help="Sample frames at this rate (default: every frame).")
-@click.option("--max-side", type=int, default=None, help="Downscale frames so the longer side is at most PX.")
-@click.option("--masks", type=click.Path(path_type=Path), default=None,
-              help="Mask folder: <DIR>/<video name>/*.png per input (DAVIS Annotations layout).")
+@spec_options(IngestParams, exclude=("paths",))
 @friendly_errors
-def command(paths: tuple[Path, ...], project: str, fps: float | None, max_side: int | None, masks: Path | None) -> None:
+def command(paths: tuple[Path, ...], **values) -> None:
     """Ingest video files (mp4, mov, mkv, avi, webm), folders of them, or DAVIS-layout frame folders."""
     from segloop.platform.media.ingest import IngestOptions
 
-    if fps is not None and fps <= 0:
-        raise click.BadParameter(f"must be positive, got {fps}", param_hint="--fps")
-    if max_side is not None and max_side < 16:
-        raise click.BadParameter(f"must be at least 16, got {max_side}", param_hint="--max-side")
-    options = IngestOptions(project=project, fps=fps, max_side=max_side, masks=masks)
+    params = params_from_options(IngestParams, values, where="ingest", paths=[str(p) for p in paths])
+    options = IngestOptions(project=params.project, fps=params.fps, max_side=params.max_side,
+                            masks=Path(params.masks) if params.masks else None)
     report = ingest_with_progress(list(paths), options)
     print_report(report)
     if report.failed:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+
 
 class CliInputError(ValueError):
     """A command-line value that cannot be used; the message names the option."""
@@ -92,7 +94,7 @@ def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML overrides of the defaults.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config value (applied after --config and the flags below).")
-@click.option("--backbone", help="timm ViT name (default vit_small_patch16_224).")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), help="timm ViT (default: the config's).")
 @click.option("--img-size", type=int, help="Global crop and clip size in px (local crops half of it).")
 @click.option("--steps", type=int, help="Optimisation steps (the schedules' horizon).")
 @click.option("--max-minutes", type=float, help="Stop cleanly with a final checkpoint after this wall-clock time.")
@@ -169,7 +171,8 @@ def _report(result, frames: int, videos: int) -> None:
 @click.command(name="embed")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="teacher_backbone.pth of a run (or any timm-layout weights file).")
-@click.option("--backbone", default=None, help="timm ViT name (default: the run's backbone, else vit_small_patch16_224).")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=None,
+              help=f"timm ViT (default: the run's backbone, else {DEFAULT_BACKBONE}).")
 @click.option("--frames", "frames_root", type=click.Path(path_type=Path), help="Frames folder (or --project).")
 @click.option("--project", default=None, help="Instead of --frames/--out: embed the project's stored frames and "
                                               "register an embedding set.")
@@ -223,7 +226,7 @@ def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_s
 
 
 def backbone_name_for(checkpoint: Path | None, backbone: str | None) -> str:
-    """The explicit --backbone, else the one in the run's config.yaml next to the checkpoint, else ViT-S/16."""
+    """The explicit --backbone, else the one in the run's config.yaml next to the checkpoint, else the default."""
     if backbone:
         return backbone
     if checkpoint is not None and (Path(checkpoint).parent / "config.yaml").is_file():
@@ -233,7 +236,7 @@ def backbone_name_for(checkpoint: Path | None, backbone: str | None) -> str:
         name = (saved.get("model") or {}).get("backbone")
         if name:
             return name
-    return "vit_small_patch16_224"
+    return DEFAULT_BACKBONE
 
 
 def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out) -> None:

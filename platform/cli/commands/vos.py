@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.cli.commands.eval import sequences_option_values
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.storage import write_json
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -57,7 +58,8 @@ def command() -> None:
 @click.option("--sequences", multiple=True, help="Sequences (default: all); space/comma separated.")
 @click.option("--method", type=click.Choice(["backbone", "pixels", "copy"]), default="backbone", show_default=True,
               help="Backbone patch features, raw Lab pixel patches, or copy the nearest keyframe's mask.")
-@click.option("--backbone", default="vit_small_patch16_224", show_default=True, help="timm ViT name (random init without --checkpoint).")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True,
+              help="timm ViT (random init without --checkpoint).")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Local timm-layout weights for --backbone (segloop teacher_backbone.pth, timm/DINOv2 file).")
 @click.option("--keyframes", default="first", show_default=True, help="first | uniform:K | comma-separated frame indices.")
