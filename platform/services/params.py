@@ -104,14 +104,20 @@ class PropagateParams:
 
 
 @dataclass
-class FinetuneVSSParams:
-    """Train a VSS head on a project's labeled frames (background + the project's label classes)."""
+class FinetuneBase:
+    """The fields fine-tuning operations share: the project and the backbone whose features are trained on."""
 
     project: str = _project()
     checkpoint_id: int | None = _pretrained_id()
     weights: str | None = _weights()
     backbone: str = _backbone()
     short_side: int = param(192, min=16, help="Frames are embedded at this short side (features cached per frame).")
+
+
+@dataclass
+class FinetuneVSSParams(FinetuneBase):
+    """Train a VSS head on a project's labeled frames (background + the project's label classes)."""
+
     head: str = param("multiscale", choices=("linear", "multiscale"), help="Linear or multi-scale head.")
     epochs: int = param(30, min=1, help="Passes over the labeled frames.")
     min_steps: int = param(200, min=0, help="At least this many optimisation steps.")
@@ -126,14 +132,9 @@ class FinetuneVSSParams:
 
 
 @dataclass
-class FinetuneVOSParams:
+class FinetuneVOSParams(FinetuneBase):
     """Train the propagation-refinement decoder on a project's masks; J&F of plain vs refined propagation."""
 
-    project: str = _project()
-    checkpoint_id: int | None = _pretrained_id()
-    weights: str | None = _weights()
-    backbone: str = _backbone()
-    short_side: int = param(192, min=16, help="Frames are embedded at this short side (features cached per frame).")
     steps: int = param(300, min=1, help="Optimisation steps of the decoder.")
     prop_short_side: int = param(240, min=16, help="Short side of the propagation the decoder refines.")
     radius: int = param(6, min=0, help="Propagation window radius in patches.")
