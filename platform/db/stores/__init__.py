@@ -1,6 +1,5 @@
 """Store layer: one module per aggregate; functions take a Session and return entities."""
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: it would bind the name `annotations`, hiding the store module.
 from collections.abc import Sequence
 
 from segloop.platform.core.errors import NotFoundError
