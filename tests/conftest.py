@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,45 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     synthesize(root, SynthOptions(videos=2, frames=12, width=96, height=64, seed=7))
     return root
+
+
+@dataclass
+class FootageProject:
+    """An ingested project: its id, and its videos' ids in ingest order."""
+
+    project_id: int
+    video_ids: list[int]
+
+
+@pytest.fixture
+def footage_project(engine, settings, synth_root: Path) -> FootageProject:
+    """The two synthetic videos (12 frames each, no masks) ingested into project 'ui'."""
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import footage, projects
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+
+    report = ingest_paths([synth_root / "videos"], IngestOptions(project="ui"), settings)
+    assert not report.failed
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "ui")
+        videos = footage.list_videos(session, project.id)
+    return FootageProject(project.id, [v.id for v in videos])
+
+
+@pytest.fixture
+def embedded(engine, settings, footage_project):
+    """The footage project embedded with a tiny random-init ViT at 32 px."""
+    from segloop.platform.services.embedding import embed_project
+
+    return embed_project("ui", "vit_tiny_patch16_224", img_size=32, batch_size=8, settings=settings)
+
+
+@pytest.fixture
+def file_settings(data_dir: Path):
+    """Settings for tests that only touch files (no database, so not repeated per database)."""
+    from segloop.platform.core.settings import load_settings
+
+    return load_settings()
 
 
 def run_segloop(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

@@ -7,9 +7,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.db.engine import get_engine, session_scope
-from segloop.platform.db.migrate import ensure_schema
-from segloop.platform.services import library
+from segloop.platform.services import artifacts, library, runtime
 
 READ_TTL_SECONDS = 5
 
@@ -22,10 +20,7 @@ def settings() -> Settings:
 @st.cache_resource
 def _migrated_engine(url: str) -> Engine:
     """The engine for `url`, with the schema migrated to head once per server."""
-    current = settings()
-    db = get_engine(current)
-    ensure_schema(db)
-    return db
+    return runtime.open_database(settings())
 
 
 def engine() -> Engine:
@@ -63,12 +58,10 @@ def forget_reads() -> None:
 def map_points(url: str, embedding_set_id: int, method: str, max_points: int, seed: int, signal: str | None,
                selection_id: int | None) -> list | None:
     """The sampled frames of an embedding set on a 2-D map (cached a minute: PCA and lookups of 5,000 points)."""
-    from segloop.platform.db.stores import artifacts
     from segloop.platform.services import explore
 
     engine = _migrated_engine(url)
-    with session_scope(engine) as session:
-        embedding_set = artifacts.get_embedding_set(session, embedding_set_id)
+    embedding_set = artifacts.embedding_set(engine, embedding_set_id)
     return explore.map_points(engine, settings(), embedding_set, method, max_points, seed, signal, selection_id)
 
 
@@ -83,12 +76,9 @@ def thumbnail_uri(data_dir: str, thumb_path: str) -> str:
 @st.cache_resource(max_entries=4, show_spinner="Loading the similarity index…")
 def similarity_index(url: str, embedding_set_id: int):
     """The FAISS cosine index of an embedding set (kept in memory per server)."""
-    from segloop.platform.db.stores import artifacts
     from segloop.platform.services import explore
 
-    with session_scope(_migrated_engine(url)) as session:
-        embedding_set = artifacts.get_embedding_set(session, embedding_set_id)
-    return explore.similarity_index(embedding_set, settings())
+    return explore.similarity_index(artifacts.embedding_set(_migrated_engine(url), embedding_set_id), settings())
 
 
 def project_picker(key: str, column=None) -> library.ProjectSummary | None:

@@ -196,6 +196,16 @@ class MetricInfo:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class FrameFilter:
+    """Which frames of a project to list: optionally one video, one label status, one near-duplicate group."""
+
+    project_id: int
+    video_id: int | None = None
+    label_status: str = "any"
+    dup_group: int | None = None
+
+
 @dataclass
 class NewFrame:
     """A frame about to be stored (input to the footage store)."""

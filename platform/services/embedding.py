@@ -111,7 +111,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def load_embedding_set(embedding_set: EmbeddingSetInfo, settings: Settings | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_embedding_set(embedding_set: EmbeddingSetInfo, settings: Settings | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """(vectors float32 (N, D), frame ids (N,)) of a registered set, checked against its record."""
     settings = settings or load_settings()
     vectors_path = resolve_inside(settings.data_dir, embedding_set.vectors_path)

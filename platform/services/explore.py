@@ -16,23 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import Engine
 
 from segloop.platform.core.settings import Settings
 from segloop.platform.core.storage import atomic_write_bytes, resolve_inside
 from segloop.platform.db.engine import session_scope
-from segloop.platform.db.entities import AnnotationInfo, EmbeddingSetInfo, FrameInfo, JobInfo, SelectionInfo, from_row
-from segloop.platform.db.orm import Annotation, Frame, FrameScore, Job, Metric, SelectionItem, Video
+from segloop.platform.db.entities import EmbeddingSetInfo, FrameInfo, JobInfo, SelectionInfo
 from segloop.platform.db.stores import annotations as annotation_store
-from segloop.platform.db.stores import artifacts, footage, selections
+from segloop.platform.db.stores import artifacts, footage, metrics, scores, selections
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
 from segloop.platform.services.embedding import EmbeddingSetError
-from segloop.platform.services.library import frame_statuses
+from segloop.platform.services.library import jobs_by_id
 
 MAP_METHODS = ("pca", "tsne")
 DEFAULT_MAX_POINTS = 5_000
-SQL_CHUNK = 900
 PREDICTED_SOURCES = ("propagated", "predicted")
 
 
@@ -41,12 +38,6 @@ class ExploreError(ValueError):
 
 
 # ---------------------------------------------------------------- embedding sets and 2-D maps
-
-
-def embedding_sets(engine: Engine, project_id: int) -> list[EmbeddingSetInfo]:
-    """A project's embedding sets, newest first."""
-    with session_scope(engine) as session:
-        return artifacts.list_embedding_sets(session, project_id)
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -152,35 +143,16 @@ class MapPoint:
     selection_rank: int | None
 
 
-def _chunks(ids: Sequence[int]) -> list[list[int]]:
-    """The ids in chunks small enough for an SQL IN list."""
-    ids = [int(i) for i in ids]
-    return [ids[i:i + SQL_CHUNK] for i in range(0, len(ids), SQL_CHUNK)]
-
-
 def frame_rows(engine: Engine, frame_ids: Sequence[int]) -> dict[int, tuple[FrameInfo, str]]:
     """{frame id: (frame, video name)} for the given ids (missing ids left out)."""
-    found = {}
     with session_scope(engine) as session:
-        for chunk in _chunks(frame_ids):
-            for frame, name in session.execute(
-                    select(Frame, Video.name).join(Video, Video.id == Frame.video_id).where(Frame.id.in_(chunk))):
-                found[frame.id] = (from_row(FrameInfo, frame), name)
-    return found
+        return footage.frames_with_video_names(session, frame_ids)
 
 
 def latest_scores(engine: Engine, frame_ids: Sequence[int], name: str) -> dict[int, float]:
     """{frame id: newest value} of one per-frame signal for the given frames."""
-    found: dict[int, float] = {}
     with session_scope(engine) as session:
-        for chunk in _chunks(frame_ids):
-            newest = (select(FrameScore.frame_id, func.max(FrameScore.id).label("id"))
-                      .where(FrameScore.name == name, FrameScore.frame_id.in_(chunk))
-                      .group_by(FrameScore.frame_id).subquery())
-            rows = session.execute(select(FrameScore.frame_id, FrameScore.value)
-                                   .join(newest, newest.c.id == FrameScore.id))
-            found.update({int(f): float(v) for f, v in rows})
-    return found
+        return scores.latest_scores_of_frames(session, frame_ids, name)
 
 
 def selection_ranks(engine: Engine, selection_id: int) -> dict[int, tuple[int, str]]:
@@ -203,11 +175,9 @@ def map_points(engine: Engine, settings: Settings, embedding_set: EmbeddingSetIn
         frame_ids, coords = cached
     else:
         raise ExploreError(f"map method: {method!r} is not one of {', '.join(MAP_METHODS)}")
-    rows = frame_rows(engine, frame_ids)
     with session_scope(engine) as session:
-        statuses = {}
-        for chunk in _chunks(list(rows)):
-            statuses.update(frame_statuses(session, chunk))
+        rows = footage.frames_with_video_names(session, frame_ids)
+        statuses = annotation_store.frame_statuses(session, list(rows))
     values = latest_scores(engine, list(rows), signal) if signal else {}
     picks = selection_ranks(engine, selection_id) if selection_id is not None else {}
     points = []
@@ -238,8 +208,6 @@ def thumbnail_data_uri(data_dir: Path, thumb_path: str, max_side: int = 112) -> 
 
 def score_names(engine: Engine, project_id: int) -> list[str]:
     """Per-frame signals recorded for a project's frames."""
-    from segloop.platform.db.stores import scores
-
     with session_scope(engine) as session:
         return scores.score_names(session, project_id)
 
@@ -313,16 +281,11 @@ def review_page(engine: Engine, selection_id: int, offset: int = 0, limit: int =
     """One page of a selection run's picks in rank order, with frames and video names."""
     with session_scope(engine) as session:
         selections.get_selection(session, selection_id)
-        counts = dict(session.execute(select(SelectionItem.status, func.count(SelectionItem.id))
-                                      .where(SelectionItem.selection_id == selection_id)
-                                      .group_by(SelectionItem.status)).all())
-        rows = session.execute(
-            select(SelectionItem, Frame, Video.name).join(Frame, Frame.id == SelectionItem.frame_id)
-            .join(Video, Video.id == Frame.video_id).where(SelectionItem.selection_id == selection_id)
-            .order_by(SelectionItem.rank).offset(max(offset, 0)).limit(limit)).all()
-        items = [ReviewItem(item.rank, from_row(FrameInfo, frame), name, float(item.score), item.reason, item.status)
-                 for item, frame, name in rows]
-    return ReviewPage(items, int(sum(counts.values())), {str(k): int(v) for k, v in counts.items()})
+        counts = selections.count_items_by_status(session, selection_id)
+        rows = selections.picks_with_frames(session, selection_id, offset, limit)
+    items = [ReviewItem(item.rank, frame, name, float(item.score), item.reason, item.status)
+             for item, frame, name in rows]
+    return ReviewPage(items, sum(counts.values()), counts)
 
 
 def review_picks(engine: Engine, selection_id: int, accepted: Sequence[int], rejected: Sequence[int] = ()) -> int:
@@ -341,8 +304,7 @@ def review_picks(engine: Engine, selection_id: int, accepted: Sequence[int], rej
 def accept_all(engine: Engine, selection_id: int) -> int:
     """Accept every pick of a run that is not accepted yet; returns how many changed."""
     with session_scope(engine) as session:
-        frame_ids = list(session.scalars(select(SelectionItem.frame_id).where(
-            SelectionItem.selection_id == selection_id, SelectionItem.status != "accepted")))
+        frame_ids = selections.picked_frame_ids(session, selection_id, except_status="accepted")
     return review_picks(engine, selection_id, frame_ids)
 
 
@@ -379,17 +341,12 @@ def model_label(job: JobInfo | None, checkpoint_id: int | None, backbones: dict[
 def metric_rows(engine: Engine, project_id: int | None = None, scope: str = "video", limit: int = 20_000
                 ) -> list[MetricRow]:
     """Per-sequence metric values (newest `limit` rows) with the model that produced each."""
-    query = select(Metric).where(Metric.scope == scope).order_by(Metric.id.desc()).limit(limit)
-    if project_id is not None:
-        query = query.where(Metric.project_id == project_id)
     with session_scope(engine) as session:
-        metrics = list(session.scalars(query))
-        job_ids = {m.job_id for m in metrics if m.job_id is not None}
-        jobs = {j.id: from_row(JobInfo, j) for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))} \
-            if job_ids else {}
+        newest = metrics.newest_metrics(session, scope, project_id, limit)
         backbones = {c.id: f"{c.kind}, {c.backbone}" for c in artifacts.list_checkpoints(session, project_id)}
+    jobs = {j.id: j for j in jobs_by_id(engine, sorted({m.job_id for m in newest if m.job_id is not None}))}
     return [MetricRow(m.scope_key, model_label(jobs.get(m.job_id), m.checkpoint_id, backbones), m.name,
-                      float(m.value), m.job_id) for m in reversed(metrics)]
+                      float(m.value), m.job_id) for m in reversed(newest)]
 
 
 def metric_table(rows: Sequence[MetricRow], metric: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -486,36 +443,20 @@ def bench_files(data_dir: Path) -> list[Path]:
 
 def videos_with_predictions(engine: Engine, project_id: int) -> list[tuple[int, str, int]]:
     """(video id, name, frames with predicted masks) of a project's videos that have any."""
-    query = (select(Video.id, Video.name, func.count(func.distinct(Annotation.frame_id)))
-             .join(Frame, Frame.video_id == Video.id).join(Annotation, Annotation.frame_id == Frame.id)
-             .where(Video.project_id == project_id, Annotation.source.in_(PREDICTED_SOURCES))
-             .group_by(Video.id, Video.name).order_by(Video.id))
     with session_scope(engine) as session:
-        return [(int(v), str(n), int(c)) for v, n, c in session.execute(query)]
-
-
-def _newest_by_source(sources: Sequence[str]):
-    """SELECT of each (frame, object)'s newest annotation among the given sources."""
-    newer = aliased(Annotation)
-    return select(Annotation).where(Annotation.source.in_(sources), ~select(newer.id).where(
-        newer.frame_id == Annotation.frame_id, newer.object_id == Annotation.object_id,
-        newer.source.in_(sources), newer.version > Annotation.version).exists())
+        return annotation_store.videos_with_sources(session, project_id, PREDICTED_SOURCES)
 
 
 def predicted_frames(engine: Engine, video_id: int, offset: int = 0, limit: int = 12, only_with_human: bool = False
                      ) -> tuple[list[tuple[FrameInfo, bool]], int]:
     """(page of (frame, has a human mask too), total) of a video's frames with predicted masks (optionally only
     those that also have a human mask)."""
-    human = select(Annotation.frame_id).where(Annotation.source.in_(HUMAN_SOURCES))
-    base = (select(Frame).where(Frame.video_id == video_id, Frame.id.in_(
-        select(Annotation.frame_id).where(Annotation.source.in_(PREDICTED_SOURCES)))))
-    if only_with_human:
-        base = base.where(Frame.id.in_(human))
     with session_scope(engine) as session:
-        total = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-        rows = [from_row(FrameInfo, f) for f in session.scalars(base.order_by(Frame.index).offset(offset).limit(limit))]
-        with_human = set(session.scalars(human.where(Annotation.frame_id.in_([f.id for f in rows]))))
-    return [(f, f.id in with_human) for f in rows], total
+        frames, total = annotation_store.frames_with_sources(
+            session, video_id, PREDICTED_SOURCES, also=HUMAN_SOURCES if only_with_human else None,
+            offset=offset, limit=limit)
+        with_human = annotation_store.frames_having_sources(session, [f.id for f in frames], HUMAN_SOURCES)
+    return [(f, f.id in with_human) for f in frames], total
 
 
 @dataclass(frozen=True)
@@ -546,10 +487,8 @@ def compare_masks(engine: Engine, frame_id: int) -> MaskComparison:
     with session_scope(engine) as session:
         frame = footage.get_frame(session, frame_id)
         video = footage.get_video(session, frame.video_id)
-        predicted = [from_row(AnnotationInfo, a) for a in session.scalars(
-            _newest_by_source(PREDICTED_SOURCES).where(Annotation.frame_id == frame_id))]
-        human = [from_row(AnnotationInfo, a) for a in session.scalars(
-            _newest_by_source(HUMAN_SOURCES).where(Annotation.frame_id == frame_id))]
+        predicted = annotation_store.latest_annotations(session, frame_id, PREDICTED_SOURCES)
+        human = annotation_store.latest_annotations(session, frame_id, HUMAN_SOURCES)
     height, width = video.stored_height, video.stored_width
     predicted_map = annotation_store.label_map(predicted, height, width)
     human_map = annotation_store.label_map(human, height, width) if human else None

@@ -14,16 +14,14 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, and_, func, null, or_, select
+from sqlalchemy import Engine
 
 from segloop.platform.core.masks import davis_palette
 from segloop.platform.db.engine import session_scope
-from segloop.platform.db.entities import FrameInfo, VideoInfo, from_row
-from segloop.platform.db.orm import Frame, SelectionItem, Video
+from segloop.platform.db.entities import FrameInfo, LabelClassInfo, VideoInfo
 from segloop.platform.db.stores import annotations as annotation_store
-from segloop.platform.db.stores import footage
+from segloop.platform.db.stores import footage, projects
 from segloop.platform.db.stores.annotations import ConflictError
-from segloop.platform.services.library import frame_status_condition, frame_statuses
 
 TOOLS = ("brush", "polygon")
 MAX_OPS = 5_000
@@ -122,8 +120,7 @@ def _parse_edit(position: int, op: Any) -> Edit:
         raise LabelingError(f"{where}.points: expected 1..{MAX_POINTS_PER_OP} [x, y] pairs")
     parsed = []
     for point in points:
-        if (not isinstance(point, (list, tuple)) or len(point) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in point)):
+        if not isinstance(point, (list, tuple)) or len(point) != 2 or not all(_is_finite_number(v) for v in point):
             raise LabelingError(f"{where}.points: {point!r} is not a finite [x, y] pair")
         parsed.append((float(point[0]), float(point[1])))
     radius = op.get("radius", 0.0)
@@ -133,6 +130,11 @@ def _parse_edit(position: int, op: Any) -> Edit:
     if tool == "polygon" and len(parsed) < 3:
         raise LabelingError(f"{where}.points: a polygon needs at least 3 points, got {len(parsed)}")
     return Edit(tool, object_id, tuple(parsed), float(radius) if tool == "brush" else 0.0, bool(op.get("erase", False)))
+
+
+def _is_finite_number(value: Any) -> bool:
+    """Whether a JSON value is a finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def rasterize(edit: Edit, height: int, width: int) -> np.ndarray:
@@ -313,27 +315,6 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
 # ---------------------------------------------------------------- queue
 
 
-def _queue_query(project_id: int, video_id: int | None, selection_id: int | None, include_done: bool):
-    """SELECT (Frame, video name, rank) of the queue in queue order."""
-    if selection_id is not None:
-        query = (select(Frame, Video.name, SelectionItem.rank)
-                 .join(SelectionItem, SelectionItem.frame_id == Frame.id)
-                 .join(Video, Video.id == Frame.video_id)
-                 .where(SelectionItem.selection_id == selection_id, SelectionItem.status != "rejected",
-                        Video.project_id == project_id)
-                 .order_by(SelectionItem.rank))
-    else:
-        query = (select(Frame, Video.name, null())
-                 .join(Video, Video.id == Frame.video_id)
-                 .where(Video.project_id == project_id)
-                 .order_by(Frame.video_id, Frame.index))
-        if video_id is not None:
-            query = query.where(Frame.video_id == video_id)
-    if not include_done:
-        query = query.where(or_(frame_status_condition("unlabeled"), frame_status_condition("draft")))
-    return query
-
-
 def label_queue(
     engine: Engine,
     project_id: int,
@@ -348,14 +329,11 @@ def label_queue(
 
     Without `include_done`, frames whose masks are all submitted or reviewed are left out.
     """
-    query = _queue_query(project_id, video_id, selection_id, include_done)
     with session_scope(engine) as session:
-        total = int(session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
-        rows = session.execute(query.offset(max(offset, 0)).limit(limit)).all()
-        frames = [from_row(FrameInfo, row[0]) for row in rows]
-        statuses = frame_statuses(session, [f.id for f in frames])
-    items = [QueueItem(frame, row[1], statuses[frame.id], row[2]) for frame, row in zip(frames, rows)]
-    return QueuePage(items, total)
+        rows, total = footage.queue_frames(session, project_id, video_id=video_id, selection_id=selection_id,
+                                           include_done=include_done, offset=offset, limit=limit)
+        statuses = annotation_store.frame_statuses(session, [frame.id for frame, _, _ in rows])
+    return QueuePage([QueueItem(frame, name, statuses[frame.id], rank) for frame, name, rank in rows], total)
 
 
 def queue_neighbour(
@@ -369,26 +347,26 @@ def queue_neighbour(
     include_done: bool = False,
 ) -> FrameInfo | None:
     """The queue frame right after (step=+1) or before (step=-1) `frame_id` in queue order, if any."""
-    query = _queue_query(project_id, video_id, selection_id, include_done).order_by(None)
     with session_scope(engine) as session:
-        current = footage.get_frame(session, frame_id)
-        if selection_id is not None:
-            rank = session.scalar(select(SelectionItem.rank).where(
-                SelectionItem.selection_id == selection_id, SelectionItem.frame_id == frame_id))
-            if rank is None:
-                return None
-            query = query.where(SelectionItem.rank > rank if step > 0 else SelectionItem.rank < rank)
-            query = query.order_by(SelectionItem.rank if step > 0 else SelectionItem.rank.desc())
-        else:
-            after = or_(Frame.video_id > current.video_id,
-                        and_(Frame.video_id == current.video_id, Frame.index > current.index))
-            before = or_(Frame.video_id < current.video_id,
-                         and_(Frame.video_id == current.video_id, Frame.index < current.index))
-            query = query.where(after if step > 0 else before)
-            query = query.order_by(*((Frame.video_id, Frame.index) if step > 0
-                                     else (Frame.video_id.desc(), Frame.index.desc())))
-        row = session.execute(query.limit(1)).first()
-        return None if row is None else from_row(FrameInfo, row[0])
+        return footage.queue_neighbour(session, project_id, frame_id, step, video_id=video_id,
+                                       selection_id=selection_id, include_done=include_done)
+
+
+# ---------------------------------------------------------------- label classes
+
+
+def label_classes(engine: Engine, project_id: int) -> list[LabelClassInfo]:
+    """A project's label classes in display order."""
+    with session_scope(engine) as session:
+        return projects.list_label_classes(session, project_id)
+
+
+def add_label_class(engine: Engine, project_id: int, name: str) -> LabelClassInfo:
+    """The project's label class called `name` (stripped), created if missing; LabelingError for an empty name."""
+    if not name.strip():
+        raise LabelingError("label class name: must not be empty")
+    with session_scope(engine) as session:
+        return projects.get_or_create_label_class(session, project_id, name.strip())
 
 
 def frame_image(data_dir, frame: FrameInfo) -> np.ndarray:
@@ -421,13 +399,8 @@ class PropagationRequest:
 
 def human_keyframes(engine: Engine, video_id: int) -> list[tuple[int, Any]]:
     """(frame index, newest save time) of a video's frames with human masks, most recently labeled first."""
-    from segloop.platform.db.orm import Annotation
-
-    query = (select(Frame.index, func.max(Annotation.updated_at)).join(Annotation, Annotation.frame_id == Frame.id)
-             .where(Frame.video_id == video_id, Annotation.source.in_(("manual", "imported")))
-             .group_by(Frame.index).order_by(func.max(Annotation.updated_at).desc(), Frame.index.desc()))
     with session_scope(engine) as session:
-        return [(int(i), t) for i, t in session.execute(query)]
+        return annotation_store.human_label_times(session, video_id)
 
 
 def keyframe_spec(engine: Engine, video_id: int, last: int = 0) -> str | None:
@@ -444,19 +417,18 @@ def propagation_params(engine: Engine, video_id: int, request: PropagationReques
     """The params of a propagate job for one video (checked: method known, labeled frames exist)."""
     if request.method not in PROPAGATION_METHODS:
         raise LabelingError(f"propagation method: {request.method!r} is not one of {', '.join(PROPAGATION_METHODS)}")
+    keyframes = keyframe_spec(engine, video_id, request.last_keyframes)
     return {"video_ids": [int(video_id)], "method": request.method, "backbone": request.backbone,
-            "checkpoint": request.checkpoint or None, "keyframes": keyframe_spec(engine, video_id, request.last_keyframes),
-            "short_side": int(request.short_side)}
+            "checkpoint": request.checkpoint or None, "keyframes": keyframes, "short_side": int(request.short_side)}
 
 
 def submit_propagation(engine: Engine, video_id: int, request: PropagationRequest = PropagationRequest()):
     """Queue a propagate job for the video; returns the job."""
-    from segloop.platform.db.orm import Project
     from segloop.platform.services.library import submit_job
 
     params = propagation_params(engine, video_id, request)
     with session_scope(engine) as session:
-        project_name = session.get(Project, footage.get_video(session, video_id).project_id).name
+        project_name = projects.get_project_by_id(session, footage.get_video(session, video_id).project_id).name
     return submit_job(engine, "propagate", params, project_name)
 
 

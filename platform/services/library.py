@@ -5,15 +5,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, exists, func, select
-from sqlalchemy.orm import Session, aliased
+import numpy as np
+from sqlalchemy import Engine
 
 from segloop.platform.db.engine import session_scope
-from segloop.platform.db.entities import AnnotationInfo, FrameInfo, JobInfo, ProjectInfo, VideoInfo, from_row
-from segloop.platform.db.orm import Annotation, Frame, Video
+from segloop.platform.db.entities import AnnotationInfo, FrameFilter, FrameInfo, JobInfo, ProjectInfo, VideoInfo
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import footage, projects
 from segloop.platform.db.stores import jobs as job_store
+
+LABEL_FILTERS = annotation_store.LABEL_FILTERS
 
 
 @dataclass(frozen=True)
@@ -42,98 +43,17 @@ def project_videos(engine: Engine, project_id: int) -> list[VideoInfo]:
         return footage.list_videos(session, project_id)
 
 
-
-
 def recent_jobs(engine: Engine, limit: int = 50) -> list[JobInfo]:
     """The newest jobs."""
     with session_scope(engine) as session:
         return job_store.list_jobs(session, limit=limit)
 
 
-# ---------------------------------------------------------------- label status of frames
-
-LABEL_STATUSES = ("unlabeled", "draft", "submitted", "reviewed")
-LABEL_FILTERS = ("any", "unlabeled", "labeled", "draft", "submitted", "reviewed")
+# ---------------------------------------------------------------- browsing frames
 
 
 class LibraryError(ValueError):
     """A browse request the library cannot answer; the message names the field and why."""
-
-
-def _latest_with_status(status: str):
-    """EXISTS: the frame has an object whose newest version has `status`."""
-    newer = aliased(Annotation)
-    latest = aliased(Annotation)
-    return exists(
-        select(latest.id).where(
-            latest.frame_id == Frame.id,
-            latest.status == status,
-            ~exists(select(newer.id).where(newer.frame_id == latest.frame_id, newer.object_id == latest.object_id,
-                                           newer.version > latest.version)),
-        )
-    )
-
-
-def frame_status_condition(status: str):
-    """SQL condition on `Frame` for a label filter: unlabeled, labeled, draft, submitted or reviewed.
-
-    A frame is draft when any object's newest mask is a draft, submitted when none is a draft and
-    one is submitted, reviewed when all are reviewed, unlabeled when it has no mask at all.
-    """
-    has_any = exists(select(Annotation.id).where(Annotation.frame_id == Frame.id))
-    if status == "unlabeled":
-        return ~has_any
-    if status == "labeled":
-        return has_any
-    if status == "draft":
-        return _latest_with_status("draft")
-    if status == "submitted":
-        return and_(~_latest_with_status("draft"), _latest_with_status("submitted"))
-    if status == "reviewed":
-        return and_(has_any, ~_latest_with_status("draft"), ~_latest_with_status("submitted"))
-    raise LibraryError(f"label status: {status!r} is not one of {', '.join(LABEL_FILTERS)}")
-
-
-def status_from_annotations(statuses: Sequence[str]) -> str:
-    """The label status of a frame from its objects' newest statuses (same rules as the SQL filter)."""
-    if not statuses:
-        return "unlabeled"
-    if "draft" in statuses:
-        return "draft"
-    if "submitted" in statuses:
-        return "submitted"
-    return "reviewed"
-
-
-def frame_statuses(session: Session, frame_ids: Sequence[int]) -> dict[int, str]:
-    """The label status of each given frame (one query for a page of frames)."""
-    found: dict[int, list[str]] = {int(f): [] for f in frame_ids}
-    if not found:
-        return {}
-    newer = aliased(Annotation)
-    rows = session.execute(
-        select(Annotation.frame_id, Annotation.status).where(
-            Annotation.frame_id.in_(list(found)),
-            ~exists(select(newer.id).where(newer.frame_id == Annotation.frame_id,
-                                           newer.object_id == Annotation.object_id, newer.version > Annotation.version)),
-        )
-    )
-    for frame_id, status in rows:
-        found[frame_id].append(status)
-    return {frame_id: status_from_annotations(statuses) for frame_id, statuses in found.items()}
-
-
-# ---------------------------------------------------------------- browsing frames
-
-
-@dataclass(frozen=True)
-class FrameFilter:
-    """Which frames of a project to browse: optionally one video, one label status, one near-duplicate group."""
-
-    project_id: int
-    video_id: int | None = None
-    label_status: str = "any"
-    dup_group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,28 +65,19 @@ class LibraryFrame:
     status: str
 
 
-def _filtered_frames(flt: FrameFilter):
-    """SELECT (Frame, video name) matching the filter, in video then frame order."""
+def check_filter(flt: FrameFilter) -> FrameFilter:
+    """The filter, or LibraryError naming the field that cannot be used."""
     if flt.label_status not in LABEL_FILTERS:
         raise LibraryError(f"label status: {flt.label_status!r} is not one of {', '.join(LABEL_FILTERS)}")
     if flt.dup_group is not None and flt.video_id is None:
         raise LibraryError("near-duplicate group: choose a video first (groups are numbered per video)")
-    query = (select(Frame, Video.name).join(Video, Video.id == Frame.video_id)
-             .where(Video.project_id == flt.project_id).order_by(Frame.video_id, Frame.index))
-    if flt.video_id is not None:
-        query = query.where(Frame.video_id == flt.video_id)
-    if flt.dup_group is not None:
-        query = query.where(Frame.dup_group == flt.dup_group)
-    if flt.label_status != "any":
-        query = query.where(frame_status_condition(flt.label_status))
-    return query
+    return flt
 
 
 def count_filtered_frames(engine: Engine, flt: FrameFilter) -> int:
     """How many frames match the filter."""
-    query = _filtered_frames(flt).order_by(None).with_only_columns(func.count(Frame.id))
     with session_scope(engine) as session:
-        return int(session.scalar(query) or 0)
+        return footage.count_filtered_frames(session, check_filter(flt))
 
 
 def browse_frames(engine: Engine, flt: FrameFilter, page: int, page_size: int) -> list[LibraryFrame]:
@@ -174,19 +85,15 @@ def browse_frames(engine: Engine, flt: FrameFilter, page: int, page_size: int) -
     if page < 0 or page_size < 1:
         raise LibraryError(f"page {page} of size {page_size}: page must be >= 0 and size >= 1")
     with session_scope(engine) as session:
-        rows = session.execute(_filtered_frames(flt).offset(page * page_size).limit(page_size)).all()
-        frames = [from_row(FrameInfo, row[0]) for row in rows]
-        statuses = frame_statuses(session, [f.id for f in frames])
-    return [LibraryFrame(frame, row[1], statuses[frame.id]) for frame, row in zip(frames, rows)]
+        rows = footage.filtered_frames(session, check_filter(flt), page * page_size, page_size)
+        statuses = annotation_store.frame_statuses(session, [frame.id for frame, _ in rows])
+    return [LibraryFrame(frame, name, statuses[frame.id]) for frame, name in rows]
 
 
 def duplicate_groups(engine: Engine, video_id: int, limit: int = 500) -> list[tuple[int, int]]:
     """(group, frame count) of a video's near-duplicate groups that hold more than one frame, largest first."""
-    size = func.count(Frame.id)
-    query = (select(Frame.dup_group, size).where(Frame.video_id == video_id).group_by(Frame.dup_group)
-             .having(size > 1).order_by(size.desc(), Frame.dup_group).limit(limit))
     with session_scope(engine) as session:
-        return [(int(g), int(n)) for g, n in session.execute(query)]
+        return footage.duplicate_groups(session, video_id, limit)
 
 
 @dataclass(frozen=True)
@@ -198,6 +105,10 @@ class FrameDetail:
     annotations: list[AnnotationInfo]
     status: str
 
+    def label_map(self) -> np.ndarray:
+        """The newest masks as one uint8 label map of the stored frame size (value = object id)."""
+        return annotation_store.label_map(self.annotations, self.video.stored_height, self.video.stored_width)
+
 
 def frame_detail(engine: Engine, frame_id: int) -> FrameDetail:
     """Everything the frame viewer shows about one frame."""
@@ -205,22 +116,17 @@ def frame_detail(engine: Engine, frame_id: int) -> FrameDetail:
         frame = footage.get_frame(session, frame_id)
         video = footage.get_video(session, frame.video_id)
         latest = annotation_store.latest_annotations(session, frame_id)
-    return FrameDetail(frame, video, latest, status_from_annotations([a.status for a in latest]))
+    return FrameDetail(frame, video, latest, annotation_store.status_from_annotations([a.status for a in latest]))
 
 
 def video_summaries(engine: Engine, project_id: int) -> list[dict]:
-    """Per video of a project: name, kind, frames, size, fps, annotated frames (one grouped query each)."""
+    """Per video of a project: name, kind, frames, size, fps, annotated frames."""
     with session_scope(engine) as session:
-        annotated = dict(session.execute(
-            select(Frame.video_id, func.count(func.distinct(Annotation.frame_id)))
-            .join(Annotation, Annotation.frame_id == Frame.id)
-            .join(Video, Video.id == Frame.video_id)
-            .where(Video.project_id == project_id).group_by(Frame.video_id)
-        ).all())
+        annotated = annotation_store.annotated_frames_per_video(session, project_id)
         videos = footage.list_videos(session, project_id)
     return [{"video": v.name, "kind": v.source_kind, "frames": v.frame_count,
              "size": f"{v.stored_width}x{v.stored_height}", "fps": round(v.sample_fps or v.fps or 0.0, 2),
-             "annotated frames": int(annotated.get(v.id, 0))} for v in videos]
+             "annotated frames": annotated.get(v.id, 0)} for v in videos]
 
 
 # ---------------------------------------------------------------- jobs

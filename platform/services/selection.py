@@ -5,17 +5,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo, SelectionInfo, SelectionItemInfo
-from segloop.platform.db.orm import Annotation, Frame, Video
-from segloop.platform.db.stores import NotFoundError, artifacts, footage, projects, scores, selections
-from segloop.platform.db.stores.annotations import HUMAN_SOURCES
+from segloop.platform.db.stores import NotFoundError, annotations, artifacts, footage, projects, scores, selections
 from segloop.platform.services.embedding import load_embedding_set
 from segloop.selectors.constraints import Constraints
-from segloop.selectors.registry import run_strategy
+from segloop.selectors.registry import StrategyInfo, run_strategy
+from segloop.selectors.registry import strategies as registered_strategies
 from segloop.selectors.types import CandidatePool, Pick
 
 
@@ -27,15 +25,14 @@ class SelectionRun:
     items: list[SelectionItemInfo]
 
 
+def strategies() -> dict[str, StrategyInfo]:
+    """The strategies a selection can run, by name, with their summary and keyword parameters (defaults)."""
+    return registered_strategies()
+
+
 def labeled_frame_ids(session, project_id: int) -> set[int]:
     """Frames of a project that already have a human mask."""
-    query = (
-        select(Annotation.frame_id).distinct()
-        .join(Frame, Frame.id == Annotation.frame_id)
-        .join(Video, Video.id == Frame.video_id)
-        .where(Video.project_id == project_id, Annotation.source.in_(HUMAN_SOURCES))
-    )
-    return set(session.scalars(query))
+    return annotations.human_labeled_frame_ids(session, project_id)
 
 
 def resolve_embedding_set(session, project_id: int, embedding_set_id: int | None) -> EmbeddingSetInfo:
@@ -61,17 +58,19 @@ def build_pool(project: str, embedding_set_id: int | None = None, settings: Sett
         frames = {f.id: f for f in footage.project_frames(session, info.id)}
         labeled = labeled_frame_ids(session, info.id)
         selected = selections.selected_frame_ids(session, info.id)
-        signals = {name: scores.latest_frame_scores(session, info.id, name) for name in scores.score_names(session, info.id)}
+        signals = {name: scores.latest_frame_scores(session, info.id, name)
+                   for name in scores.score_names(session, info.id)}
     vectors, frame_ids = load_embedding_set(embedding_set, settings)
     keep = np.array([int(i) in frames for i in frame_ids], dtype=bool)
     vectors, frame_ids = vectors[keep], frame_ids[keep]
     rows = [frames[int(i)] for i in frame_ids]
-    group_keys = np.array([f.video_id for f in rows], dtype=np.int64) * (1 << 32) + np.array([f.dup_group for f in rows])
+    video_ids = np.array([f.video_id for f in rows], dtype=np.int64)
+    group_keys = video_ids * (1 << 32) + np.array([f.dup_group for f in rows])
     _, groups = np.unique(group_keys, return_inverse=True)
     pool = CandidatePool(
         embeddings=vectors,
         frame_ids=frame_ids,
-        video_ids=np.array([f.video_id for f in rows], dtype=np.int64),
+        video_ids=video_ids,
         frame_indices=np.array([f.index for f in rows], dtype=np.int64),
         timestamps=np.array([f.timestamp for f in rows], dtype=np.float64),
         duplicate_groups=groups.astype(np.int64),
@@ -121,7 +120,8 @@ def _constraints_dict(constraints: Constraints) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(constraints).items()}
 
 
-def show_selection(selection_id: int, settings: Settings | None = None) -> tuple[SelectionRun, dict[int, tuple[str, int]]]:
+def show_selection(selection_id: int, settings: Settings | None = None
+                   ) -> tuple[SelectionRun, dict[int, tuple[str, int]]]:
     """A stored run with {frame_id: (video name, frame index)} for display."""
     settings = settings or load_settings()
     with session_scope(get_engine(settings)) as session:

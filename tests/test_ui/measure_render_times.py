@@ -63,7 +63,8 @@ def build(data_dir: Path, total_frames: int) -> dict:
         mask[20:80, 30:120] = True
         for position, frame_id in enumerate(frame_ids[::500]):
             source = "manual" if position % 2 else "propagated"
-            annotations.save_annotation(session, int(frame_id), 1, mask, source, status="submitted" if position % 2 else "draft")
+            status = "submitted" if position % 2 else "draft"
+            annotations.save_annotation(session, int(frame_id), 1, mask, source, status=status)
         run = selections.add_selection(session, project.id, "kcenter", 50,
                                        [(int(f), 1.0, "far") for f in frame_ids[1::2000][:50]])
         job = jobs.submit_job(session, "propagate", {"method": "backbone", "backbone": "vit_small_patch16_224"})

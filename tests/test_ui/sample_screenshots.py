@@ -5,7 +5,8 @@ ingest the sample's videos, embed with a random-init vit_tiny, a k-center select
 simulated annotator from the sample's ground truth), a uniform held-out selection (labelled the same way),
 one propagate job per video from the k-center frames (drafts, uncertainty, J&F on the held-out frames), an
 uncertainty selection (partly accepted, then labelled: those frames have both a propagated and a human mask),
-a t-SNE map job, and small runs of the keyframe and active-learning benchmarks. Then it serves the UI and saves tests/artifacts/sample-<page>.png from headless Chromium.
+a t-SNE map job, and small runs of the keyframe and active-learning benchmarks. Then it serves the UI and saves
+tests/artifacts/sample-<page>.png from headless Chromium.
 """
 from __future__ import annotations
 

@@ -47,19 +47,19 @@ def test_app_entry_has_every_page(engine) -> None:
         assert not page(name).exception
 
 
-def test_library_filters_pages_and_viewer(engine, ui_project) -> None:
+def test_library_filters_pages_and_viewer(engine, footage_project) -> None:
     """All 24 frames on one page; one video has 12; 'labeled' finds none; View opens the frame with its masks."""
     app = page("library")
     assert app.dataframe[0].value["frames"].tolist() == [24]
     assert len(app.get("image")) == 24
     assert app.get("image")[0].captions[0].endswith("#0 · group 0 · unlabeled")
-    app.selectbox(key="library_video").select(ui_project.video_ids[1]).run()
+    app.selectbox(key="library_video").select(footage_project.video_ids[1]).run()
     assert len(app.get("image")) == 12 and not app.exception
     app.selectbox(key="library_status").select("labeled").run()
     assert "No frame matches" in app.info[0].value
     app.selectbox(key="library_status").select("any").run()
     with session_scope(engine) as session:
-        frame = footage.list_frames(session, ui_project.video_ids[1], limit=1)[0]
+        frame = footage.list_frames(session, footage_project.video_ids[1], limit=1)[0]
     labels = labeling.load_frame_labels(engine, frame.id).labels
     labels[:8, :8] = 2
     labeling.save_frame_labels(engine, frame.id, labels, {}, status="submitted")
@@ -69,7 +69,7 @@ def test_library_filters_pages_and_viewer(engine, ui_project) -> None:
     assert app.dataframe[-1].value["object"].tolist() == [2]
 
 
-def test_library_pages_with_keyboard_buttons(engine, ui_project, monkeypatch) -> None:
+def test_library_pages_with_keyboard_buttons(engine, footage_project, monkeypatch) -> None:
     """With pages of 10, the 24 frames span 3 pages; Next / Previous (← / → shortcuts) move between them."""
     from segloop.ui.views import library as library_page
 
@@ -83,7 +83,7 @@ def test_library_pages_with_keyboard_buttons(engine, ui_project, monkeypatch) ->
     assert len(app.get("image")) == 4 and app.button(key="library_next").disabled
     app.button(key="library_prev").click().run()
     assert app.number_input(key="library_page").value == 2 and len(app.get("image")) == 10
-    app.selectbox(key="library_video").select(ui_project.video_ids[0]).run()
+    app.selectbox(key="library_video").select(footage_project.video_ids[0]).run()
     assert app.number_input(key="library_page").value == 1 and len(app.get("image")) == 10
 
 
@@ -92,7 +92,8 @@ def test_upload_queues_one_ingest_job_per_file(engine, synth_root: Path) -> None
     video = sorted((synth_root / "videos").iterdir())[0]
     app = page("upload")
     app.text_input(key="upload_new_project").set_value("uploaded")
-    app.file_uploader[0].set_value([(video.name, video.read_bytes(), "video/mp4"), ("broken.zip", b"PK\x03\x04 no", "application/zip")])
+    app.file_uploader[0].set_value([(video.name, video.read_bytes(), "video/mp4"),
+                                    ("broken.zip", b"PK\x03\x04 no", "application/zip")])
     app.run()
     app.button(key="upload_go").click().run()
     assert not app.exception
@@ -114,7 +115,7 @@ def canvas_edits(app: AppTest, ops: list[dict]) -> None:
 SQUARE = [{"tool": "polygon", "object_id": 1, "points": [[0, 0], [19, 0], [19, 9], [0, 9]]}]
 
 
-def test_label_save_makes_a_version_and_a_stale_save_is_refused(engine, ui_project) -> None:
+def test_label_save_makes_a_version_and_a_stale_save_is_refused(engine, footage_project) -> None:
     """Save draft stores version 1; after someone else saves version 2, saving again shows a conflict and keeps v2."""
     app = page("label")
     frame_id = app.session_state["label_session"].frame_id
@@ -143,7 +144,7 @@ def test_label_save_makes_a_version_and_a_stale_save_is_refused(engine, ui_proje
     assert app.session_state["label_session"].versions == {1: 2}
 
 
-def test_label_import_png_and_submit(engine, ui_project) -> None:
+def test_label_import_png_and_submit(engine, footage_project) -> None:
     """An imported 0/255 PNG replaces the canvas; Submit stores it as a submitted version; the queue moves on."""
     app = page("label")
     state = app.session_state["label_session"]
@@ -167,13 +168,13 @@ def test_label_import_png_and_submit(engine, ui_project) -> None:
     assert app.expander[0].label == "Queue: 11 frame(s) to label"
 
 
-def test_label_queue_follows_a_selection_run(engine, ui_project) -> None:
+def test_label_queue_follows_a_selection_run(engine, footage_project) -> None:
     """With a selection run, the Label queue defaults to its picks in rank order and Next follows the ranks."""
     from segloop.platform.db.stores import selections
 
     with session_scope(engine) as session:
-        frames = footage.list_frames(session, ui_project.video_ids[1])
-        run = selections.add_selection(session, ui_project.project_id, "k-center", 2,
+        frames = footage.list_frames(session, footage_project.video_ids[1])
+        run = selections.add_selection(session, footage_project.project_id, "k-center", 2,
                                        [(frames[9].id, 1.0, "far"), (frames[4].id, 0.5, "far")])
     app = page("label")
     assert app.selectbox(key="label_queue").value == ("selection", run.id)
@@ -186,7 +187,7 @@ def test_label_queue_follows_a_selection_run(engine, ui_project) -> None:
 def test_jobs_form_list_cancel_and_retry(engine) -> None:
     """The ingest form queues a job with its defaults; cancel and retry change the job in the database."""
     from segloop.platform.core.settings import load_settings
-    from segloop.platform.media import uploads
+    from segloop.platform.services import uploads
 
     settings = load_settings()
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)

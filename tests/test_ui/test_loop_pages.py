@@ -33,13 +33,6 @@ def ok(app: AppTest) -> AppTest:
     return app
 
 
-@pytest.fixture
-def embedded(engine, settings, ui_project):
-    """The UI project embedded with a tiny random-init ViT at 32 px."""
-    from segloop.platform.services.embedding import embed_project
-
-    return embed_project("ui", TINY["backbone"], img_size=TINY["img_size"], batch_size=8, settings=settings)
-
 
 def all_jobs(engine):
     """Every job, oldest first."""
@@ -47,7 +40,7 @@ def all_jobs(engine):
         return list(reversed(job_store.list_jobs(session)))
 
 
-def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, ui_project) -> None:
+def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, footage_project) -> None:
     """No embedding set → embed here → run k-center with budget 4 → uncheck one pick → accept the others:
     3 accepted and 1 rejected in the DB, and the Label page's queue is those 3."""
     app = page("select_frames")
@@ -56,12 +49,12 @@ def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, ui_project)
     app.number_input(key="select_embed_size").set_value(TINY["img_size"])
     ok(app.button(key="select_embed_inline").click().run())
     with session_scope(engine) as session:
-        sets = artifacts.list_embedding_sets(session, ui_project.project_id)
+        sets = artifacts.list_embedding_sets(session, footage_project.project_id)
     assert len(sets) == 1 and sets[0].count == 24 and sets[0].backbone == TINY["backbone"]
     app.number_input(key="select_budget").set_value(4)
     ok(app.button(key="select_run_go").click().run())
     with session_scope(engine) as session:
-        runs = selections.list_selections(session, ui_project.project_id)
+        runs = selections.list_selections(session, footage_project.project_id)
         assert len(runs) == 1 and runs[0].strategy == "kcenter" and runs[0].embedding_set_id == sets[0].id
         items = selections.selection_items(session, runs[0].id)
     assert len(items) == 4 and all(i.status == "proposed" and i.reason for i in items)
@@ -78,7 +71,7 @@ def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, ui_project)
     assert label.session_state["label_session"].frame_id == items[0].frame_id
 
 
-def test_select_other_strategy_with_params_and_as_a_job(engine, ui_project, embedded) -> None:
+def test_select_other_strategy_with_params_and_as_a_job(engine, footage_project, embedded) -> None:
     """Random with seed 5 runs inline with that seed recorded; the job toggle queues a select job instead."""
     app = page("select_frames")
     app.selectbox(key="select_strategy").select("random").run()
@@ -86,7 +79,7 @@ def test_select_other_strategy_with_params_and_as_a_job(engine, ui_project, embe
     app.number_input(key="select_budget").set_value(3)
     ok(app.button(key="select_run_go").click().run())
     with session_scope(engine) as session:
-        run = selections.list_selections(session, ui_project.project_id)[0]
+        run = selections.list_selections(session, footage_project.project_id)[0]
     assert run.strategy == "random" and run.params["seed"] == 5 and run.params["constraints"]["budget"] == 3
     app.toggle(key="select_as_job").set_value(True)
     ok(app.button(key="select_run_go").click().run())
@@ -96,7 +89,7 @@ def test_select_other_strategy_with_params_and_as_a_job(engine, ui_project, embe
     assert queued[0].params["embedding_set_id"] == embedded.id and queued[0].params["budget"] == 3
 
 
-def test_explore_map_open_frame_and_more_like_this(engine, settings, ui_project, embedded) -> None:
+def test_explore_map_open_frame_and_more_like_this(engine, settings, footage_project, embedded) -> None:
     """The PCA map holds all 24 frames; an opened frame lists its 5 most similar frames; t-SNE is queued as a
     map2d job, and once computed the map shows it."""
     app = page("explore")
@@ -105,7 +98,7 @@ def test_explore_map_open_frame_and_more_like_this(engine, settings, ui_project,
     spec = json.loads(charts[0].proto.spec)
     assert spec["params"][0]["name"] == "frame" and spec["encoding"]["tooltip"][0]["title"] == "image"
     with session_scope(engine) as session:
-        frame = footage.list_frames(session, ui_project.video_ids[1])[4]
+        frame = footage.list_frames(session, footage_project.video_ids[1])[4]
     app.session_state["explore_frame_id"] = frame.id
     ok(app.run())
     assert app.subheader[0].value.endswith("frame #4 · unlabeled")
@@ -128,7 +121,7 @@ def test_explore_map_open_frame_and_more_like_this(engine, settings, ui_project,
     assert len(app.get("vega_lite_chart")) == 1
 
 
-def test_label_propagate_queues_a_job_or_runs_inline(engine, ui_project, monkeypatch) -> None:
+def test_label_propagate_queues_a_job_or_runs_inline(engine, footage_project, monkeypatch) -> None:
     """With one labeled frame, Propagate queues a propagate job for long videos; for short ones it runs here and
     every other frame of the video gets a propagated draft."""
     app = page("label")
@@ -154,18 +147,18 @@ def test_label_propagate_queues_a_job_or_runs_inline(engine, ui_project, monkeyp
     assert len({a.frame_id for a in drafts}) == 11 and all(a.status == "draft" for a in drafts)
 
 
-def test_results_scores_curves_and_drill_down(engine, settings, ui_project) -> None:
+def test_results_scores_curves_and_drill_down(engine, settings, footage_project) -> None:
     """Metrics rows become a sequence × model table; benchmark files become charts; a frame with a propagated and a
     manual mask shows both with their IoU."""
     with session_scope(engine) as session:
         job = job_store.submit_job(session, "propagate", {"method": "pixels"})
         metrics.add_metrics(session, [("video", "clip-a", "J&F", 0.25), ("video", "clip-b", "J&F", 0.75)],
-                            job_id=job.id, project_id=ui_project.project_id)
+                            job_id=job.id, project_id=footage_project.project_id)
         checkpoint = artifacts.add_checkpoint(session, "vss", "vit_tiny_patch16_224", "/nowhere/head.pt",
-                                              project_id=ui_project.project_id)
+                                              project_id=footage_project.project_id)
         metrics.add_metrics(session, [("overall", "", "mIoU", 0.4), ("class", "1", "IoU", 0.6)],
-                            project_id=ui_project.project_id, checkpoint_id=checkpoint.id)
-        frame = footage.list_frames(session, ui_project.video_ids[0])[2]
+                            project_id=footage_project.project_id, checkpoint_id=checkpoint.id)
+        frame = footage.list_frames(session, footage_project.video_ids[0])[2]
         predicted = np.zeros((64, 96), bool)
         predicted[0:10, 0:20] = True
         annotation_store.save_annotation(session, frame.id, 1, predicted, "propagated", status="draft")
@@ -192,7 +185,7 @@ def test_results_scores_curves_and_drill_down(engine, settings, ui_project) -> N
     assert len(images) == 2 and "object 1: IoU 0.333" in images[1].proto.imgs[0].caption
 
 
-def test_jobs_forms_queue_each_kind_with_their_defaults(engine, ui_project) -> None:
+def test_jobs_forms_queue_each_kind_with_their_defaults(engine, footage_project) -> None:
     """Pretrain, embed, select and propagate forms each queue a valid job; a bad video id list is refused."""
     app = page("jobs")
     for form in ("pretrain", "embed", "select"):
@@ -200,18 +193,19 @@ def test_jobs_forms_queue_each_kind_with_their_defaults(engine, ui_project) -> N
     app.text_input(key="jobs_propagate_videos").set_value("1, x")
     ok(app.button(key="FormSubmitter:jobs_propagate_form-Queue propagate job").click().run())
     assert any("not a comma-separated list of integers" in e.value for e in app.error)
-    app.text_input(key="jobs_propagate_videos").set_value(str(ui_project.video_ids[0]))
+    app.text_input(key="jobs_propagate_videos").set_value(str(footage_project.video_ids[0]))
     ok(app.button(key="FormSubmitter:jobs_propagate_form-Queue propagate job").click().run())
     queued = {j.kind: j for j in all_jobs(engine)}
     assert list(queued) == ["pretrain", "embed", "select", "propagate"]
-    assert queued["pretrain"].params["project"] == "ui" and queued["pretrain"].params["preset"] == "cpu_10min_vit_tiny.yaml"
-    assert queued["embed"].params["backbone"] == "vit_small_patch16_224" and queued["embed"].params["checkpoint_id"] is None
+    pretrain, embed = queued["pretrain"].params, queued["embed"].params
+    assert pretrain["project"] == "ui" and pretrain["preset"] == "cpu_10min_vit_tiny.yaml"
+    assert embed["backbone"] == "vit_small_patch16_224" and embed["checkpoint_id"] is None
     assert queued["select"].params["strategy"] == "kcenter" and queued["select"].params["budget"] == 10
-    assert queued["propagate"].params["video_ids"] == [ui_project.video_ids[0]]
+    assert queued["propagate"].params["video_ids"] == [footage_project.video_ids[0]]
     assert all(j.status == "queued" for j in queued.values())
 
 
-def test_jobs_generic_form_queues_another_registered_kind(engine, ui_project) -> None:
+def test_jobs_generic_form_queues_another_registered_kind(engine, footage_project) -> None:
     """Kinds without a dedicated form (fine-tuning, evaluation, plugins) are queued from their default params."""
     from segloop.platform.services import library
     from segloop.ui.views.jobs import DEDICATED_FORMS

@@ -6,8 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from segloop.platform.db.stores import annotations as annotation_store
-from segloop.platform.services import explore, labeling, library
+from segloop.platform.services import artifacts, explore, labeling, library
 from segloop.ui import resources
 
 COLOUR_BY = ("video", "label status", "selection run", "uncertainty")
@@ -24,15 +23,16 @@ def render() -> None:
     if summary is None:
         return
     engine = resources.engine()
-    sets = explore.embedding_sets(engine, summary.project.id)
+    sets = artifacts.embedding_sets(engine, summary.project.id)
     if not sets:
         st.info("This project has no embedding set yet: embed it on the **Select** page or with an *embed* job on "
                 "the **Jobs** page (`segloop embed --project NAME` on the command line).")
         return
     by_id = {s.id: s for s in sets}
     set_col, method_col, points_col, colour_col = st.columns([2, 1, 1, 1])
-    set_id = set_col.selectbox("Embedding set", list(by_id), key="explore_set",
-                               format_func=lambda i: f"{i}: {by_id[i].backbone} · {by_id[i].count} frames · {by_id[i].name}")
+    set_id = set_col.selectbox(
+        "Embedding set", list(by_id), key="explore_set",
+        format_func=lambda i: f"{i}: {by_id[i].backbone} · {by_id[i].count} frames · {by_id[i].name}")
     method = method_col.radio("Map", explore.MAP_METHODS, horizontal=True, key="explore_method",
                               format_func=lambda m: {"pca": "PCA", "tsne": "t-SNE"}[m])
     max_points = int(points_col.number_input("Frames on the map (sampled)", min_value=100, max_value=20_000,
@@ -147,8 +147,7 @@ def frame_panel(set_id: int) -> None:
     picture, side = st.columns([2, 1])
     image = labeling.frame_image(resources.settings().data_dir, detail.frame)
     if detail.annotations:
-        labels = annotation_store.label_map(detail.annotations, detail.video.stored_height, detail.video.stored_width)
-        image = labeling.overlay(image, labels, 0.5)
+        image = labeling.overlay(image, detail.label_map(), 0.5)
     picture.image(image, width="stretch")
     if side.button("Label this frame", key="explore_to_label"):
         st.session_state["label_frame_request"] = frame_id

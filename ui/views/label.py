@@ -6,12 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from segloop.platform.db.engine import session_scope
-from segloop.platform.db.entities import FrameInfo, VideoInfo
-from segloop.platform.db.stores import projects as project_store
-from segloop.platform.db.stores import selections as selection_store
-from segloop.platform.db.stores.annotations import ConflictError
-from segloop.platform.services import labeling, library
+from segloop.platform.services import explore, labeling, library
+from segloop.platform.services.labeling import ConflictError, FrameInfo, VideoInfo
 from segloop.ui import resources
 from segloop.ui.mask_canvas import mask_canvas
 
@@ -77,8 +73,7 @@ def choose_source() -> Source | None:
     names = [s.project.name for s in summaries]
     chosen = project_col.selectbox("Project", names, key="label_project")
     project = next(s.project for s in summaries if s.project.name == chosen)
-    with session_scope(engine) as session:
-        runs = selection_store.list_selections(session, project.id)
+    runs = explore.project_selections(engine, project.id)
     videos = library.project_videos(engine, project.id)
     if not videos:
         st.info("This project has no videos yet.")
@@ -141,7 +136,8 @@ def current_frame(source: Source) -> int | None:
     if frame_id is None:
         return None
     prev_col, next_col, info_col = st.columns([1, 1, 4], vertical_alignment="bottom")
-    for column, step, label, shortcut in ((prev_col, -1, "← Previous", "Alt+Left"), (next_col, 1, "Next →", "Alt+Right")):
+    steps = ((prev_col, -1, "← Previous", "Alt+Left"), (next_col, 1, "Next →", "Alt+Right"))
+    for column, step, label, shortcut in steps:
         if column.button(label, key=f"label_step_{step}", shortcut=shortcut):
             neighbour = labeling.queue_neighbour(engine, source.project_id, frame_id, step, **queue_args(source))
             if neighbour is None:
@@ -199,8 +195,7 @@ def choose_class(column, project_id: int, object_id: int, session: EditorState) 
     """The label class for the chosen object (a new class can be added by name)."""
     current = session.classes.get(object_id)
     engine = resources.engine()
-    with session_scope(engine) as db:
-        classes = project_store.list_label_classes(db, project_id)
+    classes = labeling.label_classes(engine, project_id)
     by_id = {c.id: c for c in classes}
     options = [None] + [c.id for c in classes] + [NEW_CLASS]
     key = f"label_class_{session.frame_id}_{session.nonce}_{object_id}"
@@ -215,8 +210,7 @@ def choose_class(column, project_id: int, object_id: int, session: EditorState) 
     name = column.text_input("New class name", key="label_new_class")
     if column.button("Add class", key="label_add_class", disabled=not name.strip()):
         try:
-            with session_scope(engine) as db:
-                created = project_store.get_or_create_label_class(db, project_id, name.strip())
+            created = labeling.add_label_class(engine, project_id, name)
         except ValueError as exc:
             st.error(str(exc))
             return None

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.services import labeling, library
 from segloop.ui import resources
 
@@ -57,9 +56,9 @@ def choose_filter(summaries: list[library.ProjectSummary]) -> library.FrameFilte
     group = None
     if video_id is not None:
         groups = resources.duplicate_groups(resources.settings().db_url, video_id)
-        choice = group_col.selectbox("Near-duplicate group", [None] + [g for g, _ in groups], key="library_group",
-                                     format_func=lambda g: "any" if g is None else f"group {g} ({dict(groups)[g]} frames)")
-        group = choice
+        sizes = dict(groups)
+        group = group_col.selectbox("Near-duplicate group", [None] + list(sizes), key="library_group",
+                                    format_func=lambda g: "any" if g is None else f"group {g} ({sizes[g]} frames)")
     else:
         group_col.selectbox("Near-duplicate group", ["choose a video"], disabled=True, key="library_group_off")
     flt = library.FrameFilter(project_id=project.id, video_id=video_id, label_status=status, dup_group=group)
@@ -112,8 +111,7 @@ def frame_viewer() -> None:
     alpha = facts.slider("Mask opacity", 0.1, 1.0, 0.5, 0.05, key="library_alpha")
     image = labeling.frame_image(resources.settings().data_dir, detail.frame)
     if show_masks and detail.annotations:
-        labels = annotation_store.label_map(detail.annotations, detail.video.stored_height, detail.video.stored_width)
-        image = labeling.overlay(image, labels, alpha)
+        image = labeling.overlay(image, detail.label_map(), alpha)
     picture.image(image, width="stretch",
                   caption=f"{detail.video.stored_width}x{detail.video.stored_height} · t={detail.frame.timestamp:.2f}s")
     if detail.annotations:

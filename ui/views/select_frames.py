@@ -6,12 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from segloop.platform.db.engine import session_scope
-from segloop.platform.db.entities import EmbeddingSetInfo, ProjectInfo
-from segloop.platform.db.stores import artifacts
-from segloop.platform.services import explore, library, selection
-from segloop.selectors.constraints import Constraints
-from segloop.selectors.registry import StrategyInfo, strategies
+from segloop.platform.services import artifacts, explore, library, selection
+from segloop.platform.services.artifacts import EmbeddingSetInfo
+from segloop.platform.services.library import ProjectInfo
+from segloop.platform.services.selection import Constraints, StrategyInfo
 from segloop.ui import resources
 
 INLINE_POOL_MAX = 20_000
@@ -28,7 +26,7 @@ def render() -> None:
     if summary is None:
         return
     project = summary.project
-    sets = explore.embedding_sets(resources.engine(), project.id)
+    sets = artifacts.embedding_sets(resources.engine(), project.id)
     embed_panel(project, summary.frames, expanded=not sets)
     if not sets:
         st.info("Selectors compare frame embeddings: embed the project above first (a tiny backbone is enough to "
@@ -41,8 +39,7 @@ def render() -> None:
 def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
     """Embed the project's frames now (small projects) or as an embed job."""
     engine = resources.engine()
-    with session_scope(engine) as session:
-        checkpoints = artifacts.list_checkpoints(session, project.id)
+    checkpoints = artifacts.checkpoints(engine, project.id)
     with st.expander("Embed the project's frames", expanded=expanded):
         by_id = {c.id: c for c in checkpoints}
         left, middle, right = st.columns(3)
@@ -77,8 +74,7 @@ def embed_inline(project: ProjectInfo, checkpoint_id: int | None, backbone: str,
 
     weights = None
     if checkpoint_id is not None:
-        with session_scope(resources.engine()) as session:
-            checkpoint = artifacts.get_checkpoint(session, checkpoint_id)
+        checkpoint = artifacts.checkpoint(resources.engine(), checkpoint_id)
         backbone, weights = checkpoint.backbone, checkpoint.path
     bar = st.progress(0.0, text="embedding…")
     try:
@@ -109,12 +105,13 @@ def strategy_params(info: StrategyInfo, project_id: int) -> dict[str, Any]:
             values[name] = column.selectbox("signal", options, key=key,
                                             format_func=lambda s: "(newest / only signal)" if s is None else s)
         elif name == "video_id":
-            videos = {v.id: v for v in library.project_videos(engine, project_id)}
-            values[name] = column.selectbox("video", [None] + list(videos), key=key,
-                                            format_func=lambda i: "(the longest video)" if i is None else videos[i].name)
+            names = {v.id: v.name for v in library.project_videos(engine, project_id)}
+            values[name] = column.selectbox("video", [None, *names], key=key,
+                                            format_func=lambda i, names=names: "(the longest video)" if i is None
+                                            else names[i])
         elif name == "device":
-            values[name] = column.selectbox("device", DEVICES, index=DEVICES.index(default) if default in DEVICES else 0,
-                                            key=key)
+            index = DEVICES.index(default) if default in DEVICES else 0
+            values[name] = column.selectbox("device", DEVICES, index=index, key=key)
         elif isinstance(default, bool):
             values[name] = column.checkbox(name, value=default, key=key)
         elif isinstance(default, int):
@@ -131,7 +128,7 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
     """Strategy, parameters, budget and constraints; Run stores a selection run (or queues a select job)."""
     engine = resources.engine()
     by_id = {s.id: s for s in sets}
-    registry = strategies()
+    registry = selection.strategies()
     st.subheader("Run a selection")
     set_col, strategy_col = st.columns([2, 1])
     set_id = set_col.selectbox("Embedding set", list(by_id), key="select_set",
@@ -143,7 +140,8 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
     params = strategy_params(registry[strategy], project.id)
     videos = {v.id: v for v in library.project_videos(engine, project.id)}
     budget_col, gap_col, cap_col, dup_col = st.columns(4, vertical_alignment="bottom")
-    budget = int(budget_col.number_input("Budget (frames)", min_value=1, max_value=10_000, value=10, key="select_budget"))
+    budget = int(budget_col.number_input("Budget (frames)", min_value=1, max_value=10_000, value=10,
+                                         key="select_budget"))
     gap = int(gap_col.number_input("Min gap (frames)", min_value=0, value=0, key="select_gap"))
     cap = int(cap_col.number_input("Max per video (0 = no cap)", min_value=0, value=0, key="select_cap"))
     one_per_group = dup_col.checkbox("One per near-duplicate group", value=True, key="select_dup")
@@ -195,8 +193,8 @@ def review_panel(project: ProjectInfo) -> None:
     pages = st.session_state.get("select_review_page", 1)
     page = explore.review_page(engine, run_id, (pages - 1) * REVIEW_PAGE, REVIEW_PAGE)
     counts = " · ".join(f"{n} {s}" for s, n in sorted(page.by_status.items()))
-    st.caption(f"{page.total} pick(s): {counts or 'none'}. Unticked picks are rejected when you accept the checked ones; "
-               "the Label page's queue for this run holds the accepted and proposed picks.")
+    st.caption(f"{page.total} pick(s): {counts or 'none'}. Unticked picks are rejected when you accept the checked "
+               "ones; the Label page's queue for this run holds the accepted and proposed picks.")
     if page.total > REVIEW_PAGE:
         st.number_input("Review page", min_value=1, max_value=-(-page.total // REVIEW_PAGE), step=1,
                         key="select_review_page")

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from segloop.platform.db.entities import JobInfo
-from segloop.platform.media import uploads
-from segloop.platform.services import library
+from segloop.platform.services import library, uploads
+from segloop.platform.services.library import JobInfo
 from segloop.ui import resources
 
 LIMITS = uploads.UploadLimits()
@@ -35,8 +34,8 @@ def render() -> None:
         if st.button("Ingest uploaded files", type="primary", disabled=not files, key="upload_go"):
             request = uploads.IngestRequest(project=project, fps=fps or None, max_side=int(max_side) or None)
             try:
-                outcomes = uploads.upload_and_queue(engine, resources.settings(), ((f.name, f.getvalue()) for f in files),
-                                                    request, LIMITS)
+                named_bytes = ((f.name, f.getvalue()) for f in files)
+                outcomes = uploads.upload_and_queue(engine, resources.settings(), named_bytes, request, LIMITS)
             except ValueError as exc:
                 st.error(str(exc))
             else:

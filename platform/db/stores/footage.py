@@ -1,12 +1,15 @@
 """Videos and their frames."""
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select
+from collections.abc import Sequence
+
+from sqlalchemy import and_, func, insert, null, or_, select
 from sqlalchemy.orm import Session
 
-from segloop.platform.db.entities import FrameInfo, NewVideo, VideoInfo, from_row
-from segloop.platform.db.orm import Frame, Video
-from segloop.platform.db.stores import NotFoundError
+from segloop.platform.db.entities import FrameFilter, FrameInfo, NewVideo, VideoInfo, from_row
+from segloop.platform.db.orm import Frame, SelectionItem, Video
+from segloop.platform.db.stores import NotFoundError, id_chunks
+from segloop.platform.db.stores.annotations import frame_status_condition
 
 
 def find_video_by_hash(session: Session, project_id: int, sha256: str) -> VideoInfo | None:
@@ -127,3 +130,108 @@ def project_frames(session: Session, project_id: int) -> list[FrameInfo]:
         .order_by(Frame.video_id, Frame.index)
     )
     return [from_row(FrameInfo, r) for r in session.scalars(query)]
+
+
+def frames_with_video_names(session: Session, frame_ids: Sequence[int]) -> dict[int, tuple[FrameInfo, str]]:
+    """{frame id: (frame, video name)} for the given ids (missing ids left out)."""
+    found = {}
+    for chunk in id_chunks(frame_ids):
+        query = select(Frame, Video.name).join(Video, Video.id == Frame.video_id).where(Frame.id.in_(chunk))
+        for frame, name in session.execute(query):
+            found[frame.id] = (from_row(FrameInfo, frame), name)
+    return found
+
+
+def duplicate_groups(session: Session, video_id: int, limit: int = 500) -> list[tuple[int, int]]:
+    """(group, frame count) of a video's near-duplicate groups that hold more than one frame, largest first."""
+    size = func.count(Frame.id)
+    query = (select(Frame.dup_group, size).where(Frame.video_id == video_id).group_by(Frame.dup_group)
+             .having(size > 1).order_by(size.desc(), Frame.dup_group).limit(limit))
+    return [(int(g), int(n)) for g, n in session.execute(query)]
+
+
+# ---------------------------------------------------------------- filtered frames (library)
+
+
+def _filtered_query(flt: FrameFilter):
+    """SELECT (Frame, video name) matching the filter, in video then frame order."""
+    query = (select(Frame, Video.name).join(Video, Video.id == Frame.video_id)
+             .where(Video.project_id == flt.project_id).order_by(Frame.video_id, Frame.index))
+    if flt.video_id is not None:
+        query = query.where(Frame.video_id == flt.video_id)
+    if flt.dup_group is not None:
+        query = query.where(Frame.dup_group == flt.dup_group)
+    if flt.label_status != "any":
+        query = query.where(frame_status_condition(flt.label_status))
+    return query
+
+
+def count_filtered_frames(session: Session, flt: FrameFilter) -> int:
+    """How many frames match the filter."""
+    return int(session.scalar(_filtered_query(flt).order_by(None).with_only_columns(func.count(Frame.id))) or 0)
+
+
+def filtered_frames(session: Session, flt: FrameFilter, offset: int, limit: int) -> list[tuple[FrameInfo, str]]:
+    """(frame, video name) of the frames matching the filter, in video then frame order, from `offset`."""
+    rows = session.execute(_filtered_query(flt).offset(max(offset, 0)).limit(limit))
+    return [(from_row(FrameInfo, frame), name) for frame, name in rows]
+
+
+# ---------------------------------------------------------------- the labeling queue
+
+
+def _queue_query(project_id: int, video_id: int | None, selection_id: int | None, include_done: bool):
+    """SELECT (Frame, video name, rank) of the queue in queue order."""
+    if selection_id is not None:
+        query = (select(Frame, Video.name, SelectionItem.rank)
+                 .join(SelectionItem, SelectionItem.frame_id == Frame.id)
+                 .join(Video, Video.id == Frame.video_id)
+                 .where(SelectionItem.selection_id == selection_id, SelectionItem.status != "rejected",
+                        Video.project_id == project_id)
+                 .order_by(SelectionItem.rank))
+    else:
+        query = (select(Frame, Video.name, null())
+                 .join(Video, Video.id == Frame.video_id)
+                 .where(Video.project_id == project_id)
+                 .order_by(Frame.video_id, Frame.index))
+        if video_id is not None:
+            query = query.where(Frame.video_id == video_id)
+    if not include_done:
+        query = query.where(or_(frame_status_condition("unlabeled"), frame_status_condition("draft")))
+    return query
+
+
+def queue_frames(session: Session, project_id: int, *, video_id: int | None = None, selection_id: int | None = None,
+                 include_done: bool = False, offset: int = 0, limit: int = 50
+                 ) -> tuple[list[tuple[FrameInfo, str, int | None]], int]:
+    """(page of (frame, video name, pick rank), total) of the labeling queue: a selection run's picks (not rejected)
+    in rank order, else a video's (or the project's) frames in order; without `include_done`, only frames that
+    are unlabeled or have a draft."""
+    query = _queue_query(project_id, video_id, selection_id, include_done)
+    total = int(session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
+    rows = session.execute(query.offset(max(offset, 0)).limit(limit))
+    return [(from_row(FrameInfo, frame), name, rank) for frame, name, rank in rows], total
+
+
+def queue_neighbour(session: Session, project_id: int, frame_id: int, step: int, *, video_id: int | None = None,
+                    selection_id: int | None = None, include_done: bool = False) -> FrameInfo | None:
+    """The queue frame right after (step=+1) or before (step=-1) `frame_id` in queue order, if any."""
+    query = _queue_query(project_id, video_id, selection_id, include_done).order_by(None)
+    current = get_frame(session, frame_id)
+    if selection_id is not None:
+        rank = session.scalar(select(SelectionItem.rank).where(
+            SelectionItem.selection_id == selection_id, SelectionItem.frame_id == frame_id))
+        if rank is None:
+            return None
+        query = query.where(SelectionItem.rank > rank if step > 0 else SelectionItem.rank < rank)
+        query = query.order_by(SelectionItem.rank if step > 0 else SelectionItem.rank.desc())
+    else:
+        after = or_(Frame.video_id > current.video_id,
+                    and_(Frame.video_id == current.video_id, Frame.index > current.index))
+        before = or_(Frame.video_id < current.video_id,
+                     and_(Frame.video_id == current.video_id, Frame.index < current.index))
+        query = query.where(after if step > 0 else before)
+        query = query.order_by(*((Frame.video_id, Frame.index) if step > 0
+                                 else (Frame.video_id.desc(), Frame.index.desc())))
+    row = session.execute(query.limit(1)).first()
+    return None if row is None else from_row(FrameInfo, row[0])

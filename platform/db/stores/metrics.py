@@ -42,3 +42,12 @@ def list_metrics(
     if name is not None:
         query = query.where(Metric.name == name)
     return [from_row(MetricInfo, r) for r in session.scalars(query)]
+
+
+def newest_metrics(session: Session, scope: str, project_id: int | None = None, limit: int = 20_000
+                   ) -> list[MetricInfo]:
+    """The newest `limit` metrics of a scope (video, class, overall, ...), optionally of one project; newest first."""
+    query = select(Metric).where(Metric.scope == scope).order_by(Metric.id.desc()).limit(limit)
+    if project_id is not None:
+        query = query.where(Metric.project_id == project_id)
+    return [from_row(MetricInfo, r) for r in session.scalars(query)]

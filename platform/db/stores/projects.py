@@ -40,6 +40,14 @@ def get_project(session: Session, name: str) -> ProjectInfo:
     return from_row(ProjectInfo, row)
 
 
+def get_project_by_id(session: Session, project_id: int) -> ProjectInfo:
+    """The project with this id, or NotFoundError."""
+    row = session.get(Project, project_id)
+    if row is None:
+        raise NotFoundError(f"project {project_id} does not exist")
+    return from_row(ProjectInfo, row)
+
+
 def list_projects(session: Session) -> list[ProjectInfo]:
     """All projects, oldest first."""
     return [from_row(ProjectInfo, r) for r in session.scalars(select(Project).order_by(Project.id))]

@@ -1,12 +1,13 @@
 """Per-frame signals of model runs (e.g. propagation confidence) that the uncertainty selectors read."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from segloop.platform.db.orm import Frame, FrameScore, Video
+from segloop.platform.db.stores import id_chunks
 
 
 def add_frame_scores(
@@ -21,6 +22,12 @@ def add_frame_scores(
     return len(rows)
 
 
+def _newest_values(session: Session, newest) -> dict[int, float]:
+    """{frame_id: value} of the score rows whose ids the subquery `newest` (frame_id, id) selects."""
+    rows = session.execute(select(FrameScore.frame_id, FrameScore.value).join(newest, newest.c.id == FrameScore.id))
+    return {int(frame_id): float(value) for frame_id, value in rows}
+
+
 def latest_frame_scores(session: Session, project_id: int, name: str) -> dict[int, float]:
     """{frame_id: value} of the newest recorded value of a signal for every frame of a project."""
     newest = (
@@ -31,8 +38,18 @@ def latest_frame_scores(session: Session, project_id: int, name: str) -> dict[in
         .group_by(FrameScore.frame_id)
         .subquery()
     )
-    rows = session.execute(select(FrameScore.frame_id, FrameScore.value).join(newest, newest.c.id == FrameScore.id))
-    return {int(frame_id): float(value) for frame_id, value in rows}
+    return _newest_values(session, newest)
+
+
+def latest_scores_of_frames(session: Session, frame_ids: Sequence[int], name: str) -> dict[int, float]:
+    """{frame_id: value} of the newest recorded value of a signal for the given frames (unscored ones left out)."""
+    found: dict[int, float] = {}
+    for chunk in id_chunks(frame_ids):
+        newest = (select(FrameScore.frame_id, func.max(FrameScore.id).label("id"))
+                  .where(FrameScore.name == name, FrameScore.frame_id.in_(chunk))
+                  .group_by(FrameScore.frame_id).subquery())
+        found.update(_newest_values(session, newest))
+    return found
 
 
 def score_names(session: Session, project_id: int) -> list[str]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from segloop.platform.db.entities import SelectionInfo, SelectionItemInfo, from_row
-from segloop.platform.db.orm import Selection, SelectionItem
+from segloop.platform.db.entities import FrameInfo, SelectionInfo, SelectionItemInfo, from_row
+from segloop.platform.db.orm import Frame, Selection, SelectionItem, Video
 from segloop.platform.db.stores import NotFoundError
 
 ITEM_STATUSES = ("proposed", "accepted", "rejected")
@@ -60,6 +60,31 @@ def selection_items(session: Session, selection_id: int) -> list[SelectionItemIn
         select(SelectionItem).where(SelectionItem.selection_id == selection_id).order_by(SelectionItem.rank)
     )
     return [from_row(SelectionItemInfo, r) for r in rows]
+
+
+def count_items_by_status(session: Session, selection_id: int) -> dict[str, int]:
+    """{status: picks} of a run (statuses without picks left out)."""
+    query = (select(SelectionItem.status, func.count(SelectionItem.id))
+             .where(SelectionItem.selection_id == selection_id).group_by(SelectionItem.status))
+    return {str(status): int(n) for status, n in session.execute(query)}
+
+
+def picks_with_frames(session: Session, selection_id: int, offset: int = 0, limit: int = 24
+                      ) -> list[tuple[SelectionItemInfo, FrameInfo, str]]:
+    """(pick, frame, video name) of a page of a run's picks in rank order."""
+    query = (select(SelectionItem, Frame, Video.name).join(Frame, Frame.id == SelectionItem.frame_id)
+             .join(Video, Video.id == Frame.video_id).where(SelectionItem.selection_id == selection_id)
+             .order_by(SelectionItem.rank).offset(max(offset, 0)).limit(limit))
+    return [(from_row(SelectionItemInfo, item), from_row(FrameInfo, frame), name)
+            for item, frame, name in session.execute(query)]
+
+
+def picked_frame_ids(session: Session, selection_id: int, *, except_status: str | None = None) -> list[int]:
+    """Frame ids of a run's picks in rank order, leaving out those with `except_status`."""
+    query = select(SelectionItem.frame_id).where(SelectionItem.selection_id == selection_id)
+    if except_status is not None:
+        query = query.where(SelectionItem.status != except_status)
+    return [int(f) for f in session.scalars(query.order_by(SelectionItem.rank))]
 
 
 def set_item_status(session: Session, selection_id: int, frame_ids: Sequence[int], status: str) -> int:

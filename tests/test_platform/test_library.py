@@ -21,60 +21,61 @@ def label(engine, frame_id: int, status: str, size: int = 3) -> None:
     labeling.save_frame_labels(engine, frame_id, labels, loaded.versions, status=status)
 
 
-def test_label_status_filters_and_counts(engine, ui_project) -> None:
+def test_label_status_filters_and_counts(engine, footage_project) -> None:
     """One frame per status; each filter finds exactly its frames, and the page shows the statuses."""
-    video_id = ui_project.video_ids[0]
+    video_id = footage_project.video_ids[0]
     with session_scope(engine) as session:
         frames = footage.list_frames(session, video_id)
     label(engine, frames[0].id, "draft")
     label(engine, frames[1].id, "submitted")
     label(engine, frames[2].id, "reviewed")
-    base = library.FrameFilter(project_id=ui_project.project_id, video_id=video_id)
-    counts = {s: library.count_filtered_frames(engine, library.FrameFilter(ui_project.project_id, video_id, s))
+    base = library.FrameFilter(project_id=footage_project.project_id, video_id=video_id)
+    counts = {s: library.count_filtered_frames(engine, library.FrameFilter(footage_project.project_id, video_id, s))
               for s in library.LABEL_FILTERS}
     assert counts == {"any": 12, "unlabeled": 9, "labeled": 3, "draft": 1, "submitted": 1, "reviewed": 1}
     page = library.browse_frames(engine, base, 0, 4)
     assert [(f.frame.index, f.status) for f in page] == [(0, "draft"), (1, "submitted"), (2, "reviewed"),
                                                           (3, "unlabeled")]
-    reviewed = library.browse_frames(engine, library.FrameFilter(ui_project.project_id, video_id, "reviewed"), 0, 10)
+    project_id = footage_project.project_id
+    reviewed = library.browse_frames(engine, library.FrameFilter(project_id, video_id, "reviewed"), 0, 10)
     assert [f.frame.index for f in reviewed] == [2]
     # A newer draft version of the reviewed frame makes it a draft frame again.
     label(engine, frames[2].id, "draft", size=4)
-    assert library.count_filtered_frames(engine, library.FrameFilter(ui_project.project_id, video_id, "draft")) == 2
+    assert library.count_filtered_frames(engine, library.FrameFilter(project_id, video_id, "draft")) == 2
 
 
-def test_project_wide_paging_and_duplicate_groups(engine, ui_project) -> None:
+def test_project_wide_paging_and_duplicate_groups(engine, footage_project) -> None:
     """All videos page in video then frame order; a duplicate-group filter keeps only that group's frames."""
-    everything = library.FrameFilter(project_id=ui_project.project_id)
+    everything = library.FrameFilter(project_id=footage_project.project_id)
     assert library.count_filtered_frames(engine, everything) == 24
     second_page = library.browse_frames(engine, everything, 1, 10)
     assert [(f.video_name.endswith("000"), f.frame.index) for f in second_page][:2] == [(True, 10), (True, 11)]
-    assert second_page[2].frame.video_id == ui_project.video_ids[1] and second_page[2].frame.index == 0
-    video_id = ui_project.video_ids[0]
+    assert second_page[2].frame.video_id == footage_project.video_ids[1] and second_page[2].frame.index == 0
+    video_id = footage_project.video_ids[0]
     with session_scope(engine) as session:
         frames = footage.list_frames(session, video_id)
     groups = library.duplicate_groups(engine, video_id)
     sizes = Counter(f.dup_group for f in frames)
     assert groups == sorted(((g, n) for g, n in sizes.items() if n > 1), key=lambda gn: (-gn[1], gn[0]))
     group = frames[5].dup_group
-    flt = library.FrameFilter(ui_project.project_id, video_id, "any", group)
+    flt = library.FrameFilter(footage_project.project_id, video_id, "any", group)
     assert {f.frame.id for f in library.browse_frames(engine, flt, 0, 50)} == {f.id for f in frames
                                                                                   if f.dup_group == group}
     with pytest.raises(library.LibraryError, match="choose a video first"):
-        library.count_filtered_frames(engine, library.FrameFilter(ui_project.project_id, None, "any", group))
+        library.count_filtered_frames(engine, library.FrameFilter(footage_project.project_id, None, "any", group))
     with pytest.raises(library.LibraryError, match="label status: 'done'"):
-        library.count_filtered_frames(engine, library.FrameFilter(ui_project.project_id, None, "done"))
+        library.count_filtered_frames(engine, library.FrameFilter(footage_project.project_id, None, "done"))
 
 
-def test_frame_detail_lists_newest_masks(engine, ui_project) -> None:
+def test_frame_detail_lists_newest_masks(engine, footage_project) -> None:
     """The viewer's detail has the frame's newest mask per object and its status."""
     with session_scope(engine) as session:
-        frame = footage.list_frames(session, ui_project.video_ids[1], limit=1)[0]
+        frame = footage.list_frames(session, footage_project.video_ids[1], limit=1)[0]
     label(engine, frame.id, "draft")
     label(engine, frame.id, "submitted")
     detail = library.frame_detail(engine, frame.id)
     assert [(a.object_id, a.version, a.status) for a in detail.annotations] == [(1, 1, "submitted")]
-    assert detail.status == "submitted" and detail.video.id == ui_project.video_ids[1]
+    assert detail.status == "submitted" and detail.video.id == footage_project.video_ids[1]
 
 
 def test_job_log_tail_reads_the_end(file_settings, tmp_path: Path) -> None:

@@ -78,9 +78,9 @@ def first_frame(engine, video_id: int):
         return footage.list_frames(session, video_id, limit=1)[0]
 
 
-def test_save_creates_versions_only_for_changed_objects(engine, ui_project) -> None:
+def test_save_creates_versions_only_for_changed_objects(engine, footage_project) -> None:
     """Saving twice: the first save makes version 1 of two objects, the second only version 2 of the changed one."""
-    frame = first_frame(engine, ui_project.video_ids[0])
+    frame = first_frame(engine, footage_project.video_ids[0])
     loaded = labeling.load_frame_labels(engine, frame.id)
     assert loaded.versions == {} and not loaded.labels.any()
     labels = loaded.labels.copy()
@@ -100,9 +100,9 @@ def test_save_creates_versions_only_for_changed_objects(engine, ui_project) -> N
     assert latest[2].status == "submitted" and latest[2].author == "ann"
 
 
-def test_stale_save_is_refused_and_writes_nothing(engine, ui_project) -> None:
+def test_stale_save_is_refused_and_writes_nothing(engine, footage_project) -> None:
     """Two editors load version 0; the second save raises ConflictError and stores nothing."""
-    frame = first_frame(engine, ui_project.video_ids[0])
+    frame = first_frame(engine, footage_project.video_ids[0])
     alice = labeling.load_frame_labels(engine, frame.id)
     bob = labeling.load_frame_labels(engine, frame.id)
     alice_labels = alice.labels.copy()
@@ -116,9 +116,9 @@ def test_stale_save_is_refused_and_writes_nothing(engine, ui_project) -> None:
     assert after.versions == {1: 1}
 
 
-def test_unchanged_save_writes_nothing(engine, ui_project) -> None:
+def test_unchanged_save_writes_nothing(engine, footage_project) -> None:
     """Saving the loaded labels again as the same status changes nothing."""
-    frame = first_frame(engine, ui_project.video_ids[0])
+    frame = first_frame(engine, footage_project.video_ids[0])
     loaded = labeling.load_frame_labels(engine, frame.id)
     labels = loaded.labels.copy()
     labels[3:6, 3:6] = 4
@@ -156,31 +156,31 @@ def test_import_mask_png_binary_and_palette(tmp_path) -> None:
         labeling.import_mask_png(b"not an image", "x.png", 4, 6)
 
 
-def test_queue_skips_done_frames_and_follows_selection_rank(engine, ui_project) -> None:
+def test_queue_skips_done_frames_and_follows_selection_rank(engine, footage_project) -> None:
     """The video queue leaves out submitted frames; a selection run's queue is its picks in rank order."""
-    video_id = ui_project.video_ids[0]
+    video_id = footage_project.video_ids[0]
     with session_scope(engine) as session:
         frames = footage.list_frames(session, video_id)
-    page = labeling.label_queue(engine, ui_project.project_id, video_id=video_id, limit=5)
+    page = labeling.label_queue(engine, footage_project.project_id, video_id=video_id, limit=5)
     assert page.total == 12 and [i.frame.index for i in page.items] == [0, 1, 2, 3, 4]
     loaded = labeling.load_frame_labels(engine, frames[0].id)
     labels = loaded.labels.copy()
     labels[:4, :4] = 1
     labeling.save_frame_labels(engine, frames[0].id, labels, {}, status="submitted")
     labeling.save_frame_labels(engine, frames[1].id, labels, {}, status="draft")
-    page = labeling.label_queue(engine, ui_project.project_id, video_id=video_id, limit=2)
+    page = labeling.label_queue(engine, footage_project.project_id, video_id=video_id, limit=2)
     assert page.total == 11 and [(i.frame.index, i.status) for i in page.items] == [(1, "draft"), (2, "unlabeled")]
-    everything = labeling.label_queue(engine, ui_project.project_id, video_id=video_id, include_done=True, limit=1)
+    everything = labeling.label_queue(engine, footage_project.project_id, video_id=video_id, include_done=True, limit=1)
     assert everything.total == 12 and everything.items[0].status == "submitted"
     with session_scope(engine) as session:
-        run = selections.add_selection(session, ui_project.project_id, "test", 3,
+        run = selections.add_selection(session, footage_project.project_id, "test", 3,
                                        [(frames[7].id, 0.9, "a"), (frames[0].id, 0.8, "b"), (frames[3].id, 0.7, "c")])
-    picks = labeling.label_queue(engine, ui_project.project_id, selection_id=run.id)
+    picks = labeling.label_queue(engine, footage_project.project_id, selection_id=run.id)
     assert [(i.frame.index, i.rank) for i in picks.items] == [(7, 1), (3, 3)]
-    nxt = labeling.queue_neighbour(engine, ui_project.project_id, frames[7].id, 1, selection_id=run.id)
+    nxt = labeling.queue_neighbour(engine, footage_project.project_id, frames[7].id, 1, selection_id=run.id)
     assert nxt.index == 3
-    assert labeling.queue_neighbour(engine, ui_project.project_id, frames[3].id, 1, selection_id=run.id) is None
-    prev = labeling.queue_neighbour(engine, ui_project.project_id, frames[2].id, -1, video_id=video_id)
+    assert labeling.queue_neighbour(engine, footage_project.project_id, frames[3].id, 1, selection_id=run.id) is None
+    prev = labeling.queue_neighbour(engine, footage_project.project_id, frames[2].id, -1, video_id=video_id)
     assert prev.index == 1
 
 

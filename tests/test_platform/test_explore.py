@@ -16,7 +16,7 @@ from segloop.platform.services import explore, labeling
 def test_sample_rows_is_seeded_sorted_and_bounded() -> None:
     """Small sets are kept whole; large ones give max_points distinct sorted rows, the same for the same seed."""
     np.testing.assert_array_equal(explore.sample_rows(5, 10), np.arange(5))
-    first, again, other = explore.sample_rows(1000, 50, 1), explore.sample_rows(1000, 50, 1), explore.sample_rows(1000, 50, 2)
+    first, again, other = (explore.sample_rows(1000, 50, seed) for seed in (1, 1, 2))
     assert first.size == 50 and np.unique(first).size == 50 and (np.diff(first) > 0).all() and first.max() < 1000
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
@@ -90,19 +90,12 @@ def test_parse_bench_reads_both_formats_and_skips_others(tmp_path: Path) -> None
         explore.parse_bench(broken)
 
 
-@pytest.fixture
-def embedded(engine, settings, ui_project):
-    """The UI project embedded with a tiny random-init ViT at 32 px."""
-    from segloop.platform.services.embedding import embed_project
 
-    return embed_project("ui", "vit_tiny_patch16_224", img_size=32, batch_size=8, settings=settings)
-
-
-def test_map_points_and_similar_frames(engine, settings, ui_project, embedded) -> None:
+def test_map_points_and_similar_frames(engine, settings, footage_project, embedded) -> None:
     """PCA places every frame with its video and status; a cached t-SNE map is read back; the nearest frame of a
     frame under cosine similarity is found by FAISS and the index file is reused."""
     with session_scope(engine) as session:
-        frame = footage.list_frames(session, ui_project.video_ids[0], limit=1)[0]
+        frame = footage.list_frames(session, footage_project.video_ids[0], limit=1)[0]
     labels = labeling.load_frame_labels(engine, frame.id).labels
     labels[:4, :4] = 1
     labeling.save_frame_labels(engine, frame.id, labels, {}, status="submitted")
@@ -129,11 +122,11 @@ def test_map_points_and_similar_frames(engine, settings, ui_project, embedded) -
     assert index_file.stat().st_mtime_ns == stamp
 
 
-def test_review_accepts_some_and_rejects_the_rest(engine, ui_project) -> None:
+def test_review_accepts_some_and_rejects_the_rest(engine, footage_project) -> None:
     """Accepting two and rejecting one changes three items; a frame in both lists is refused."""
     with session_scope(engine) as session:
-        frames = footage.list_frames(session, ui_project.video_ids[0])
-        run = selections.add_selection(session, ui_project.project_id, "kcenter", 3,
+        frames = footage.list_frames(session, footage_project.video_ids[0])
+        run = selections.add_selection(session, footage_project.project_id, "kcenter", 3,
                                        [(frames[i].id, 1.0 - i / 10, "far") for i in (2, 5, 8)])
     page = explore.review_page(engine, run.id, limit=2)
     assert page.total == 3 and page.by_status == {"proposed": 3} and [i.rank for i in page.items] == [1, 2]
@@ -145,37 +138,37 @@ def test_review_accepts_some_and_rejects_the_rest(engine, ui_project) -> None:
     assert explore.accept_all(engine, run.id) == 1
 
 
-def test_metric_rows_name_the_model_and_compare_masks(engine, ui_project) -> None:
+def test_metric_rows_name_the_model_and_compare_masks(engine, footage_project) -> None:
     """Metric rows carry the propagate job's backbone; a frame with a propagated then a manual mask compares both."""
     with session_scope(engine) as session:
         job = jobs.submit_job(session, "propagate", {"video_ids": [1], "method": "backbone", "backbone": "vit_tiny"})
         metrics.add_metrics(session, [("video", "clip", "J&F", 0.5), ("video", "clip", "J", 0.4)], job_id=job.id,
-                            project_id=ui_project.project_id)
-        frame = footage.list_frames(session, ui_project.video_ids[0])[3]
+                            project_id=footage_project.project_id)
+        frame = footage.list_frames(session, footage_project.video_ids[0])[3]
         predicted = np.zeros((64, 96), bool)
         predicted[0:10, 0:10] = True
         annotation_store.save_annotation(session, frame.id, 1, predicted, "propagated", status="draft")
         truth = np.zeros((64, 96), bool)
         truth[0:10, 0:5] = True
         annotation_store.save_annotation(session, frame.id, 1, truth, "manual", status="submitted")
-        other = footage.list_frames(session, ui_project.video_ids[0])[5]
+        other = footage.list_frames(session, footage_project.video_ids[0])[5]
         annotation_store.save_annotation(session, other.id, 1, predicted, "propagated", status="draft")
-    rows = explore.metric_rows(engine, ui_project.project_id)
+    rows = explore.metric_rows(engine, footage_project.project_id)
     assert [(r.sequence, r.model, r.metric, r.value) for r in rows] == [
         ("clip", "propagate: vit_tiny", "J&F", 0.5), ("clip", "propagate: vit_tiny", "J", 0.4)]
-    assert explore.videos_with_predictions(engine, ui_project.project_id)[0][2] == 2
-    listed, total = explore.predicted_frames(engine, ui_project.video_ids[0])
+    assert explore.videos_with_predictions(engine, footage_project.project_id)[0][2] == 2
+    listed, total = explore.predicted_frames(engine, footage_project.video_ids[0])
     assert total == 2 and [(f.id, human) for f, human in listed] == [(frame.id, True), (other.id, False)]
-    listed, total = explore.predicted_frames(engine, ui_project.video_ids[0], only_with_human=True)
+    listed, total = explore.predicted_frames(engine, footage_project.video_ids[0], only_with_human=True)
     assert total == 1 and listed[0][0].id == frame.id
     comparison = explore.compare_masks(engine, frame.id)
     assert comparison.predicted.sum() == 100 and comparison.human.sum() == 50
     assert comparison.iou == {1: pytest.approx(0.5)}
 
 
-def test_keyframes_are_the_most_recently_labeled(engine, ui_project) -> None:
+def test_keyframes_are_the_most_recently_labeled(engine, footage_project) -> None:
     """With frames 7, then 2, then 9 labeled, the last two are 2 and 9; 0 means every labeled frame."""
-    video_id = ui_project.video_ids[0]
+    video_id = footage_project.video_ids[0]
     with session_scope(engine) as session:
         frames = footage.list_frames(session, video_id)
     with pytest.raises(labeling.LabelingError, match="no frame has a manual or imported mask"):
@@ -186,7 +179,8 @@ def test_keyframes_are_the_most_recently_labeled(engine, ui_project) -> None:
         labeling.save_frame_labels(engine, frames[index].id, labels, {}, status="submitted")
     assert labeling.keyframe_spec(engine, video_id, 2) == "2,9"
     assert labeling.keyframe_spec(engine, video_id, 0) is None
-    params = labeling.propagation_params(engine, video_id, labeling.PropagationRequest(method="pixels", last_keyframes=1))
+    request = labeling.PropagationRequest(method="pixels", last_keyframes=1)
+    params = labeling.propagation_params(engine, video_id, request)
     assert params["keyframes"] == "9" and params["video_ids"] == [video_id]
     with pytest.raises(labeling.LabelingError, match="propagation method"):
         labeling.propagation_params(engine, video_id, labeling.PropagationRequest(method="magic"))

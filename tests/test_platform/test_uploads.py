@@ -10,7 +10,7 @@ import pytest
 
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import jobs as job_store
-from segloop.platform.media import uploads
+from segloop.platform.services import uploads
 
 
 def zip_bytes(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
