@@ -192,7 +192,8 @@ def _pretrain(project: str, minutes: float, settings):
     _step(3, f"self-supervised pretraining of {config.model.backbone} for at most {minutes:g} min -> {out_dir}")
     with progress_bar("pretrain") as report:
         result, checkpoint = pretrain_project(project, config, out_dir, resume=True, settings=settings, progress=report)
-    console.print(f"   step {result.step}, last loss {result.last_loss:.3f}; teacher backbone {result.teacher_path}")
+    loss = "n/a (no step finished in time)" if result.last_loss is None else f"{result.last_loss:.3f}"
+    console.print(f"   step {result.step}, last loss {loss}; teacher backbone {result.teacher_path}")
     return checkpoint
 
 
