@@ -1,30 +1,45 @@
 """`segloop bench active-learning ROOT`: which frames to label, by strategy and budget, for a VSS or VOS model.
 
-On a DAVIS-layout root with full ground truth the benchmark plays the annotator: a strategy picks
-frames (budget = a fraction of all frames of the root), only those frames' ground truth is read, a
-model is trained on them and scored on every frame that was NOT picked. VSS: background vs object
-(every non-zero label is the object), the head of `segloop finetune vss` on cached features of the
-given backbone, metric mIoU. VOS: each video's picked frames are propagated to the others
-(per-video label propagation with the same backbone), metric J&F over the unpicked frames.
+On a DAVIS-layout root with full ground truth the benchmark plays the annotator. The root's frames are
+ingested once (without their masks) into a scratch project under a work folder and embedded; every
+simulation (strategy x budget x seed) then starts from a fresh copy of that project's database and runs
+the loop's own rounds (`services.loop.run_round`, as `segloop demo` and `segloop loop round` do):
+select → the simulated annotator labels the picks from ground truth → VSS: fine-tune the head of
+`segloop finetune vss` (background vs object) and score mIoU on every frame that was NOT picked;
+VOS: propagate each video's picked frames to its other frames and score J&F on the unpicked frames
+(mean over the root's videos, a video without any pick counting 0).
 
 Model-based strategies (uncertainty, hybrid) need predictions: the budget is spent over `rounds`
 rounds, the first by `first_round` (kcenter), each later one by the strategy using the per-frame
-uncertainty (VSS: mean pixel entropy of the current model; VOS: 1 - propagation confidence) of the
-model trained on everything labeled so far. Other strategies spend the whole budget in one run.
-The full-supervision ceiling is a k-fold cross-validation over all frames (train on k-1 folds,
-score the held-out fold).
+uncertainty the previous round stored (VSS: `vss_entropy_mean` of its model; VOS: `vos_uncertainty`,
+1 - propagation confidence). Other strategies spend the whole budget in one round.
+The full-supervision ceiling is a k-fold cross-validation over all frames (label k-1 folds, the same
+train-and-score step as a round, score the held-out fold).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import hashlib
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
+from segloop.platform.core.settings import Settings
+
+if TYPE_CHECKING:
+    from segloop.platform.services.oracle import DavisOracle
+
 MODEL_BASED = ("uncertainty", "hybrid")
 DEFAULT_STRATEGIES = "random,uniform,kcenter,typicality,uncertainty,hybrid"
+PROJECT = "bench"
+SIGNALS = {"vss": "vss_entropy_mean", "vos": "vos_uncertainty"}
 
 
 class BenchError(ValueError):
@@ -33,7 +48,7 @@ class BenchError(ValueError):
 
 @dataclass
 class DavisRoot:
-    """Frame files and lazily read ground truth of a DAVIS-layout root."""
+    """Frame files and ground-truth files of a DAVIS-layout root."""
 
     root: Path
     frames: dict[str, list[Path]]
@@ -43,16 +58,6 @@ class DavisRoot:
     def total(self) -> int:
         """All frames of the root."""
         return sum(len(v) for v in self.frames.values())
-
-    def ground_truth(self, binary: bool) -> dict[str, list[np.ndarray]]:
-        """Label maps per video (binary: every object = 1)."""
-        from segloop.platform.core.masks import read_mask
-
-        out = {}
-        for name, paths in self.masks.items():
-            maps = [read_mask(p) for p in paths]
-            out[name] = [np.where(m == 255, 255, m > 0).astype(np.uint8) if binary else m for m in maps]
-        return out
 
 
 def load_davis_root(root: str | Path) -> DavisRoot:
@@ -95,176 +100,6 @@ def parse_budget(text: str, total: int) -> tuple[str, int]:
 
 
 @dataclass
-class Index:
-    """Row layout of all frames of the root: video name and frame index per row."""
-
-    videos: list[str]
-    video_of: np.ndarray
-    frame_of: np.ndarray
-
-    @classmethod
-    def of(cls, counts: dict[str, int]) -> Index:
-        names = list(counts)
-        video_of = np.concatenate([np.full(counts[n], i) for i, n in enumerate(names)])
-        frame_of = np.concatenate([np.arange(counts[n]) for n in names])
-        return cls(names, video_of.astype(np.int64), frame_of.astype(np.int64))
-
-    def key(self, row: int) -> tuple[str, int]:
-        """(video, frame index) of a row."""
-        return self.videos[int(self.video_of[row])], int(self.frame_of[row])
-
-
-def candidate_pool(index: Index, embeddings: np.ndarray, labeled: np.ndarray, uncertainty: dict | None = None):
-    """A CandidatePool of every frame of the root (row = frame id)."""
-    from segloop.selectors.types import CandidatePool
-
-    return CandidatePool(embeddings=embeddings, frame_ids=np.arange(len(index.video_of)), video_ids=index.video_of,
-                         frame_indices=index.frame_of, labeled=labeled, uncertainty=uncertainty or {})
-
-
-def select_rows(strategy: str, pool, budget: int, seed: int) -> list[int]:
-    """Rows picked by a strategy (seed passed to the strategies that take one)."""
-    from segloop.selectors.constraints import Constraints
-    from segloop.selectors.registry import get_strategy, run_strategy
-
-    params = {"seed": seed} if "seed" in get_strategy(strategy).params else {}
-    if "device" in get_strategy(strategy).params:
-        params["device"] = "numpy" if strategy != "hybrid" else "auto"
-    picks = run_strategy(strategy, pool, Constraints(budget=budget), **params)
-    return [int(p.frame_id) for p in picks]
-
-
-@dataclass
-class Task:
-    """One benchmark task: trains on labeled rows, predicts every frame, scores the unpicked ones."""
-
-    name: str
-    metric: str
-    fit: Callable[[list[int], int], object]
-    score: Callable[[object, set[int]], float]
-    uncertainty: Callable[[object], np.ndarray]
-
-
-def vss_task(index: Index, features: dict, gt: dict[str, list[np.ndarray]], spec, config) -> Task:
-    """Background-vs-object VSS with the finetune head; mIoU over the unpicked frames."""
-    from segloop.platform.evaluation import metrics as evaluation
-    from segloop.platform.vss import head as vss
-
-    def fit(rows: list[int], seed: int):
-        samples = [vss.Sample(*index.key(r), gt[index.key(r)[0]][index.key(r)[1]]) for r in rows]
-        trained = vss.train_vss(samples, features, 2, spec, _with_seed(config, seed))
-        return {name: vss.predict_video(trained, features[name]) for name in index.videos}
-
-    def score(probs: dict, picked: set[int]) -> float:
-        confusion = np.zeros((2, 2), dtype=np.int64)
-        for row in range(len(index.video_of)):
-            if row in picked:
-                continue
-            name, frame = index.key(row)
-            pred = vss.class_map(probs[name][frame], features[name].size)
-            confusion += evaluation.confusion_matrix(pred, gt[name][frame], 2)
-        return evaluation.mean_iou(confusion)
-
-    def uncertainty(probs: dict) -> np.ndarray:
-        return np.concatenate([vss.uncertainty_signals(probs[name])["vss_entropy_mean"] for name in index.videos])
-
-    return Task("vss", "mIoU", fit, score, uncertainty)
-
-
-def vos_task(index: Index, frames: dict[str, list[Path]], gt: dict[str, list[np.ndarray]], featurizer,
-             prop_config) -> Task:
-    """Per-video label propagation from the picked frames; J&F (all objects, DAVIS measures) over the unpicked frames."""
-    from segloop.platform.evaluation import metrics as evaluation
-    from segloop.platform.vos import propagation as vos
-    from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
-
-    featurizer = CachedFeaturizer(featurizer)
-    loaded = {name: LoadedFrames.of(paths, name) for name, paths in frames.items()}
-
-    def fit(rows: list[int], seed: int):
-        by_video: dict[str, list[int]] = {}
-        for row in rows:
-            name, frame = index.key(row)
-            by_video.setdefault(name, []).append(frame)
-        out = {}
-        for name in index.videos:
-            if name not in by_video:
-                out[name] = None
-                continue
-            keys = {i: gt[name][i] for i in by_video[name]}
-            results = list(vos.iter_propagate(loaded[name], keys, featurizer, prop_config))
-            out[name] = ([r.mask for r in results],
-                         np.array([1.0 - (r.confidence.get("fg_mean_max_prob") or r.confidence["mean_max_prob"])
-                                   for r in results]))
-        return out
-
-    def score(model: dict, picked: set[int]) -> float:
-        report = evaluation.VOSReport()
-        for v, name in enumerate(index.videos):
-            count = len(gt[name])
-            chosen = [i for i in range(count) if int(np.flatnonzero(index.video_of == v)[i]) not in picked]
-            masks = model[name][0] if model[name] is not None else [np.zeros_like(g) for g in gt[name]]
-            if chosen:
-                report.objects.extend(evaluation.evaluate_sequence(name, masks, gt[name], frames=chosen,
-                                                                   skip_first_last=False))
-        return report.summary()["J&F"]
-
-    def uncertainty(model: dict) -> np.ndarray:
-        return np.concatenate([model[name][1] if model[name] is not None else np.ones(len(gt[name]))
-                               for name in index.videos])
-
-    return Task("vos", "J&F", fit, score, uncertainty)
-
-
-def _with_seed(config, seed: int):
-    """A copy of a frozen config with another seed."""
-    from dataclasses import replace
-
-    return replace(config, seed=seed)
-
-
-def run_strategy_budget(task: Task, strategy: str, budget: int, seed: int, index: Index, embeddings: np.ndarray,
-                        rounds: int, first_round: str) -> tuple[list[int], float, list[str]]:
-    """(picked rows, metric on the unpicked frames, how the picks were made) for one strategy, budget and seed."""
-    total = len(index.video_of)
-    labeled = np.zeros(total, dtype=bool)
-    notes: list[str] = []
-    if strategy in MODEL_BASED:
-        rounds = max(2, rounds)
-        sizes = [budget // rounds + (1 if r < budget % rounds else 0) for r in range(rounds)]
-        sizes = [s for s in sizes if s > 0]
-        model = None
-        for number, size in enumerate(sizes):
-            if model is None:
-                rows = select_rows(first_round, candidate_pool(index, embeddings, labeled), size, seed)
-                notes.append(f"round {number + 1}: {size} by {first_round}")
-            else:
-                signal = {"u": task.uncertainty(model)}
-                rows = select_rows(strategy, candidate_pool(index, embeddings, labeled, signal), size, seed)
-                notes.append(f"round {number + 1}: {size} by {strategy} on the round-{number} model")
-            labeled[rows] = True
-            if number < len(sizes) - 1:
-                model = task.fit(np.flatnonzero(labeled).tolist(), seed)
-    else:
-        labeled[select_rows(strategy, candidate_pool(index, embeddings, labeled), budget, seed)] = True
-        notes.append(f"{budget} by {strategy}")
-    picked = np.flatnonzero(labeled).tolist()
-    model = task.fit(picked, seed)
-    return picked, task.score(model, set(picked)), notes
-
-
-def ceiling(task: Task, total: int, folds: int, seed: int) -> float:
-    """Mean held-out metric of k-fold cross-validation over all frames (train on k-1 folds)."""
-    order = np.random.default_rng(seed).permutation(total)
-    values = []
-    for fold in range(folds):
-        held = set(order[fold::folds].tolist())
-        train = [r for r in range(total) if r not in held]
-        values.append(task.score(task.fit(train, seed), set(train)))
-    return float(np.mean(values))
-
-
-@dataclass
 class ALOptions:
     """Benchmark settings (defaults: minutes on a 2-core CPU for the 4-sequence sample)."""
 
@@ -278,71 +113,191 @@ class ALOptions:
     short_side: int = 192
     head: str = "multiscale"
     min_steps: int = 200
-    vector: str = "cls"
     first_round: str = "kcenter"
     ceiling_folds: int = 5
     prop_short_side: int = 240
     prop_radius: int = 6
 
 
-def run_benchmark(root: str | Path, options: ALOptions, cache_dir: Path | None = None,
+def round_config(options: ALOptions, strategy: str, budget: int, seed: int, signal: str | None = None,
+                 out_root: Path | None = None):
+    """The loop's RoundConfig of one simulated round: the task's model, the strategy with this seed."""
+    from segloop.platform.services.loop import RoundConfig
+    from segloop.platform.vos.propagation import PropagationConfig
+    from segloop.platform.vss.head import VSSConfig
+    from segloop.selectors.registry import get_strategy
+
+    accepted = get_strategy(strategy).params
+    params = {"seed": seed} if "seed" in accepted else {}
+    if "device" in accepted:
+        params["device"] = "numpy" if strategy != "hybrid" else "auto"
+    if signal is not None and "signal" in accepted:
+        params["signal"] = signal
+    vos_task = options.task == "vos"
+    return RoundConfig(strategy=strategy, budget=budget, strategy_params=params, backbone=options.backbone,
+                       pretrained=options.checkpoint, short_side=options.short_side,
+                       vss=VSSConfig(head=options.head, min_steps=options.min_steps, seed=seed), train=not vos_task,
+                       propagation=PropagationConfig(short_side=options.prop_short_side, radius=options.prop_radius)
+                       if vos_task else None, out_root=out_root)
+
+
+def round_plan(strategy: str, budget: int, options: ALOptions) -> list[tuple[str, int]]:
+    """(strategy, frames) per round: model-based strategies after a first round by `first_round`."""
+    if strategy not in MODEL_BASED:
+        return [(strategy, budget)]
+    rounds = max(2, options.rounds)
+    sizes = [budget // rounds + (1 if r < budget % rounds else 0) for r in range(rounds)]
+    return [(options.first_round if number == 0 else strategy, size)
+            for number, size in enumerate(s for s in sizes if s > 0)]
+
+
+@dataclass
+class Workspace:
+    """The scratch project every simulation copies: ingested frames, embeddings, feature cache, template DB."""
+
+    settings: Settings
+    oracle: DavisOracle
+    videos: int
+
+    @contextmanager
+    def fresh_copy(self, key: str) -> Iterator[tuple[Settings, Path]]:
+        """(settings on a copy of the template database, folder for its outputs); both removed afterwards."""
+        from segloop.platform.db.engine import get_engine
+
+        run_dir = self.settings.data_dir / "runs" / "simulations" / key
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        copy = run_dir / "segloop.db"
+        with sqlite3.connect(self.settings.data_dir / "segloop.db") as source, sqlite3.connect(copy) as target:
+            source.backup(target)
+        settings = replace(self.settings, database_url=f"sqlite:///{copy.resolve()}")
+        try:
+            yield settings, run_dir
+        finally:
+            get_engine(settings).dispose()
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(self.settings.runs_dir / "predictions", ignore_errors=True)
+
+
+def prepare_workspace(data: DavisRoot, options: ALOptions, work: Path, say: Callable[[str], None]) -> Workspace:
+    """Ingest the root's frames (not its masks) into the scratch project and embed them, once per work folder."""
+    from segloop.platform.db.engine import get_engine
+    from segloop.platform.db.migrate import ensure_schema
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+    from segloop.platform.services.loop import ensure_embeddings, oracle_from
+
+    settings = Settings(data_dir=Path(work))
+    engine = get_engine(settings)
+    ensure_schema(engine)
+    say(f"ingest {data.total} frames of {len(data.frames)} sequences into {work}")
+    report = ingest_paths([data.root / "JPEGImages" / "480p"], IngestOptions(project=PROJECT), settings)
+    if report.failed:
+        raise BenchError(f"{report.failed[0].source}: {report.failed[0].message}")
+    say(f"embeddings ({options.backbone})")
+    ensure_embeddings(PROJECT, round_config(options, options.first_round, 1, 0), settings)
+    engine.dispose()
+    return Workspace(settings, oracle_from(data.root), len(data.frames))
+
+
+def task_value(result, task: str, videos: int) -> float:
+    """The benchmark's metric of a round: VSS mIoU, or VOS J&F averaged over all videos (0 without picks)."""
+    if task == "vss":
+        return float(result.metrics.get("mIoU", float("nan")))
+    return sum(v["scores"]["J&F"] for v in result.propagation if v["scores"]) / videos
+
+
+def simulate(space: Workspace, strategy: str, budget: int, seed: int, options: ALOptions
+             ) -> tuple[list[tuple[str, int]], float, list[str]]:
+    """(picked (video, frame index), metric on the unpicked frames, how the picks were made): the loop's rounds on a
+    fresh copy of the scratch project."""
+    from segloop.platform.services.finetuning import load_project
+    from segloop.platform.services.loop import run_round
+
+    notes: list[str] = []
+    with space.fresh_copy(f"{strategy}-{budget}-{seed}") as (settings, out_root):
+        for number, (name, size) in enumerate(round_plan(strategy, budget, options), 1):
+            signal = SIGNALS[options.task] if number > 1 else None
+            config = round_config(options, name, size, seed, signal, out_root)
+            result = run_round(PROJECT, config, space.oracle, settings=settings)
+            notes.append(f"round {number}: {size} by {name}" + (f" on the round-{number - 1} model" if signal else "")
+                         if strategy in MODEL_BASED else f"{size} by {name}")
+        picked = load_project(PROJECT, settings).labeled()
+    return picked, task_value(result, options.task, space.videos), notes
+
+
+def ceiling(space: Workspace, options: ALOptions, folds: int, seed: int) -> float:
+    """Mean held-out metric of k-fold cross-validation over all frames (label k-1 folds, train and score)."""
+    from segloop.platform.db.engine import get_engine, session_scope
+    from segloop.platform.db.stores import footage, projects
+    from segloop.platform.services.loop import RoundResult, evaluate_labels
+    from segloop.platform.services.oracle import label_frames
+
+    with session_scope(get_engine(space.settings)) as session:
+        frame_ids = [f.id for f in footage.project_frames(session, projects.get_project(session, PROJECT).id)]
+    order = np.random.default_rng(seed).permutation(len(frame_ids))
+    values = []
+    for fold in range(folds):
+        held = set(order[fold::folds].tolist())
+        train = [frame_ids[row] for row in range(len(frame_ids)) if row not in held]
+        with space.fresh_copy(f"ceiling-{fold}") as (settings, out_root):
+            label_frames(train, space.oracle, settings)
+            config = round_config(options, options.first_round, len(train), seed, out_root=out_root)
+            result = evaluate_labels(PROJECT, 1, config, space.oracle, RoundResult(1, 0, train, len(train)),
+                                     settings=settings)
+        values.append(task_value(result, options.task, space.videos))
+    return float(np.mean(values))
+
+
+@contextmanager
+def _work_folder(work_dir: Path | None) -> Iterator[Path]:
+    """The given work folder (kept: its frames, embeddings and feature cache serve the next run) or a temporary one."""
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        yield Path(work_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="segloop-al-") as folder:
+        yield Path(folder)
+
+
+def default_work_dir(root: str | Path, data_dir: Path) -> Path:
+    """$SEGLOOP_DATA_DIR/cache/active-learning/<hash of the root>: one scratch project per benchmarked root."""
+    digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return data_dir / "cache" / "active-learning" / digest
+
+
+def run_benchmark(root: str | Path, options: ALOptions, work_dir: Path | None = None,
                   progress: Callable[[str], None] | None = None) -> dict:
     """The benchmark's JSON document."""
-    from segloop.platform.features.backbone import FeatureSpec, video_features
-    from segloop.platform.vss.head import VSSConfig
     from segloop.selectors.registry import get_strategy
 
     if options.task not in ("vss", "vos"):
         raise BenchError(f"--task: {options.task!r} is not vss or vos")
-    for name in options.strategies:
+    for name in [*options.strategies, options.first_round]:
         get_strategy(name)
     data = load_davis_root(root)
     budgets = [parse_budget(b, data.total) for b in options.budgets]
-    spec = FeatureSpec(backbone=options.backbone, weights=options.checkpoint, short_side=options.short_side)
     say = progress or (lambda message: None)
-    say(f"features of {data.total} frames ({options.backbone}, short side {options.short_side})")
-    features = video_features(data.frames, spec, cache_dir)
-    index = Index.of({name: len(paths) for name, paths in data.frames.items()})
-    embeddings = _embeddings(features, index, options.vector)
-    gt = data.ground_truth(binary=options.task == "vss")
-    if options.task == "vss":
-        task = vss_task(index, features, gt, spec, VSSConfig(head=options.head, min_steps=options.min_steps))
-    else:
-        from segloop.platform.vos import propagation as vos
-
-        prop_config = vos.PropagationConfig(short_side=options.prop_short_side, radius=options.prop_radius)
-        featurizer = vos.make_featurizer("backbone", options.backbone, options.checkpoint, prop_config)
-        task = vos_task(index, data.frames, gt, featurizer, prop_config)
+    metric = "mIoU" if options.task == "vss" else "J&F"
     results = []
-    for label, budget in budgets:
-        for strategy in options.strategies:
-            for seed in range(options.seeds):
-                picked, value, notes = run_strategy_budget(task, strategy, budget, seed, index, embeddings,
-                                                           options.rounds, options.first_round)
-                results.append({"strategy": strategy, "budget": label, "seed": seed, "labeled_frames": len(picked),
-                                "value": value, "how": "; ".join(notes)})
-                say(f"{strategy} {label} seed {seed}: {task.metric} {value:.4f} ({len(picked)} frames)")
-    say(f"ceiling: {options.ceiling_folds}-fold cross-validation over all frames")
-    top = ceiling(task, data.total, options.ceiling_folds, 0) if options.ceiling_folds >= 2 else None
-    return {"task": options.task, "metric": task.metric, "ceiling": top, "results": results,
+    with _work_folder(work_dir) as work:
+        space = prepare_workspace(data, options, work, say)
+        for label, budget in budgets:
+            for strategy in options.strategies:
+                for seed in range(options.seeds):
+                    picked, value, notes = simulate(space, strategy, budget, seed, options)
+                    results.append({"strategy": strategy, "budget": label, "seed": seed,
+                                    "labeled_frames": len(picked), "value": value, "how": "; ".join(notes),
+                                    "picked": [list(key) for key in picked]})
+                    say(f"{strategy} {label} seed {seed}: {metric} {value:.4f} ({len(picked)} frames)")
+        say(f"ceiling: {options.ceiling_folds}-fold cross-validation over all frames")
+        top = ceiling(space, options, options.ceiling_folds, 0) if options.ceiling_folds >= 2 else None
+    return {"task": options.task, "metric": metric, "ceiling": top, "results": results,
             "root": str(Path(root).resolve()), "frames": data.total,
             "ceiling_protocol": f"{options.ceiling_folds}-fold cross-validation over all frames",
             "model_based_protocol": f"budget spent over {max(2, options.rounds)} rounds: round 1 by "
                                     f"{options.first_round}, later rounds by the strategy on the previous model's "
                                     "uncertainty",
             "options": asdict(options)}
-
-
-def _embeddings(features: dict, index: Index, vector: str) -> np.ndarray:
-    """Per-frame embeddings in row order: CLS tokens or mean last-layer patch tokens, L2-normalised."""
-    if vector not in ("cls", "patch_mean"):
-        raise BenchError(f"--vector: {vector!r} is not cls or patch_mean")
-    parts = []
-    for name in index.videos:
-        f = features[name]
-        parts.append(f.cls if vector == "cls" else f.feats[:, -1].astype(np.float32).mean(axis=(2, 3)))
-    vectors = np.concatenate(parts).astype(np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def summarise(document: dict) -> list[dict]:
@@ -426,8 +381,8 @@ def _split(text: str) -> list[str]:
               help="Default: $SEGLOOP_DATA_DIR/bench/active-learning.json")
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="PNG of the curves.")
 def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, seeds: int, checkpoint: Path | None,
-            backbone: str, short_side: int, head: str, min_steps: int, first_round: str, ceiling_folds: int, json_out: Path | None,
-            plot_out: Path | None) -> None:
+            backbone: str, short_side: int, head: str, min_steps: int, first_round: str, ceiling_folds: int,
+            json_out: Path | None, plot_out: Path | None) -> None:
     """Simulate labeling ROOT's frames with each strategy and budget; score the model on the unpicked frames."""
     from segloop.platform.bench.common import default_json_path, machine_info
     from segloop.platform.core.console import console, err_console, print_table
@@ -441,8 +396,8 @@ def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, s
                             seeds=seeds, checkpoint=str(checkpoint) if checkpoint else None, backbone=backbone,
                             short_side=short_side, head=head, min_steps=min_steps, first_round=first_round,
                             ceiling_folds=ceiling_folds)
-        cache = load_settings().data_dir / "cache" / "features"
-        document = run_benchmark(root, options, cache, progress=lambda m: err_console.print(m))
+        work = default_work_dir(root, load_settings().data_dir)
+        document = run_benchmark(root, options, work, progress=lambda m: err_console.print(m))
         document["machine"] = machine_info()
         rows = summarise(document)
         print_table(f"active learning ({task}, {document['metric']} on unpicked frames; "

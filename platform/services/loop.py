@@ -1,25 +1,37 @@
-"""One round of the loop on a DB project: select → label → fine-tune → predict → evaluate.
+"""One round of the active-learning loop on a DB project: the one implementation behind `segloop demo`,
+`segloop loop round`, the `loop_round` job and `segloop bench active-learning`.
 
-Labels come from the web UI (the round then stops after selecting, waiting for the annotators) or,
-when simulating, from ground truth through the oracle (`oracle.label_selection`, which reads only
-the picked frames). Each round is recorded in the database: the selection run (picks), a `vss`
-checkpoint whose params hold the round number, the selection id and the labeled frame ids, and
-metrics rows (scope "round", key "round-N") against that checkpoint; the new per-frame uncertainty
-feeds the next round's uncertainty or hybrid selection.
+The steps, in order:
+1. embeddings: the newest embedding set made with the round's backbone and weights that covers every frame
+   is reused; otherwise every frame is embedded;
+2. select: a strategy picks `budget` frames under the constraints (stored as a selection run);
+3. label: a simulated annotator (`oracle.label_selection`, which reads only the picked frames' ground truth)
+   labels the picks; without an oracle the round stops here and waits for humans on the Label page;
+4. propagate (when `RoundConfig.propagation` is set): each labelled video's human masks are propagated to its
+   other frames and scored (J&F) against the ground truth; the per-frame propagation uncertainty is stored;
+5. train (when `RoundConfig.train`): a VSS head is fine-tuned on every labelled frame, scored (mIoU) on the
+   frames nobody labelled, and every frame is predicted (per-frame uncertainty for the next round's
+   uncertainty or hybrid selection).
+Recorded: the selection run, the `vss` checkpoint (params: round, selection id, strategy, picked frame ids)
+and metrics rows (scope "round", key "round-N"); the next round's number follows from those rows.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
-from segloop.platform.db.stores import artifacts, metrics, projects
+from segloop.platform.db.entities import EmbeddingSetInfo
+from segloop.platform.db.stores import artifacts, footage, metrics, projects
+from segloop.platform.vos.propagation import PropagationConfig
 from segloop.platform.vss.head import VSSConfig
 
 Progress = Callable[[float, str], None]
+ROUND_SCOPE = "round"
 
 
 @dataclass
@@ -32,15 +44,19 @@ class RoundConfig:
     max_per_video: int | None = None
     min_gap_frames: int = 0
     backbone: str = "vit_tiny_patch16_224"
-    pretrained: str | None = None
+    pretrained: str | None = None  # weights file of the backbone (None: random init)
+    pretrained_id: int | None = None  # the DB checkpoint those weights come from, recorded with what they make
     short_side: int = 192
     embed_img_size: int = 112
     vss: VSSConfig = field(default_factory=VSSConfig)
+    train: bool = True  # fine-tune, score and predict a VSS head after labelling
+    propagation: PropagationConfig | None = None  # also propagate each labelled video's masks and score J&F
+    out_root: Path | None = None  # fine-tuning writes to <out_root>/round-N (default runs/finetune/<project>)
 
 
 @dataclass
 class RoundResult:
-    """What a round did; `checkpoint_id` is None when it stopped to wait for human labels."""
+    """What a round did; `checkpoint_id` is None when it stopped before training (or trains nothing)."""
 
     round: int
     selection_id: int
@@ -48,82 +64,211 @@ class RoundResult:
     labeled_frames: int
     checkpoint_id: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    status: str = "done"
+    status: str = "done"  # done | awaiting labels | nothing to label
+    embedding_set_id: int | None = None
+    newly_labeled: int = 0
+    trained_on: int = 0
+    evaluated_on: int = 0
+    propagation: list[dict[str, Any]] = field(default_factory=list)  # per labelled video: name, keyframes, scores
+
+
+class RoundObserver:
+    """How a caller follows a round while it runs; this default shows nothing."""
+
+    def step(self, name: str, message: str) -> None:
+        """A step starts: embed, select, label, propagate or train."""
+
+    def selected(self, selection_id: int) -> None:
+        """This round's picks are stored."""
+
+    def propagated(self, videos: list[dict[str, Any]], unlabelled: int) -> None:
+        """Propagation scores per labelled video, and how many videos had no labels to propagate."""
+
+    @contextmanager
+    def task(self, label: str) -> Iterator[Progress]:
+        """Progress of one long task (embedding, one video's propagation, fine-tuning)."""
+        yield lambda fraction, message: None
+
+
+STEP_SPANS = {"embed": (0.0, 0.05), "select": (0.05, 0.1), "label": (0.1, 0.15), "propagate": (0.15, 0.2),
+              "train": (0.2, 0.95)}
+
+
+class ProgressObserver(RoundObserver):
+    """Reports a round as overall (fraction, message) progress: the CLI's bar, a job's progress row."""
+
+    def __init__(self, progress: Progress | None, number: int = 0) -> None:
+        self.progress = progress or (lambda fraction, message: None)
+        self.number, self.span = number, (0.0, 0.0)
+
+    def step(self, name: str, message: str) -> None:
+        """Report the step's start."""
+        self.span = STEP_SPANS[name]
+        self.progress(self.span[0], f"round {self.number}: {message}")
+
+    @contextmanager
+    def task(self, label: str) -> Iterator[Progress]:
+        """Map a task's own fraction into its step's span."""
+        start, end = self.span
+        yield lambda fraction, message: self.progress(start + (end - start) * fraction,
+                                                      f"round {self.number}: {label} {message}")
 
 
 def next_round_number(project: str, settings: Settings) -> int:
-    """1 + the highest round recorded on the project's vss checkpoints."""
+    """1 + the highest round recorded in the project's round metrics."""
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
-        rounds = [int(c.params.get("round", 0)) for c in artifacts.list_checkpoints(session, info.id, kind="vss")]
+        rows = metrics.list_metrics(session, project_id=info.id)
+    rounds = [int(m.scope_key.removeprefix("round-")) for m in rows
+              if m.scope == ROUND_SCOPE and m.scope_key.removeprefix("round-").isdigit()]
     return max(rounds, default=0) + 1
 
 
-def ensure_embeddings(project: str, config: RoundConfig, settings: Settings) -> int:
-    """The newest embedding set of the project, made with the round's backbone when there is none."""
-    from segloop.platform.services.embedding import embed_project
-
+def reusable_embeddings(project: str, config: RoundConfig, settings: Settings) -> EmbeddingSetInfo | None:
+    """The newest embedding set made with the round's backbone and weights that covers every frame, if any."""
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
         sets = artifacts.list_embedding_sets(session, info.id)
-    if sets:
-        return sets[0].id
-    return embed_project(project, config.backbone, config.pretrained, img_size=config.embed_img_size,
-                         settings=settings).id
+        frames = footage.count_frames(session, info.id)
+    weights = str(config.pretrained or "")
+    for candidate in sets:
+        same_weights = (candidate.checkpoint_id == config.pretrained_id if config.pretrained_id is not None
+                        else str(candidate.params.get("checkpoint", "")) == weights)
+        if candidate.backbone == config.backbone and same_weights and candidate.count == frames:
+            return candidate
+    return None
+
+
+def ensure_embeddings(project: str, config: RoundConfig, settings: Settings,
+                      observer: RoundObserver | None = None) -> EmbeddingSetInfo:
+    """The reusable embedding set of the project, or a new one with the round's backbone and weights."""
+    from segloop.platform.services.embedding import embed_project
+
+    observer = observer or RoundObserver()
+    reused = reusable_embeddings(project, config, settings)
+    if reused is not None:
+        observer.step("embed", f"embeddings: reusing embedding set {reused.id}")
+        return reused
+    observer.step("embed", f"embed every frame with {config.backbone}")
+    with observer.task("embed") as report:
+        return embed_project(project, config.backbone, config.pretrained, img_size=config.embed_img_size,
+                             checkpoint_id=config.pretrained_id, settings=settings, progress=report)
 
 
 def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Settings | None = None,
-              job_id: int | None = None, progress: Progress | None = None) -> RoundResult:
-    """Select, label (oracle) or stop for the UI, fine-tune, predict and evaluate; everything recorded."""
-    from segloop.platform.services.finetuning import finetune_vss_project, load_project, predict_project
+              job_id: int | None = None, progress: Progress | None = None,
+              observer: RoundObserver | None = None) -> RoundResult:
+    """Embed (or reuse), select, label (oracle) or stop for humans, propagate and/or fine-tune; all recorded."""
+    from segloop.platform.services.finetuning import load_project
     from segloop.platform.services.oracle import label_selection
     from segloop.platform.services.selection import run_selection
     from segloop.selectors.constraints import Constraints
 
     settings = settings or load_settings()
-    report = progress or (lambda fraction, message: None)
     number = next_round_number(project, settings)
-    embedding_set_id = ensure_embeddings(project, config, settings)
-    report(0.05, f"round {number}: selecting {config.budget} frames with {config.strategy}")
+    observer = observer or ProgressObserver(progress, number)
+    embedding_set = ensure_embeddings(project, config, settings, observer)
+    observer.step("select", f"select {config.budget} frames to label with {config.strategy!r}")
     constraints = Constraints(budget=config.budget, max_per_video=config.max_per_video,
                               min_gap_frames=config.min_gap_frames)
-    run = run_selection(project, config.strategy, constraints, config.strategy_params, embedding_set_id,
+    run = run_selection(project, config.strategy, constraints, config.strategy_params, embedding_set.id,
                         settings=settings, job_id=job_id)
+    observer.selected(run.selection.id)
     picked = [item.frame_id for item in run.items]
-    if oracle is None:
-        labeled = len(load_project(project, settings).labeled())
-        return RoundResult(number, run.selection.id, picked, labeled, status="awaiting labels")
-    report(0.15, f"round {number}: labeling {len(picked)} frames (simulated annotator)")
-    label_selection(run.selection.id, oracle, settings)
+    result = RoundResult(number, run.selection.id, picked, 0, embedding_set_id=embedding_set.id)
+    if not picked or oracle is None:
+        result.status = "awaiting labels" if picked else "nothing to label"
+        result.labeled_frames = len(load_project(project, settings).labeled())
+        return result
+    observer.step("label", f"label the picked frames (simulated annotator reading {oracle.root})")
+    result.newly_labeled = label_selection(run.selection.id, oracle, settings)
+    extra = {"round": number, "selection_id": run.selection.id, "strategy": config.strategy, "picked_frame_ids": picked}
+    evaluate_labels(project, number, config, oracle, result, settings=settings, job_id=job_id, observer=observer,
+                    extra_params=extra)
+    return result
+
+
+def evaluate_labels(project: str, number: int, config: RoundConfig, oracle, result: RoundResult, *,
+                    settings: Settings, job_id: int | None = None, observer: RoundObserver | None = None,
+                    extra_params: dict | None = None) -> RoundResult:
+    """The round's steps after labelling: propagate and/or fine-tune + predict, then the round's metrics rows."""
+    from segloop.platform.services.finetuning import finetune_vss_project, load_project, predict_project
+
+    observer = observer or RoundObserver()
+    if config.propagation is not None:
+        result.propagation = propagate_labels(project, config, settings, observer, oracle, job_id=job_id)
+        scored = [video["scores"]["J&F"] for video in result.propagation if video["scores"]]
+        if scored:
+            result.metrics["J&F"] = sum(scored) / len(scored)
     frames = load_project(project, settings)
-    reference = oracle_reference(oracle, frames, settings)
-    out_dir = settings.runs_dir / "finetune" / project / f"round-{number}"
-    result = finetune_vss_project(
-        project, out_dir, pretrained=config.pretrained, backbone=config.backbone, short_side=config.short_side,
-        config=config.vss, reference=reference, settings=settings, job_id=job_id,
-        extra_params={"round": number, "selection_id": run.selection.id, "strategy": config.strategy,
-                      "picked_frame_ids": picked},
-        progress=lambda f, m: report(0.2 + 0.6 * f, f"round {number}: {m}"))
-    report(0.85, f"round {number}: predicting every frame")
-    predict_project(project, result.checkpoint_id, settings=settings, job_id=job_id)
+    result.labeled_frames = len(frames.labeled())
+    if config.train:
+        observer.step("train", f"fine-tune a segmentation head on the labelled frames ({config.backbone}), "
+                               "predict every frame, score mIoU")
+        out_root = config.out_root or settings.runs_dir / "finetune" / project
+        with observer.task("fine-tune") as report:
+            trained = finetune_vss_project(
+                project, Path(out_root) / f"round-{number}", pretrained=config.pretrained, backbone=config.backbone,
+                short_side=config.short_side, config=config.vss, reference=oracle_reference(oracle, frames, settings),
+                settings=settings, job_id=job_id, extra_params=extra_params, progress=report)
+        predict_project(project, trained.checkpoint_id, settings=settings, job_id=job_id)
+        result.checkpoint_id, result.trained_on, result.evaluated_on = (trained.checkpoint_id, trained.trained_on,
+                                                                        trained.evaluated_on)
+        result.metrics.update(trained.metrics)
+    rows = [(name, value) for name, value in result.metrics.items() if ":" not in name]
+    rows.append(("labeled_frames", float(result.labeled_frames)))
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
-        rows = [("round", f"round-{number}", name, value) for name, value in result.metrics.items()
-                if ":" not in name]
-        rows.append(("round", f"round-{number}", "labeled_frames", float(len(frames.labeled()))))
-        metrics.add_metrics(session, rows, job_id=job_id, project_id=info.id, checkpoint_id=result.checkpoint_id,
-                            step=number)
-    report(1.0, f"round {number} done")
-    return RoundResult(number, run.selection.id, picked, len(frames.labeled()), result.checkpoint_id, result.metrics)
+        metrics.add_metrics(session, [(ROUND_SCOPE, f"round-{number}", name, value) for name, value in rows],
+                            job_id=job_id, project_id=info.id, checkpoint_id=result.checkpoint_id, step=number)
+    return result
+
+
+def propagate_labels(project: str, config: RoundConfig, settings: Settings, observer: RoundObserver | None = None,
+                     oracle=None, keyframes: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:
+    """Propagate each labelled video's human masks (or its `keyframes` among them) to its other frames; J&F against
+    the oracle's ground truth on every other frame, or without an oracle against the human masks not used."""
+    from dataclasses import asdict
+
+    from segloop.platform.services.propagation import human_label_maps, propagate_video
+    from segloop.platform.vos import propagation as vos
+
+    observer = observer or RoundObserver()
+    prop = config.propagation or PropagationConfig()
+    featurizer = vos.make_featurizer("backbone", config.backbone, config.pretrained, prop)
+    observer.step("propagate", f"propagate the labels to every frame ({config.backbone}, short side "
+                               f"{prop.short_side}) and score J&F")
+    with session_scope(get_engine(settings)) as session:
+        videos = footage.list_videos(session, projects.get_project(session, project).id)
+        labelled = [v for v in videos if human_label_maps(session, v) and (oracle is None or oracle.covers(v.name))]
+    out = []
+    for video in labelled:
+        reference = None if oracle is None else video_reference(oracle, video, settings)
+        with observer.task(video.name) as report:
+            done = propagate_video(video.id, featurizer, prop, keyframes, settings=settings, reference=reference,
+                                   job_id=job_id, checkpoint_id=config.pretrained_id,
+                                   on_frame=lambda count, total: report(count / total, f"{count}/{total}"))
+        out.append(asdict(done))
+    observer.propagated(out, len(videos) - len(labelled))
+    return out
+
+
+def video_reference(oracle, video, settings: Settings):
+    """frame index -> the oracle's ground-truth label map (all objects) of one DB video at its stored size."""
+    with session_scope(get_engine(settings)) as session:
+        sources = [f.source_index for f in footage.list_frames(session, video.id)]
+    return lambda index: oracle.label_map(video.name, sources[index], (video.stored_width, video.stored_height))
 
 
 def oracle_reference(oracle, frames, settings: Settings):
     """(video name, source index) -> binary class map from the oracle's ground truth at the stored size (None for a
-    video the oracle has no ground truth for)."""
+    video the oracle has no ground truth for); None without an oracle."""
     import numpy as np
 
     from segloop.platform.features.backbone import read_rgb
 
+    if oracle is None:
+        return None
     sizes = {name: read_rgb(paths[0]).shape[:2] for name, paths in frames.videos.items()}
 
     def reference(name: str, source_index: int):

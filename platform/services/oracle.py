@@ -1,7 +1,8 @@
 """A simulated annotator: labels picked frames from ground-truth masks (DAVIS Annotations layout).
 
-Used by the demo and the active-learning benchmark to play the human in the loop; it only ever
-reads the masks of the frames it is asked to label.
+Used by the round of the loop (`services.loop.run_round`: the demo, `segloop loop round --oracle`, the
+loop_round job and the active-learning benchmark) to play the human; it only ever reads the masks of the
+frames it is asked to label.
 """
 from __future__ import annotations
 
@@ -48,19 +49,31 @@ def label_selection(selection_id: int, oracle: DavisOracle, settings: Settings |
     """Save the oracle's masks for every pick of a run as submitted manual annotations; returns frames labelled."""
     settings = settings or load_settings()
     with session_scope(get_engine(settings)) as session:
-        items = selections.selection_items(session, selection_id)
-        labelled = 0
-        for item in items:
-            frame = footage.get_frame(session, item.frame_id)
-            video = footage.get_video(session, frame.video_id)
-            labels = oracle.label_map(video.name, frame.source_index, (video.stored_width, video.stored_height))
-            for object_id in np.unique(labels):
-                if object_id == 0:
-                    continue
-                annotation_store.save_annotation(
-                    session, frame.id, int(object_id), labels == object_id, "manual", status="submitted",
-                    author=author, expected_version=annotation_store.latest_version(session, frame.id, int(object_id)),
-                )
-            labelled += 1
-        selections.set_item_status(session, selection_id, [i.frame_id for i in items], "accepted")
-    return labelled
+        picked = [item.frame_id for item in selections.selection_items(session, selection_id)]
+        _save_masks(session, picked, oracle, author)
+        selections.set_item_status(session, selection_id, picked, "accepted")
+    return len(picked)
+
+
+def label_frames(frame_ids: list[int], oracle: DavisOracle, settings: Settings | None = None,
+                 author: str = "oracle") -> int:
+    """Save the oracle's masks of these frames (no selection run) as submitted manual annotations."""
+    settings = settings or load_settings()
+    with session_scope(get_engine(settings)) as session:
+        _save_masks(session, frame_ids, oracle, author)
+    return len(frame_ids)
+
+
+def _save_masks(session, frame_ids: list[int], oracle: DavisOracle, author: str) -> None:
+    """One submitted manual annotation per object of each frame's ground truth (in the caller's transaction)."""
+    for frame_id in frame_ids:
+        frame = footage.get_frame(session, frame_id)
+        video = footage.get_video(session, frame.video_id)
+        labels = oracle.label_map(video.name, frame.source_index, (video.stored_width, video.stored_height))
+        for object_id in np.unique(labels):
+            if object_id == 0:
+                continue
+            annotation_store.save_annotation(
+                session, frame.id, int(object_id), labels == object_id, "manual", status="submitted",
+                author=author, expected_version=annotation_store.latest_version(session, frame.id, int(object_id)),
+            )
