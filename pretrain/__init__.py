@@ -6,5 +6,7 @@ Modules (after facebookresearch/dinov2's split into configs / data / layers / lo
 `heads` DINO head; `losses` DINO, iBOT, KoLeo, contrastive random walk; `model` student/EMA
 teacher; `schedules`; `checkpoint`; `dist` torchrun/DDP helpers; `train` the loop as a function
 (`pretrain(config, videos, out_dir, resume=, progress=)`); `embed` per-frame embeddings
-(`embed_frames`); `plot` loss curves; `backbones` timm ViTs by name.
+(`embed_frames`); `plot` loss curves; `backbones` timm ViTs by name; `dense` the stride-8 correspondence
+encoder trained beside the ViT by colour reconstruction (`load_dense_encoder(run_dir)`,
+`dense_features(encoder, frames)` for label propagation).
 """

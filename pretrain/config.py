@@ -48,7 +48,7 @@ class DataConfig:
 class ModelConfig:
     """Student/teacher backbone (any timm ViT) and the projection heads."""
 
-    backbone: str = "vit_small_patch16_224"
+    backbone: str = "vit_tiny_patch16_224"
     init_weights: str | None = None
     head_out_dim: int = 1024
     head_hidden_dim: int = 512
@@ -65,7 +65,7 @@ class LossConfig:
     dino_weight: float = 1.0
     ibot_weight: float = 1.0
     koleo_weight: float = 0.1
-    random_walk_weight: float = 1.0
+    random_walk_weight: float = 0.0
     centering: str = "centering"
     student_temp: float = 0.1
     teacher_temp: float = 0.07
@@ -97,7 +97,12 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    """Length, batch, seed, checkpointing and precision of a run."""
+    """Length, batch, seed, checkpointing and precision of a run.
+
+    `steps` is the schedules' horizon and the run length; with `max_minutes` the horizon is the
+    wall-clock budget instead (learning rate, weight decay, teacher momentum and temperature follow
+    elapsed / budget, and the run trains until the budget is spent), and `steps` is not used.
+    """
 
     steps: int = 200
     max_minutes: float | None = None
@@ -110,6 +115,36 @@ class RunConfig:
 
 
 @dataclass
+class DenseConfig:
+    """Dense correspondence encoder trained beside the ViT by colour reconstruction (MAST-style).
+
+    Each sample adds `pairs` frame pairs of one video, `min_gap`..`max_gap` frames apart, cut with one
+    crop box (area share `crop_scale` of a frame decoded at short side `load_side`) resized to
+    `crop_size`; the target frame's Lab cells are reconstructed from the reference frame's through a
+    softmax(cos / `temperature`) affinity over a `radius`-cell window. `weight` 0 switches it off.
+    Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
+    the inference features (0: learned features only).
+    """
+
+    weight: float = 1.0
+    stride: int = 8
+    width: int = 16
+    blocks: int = 1
+    dim: int = 64
+    skip_weight: float = 0.0
+    crop_size: int = 128
+    crop_scale: tuple[float, float] = (0.1, 0.4)
+    load_side: int = 480
+    pairs: int = 1
+    min_gap: int = 1
+    max_gap: int = 8
+    radius: int = 6
+    temperature: float = 0.05
+    channel_dropout: float = 0.5
+    lr: float = 1e-3
+
+
+@dataclass
 class PretrainConfig:
     """The whole pretraining configuration."""
 
@@ -118,6 +153,7 @@ class PretrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    dense: DenseConfig = field(default_factory=DenseConfig)
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -198,6 +234,19 @@ def validate(config: PretrainConfig) -> PretrainConfig:
         (config.run.checkpoint_every > 0, "run.checkpoint_every", "must be positive"),
         (config.run.max_minutes is None or config.run.max_minutes > 0, "run.max_minutes", "must be positive"),
         (config.run.device in ("auto", "cpu", "cuda"), "run.device", "must be auto, cpu or cuda"),
+        (config.dense.weight >= 0, "dense.weight", "must be >= 0 (0 switches the dense encoder off)"),
+        (config.dense.stride in (4, 8), "dense.stride", "must be 4 or 8"),
+        (config.dense.crop_size % (8 * config.dense.stride) == 0, "dense.crop_size",
+         "must be a multiple of 8 x dense.stride"),
+        (0.0 < config.dense.crop_scale[0] <= config.dense.crop_scale[1] <= 1.0, "dense.crop_scale",
+         "must be [low, high] with 0 < low <= high <= 1"),
+        (1 <= config.dense.min_gap <= config.dense.max_gap, "dense.min_gap", "must be >= 1 and <= dense.max_gap"),
+        (config.dense.pairs >= 1, "dense.pairs", "must be >= 1"),
+        (config.dense.radius >= 1, "dense.radius", "must be >= 1"),
+        (config.dense.temperature > 0, "dense.temperature", "must be positive"),
+        (0.0 <= config.dense.channel_dropout <= 1.0, "dense.channel_dropout", "must be in [0, 1]"),
+        (0.0 <= config.dense.skip_weight <= 1.0, "dense.skip_weight", "must be in [0, 1]"),
+        (config.dense.lr > 0, "dense.lr", "must be positive"),
     ]
     for ok, key, reason in checks:
         if not ok:

@@ -21,10 +21,16 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from segloop.pretrain.config import DataConfig, LossConfig
+from segloop.pretrain.config import DataConfig, DenseConfig, LossConfig
 from segloop.pretrain.masking import sample_masks
-from segloop.pretrain.transforms import PhotometricAugment, color_jitter, crop_resize, maybe_flip, \
-    resized_crop_box, to_tensor
+from segloop.pretrain.transforms import (
+    PhotometricAugment,
+    color_jitter,
+    crop_resize,
+    maybe_flip,
+    resized_crop_box,
+    to_tensor,
+)
 
 MASK_SEED_SALT = 0x5EED
 
@@ -66,13 +72,16 @@ def jitter_box(box: tuple[int, int, int, int], width: int, height: int, fraction
 class VideoClipDataset(Dataset):
     """Multi-crop views and a clip per (video, anchor frame); item = (index, sample seed)."""
 
-    def __init__(self, videos: Sequence[Sequence[Path]], config: DataConfig):
+    def __init__(self, videos: Sequence[Sequence[Path]], config: DataConfig, dense: DenseConfig | None = None):
         self.videos = [[Path(p) for p in frames] for frames in videos if len(frames) > 0]
         if not self.videos:
             raise DatasetError("no frames to pretrain on: every video is empty")
         self.config = config
+        self.dense = dense if dense is not None and dense.weight > 0 else None
         self.index = [(v, f) for v, frames in enumerate(self.videos) for f in range(len(frames))]
         self.load_side = 2 * max(config.global_size, config.clip_size)
+        if self.dense is not None:
+            self.load_side = max(self.load_side, self.dense.load_side)
         self._cache: OrderedDict[Path, Image.Image] = OrderedDict()
         self.global_augments = (
             PhotometricAugment(config.color_jitter, 0.2, 1.0, 0.0),
@@ -153,6 +162,35 @@ class VideoClipDataset(Dataset):
             frames.append(to_tensor(image))
         return torch.stack(frames)
 
+    def pair_frame(self, video: int, anchor: int, rng: random.Random) -> int:
+        """The other frame of a dense pair: dense.min_gap..max_gap frames away, either direction (clamped)."""
+        length = len(self.videos[video])
+        gap = rng.randint(self.dense.min_gap, self.dense.max_gap)
+        candidates = [anchor + gap, anchor - gap]
+        rng.shuffle(candidates)
+        for other in candidates:
+            if 0 <= other < length:
+                return other
+        return 0 if anchor >= length - 1 - anchor else length - 1
+
+    def _pairs(self, video: int, anchor: int, rng: random.Random) -> torch.Tensor:
+        """(pairs, 2, 3, S, S) uint8 RGB: reference and target frame cut with one crop box and one flip."""
+        size, out = self.dense.crop_size, []
+        for _ in range(self.dense.pairs):
+            indices = [anchor, self.pair_frame(video, anchor, rng)]
+            first = self.frame(self.videos[video][indices[0]])
+            box = resized_crop_box(first.width, first.height, tuple(self.dense.crop_scale), rng)
+            flip = rng.random() < 0.5
+            frames = []
+            for frame_index in indices:
+                image = crop_resize(self.frame(self.videos[video][frame_index]), box, size)
+                if flip:
+                    image = image.transpose(Image.FLIP_LEFT_RIGHT)
+                array = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+                frames.append(torch.from_numpy(array).permute(2, 0, 1))
+            out.append(torch.stack(frames))
+        return torch.stack(out)
+
     def __getitem__(self, item: tuple[int, int]) -> dict:
         """Views of sample `index`, every random choice seeded by `seed`."""
         index, seed = item
@@ -166,6 +204,8 @@ class VideoClipDataset(Dataset):
             sample["local"] = torch.stack(self._local_views(video, anchor, rng))
         if self.config.clip_length:
             sample["clip"] = self._clip(video, anchor, rng)
+        if self.dense is not None:
+            sample["pair"] = self._pairs(video, anchor, rng)
         return sample
 
 
@@ -212,7 +252,7 @@ class MultiCropCollate:
     mask_probability: float = 0.5
 
     @classmethod
-    def from_config(cls, patch: int, data: DataConfig, loss: LossConfig) -> "MultiCropCollate":
+    def from_config(cls, patch: int, data: DataConfig, loss: LossConfig) -> MultiCropCollate:
         """The collate matching a data/loss config and a backbone patch size."""
         return cls(patch, data.global_size, tuple(loss.mask_ratio), loss.mask_probability)
 
@@ -223,6 +263,8 @@ class MultiCropCollate:
             batch["local"] = torch.cat([torch.stack([s["local"][i] for s in samples]) for i in range(count)])
         if "clip" in samples[0]:
             batch["clip"] = torch.stack([s["clip"] for s in samples])
+        if "pair" in samples[0]:
+            batch["pair"] = torch.cat([s["pair"] for s in samples])
         grid = self.global_size // self.patch_size
         rng = random.Random(sum(int(s["seed"]) for s in samples) ^ MASK_SEED_SALT)
         masks = sample_masks(len(batch["global"]), grid, grid, self.mask_ratio, self.mask_probability, rng)
@@ -233,11 +275,11 @@ class MultiCropCollate:
 
 def dataloader(videos: Sequence[Sequence[Path]], data: DataConfig, loss: LossConfig, patch: int,
                batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-               start: int = 0) -> torch.utils.data.DataLoader:
+               start: int = 0, dense: DenseConfig | None = None) -> torch.utils.data.DataLoader:
     """An endless DataLoader over the videos starting at sample position `start` of this rank."""
     if loss.random_walk_weight <= 0:
         data = dataclasses.replace(data, clip_length=0)  # no clip needed: do not decode one
-    dataset = VideoClipDataset(videos, data)
+    dataset = VideoClipDataset(videos, data, dense)
     sampler = SeededInfiniteSampler(len(dataset), seed, rank, world_size, start)
     return torch.utils.data.DataLoader(
         dataset,

@@ -17,7 +17,10 @@ import torch
 from torch import nn
 
 from segloop.pretrain.backbones import create_backbone, patch_size
-from segloop.pretrain.config import ConfigError, PretrainConfig
+from segloop.pretrain.config import ConfigError, DenseConfig, PretrainConfig
+from segloop.pretrain.dense.colour import rgb_to_lab
+from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
+from segloop.pretrain.dense.objective import pair_loss
 from segloop.pretrain.heads import DINOHead
 from segloop.pretrain.losses import DINOLoss, IBOTPatchLoss, KoLeoLoss, random_walk_loss
 
@@ -55,15 +58,28 @@ class Views:
     masks: torch.Tensor
     local_crops: torch.Tensor | None = None
     clip: torch.Tensor | None = None
+    pair: torch.Tensor | None = None
 
     @classmethod
-    def from_batch(cls, batch: dict, device: torch.device) -> "Views":
+    def from_batch(cls, batch: dict, device: torch.device) -> Views:
         """Views from a collated batch dict."""
         def move(key: str) -> torch.Tensor | None:
             value = batch.get(key)
             return None if value is None else value.to(device, non_blocking=True)
 
-        return cls(move("global"), move("masks"), move("local"), move("clip"))
+        return cls(move("global"), move("masks"), move("local"), move("clip"), move("pair"))
+
+
+def encoder_config(dense: DenseConfig) -> EncoderConfig:
+    """The dense encoder's architecture from the run config's dense section."""
+    return EncoderConfig(stride=dense.stride, width=dense.width, blocks=dense.blocks, dim=dense.dim,
+                         skip_weight=dense.skip_weight)
+
+
+def image_terms_active(config: PretrainConfig) -> bool:
+    """True when any ViT image term (DINO, iBOT, KoLeo) has a positive weight."""
+    loss = config.loss
+    return loss.dino_weight > 0 or loss.ibot_weight > 0 or loss.koleo_weight > 0
 
 
 class SSLModel(nn.Module):
@@ -91,6 +107,7 @@ class SSLModel(nn.Module):
         self.ibot_loss = IBOTPatchLoss(config.model.head_out_dim, loss.student_temp, loss.center_momentum)
         self.koleo_loss = KoLeoLoss()
         self._tokens = torch.compile(forward_tokens) if config.model.compile else forward_tokens
+        self.dense = DenseEncoder(encoder_config(config.dense)) if config.dense.weight > 0 else None
 
     def tokens(self, module: nn.ModuleDict, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Output tokens of the student or teacher backbone."""
@@ -139,20 +156,30 @@ class SSLModel(nn.Module):
         loss = self.config.loss
         return random_walk_loss(features, loss.random_walk_temp, loss.random_walk_edge_dropout, generator)
 
+    def dense_loss(self, pair: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Colour-reconstruction loss of the dense encoder on (B, 2, 3, S, S) uint8 RGB frame pairs."""
+        dense = self.config.dense
+        lab = rgb_to_lab(pair.flatten(0, 1).float().div(255.0)).unflatten(0, pair.shape[:2])
+        return pair_loss(self.dense, lab, dense.radius, dense.temperature, dense.channel_dropout, generator)
+
     def forward(self, views: Views, teacher_temp: float,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted total loss and each term's value; updates the teacher centres."""
         weights = self.config.loss
-        targets = self.teacher_targets(views, teacher_temp)
-        losses = self.image_losses(views, targets)
+        targets, losses = None, {}
+        if image_terms_active(self.config):
+            targets = self.teacher_targets(views, teacher_temp)
+            losses = self.image_losses(views, targets)
         if weights.random_walk_weight > 0 and views.clip is not None:
             losses["random_walk"] = self.clip_loss(views.clip, generator)
+        if self.dense is not None and views.pair is not None:
+            losses["dense"] = self.dense_loss(views.pair, generator)
         scale = {"dino": weights.dino_weight, "ibot": weights.ibot_weight, "koleo": weights.koleo_weight,
-                 "random_walk": weights.random_walk_weight}
+                 "random_walk": weights.random_walk_weight, "dense": self.config.dense.weight}
         total = sum(scale[name] * value for name, value in losses.items())
         if not isinstance(total, torch.Tensor):
-            raise ValueError("every loss term is switched off: set at least one loss.*_weight > 0")
-        if weights.centering == "centering":
+            raise ValueError("every loss term is switched off: set at least one loss.*_weight or dense.weight > 0")
+        if weights.centering == "centering" and targets is not None:
             self.dino_loss.update_center(targets["cls_logits"])
             if "patch_logits" in targets:
                 self.ibot_loss.update_center(targets["patch_logits"])
@@ -194,4 +221,11 @@ def param_groups(model: SSLModel, layer_decay: float | None) -> list[dict]:
         key = (lr_mult, 0.0 if no_decay else 1.0, "last_layer" in name)
         group = groups.setdefault(key, {"params": [], "lr_mult": key[0], "wd_mult": key[1], "last_layer": key[2]})
         group["params"].append(parameter)
+    if model.dense is not None:
+        lr_mult = model.config.dense.lr / model.config.optim.lr
+        for parameter in model.dense.parameters():
+            key = ("dense", 0.0 if parameter.ndim == 1 else 1.0)
+            group = groups.setdefault(key, {"params": [], "lr_mult": lr_mult, "wd_mult": key[1], "last_layer": False,
+                                            "dense": True})
+            group["params"].append(parameter)
     return list(groups.values())

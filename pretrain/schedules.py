@@ -28,6 +28,9 @@ def linear_warmup(step: int, warmup: int, start: float, end: float) -> float:
     return start + (end - start) * step / warmup
 
 
+PROGRESS_STEPS = 10_000  # resolution of the schedules when they follow the fraction of a time budget
+
+
 @dataclass(frozen=True)
 class StepValues:
     """Every scheduled value at one step."""
@@ -45,9 +48,11 @@ class Schedules:
 
     config: PretrainConfig
 
-    def at(self, step: int) -> StepValues:
-        """Scheduled values at a step."""
+    def at(self, step: int, progress: float | None = None) -> StepValues:
+        """Scheduled values at a step, or at a fraction `progress` in [0, 1] of a time-budgeted run."""
         optim, loss, total = self.config.optim, self.config.loss, self.config.run.steps
+        if progress is not None:
+            total, step = PROGRESS_STEPS, int(round(min(max(progress, 0.0), 1.0) * PROGRESS_STEPS))
         warmup = int(round(optim.warmup_fraction * total))
         temp_warmup = int(round(loss.warmup_teacher_temp_fraction * total))
         return StepValues(

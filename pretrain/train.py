@@ -19,10 +19,18 @@ from pathlib import Path
 import torch
 
 from segloop.pretrain import dist
-from segloop.pretrain.checkpoint import CHECKPOINT_NAME, TEACHER_NAME, CheckpointError, check_resumable, \
-    load_training_state, restore_rng_state, save_training_state
+from segloop.pretrain.checkpoint import (
+    CHECKPOINT_NAME,
+    TEACHER_NAME,
+    CheckpointError,
+    check_resumable,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 from segloop.pretrain.config import PretrainConfig, config_to_dict, save_config
 from segloop.pretrain.data import dataloader
+from segloop.pretrain.dense.io import DENSE_NAME, save_dense_encoder
 from segloop.pretrain.model import SSLModel, Views, param_groups
 from segloop.pretrain.schedules import Schedules, StepValues
 
@@ -47,6 +55,7 @@ class PretrainResult:
     metrics_path: Path
     last_loss: float | None
     stopped_by_time: bool
+    dense_path: Path | None = None
 
 
 def resolve_device(config: PretrainConfig, local_rank: int = 0) -> torch.device:
@@ -118,9 +127,9 @@ class MetricsLog:
             handle.write(json.dumps(record) + "\n")
 
 
-def _describe(step: int, total: int, record: dict) -> str:
+def _describe(step: int, total: int | str, record: dict) -> str:
     """One-line progress message with losses and throughput."""
-    terms = " ".join(f"{k} {record[k]:.3f}" for k in ("dino", "ibot", "koleo", "random_walk") if k in record)
+    terms = " ".join(f"{k} {record[k]:.3f}" for k in ("dino", "ibot", "koleo", "random_walk", "dense") if k in record)
     return (f"step {step}/{total} loss {record['loss']:.4f} ({terms}) lr {record['lr']:.2e} "
             f"{record['img_per_s']:.1f} img/s")
 
@@ -145,7 +154,8 @@ def images_per_step(config: PretrainConfig, world_size: int) -> int:
     """Crops processed per optimisation step across processes (global + local + clip frames)."""
     data = config.data
     clip = data.clip_length if config.loss.random_walk_weight > 0 else 0
-    return config.run.batch_size * world_size * (2 + data.num_local_crops + clip)
+    pairs = 2 * config.dense.pairs if config.dense.weight > 0 else 0
+    return config.run.batch_size * world_size * (2 + data.num_local_crops + clip + pairs)
 
 
 def pretrain(config: PretrainConfig, videos: Sequence[Sequence[Path]], out_dir: str | Path, *,
@@ -170,7 +180,7 @@ def pretrain(config: PretrainConfig, videos: Sequence[Sequence[Path]], out_dir: 
         save_config(config, out_dir / CONFIG_NAME)
     metrics = MetricsLog(out_dir / METRICS_NAME, step if state is not None else None) if where.is_main else None
     loader = dataloader(videos, config.data, config.loss, model.patch, config.run.batch_size, config.run.seed,
-                        where.rank, where.world_size, start=step * config.run.batch_size)
+                        where.rank, where.world_size, start=step * config.run.batch_size, dense=config.dense)
     result = _loop(model, optimizer, loader, config, out_dir, step, started, metrics, progress, where, device)
     dist.barrier()
     return result
@@ -179,9 +189,12 @@ def pretrain(config: PretrainConfig, videos: Sequence[Sequence[Path]], out_dir: 
 def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: PretrainConfig, out_dir: Path,
           step: int, started: float, metrics: MetricsLog | None, progress: Progress | None,
           where: dist.DistInfo, device: torch.device) -> PretrainResult:
-    """Steps until run.steps or the wall-clock budget, checkpointing every run.checkpoint_every steps."""
+    """Steps until run.steps, or until the wall-clock budget (then the schedules' horizon) is spent;
+    checkpoints every run.checkpoint_every steps."""
     total, schedules = config.run.steps, Schedules(config)
     budget = None if config.run.max_minutes is None else config.run.max_minutes * 60.0
+    if budget is not None:
+        total = 2**62  # the budget, not a step count, ends a time-limited run
     per_step_images = images_per_step(config, where.world_size)
     record: dict | None = None
     stopped_by_time = False
@@ -194,7 +207,7 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
             break
         tick = time.monotonic()
         views = Views.from_batch(next(batches), device)
-        values = schedules.at(step)
+        values = schedules.at(step, None if budget is None else (tick - started) / budget)
         generator = torch.Generator(device=device).manual_seed(config.run.seed * 1_000_003 + step)
         parts = train_step(model, optimizer, views, values, config, generator)
         if not math.isfinite(parts["loss"]):
@@ -212,14 +225,17 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
             _checkpoint(model, optimizer, step, config, out_dir, where)
             last_saved = step
         if progress is not None and where.is_main:
-            fraction = step / total if budget is None else max(step / total, (time.monotonic() - started) / budget)
-            progress(min(1.0, fraction), _describe(step, total, record))
+            fraction = step / total if budget is None else (time.monotonic() - started) / budget
+            shown = total if budget is None else f"~{round(step / max(fraction, 1e-9))}"
+            progress(min(1.0, fraction), _describe(step, shown, record))
     if last_saved != step or not (out_dir / CHECKPOINT_NAME).exists():
         _checkpoint(model, optimizer, step, config, out_dir, where)
     if stopped_by_time and progress is not None and where.is_main:
-        progress(1.0, f"stopped at step {step}/{total}: run.max_minutes={config.run.max_minutes} reached")
-    return PretrainResult(out_dir, step, total, out_dir / TEACHER_NAME, out_dir / CHECKPOINT_NAME,
-                          out_dir / METRICS_NAME, None if record is None else record["loss"], stopped_by_time)
+        progress(1.0, f"stopped at step {step}: run.max_minutes={config.run.max_minutes} spent")
+    dense_path = out_dir / DENSE_NAME if model.dense is not None else None
+    return PretrainResult(out_dir, step, step if budget is not None else total, out_dir / TEACHER_NAME,
+                          out_dir / CHECKPOINT_NAME, out_dir / METRICS_NAME, None if record is None else record["loss"],
+                          stopped_by_time, dense_path)
 
 
 def _out_of_time(started: float, budget: float, step_seconds: float, device: torch.device) -> bool:
@@ -231,8 +247,10 @@ def _out_of_time(started: float, budget: float, step_seconds: float, device: tor
 
 def _checkpoint(model: SSLModel, optimizer: torch.optim.Optimizer, step: int, config: PretrainConfig,
                 out_dir: Path, where: dist.DistInfo) -> None:
-    """Save the full state and the teacher backbone from the main process."""
+    """Save the full state, the teacher backbone and the dense encoder from the main process."""
     if where.is_main:
+        if model.dense is not None:
+            save_dense_encoder(model.dense, out_dir / DENSE_NAME)
         save_training_state(out_dir, model, optimizer, step, step * config.run.batch_size,
                             config_to_dict(config), where.world_size)
     dist.barrier()

@@ -56,7 +56,8 @@ def loop_round(params: LoopRoundParams, *, job_id: int | None = None, progress=N
 
     config = RoundConfig(strategy=params.strategy, budget=params.budget, strategy_params=params.strategy_params,
                          max_per_video=params.max_per_video, backbone=params.backbone,
-                         pretrained=pretrained_weights(params.checkpoint_id, params.weights))
+                         pretrained=pretrained_weights(params.checkpoint_id, params.weights),
+                         pretrained_id=params.checkpoint_id)
     return run_round(params.project, config, oracle_from(params.oracle), job_id=job_id, progress=progress)
 
 

@@ -71,7 +71,7 @@ class CenteredTeacherLoss(nn.Module):
 
 
 class DINOLoss(CenteredTeacherLoss):
-    """Cross-entropy between teacher probabilities of each global view and student log-probabilities of the other views."""
+    """Cross-entropy of teacher probabilities of each global view vs student log-probabilities of the other views."""
 
     def forward(self, student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor],
                 skip_same_index: bool = True) -> torch.Tensor:

@@ -36,11 +36,12 @@ def test_layer_decay_groups(tiny):
     assert layer_id("backbone.blocks.3.attn.qkv.weight", depth) == 4
     assert layer_id("head.mlp.0.weight", depth) == depth + 1
     groups = param_groups(model, 0.5)
-    multipliers = {g["lr_mult"] for g in groups}
+    multipliers = {g["lr_mult"] for g in groups if not g.get("dense")}
     assert max(multipliers) == 1.0 and min(multipliers) == 0.5 ** (depth + 1)
     no_decay = [g for g in groups if g["wd_mult"] == 0.0]
     assert any(model.student["backbone"].pos_embed is p for g in no_decay for p in g["params"])
-    assert sum(len(g["params"]) for g in groups) == len(list(model.student.parameters())) + 1
+    assert sum(len(g["params"]) for g in groups if not g.get("dense")) == len(list(model.student.parameters())) + 1
+    assert sum(len(g["params"]) for g in groups if g.get("dense")) == len(list(model.dense.parameters()))
 
 
 def test_a_few_cpu_steps_reduce_the_loss(tiny, videos):

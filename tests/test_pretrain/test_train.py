@@ -178,3 +178,23 @@ def test_cli_set_overrides_win_over_convenience_flags():
     merged = _merge(flags, parse_sets(("data.clip_size=96", "loss.mask_ratio=[0.2, 0.3]")))
     assert merged["data"] == {"global_size": 64, "local_size": 32, "clip_size": 96}
     assert merged["loss"]["mask_ratio"] == [0.2, 0.3]
+
+
+def test_run_folder_holds_a_loadable_dense_encoder(tiny, videos, tmp_path):
+    import numpy as np
+
+    from segloop.pretrain.dense import dense_features, load_dense_encoder
+
+    result = pretrain(config_from_dict(tiny(run={"steps": 2})), videos, tmp_path / "run")
+    assert result.dense_path == tmp_path / "run" / "dense_encoder.pth" and result.dense_path.is_file()
+    encoder = load_dense_encoder(tmp_path / "run")
+    frames = np.zeros((2, 64, 80, 3), dtype=np.uint8)
+    assert dense_features(encoder, frames).shape == (2, 16, 8, 10)
+    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    assert all("dense" in r for r in records)
+
+
+def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path):
+    config = config_from_dict(tiny(run={"steps": 1, "max_minutes": 0.2, "checkpoint_every": 1000}))
+    result = pretrain(config, videos, tmp_path / "run")
+    assert result.stopped_by_time and result.step > 1
