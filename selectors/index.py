@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from segloop.platform.core.storage import atomic_path
 from segloop.selectors.types import SelectorError, all_finite
 
 INDEX_FORMAT_VERSION = 1
@@ -137,20 +137,6 @@ def _check_vectors(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
     if not all_finite(array):
         raise VectorIndexError(f"{what}: contains NaN or infinite values")
     return array
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(temp_path) and move the result onto `path` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 class VectorIndex:
@@ -319,8 +305,10 @@ class VectorIndex:
         """Write the index, its frame ids and its metadata next to each other, each atomically."""
         faiss = _faiss()
         path = Path(path)
-        _atomic_write(path, lambda temp: faiss.write_index(self.cpu_index, temp))
-        _atomic_write(_ids_path(path), lambda temp: _save_npy(temp, self.frame_ids))
+        with atomic_path(path) as temp:
+            faiss.write_index(self.cpu_index, str(temp))
+        with atomic_path(_ids_path(path)) as temp:
+            _save_npy(temp, self.frame_ids)
         meta = {
             "format": INDEX_FORMAT_VERSION,
             "kind": self.kind,
@@ -330,7 +318,8 @@ class VectorIndex:
             "frame_ids_fingerprint": fingerprint_array(self.frame_ids),
             "settings": self.config.build_settings(),
         }
-        _atomic_write(_meta_path(path), lambda temp: Path(temp).write_text(json.dumps(meta, indent=2)))
+        with atomic_path(_meta_path(path)) as temp:
+            temp.write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(
@@ -355,7 +344,7 @@ class VectorIndex:
         return cls(index, frame_ids, stored, meta["kind"], vectors=vectors, fingerprint=meta["fingerprint"])
 
 
-def _save_npy(path: str, array: np.ndarray) -> None:
+def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """np.save to exactly `path` (no '.npy' appended)."""
     with open(path, "wb") as handle:
         np.save(handle, array)

@@ -90,7 +90,7 @@ def load_project(project: str, settings: Settings, object_labels: bool = False) 
 
 def features_of(frames: ProjectFrames, spec: FeatureSpec, settings: Settings, progress: Progress | None = None):
     """Cached multi-layer features of every video of the project."""
-    from segloop.platform.vss.head import resolve_device
+    from segloop.platform.core.device import resolve_device
 
     return video_features(frames.videos, spec, settings.data_dir / "cache" / "features", resolve_device("auto"),
                           progress)

@@ -11,15 +11,16 @@ probability when that probability exceeds 0.5, else background.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.device import resolve_device
+from segloop.platform.core.schedules import cosine
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
-from segloop.platform.vss.head import FinetuneError, image_tensor, resolve_device
+from segloop.platform.vss.head import FinetuneError, image_tensor
 
 PRIOR_CLAMP = 0.9
 FINE = 16
@@ -189,7 +190,7 @@ def train_refiner(samples: Sequence[ObjectSample], videos: dict[str, VideoFeatur
         dist.average_gradients(list(decoder.parameters()))
         optimizer.step()
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / config.steps))
+            group["lr"] = config.lr * cosine(step + 1, config.steps, 1.0, 0.0)
         losses.append(float(loss.detach()))
         if progress and (step % 10 == 0 or step == config.steps - 1):
             progress((step + 1) / config.steps, f"step {step + 1}/{config.steps} loss {losses[-1]:.4f}")

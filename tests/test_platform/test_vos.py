@@ -41,12 +41,13 @@ def mean_j(pred: np.ndarray, gt: np.ndarray, frames) -> float:
 # ---------------------------------------------------------------------------- protocol pieces
 
 
-def test_working_size_follows_dino():
-    assert vos.working_size(480, 854, 480, 64, 16) == (480, 832)
-    assert vos.working_size(854, 480, 480, 64, 16) == (832, 480)
-    assert vos.working_size(480, 854, 480, 64, 14) == (476, 826)
-    with pytest.raises(vos.PropagationError):
-        vos.working_size(10, 10, 8, 8, 16)
+def test_patch_grid_follows_dino():
+    """Short side 480, long side floored to 64, both to the patch; a frame below one patch is refused."""
+    assert vos.PixelFeaturizer(vos.PropagationConfig()).grid(480, 854) == (30, 52)
+    assert vos.PixelFeaturizer(vos.PropagationConfig()).grid(854, 480) == (52, 30)
+    assert vos.PixelFeaturizer(vos.PropagationConfig(), patch=14).grid(480, 854) == (476 // 14, 826 // 14)
+    with pytest.raises(vos.PropagationError, match="smaller than one 16px patch"):
+        vos.PixelFeaturizer(vos.PropagationConfig(short_side=16, size_multiple=8)).grid(10, 10)
 
 
 def test_parse_keyframes():
