@@ -47,7 +47,7 @@ def test_patch_grid_follows_dino():
     assert vos.PixelFeaturizer(vos.PropagationConfig()).grid(854, 480) == (52, 30)
     assert vos.PixelFeaturizer(vos.PropagationConfig(), patch=14).grid(480, 854) == (476 // 14, 826 // 14)
     with pytest.raises(vos.PropagationError, match="smaller than one 16px patch"):
-        vos.PixelFeaturizer(vos.PropagationConfig(short_side=16, size_multiple=8)).grid(10, 10)
+        vos.PixelFeaturizer(vos.PropagationConfig(short_side=16, size_multiple=32)).grid(10, 10)
 
 
 def test_parse_keyframes():
