@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from typing import ContextManager
 
 import numpy as np
 
@@ -34,7 +33,7 @@ keeps the |x|^2 + |c|^2 - 2 x.c expansion accurate for data far from the origin.
 _BLAS_CONTROLLER: list = []
 
 
-def single_blas_thread() -> ContextManager:
+def single_blas_thread() -> contextlib.AbstractContextManager:
     """Context limiting NumPy's BLAS to one thread (no-op without threadpoolctl)."""
     try:
         from threadpoolctl import ThreadpoolController

@@ -340,7 +340,8 @@ class VectorIndex:
         if index.ntotal != frame_ids.size:
             raise VectorIndexError(f"{path}: index holds {index.ntotal} vectors but {frame_ids.size} frame ids")
         if vectors is not None and vectors.shape != (index.ntotal, index.d):
-            raise VectorIndexError(f"vectors: shape {vectors.shape} does not match the index ({index.ntotal}, {index.d})")
+            raise VectorIndexError(
+                f"vectors: shape {vectors.shape} does not match the index ({index.ntotal}, {index.d})")
         return cls(index, frame_ids, stored, meta["kind"], vectors=vectors, fingerprint=meta["fingerprint"])
 
 
@@ -381,14 +382,16 @@ def _build_ivfpq(vectors: np.ndarray, config: IndexConfig) -> Any:
         raise VectorIndexError(f"IndexConfig.pq_m: {pq_m} does not divide the dimension {dim}")
     min_train = max(nlist, 1 << config.pq_bits)
     if size < min_train:
-        raise VectorIndexError(f"IVF-PQ needs at least {min_train} vectors to train (nlist={nlist}, pq_bits={config.pq_bits}); got {size}")
+        raise VectorIndexError(f"IVF-PQ needs at least {min_train} vectors to train "
+                               f"(nlist={nlist}, pq_bits={config.pq_bits}); got {size}")
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{config.pq_bits}", _metric(faiss, config.metric))
     index.do_polysemous_training = False  # only useful for polysemous search, and very slow to train
     for params in (index.cp, index.pq.cp):
         params.seed = config.seed
         params.min_points_per_centroid = 1
     rng = np.random.default_rng(config.seed)
-    train = vectors if size <= config.train_size else vectors[np.sort(rng.choice(size, config.train_size, replace=False))]
+    train = (vectors if size <= config.train_size
+             else vectors[np.sort(rng.choice(size, config.train_size, replace=False))])
     index.train(np.ascontiguousarray(train))
     for start in range(0, size, 65536):
         index.add(vectors[start:start + 65536])

@@ -39,7 +39,8 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         if self.short_side < 16 or self.layers < 1 or self.image_stride < 1 or self.batch_size < 1:
-            raise FeatureError(f"invalid feature spec {asdict(self)}: short_side ≥ 16, layers/image_stride/batch_size ≥ 1")
+            raise FeatureError(f"invalid feature spec {asdict(self)}: short_side ≥ 16, "
+                               "layers/image_stride/batch_size ≥ 1")
 
     def as_dict(self) -> dict:
         """JSON-ready settings."""
@@ -163,7 +164,8 @@ def load_video_features(path: Path) -> VideoFeatures:
 
 
 def video_features(videos: dict[str, Sequence[str | Path]], spec: FeatureSpec, cache_dir: str | Path | None = None,
-                   device: str = "cpu", progress: Callable[[float, str], None] | None = None) -> dict[str, VideoFeatures]:
+                   device: str = "cpu",
+                   progress: Callable[[float, str], None] | None = None) -> dict[str, VideoFeatures]:
     """Features of every video ({name: frame files}), read from the cache or computed once and cached."""
     out: dict[str, VideoFeatures] = {}
     model = None

@@ -90,17 +90,19 @@ def _export_coco(project: str, classes, content, out: Path) -> ExchangeReport:
         frame_by_id = {f.id: f for f in frames}
         for frame in frames:
             images.append({"id": frame.id, "file_name": f"{video.name}/{frame_name(frame.index)}",
-                           "width": video.stored_width, "height": video.stored_height, "video": video.name, "frame_index": frame.index})
+                           "width": video.stored_width, "height": video.stored_height, "video": video.name,
+                           "frame_index": frame.index})
         for annotation in video_annotations:
             mask = annotation_store.annotation_mask(annotation)
             ys, xs = np.nonzero(mask)
-            bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)] if xs.size else [0, 0, 0, 0]
-            items.append({"id": annotation.id, "image_id": annotation.frame_id, "category_id": annotation.class_id or default_category,
+            bbox = ([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+                    if xs.size else [0, 0, 0, 0])
+            attributes = {"source": annotation.source, "status": annotation.status, "version": annotation.version,
+                          "frame_index": frame_by_id[annotation.frame_id].index}
+            items.append({"id": annotation.id, "image_id": annotation.frame_id,
+                          "category_id": annotation.class_id or default_category,
                           "segmentation": encode_rle(mask), "area": annotation.area, "bbox": bbox, "iscrowd": 0,
-                          "track_id": annotation.object_id, "attributes": {"source": annotation.source,
-                                                                            "status": annotation.status,
-                                                                            "version": annotation.version,
-                                                                            "frame_index": frame_by_id[annotation.frame_id].index}})
+                          "track_id": annotation.object_id, "attributes": attributes})
             report.masks += 1
         report.videos += 1
         report.frames += len(frames)
@@ -207,4 +209,5 @@ def _coco_frame(image: dict) -> tuple[str, int]:
     parts = Path(str(image.get("file_name", ""))).parts
     if len(parts) >= 2 and Path(parts[-1]).stem.isdigit():
         return parts[-2], int(Path(parts[-1]).stem)
-    raise ExchangeError(f"COCO image {image.get('id')}: cannot tell video and frame from file_name {image.get('file_name')!r}")
+    raise ExchangeError(f"COCO image {image.get('id')}: cannot tell video and frame from file_name "
+                        f"{image.get('file_name')!r}")

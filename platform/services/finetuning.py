@@ -243,7 +243,7 @@ def predict_project(project: str, checkpoint_id: int, *, settings: Settings | No
     out_dir = prediction_dir(settings, checkpoint_id)
     signals: dict[str, dict[int, float]] = {}
     written = []
-    for position, (name, paths) in enumerate(frames.videos.items()):
+    for position, name in enumerate(frames.videos):
         probs = vss.predict_video(trained, feats[name])
         written.append(str(vss.save_predictions(out_dir / f"{frames.video_ids[name]}.npz", name, probs,
                                                 feats[name].size, frames.frame_ids[name])))

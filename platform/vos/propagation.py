@@ -74,7 +74,8 @@ class PropagationConfig:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise PropagationError(f"invalid propagation setting(s): {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
+            settings = ", ".join(f"{b}={getattr(self, b)!r}" for b in bad)
+            raise PropagationError(f"invalid propagation setting(s): {settings}")
 
     def as_dict(self) -> dict:
         """The settings as a plain dict (for confidence.json and benchmarks)."""
@@ -279,7 +280,8 @@ def propagate_labels(query, keys, key_labels, config: PropagationConfig, window=
     return out
 
 
-def keyframe_soft_labels(mask: np.ndarray, labels: Sequence[int], grid: tuple[int, int], mode: str = "nearest") -> np.ndarray:
+def keyframe_soft_labels(mask: np.ndarray, labels: Sequence[int], grid: tuple[int, int],
+                         mode: str = "nearest") -> np.ndarray:
     """One-hot soft labels (h*w, L) of a label map on the patch grid ('nearest' centre sample or 'area' average)."""
     import cv2
 
@@ -430,7 +432,7 @@ def _label_set(keyframe_masks: dict[int, np.ndarray]) -> list[int]:
 
 
 def _segments(count: int, keyframes: list[int]) -> list[tuple[int | None, int | None, list[int]]]:
-    """(previous keyframe, next keyframe, frames strictly between, maybe none) for the prefix, every gap and the suffix."""
+    """(previous keyframe, next keyframe, frames strictly between, maybe none) for the prefix, each gap, the suffix."""
     bounds = [None, *keyframes, None]
     segments = []
     for left, right in zip(bounds[:-1], bounds[1:]):
@@ -601,7 +603,8 @@ def parse_keyframes(spec: str, count: int) -> list[int]:
     try:
         indices = sorted({int(part) for part in spec.split(",") if part.strip()})
     except ValueError:
-        raise PropagationError(f"keyframes {spec!r}: expected first, uniform:K or comma-separated frame indices") from None
+        raise PropagationError(
+            f"keyframes {spec!r}: expected first, uniform:K or comma-separated frame indices") from None
     if not indices:
         raise PropagationError(f"keyframes {spec!r}: no frame index given")
     bad = [i for i in indices if not 0 <= i < count]

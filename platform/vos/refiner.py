@@ -81,7 +81,7 @@ def build_decoder(in_dim: int, layers: int, hidden: int = 48):
 
 
 def degrade_mask(mask: np.ndarray, grid: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A binary mask (H4, W4) made to look propagated: patch-pooled, jittered, dilated/eroded, upsampled, thresholded."""
+    """A binary mask (H4, W4) degraded the way propagation degrades masks (pooled, jittered, dilated/eroded)."""
     import cv2
 
     height, width = mask.shape
@@ -264,7 +264,8 @@ def refine_mask(trained: TrainedRefiner, features: VideoFeatures, index: int, ma
 
 
 def iter_refined(frames, keyframe_masks: dict[int, np.ndarray], featurizer, trained: TrainedRefiner,
-                 features: VideoFeatures, config=None, device: str = "cpu") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                 features: VideoFeatures, config=None,
+                 device: str = "cpu") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(frame index, propagated label map, refined label map) of every frame; keyframes keep their mask."""
     from segloop.platform.vos import propagation as vos
 

@@ -4,7 +4,8 @@ Two heads: `linear` (a 1×1 convolution on the last layer's patch tokens, logits
 bilinearly) and `multiscale` (the default: the chosen intermediate layers projected and summed at
 patch resolution, a 3×3 convolution there, then coarse logits upsampled plus a correction computed
 at stride 4 from the upsampled features and a small convolutional stem on the frame; the stride-4
-stage is kept tiny, 16 channels and no normalisation, so a training step takes tens of ms on a CPU). Class 0 is background. Training samples labeled frames with replacement (horizontal flips),
+stage is kept tiny, 16 channels and no normalisation, so a training step takes tens of ms on a CPU).
+Class 0 is background. Training samples labeled frames with replacement (horizontal flips),
 cross-entropy with 255 ignored, AdamW; with `finetune_backbone` the ViT is trained too, its blocks
 at layer-wise decayed learning rates (lr × decay^(depth - i)). Predictions are per-pixel class
 probabilities at the head's resolution, stored as uint8 (p × 255) and upsampled for scoring.
@@ -337,7 +338,8 @@ def save_vss(path: str | Path, trained: TrainedVSS) -> Path:
     return Path(path)
 
 
-def predict_video(trained: TrainedVSS, features: VideoFeatures, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
+def predict_video(trained: TrainedVSS, features: VideoFeatures, batch_size: int = 16,
+                  device: str = "cpu") -> np.ndarray:
     """Class probabilities (T, C, H4, W4) float32 of every frame of a video."""
     import torch
 
