@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import sys
 from collections.abc import Callable, Sequence
-from typing import ContextManager
 
 import numpy as np
 
+from segloop.platform.core.device import DeviceError, cuda_available
+from segloop.platform.core.device import resolve_device as resolve_torch_device
 from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.registry import register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError, all_finite
@@ -34,7 +33,7 @@ keeps the |x|^2 + |c|^2 - 2 x.c expansion accurate for data far from the origin.
 _BLAS_CONTROLLER: list = []
 
 
-def single_blas_thread() -> ContextManager:
+def single_blas_thread() -> contextlib.AbstractContextManager:
     """Context limiting NumPy's BLAS to one thread (no-op without threadpoolctl)."""
     try:
         from threadpoolctl import ThreadpoolController
@@ -53,13 +52,12 @@ def resolve_device(device: str) -> str:
     if device not in ("auto", "numpy", "cpu", "cuda"):
         raise SelectorError(f"device: expected auto, numpy, cpu or cuda, got {device!r}")
     if device == "auto":
-        if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
-            return "numpy"
+        return "cuda" if cuda_available(skip_without_driver=True) else "numpy"
+    if device == "cuda":
         try:
-            import torch
-        except ImportError:
-            return "numpy"
-        return "cuda" if torch.cuda.is_available() else "numpy"
+            resolve_torch_device(device)
+        except DeviceError as exc:
+            raise SelectorError(str(exc)) from None
     return device
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from segloop.platform.core.storage import atomic_path
 from segloop.selectors.types import SelectorError, all_finite
 
 INDEX_FORMAT_VERSION = 1
@@ -137,20 +137,6 @@ def _check_vectors(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
     if not all_finite(array):
         raise VectorIndexError(f"{what}: contains NaN or infinite values")
     return array
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(temp_path) and move the result onto `path` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 class VectorIndex:
@@ -319,8 +305,10 @@ class VectorIndex:
         """Write the index, its frame ids and its metadata next to each other, each atomically."""
         faiss = _faiss()
         path = Path(path)
-        _atomic_write(path, lambda temp: faiss.write_index(self.cpu_index, temp))
-        _atomic_write(_ids_path(path), lambda temp: _save_npy(temp, self.frame_ids))
+        with atomic_path(path) as temp:
+            faiss.write_index(self.cpu_index, str(temp))
+        with atomic_path(_ids_path(path)) as temp:
+            _save_npy(temp, self.frame_ids)
         meta = {
             "format": INDEX_FORMAT_VERSION,
             "kind": self.kind,
@@ -330,7 +318,8 @@ class VectorIndex:
             "frame_ids_fingerprint": fingerprint_array(self.frame_ids),
             "settings": self.config.build_settings(),
         }
-        _atomic_write(_meta_path(path), lambda temp: Path(temp).write_text(json.dumps(meta, indent=2)))
+        with atomic_path(_meta_path(path)) as temp:
+            temp.write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(
@@ -351,11 +340,12 @@ class VectorIndex:
         if index.ntotal != frame_ids.size:
             raise VectorIndexError(f"{path}: index holds {index.ntotal} vectors but {frame_ids.size} frame ids")
         if vectors is not None and vectors.shape != (index.ntotal, index.d):
-            raise VectorIndexError(f"vectors: shape {vectors.shape} does not match the index ({index.ntotal}, {index.d})")
+            raise VectorIndexError(
+                f"vectors: shape {vectors.shape} does not match the index ({index.ntotal}, {index.d})")
         return cls(index, frame_ids, stored, meta["kind"], vectors=vectors, fingerprint=meta["fingerprint"])
 
 
-def _save_npy(path: str, array: np.ndarray) -> None:
+def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """np.save to exactly `path` (no '.npy' appended)."""
     with open(path, "wb") as handle:
         np.save(handle, array)
@@ -392,14 +382,16 @@ def _build_ivfpq(vectors: np.ndarray, config: IndexConfig) -> Any:
         raise VectorIndexError(f"IndexConfig.pq_m: {pq_m} does not divide the dimension {dim}")
     min_train = max(nlist, 1 << config.pq_bits)
     if size < min_train:
-        raise VectorIndexError(f"IVF-PQ needs at least {min_train} vectors to train (nlist={nlist}, pq_bits={config.pq_bits}); got {size}")
+        raise VectorIndexError(f"IVF-PQ needs at least {min_train} vectors to train "
+                               f"(nlist={nlist}, pq_bits={config.pq_bits}); got {size}")
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}x{config.pq_bits}", _metric(faiss, config.metric))
     index.do_polysemous_training = False  # only useful for polysemous search, and very slow to train
     for params in (index.cp, index.pq.cp):
         params.seed = config.seed
         params.min_points_per_centroid = 1
     rng = np.random.default_rng(config.seed)
-    train = vectors if size <= config.train_size else vectors[np.sort(rng.choice(size, config.train_size, replace=False))]
+    train = (vectors if size <= config.train_size
+             else vectors[np.sort(rng.choice(size, config.train_size, replace=False))])
     index.train(np.ascontiguousarray(train))
     for start in range(0, size, 65536):
         index.add(vectors[start:start + 65536])

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from segloop.platform.core.masks import object_ious
 from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.registry import register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
@@ -146,15 +147,9 @@ def forward_backward_disagreement(forward: np.ndarray, backward: np.ndarray) -> 
         )
     result = np.zeros(fwd.shape[0])
     for index in range(fwd.shape[0]):
-        objects = np.union1d(np.unique(fwd[index]), np.unique(bwd[index]))
-        objects = objects[objects != 0]
-        if objects.size == 0:
-            continue
-        ious = []
-        for obj in objects:
-            a, b = fwd[index] == obj, bwd[index] == obj
-            ious.append(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
-        result[index] = 1.0 - float(np.mean(ious))
+        ious = object_ious(fwd[index], bwd[index])
+        if ious:
+            result[index] = 1.0 - float(np.mean(list(ious.values())))
     return result
 
 

@@ -30,6 +30,15 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def bench_devices(devices: str) -> list[str]:
+    """The devices a benchmark measures: 'auto' is the CPU and, when present, the GPU; else the one named (checked)."""
+    from segloop.platform.core.device import cuda_available, resolve_device
+
+    if devices == "auto":
+        return ["cpu", "cuda"] if cuda_available() else ["cpu"]
+    return [resolve_device(devices)]
+
+
 def best_of(repeats: int, func: Callable[[], Any]) -> tuple[float, Any]:
     """The fastest wall time of `repeats` runs of `func`, and the last result."""
     best, result = float("inf"), None

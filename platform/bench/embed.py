@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from segloop.platform.bench.common import default_json_path, machine_info
+from segloop.platform.bench.common import bench_devices, default_json_path, machine_info
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import SHARED_SAMPLE
@@ -49,7 +49,6 @@ def measure(paths: list[Path], backbone: str, img_size: int, batch_size: int, de
 def command(frames_root: Path | None, backbone: str, sizes: str, batch_size: int, workers: int, limit: int,
             devices: str, json_path: Path | None) -> None:
     """Embedding throughput in frames/s."""
-    import torch
 
     from segloop.pretrain.frames import discover_videos
 
@@ -61,8 +60,7 @@ def command(frames_root: Path | None, backbone: str, sizes: str, batch_size: int
         img_sizes = [int(s) for s in sizes.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"--sizes {sizes!r}: expected comma-separated integers") from None
-    names = ["cpu", "cuda"] if devices == "auto" and torch.cuda.is_available() else \
-        ["cpu"] if devices == "auto" else [devices]
+    names = bench_devices(devices)
     rows = [measure(paths, backbone, size, batch_size, name, workers) for name in names for size in img_sizes]
     print_table(f"embed throughput ({backbone}, {len(paths)} frames, batch {batch_size})",
                 ["device", "short side", "frames/s", "seconds"],

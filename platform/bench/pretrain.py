@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from segloop.platform.bench.common import default_json_path, machine_info
+from segloop.platform.bench.common import bench_devices, default_json_path, machine_info
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
@@ -99,14 +99,12 @@ def command(backbone: str, sizes: str, batch_size: int, steps: int, warmup: int,
 
     Model step only, on synthetic tensors (no decoding): the data loader runs in worker processes.
     """
-    import torch
 
     try:
         img_sizes = sorted(int(s) for s in sizes.split(",") if s.strip())
     except ValueError:
         raise click.BadParameter(f"--sizes {sizes!r}: expected comma-separated integers") from None
-    names = ["cpu", "cuda"] if devices == "auto" and torch.cuda.is_available() else \
-        ["cpu"] if devices == "auto" else [devices]
+    names = bench_devices(devices)
     rows = [measure(backbone, size, name, batch_size, steps, warmup) for name in names for size in img_sizes]
     print_table(f"pretrain step throughput ({backbone}, batch {batch_size})",
                 ["device", "img", "local", "img/step", "step s", "images/s", "peak MiB"],

@@ -110,6 +110,7 @@ def command(num_frames: int, height: int, width: int, backbone: str, methods: st
     from rich.console import Console
     from rich.table import Table
 
+    from segloop.platform.core.device import resolve_device
     from segloop.platform.core.storage import write_json
     from segloop.platform.vos import propagation as vos
 
@@ -117,7 +118,7 @@ def command(num_frames: int, height: int, width: int, backbone: str, methods: st
         torch.set_num_threads(threads)
     config = vos.PropagationConfig(short_side=short_side, batch_size=batch_size)
     frames, mask = synthetic_video(num_frames, height, width)
-    device = vos.resolve_device(device)
+    device = resolve_device(device)
     rows = []
     for method in [m.strip() for m in methods.split(",") if m.strip()]:
         if method not in ("backbone", "pixels"):

@@ -153,3 +153,16 @@ def _string_to_counts(text: str | bytes) -> list[int]:
             value += runs[-2]
         runs.append(value)
     return runs
+
+
+def object_ious(first: np.ndarray, second: np.ndarray, exclude: tuple[int, ...] = (0,)) -> dict[int, float]:
+    """IoU per label present in either of two label maps (labels in `exclude` skipped), by label."""
+    first, second = np.asarray(first), np.asarray(second)
+    if first.shape != second.shape:
+        raise MaskError(f"label maps differ in size: {first.shape[::-1]} vs {second.shape[::-1]}")
+    labels = (set(np.unique(first).tolist()) | set(np.unique(second).tolist())) - set(exclude)
+    ious = {}
+    for label in sorted(labels):
+        a, b = first == label, second == label
+        ious[int(label)] = float(np.count_nonzero(a & b) / np.count_nonzero(a | b))
+    return ious

@@ -28,6 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segloop.platform.core import davis
+from segloop.platform.core.davis import list_sequences
+from segloop.platform.core.masks import object_ious
+
 VOID_LABEL = 255
 DAVIS_BOUND_TH = 0.008
 
@@ -366,10 +370,8 @@ def frame_pair_iou(first: np.ndarray, second: np.ndarray, ignore_index: int = VO
     second = np.asarray(second)
     if first.shape != second.shape:
         raise EvaluationError(f"consecutive masks differ in size: {first.shape[::-1]} vs {second.shape[::-1]}")
-    classes = (set(np.unique(first).tolist()) | set(np.unique(second).tolist())) - {ignore_index}
-    if not classes:
-        return 1.0
-    return float(np.mean([region_similarity(first == c, second == c) for c in sorted(classes)]))
+    ious = object_ious(first, second, exclude=(ignore_index,))
+    return float(np.mean(list(ious.values()))) if ious else 1.0
 
 
 def temporal_stability(pred_masks: Sequence[np.ndarray], ignore_index: int = VOID_LABEL) -> float:
@@ -468,18 +470,10 @@ class MaskFolder(Sequence):
 
 def resolve_gt_root(root) -> Path:
     """A folder of `<seq>/` mask folders: `root` itself, or `root/Annotations/480p` for a DAVIS root."""
-    root = Path(root)
-    davis = root / "Annotations" / "480p"
-    if davis.is_dir():
-        return davis
+    root = davis.masks_root(root)
     if not root.is_dir():
         raise EvaluationError(f"{root}: ground-truth root is not a folder")
     return root
-
-
-def list_sequences(root) -> list[str]:
-    """Names of the sub-folders of a mask root that hold PNGs, sorted."""
-    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and any(p.glob("*.png")))
 
 
 def sequence_mask_pairs(pred_root, gt_root, name: str) -> tuple[MaskFolder, MaskFolder]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from segloop.platform.core.image import imagenet_normalise, read_rgb, working_size
+
 CACHE_VERSION = 1
 
 
@@ -39,7 +39,8 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         if self.short_side < 16 or self.layers < 1 or self.image_stride < 1 or self.batch_size < 1:
-            raise FeatureError(f"invalid feature spec {asdict(self)}: short_side ≥ 16, layers/image_stride/batch_size ≥ 1")
+            raise FeatureError(f"invalid feature spec {asdict(self)}: short_side ≥ 16, "
+                               "layers/image_stride/batch_size ≥ 1")
 
     def as_dict(self) -> dict:
         """JSON-ready settings."""
@@ -67,28 +68,10 @@ class VideoFeatures:
         return int(self.images.shape[2]), int(self.images.shape[3])
 
 
-def working_size(height: int, width: int, short_side: int, patch: int) -> tuple[int, int]:
-    """(height, width) with short side `short_side`, aspect kept, both floored to multiples of the patch."""
-    scale = short_side / min(height, width)
-    new_h = max(patch, int(round(height * scale)) // patch * patch)
-    new_w = max(patch, int(round(width * scale)) // patch * patch)
-    return new_h, new_w
-
-
 def layer_indices(depth: int, count: int) -> list[int]:
     """`count` evenly spaced block indices of a `depth`-block ViT, the last block included."""
     count = min(count, depth)
     return sorted({int(round(depth * (i + 1) / count)) - 1 for i in range(count)})
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB; errors name the file."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FeatureError(f"{path}: missing or unreadable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def load_backbone(spec: FeatureSpec, device: str = "cpu"):
@@ -96,16 +79,6 @@ def load_backbone(spec: FeatureSpec, device: str = "cpu"):
     from segloop.pretrain.backbones import create_backbone
 
     return create_backbone(spec.backbone, weights=spec.weights).eval().to(device)
-
-
-def normalise(images, device: str):
-    """uint8 (B, H, W, 3) array or tensor -> ImageNet-normalised float (B, 3, H, W) tensor."""
-    import torch
-
-    batch = torch.as_tensor(np.asarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return (batch - mean) / std
 
 
 def multilayer_tokens(model, images, layers: int):
@@ -150,7 +123,7 @@ def extract_video(name: str, paths: Sequence[str | Path], spec: FeatureSpec, mod
                 raise FeatureError(f"{path}: size {frame.shape[1]}x{frame.shape[0]} differs from {size[1]}x{size[0]}")
         resized = resize_frames(frames, work)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            tokens, cls_tokens = multilayer_tokens(model, normalise(resized, device), spec.layers)
+            tokens, cls_tokens = multilayer_tokens(model, imagenet_normalise(resized, device), spec.layers)
         feats.append(tokens.float().cpu().numpy().astype(np.float16))
         cls.append(cls_tokens.float().cpu().numpy())
         images.append(resize_frames(resized, small).transpose(0, 3, 1, 2))
@@ -191,7 +164,8 @@ def load_video_features(path: Path) -> VideoFeatures:
 
 
 def video_features(videos: dict[str, Sequence[str | Path]], spec: FeatureSpec, cache_dir: str | Path | None = None,
-                   device: str = "cpu", progress: Callable[[float, str], None] | None = None) -> dict[str, VideoFeatures]:
+                   device: str = "cpu",
+                   progress: Callable[[float, str], None] | None = None) -> dict[str, VideoFeatures]:
     """Features of every video ({name: frame files}), read from the cache or computed once and cached."""
     out: dict[str, VideoFeatures] = {}
     model = None

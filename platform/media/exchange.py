@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.davis import MASKS, RESOLUTION, DavisLayout, frame_name
 from segloop.platform.core.masks import MaskError, decode_rle, encode_rle, read_mask, write_mask
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import atomic_write_bytes, resolve_inside, staging_dir
@@ -53,24 +54,25 @@ def _export_davis(content, out: Path, settings: Settings) -> ExchangeReport:
     report = ExchangeReport()
     out.mkdir(parents=True, exist_ok=True)
     with staging_dir(out) as staging:
+        staged = DavisLayout(staging)
         for video, frames, video_annotations in content:
             by_frame: dict[int, list] = {}
             for annotation in video_annotations:
                 by_frame.setdefault(annotation.frame_id, []).append(annotation)
-            image_dir = staging / "JPEGImages" / "480p" / video.name
-            mask_dir = staging / "Annotations" / "480p" / video.name
-            image_dir.mkdir(parents=True)
+            (staged.images_dir / video.name).mkdir(parents=True)
             for frame in frames:
-                shutil.copyfile(resolve_inside(settings.data_dir, frame.image_path), image_dir / f"{frame.index:05d}.jpg")
+                shutil.copyfile(resolve_inside(settings.data_dir, frame.image_path),
+                                staged.frame_path(video.name, frame.index))
                 if frame.id in by_frame:
                     labels = annotation_store.label_map(by_frame[frame.id], video.stored_height, video.stored_width)
-                    write_mask(mask_dir / f"{frame.index:05d}.png", labels, style="palette")
+                    write_mask(staged.mask_path(video.name, frame.index), labels, style="palette")
                     report.masks += len(by_frame[frame.id])
             report.videos += 1
             report.frames += len(frames)
-        for part in ("JPEGImages", "Annotations"):
-            for seq in sorted((staging / part / "480p").glob("*")) if (staging / part / "480p").exists() else []:
-                target = out / part / "480p" / seq.name
+        final = DavisLayout(out)
+        for staged_dir, final_dir in ((staged.images_dir, final.images_dir), (staged.masks_dir, final.masks_dir)):
+            for seq in sorted(staged_dir.glob("*")) if staged_dir.exists() else []:
+                target = final_dir / seq.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.exists():
                     shutil.rmtree(target)
@@ -87,18 +89,20 @@ def _export_coco(project: str, classes, content, out: Path) -> ExchangeReport:
     for video, frames, video_annotations in content:
         frame_by_id = {f.id: f for f in frames}
         for frame in frames:
-            images.append({"id": frame.id, "file_name": f"{video.name}/{frame.index:05d}.jpg", "width": video.stored_width,
-                           "height": video.stored_height, "video": video.name, "frame_index": frame.index})
+            images.append({"id": frame.id, "file_name": f"{video.name}/{frame_name(frame.index)}",
+                           "width": video.stored_width, "height": video.stored_height, "video": video.name,
+                           "frame_index": frame.index})
         for annotation in video_annotations:
             mask = annotation_store.annotation_mask(annotation)
             ys, xs = np.nonzero(mask)
-            bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)] if xs.size else [0, 0, 0, 0]
-            items.append({"id": annotation.id, "image_id": annotation.frame_id, "category_id": annotation.class_id or default_category,
+            bbox = ([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+                    if xs.size else [0, 0, 0, 0])
+            attributes = {"source": annotation.source, "status": annotation.status, "version": annotation.version,
+                          "frame_index": frame_by_id[annotation.frame_id].index}
+            items.append({"id": annotation.id, "image_id": annotation.frame_id,
+                          "category_id": annotation.class_id or default_category,
                           "segmentation": encode_rle(mask), "area": annotation.area, "bbox": bbox, "iscrowd": 0,
-                          "track_id": annotation.object_id, "attributes": {"source": annotation.source,
-                                                                            "status": annotation.status,
-                                                                            "version": annotation.version,
-                                                                            "frame_index": frame_by_id[annotation.frame_id].index}})
+                          "track_id": annotation.object_id, "attributes": attributes})
             report.masks += 1
         report.videos += 1
         report.frames += len(frames)
@@ -147,9 +151,9 @@ def import_annotations(project: str, fmt: str, source: Path, settings: Settings 
 
 def _davis_items(root: Path, videos: dict) -> list[tuple]:
     """(video, frame index, object id, class, mask) from a DAVIS root or an Annotations/<res> folder."""
-    annotations = root / "Annotations" / "480p" if (root / "Annotations").is_dir() else root
+    annotations = DavisLayout(root).masks_dir if (root / MASKS).is_dir() else root
     if not annotations.is_dir():
-        raise ExchangeError(f"{root}: expected a DAVIS root with Annotations/480p/<video>/ folders")
+        raise ExchangeError(f"{root}: expected a DAVIS root with {MASKS}/{RESOLUTION}/<video>/ folders")
     items = []
     for seq in sorted(p for p in annotations.iterdir() if p.is_dir()):
         if seq.name not in videos:
@@ -205,4 +209,5 @@ def _coco_frame(image: dict) -> tuple[str, int]:
     parts = Path(str(image.get("file_name", ""))).parts
     if len(parts) >= 2 and Path(parts[-1]).stem.isdigit():
         return parts[-2], int(Path(parts[-1]).stem)
-    raise ExchangeError(f"COCO image {image.get('id')}: cannot tell video and frame from file_name {image.get('file_name')!r}")
+    raise ExchangeError(f"COCO image {image.get('id')}: cannot tell video and frame from file_name "
+                        f"{image.get('file_name')!r}")

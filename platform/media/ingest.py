@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segloop.platform.core import davis
+from segloop.platform.core.image import read_rgb
 from segloop.platform.core.masks import MaskError, read_mask
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import new_storage_key, relative_to_data, staging_dir
@@ -144,18 +146,15 @@ def _discover_one(path: Path) -> list[Source]:
 
 def _davis_frames_root(path: Path) -> tuple[Path, Path | None] | None:
     """(JPEGImages/<res>, Annotations/<res> or None) when `path` is a DAVIS root or its JPEGImages."""
-    if (path / "JPEGImages").is_dir():
-        root, images = path, path / "JPEGImages"
-    elif path.name == "JPEGImages":
-        root, images = path.parent, path
-    else:
+    if not davis.is_davis_root(path) and path.name == davis.IMAGES:
+        path = path.parent
+    if not davis.is_davis_root(path):
         return None
-    resolutions = sorted(p for p in images.iterdir() if p.is_dir())
-    if not resolutions:
-        raise IngestError(f"{images}: DAVIS JPEGImages folder has no resolution folder (e.g. 480p)")
-    chosen = images / "480p" if (images / "480p").is_dir() else resolutions[0]
-    annotations = root / "Annotations" / chosen.name
-    return chosen, annotations if annotations.is_dir() else None
+    try:
+        layout = davis.open_layout(path)
+    except davis.DavisError as exc:
+        raise IngestError(str(exc)) from None
+    return layout.images_dir, layout.masks_dir if layout.masks_dir.is_dir() else None
 
 
 def _davis_sources(frames_root: Path, annotations_root: Path | None) -> list[Source]:
@@ -241,7 +240,7 @@ class _FrameReader:
         """Check the frame folder's first image for the size."""
         self.fps = FRAME_FOLDER_FPS
         self.count = len(self.source.frame_files)
-        first = _read_image(self.source.frame_files[0])
+        first = read_rgb(self.source.frame_files[0], error=IngestError)
         self.height, self.width = first.shape[:2]
         self.duration = self.count / self.fps
 
@@ -256,7 +255,7 @@ class _FrameReader:
                     f"(truncated or corrupt: {_first_line(exc)})"
                 ) from None
             return batch
-        frames = [_read_image(self.source.frame_files[i]) for i in indices]
+        frames = [read_rgb(self.source.frame_files[i], error=IngestError) for i in indices]
         for i, frame in zip(indices, frames):
             if frame.shape[:2] != (self.height, self.width):
                 raise IngestError(
@@ -299,14 +298,6 @@ def diagnose_unreadable(path: Path) -> str:
         if head[offset : offset + 4] in magics:
             return f"truncated or corrupt {name} file: the decoder cannot read its index or streams"
     return "not a video: the content is not a recognised video container"
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """An RGB image from disk, or IngestError naming the file."""
-    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if data is None:
-        raise IngestError(f"{path}: unreadable image")
-    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
 
 
 def sample_indices(count: int, source_fps: float, target_fps: float | None) -> list[int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.masks import write_mask
 from segloop.platform.core.storage import staging_dir
 
@@ -161,16 +162,16 @@ def synthesize(out_dir: Path, options: SynthOptions = SynthOptions()) -> list[st
         name = f"synth-{options.seed:03d}-{index:03d}"
         frames, label_maps = render_video(options, index)
         with staging_dir(out_dir) as staging:
+            staged = DavisLayout(staging)
+            (staged.images_dir / name).mkdir(parents=True, exist_ok=True)
             for t, (frame, labels) in enumerate(zip(frames, label_maps)):
-                image_dir = staging / "JPEGImages" / "480p" / name
-                image_dir.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(image_dir / f"{t:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                cv2.imwrite(str(staged.frame_path(name, t)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
-                write_mask(staging / "Annotations" / "480p" / name / f"{t:05d}.png", labels, style="palette")
+                write_mask(staged.mask_path(name, t), labels, style="palette")
             (staging / "videos").mkdir()
             write_mp4(staging / "videos" / f"{name}.mp4", frames, options.fps)
-            for relative in (Path("JPEGImages/480p") / name, Path("Annotations/480p") / name,
-                             Path("videos") / f"{name}.mp4"):
+            inside = DavisLayout(Path())
+            for relative in (inside.images_dir / name, inside.masks_dir / name, Path("videos") / f"{name}.mp4"):
                 target = out_dir / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.is_dir():

@@ -91,7 +91,7 @@ def load_project(project: str, settings: Settings, object_labels: bool = False) 
 
 def features_of(frames: ProjectFrames, spec: FeatureSpec, settings: Settings, progress: Progress | None = None):
     """Cached multi-layer features of every video of the project."""
-    from segloop.platform.vss.head import resolve_device
+    from segloop.platform.core.device import resolve_device
 
     return video_features(frames.videos, spec, settings.data_dir / "cache" / "features", resolve_device("auto"),
                           progress)
@@ -244,7 +244,7 @@ def predict_project(project: str, checkpoint_id: int, *, settings: Settings | No
     out_dir = prediction_dir(settings, checkpoint_id)
     signals: dict[str, dict[int, float]] = {}
     written = []
-    for position, (name, paths) in enumerate(frames.videos.items()):
+    for position, name in enumerate(frames.videos):
         probs = vss.predict_video(trained, feats[name])
         written.append(str(vss.save_predictions(out_dir / f"{frames.video_ids[name]}.npz", name, probs,
                                                 feats[name].size, frames.frame_ids[name])))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.image import read_rgb
+
 
 class LoadedFrames(Sequence):
     """A video's frames read once into memory; items carry (video, index) so features can be cached."""
@@ -21,8 +23,6 @@ class LoadedFrames(Sequence):
     @classmethod
     def of(cls, paths: Sequence[Path], name: str = "") -> LoadedFrames:
         """Read every frame file."""
-        from segloop.platform.features.backbone import read_rgb
-
         return cls([read_rgb(p) for p in paths], name)
 
     def __len__(self) -> int:

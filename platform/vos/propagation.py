@@ -30,9 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core import image as core_image
+from segloop.platform.core.device import resolve_device
+from segloop.platform.core.image import imagenet_normalise
+from segloop.platform.core.masks import object_ious
+
 COPY = "copy"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PropagationError(ValueError):
@@ -71,28 +74,12 @@ class PropagationConfig:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise PropagationError(f"invalid propagation setting(s): {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
+            settings = ", ".join(f"{b}={getattr(self, b)!r}" for b in bad)
+            raise PropagationError(f"invalid propagation setting(s): {settings}")
 
     def as_dict(self) -> dict:
         """The settings as a plain dict (for confidence.json and benchmarks)."""
         return asdict(self)
-
-
-def working_size(height: int, width: int, short_side: int, size_multiple: int, patch: int) -> tuple[int, int]:
-    """(height, width) to embed a frame at: short side `short_side`, long side floored to `size_multiple`,
-    both floored to a multiple of the patch (DINO's read_frame)."""
-    if height <= width:
-        new_h = short_side
-        new_w = int((short_side * width / height) // size_multiple * size_multiple)
-    else:
-        new_w = short_side
-        new_h = int((short_side * height / width) // size_multiple * size_multiple)
-    new_h, new_w = (new_h // patch) * patch, (new_w // patch) * patch
-    if new_h < patch or new_w < patch:
-        raise PropagationError(
-            f"frame {width}x{height} at short side {short_side} (multiple {size_multiple}) is smaller than one {patch}px patch"
-        )
-    return new_h, new_w
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,13 +101,7 @@ class FrameFolder(Sequence):
 
     def _read(self, index: int) -> np.ndarray:
         """RGB array of one frame file; errors name the file."""
-        import cv2
-
-        path = self.paths[index]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise PropagationError(f"{path}: missing or unreadable image")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return core_image.read_rgb(self.paths[index], error=PropagationError)
 
     def __getitem__(self, index: int) -> np.ndarray:
         image = self._read(index)
@@ -149,7 +130,8 @@ class Featurizer:
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         """Patch grid (h, w) of a frame of the given original size."""
-        new_h, new_w = working_size(height, width, self.config.short_side, self.config.size_multiple, self.patch)
+        new_h, new_w = core_image.working_size(height, width, self.config.short_side, self.patch, rounding="floor",
+                                               long_multiple=self.config.size_multiple, error=PropagationError)
         return new_h // self.patch, new_w // self.patch
 
     def resize(self, frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -183,11 +165,7 @@ class ViTFeaturizer(Featurizer):
 
         from segloop.pretrain.backbones import patch_tokens
 
-        batch = torch.from_numpy(self.resize(frames)).to(self.device)
-        images = batch.permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        images = (images - mean) / std
+        images = imagenet_normalise(self.resize(frames), self.device)
         use_bf16 = str(self.device).startswith("cuda")
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
             tokens = patch_tokens(self.model, images)
@@ -232,15 +210,6 @@ class PixelFeaturizer(Featurizer):
         bias = np.ones((*patches.shape[:2], 1), dtype=np.float32)
         features = torch.from_numpy(np.concatenate([patches, bias], axis=-1)).to(self.device)
         return F.normalize(features, dim=-1)
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'cuda' when asked for 'auto' and a GPU is present, else 'cpu' (or the device given)."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def make_featurizer(
@@ -311,7 +280,8 @@ def propagate_labels(query, keys, key_labels, config: PropagationConfig, window=
     return out
 
 
-def keyframe_soft_labels(mask: np.ndarray, labels: Sequence[int], grid: tuple[int, int], mode: str = "nearest") -> np.ndarray:
+def keyframe_soft_labels(mask: np.ndarray, labels: Sequence[int], grid: tuple[int, int],
+                         mode: str = "nearest") -> np.ndarray:
     """One-hot soft labels (h*w, L) of a label map on the patch grid ('nearest' centre sample or 'area' average)."""
     import cv2
 
@@ -350,14 +320,8 @@ def soft_to_mask(soft, grid: tuple[int, int], size: tuple[int, int], labels: Seq
 
 def pass_disagreement(forward: np.ndarray, backward: np.ndarray, background: int = 0) -> float:
     """1 - mean IoU over objects present in either of two label maps (0 when both are background)."""
-    objects = (set(np.unique(forward).tolist()) | set(np.unique(backward).tolist())) - {background}
-    if not objects:
-        return 0.0
-    ious = []
-    for obj in objects:
-        a, b = forward == obj, backward == obj
-        ious.append(np.count_nonzero(a & b) / np.count_nonzero(a | b))
-    return float(1.0 - np.mean(ious))
+    ious = object_ious(forward, backward, exclude=(background,))
+    return float(1.0 - np.mean(list(ious.values()))) if ious else 0.0
 
 
 def frame_confidence(mask: np.ndarray, max_prob: np.ndarray, disagreement: float, passes: int, keyframe: bool) -> dict:
@@ -468,7 +432,7 @@ def _label_set(keyframe_masks: dict[int, np.ndarray]) -> list[int]:
 
 
 def _segments(count: int, keyframes: list[int]) -> list[tuple[int | None, int | None, list[int]]]:
-    """(previous keyframe, next keyframe, frames strictly between, maybe none) for the prefix, every gap and the suffix."""
+    """(previous keyframe, next keyframe, frames strictly between, maybe none) for the prefix, each gap, the suffix."""
     bounds = [None, *keyframes, None]
     segments = []
     for left, right in zip(bounds[:-1], bounds[1:]):
@@ -639,7 +603,8 @@ def parse_keyframes(spec: str, count: int) -> list[int]:
     try:
         indices = sorted({int(part) for part in spec.split(",") if part.strip()})
     except ValueError:
-        raise PropagationError(f"keyframes {spec!r}: expected first, uniform:K or comma-separated frame indices") from None
+        raise PropagationError(
+            f"keyframes {spec!r}: expected first, uniform:K or comma-separated frame indices") from None
     if not indices:
         raise PropagationError(f"keyframes {spec!r}: no frame index given")
     bad = [i for i in indices if not 0 <= i < count]

@@ -11,15 +11,16 @@ probability when that probability exceeds 0.5, else background.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.device import resolve_device
+from segloop.platform.core.schedules import cosine
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
-from segloop.platform.vss.head import FinetuneError, image_tensor, resolve_device
+from segloop.platform.vss.head import FinetuneError, image_tensor
 
 PRIOR_CLAMP = 0.9
 FINE = 16
@@ -80,7 +81,7 @@ def build_decoder(in_dim: int, layers: int, hidden: int = 48):
 
 
 def degrade_mask(mask: np.ndarray, grid: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A binary mask (H4, W4) made to look propagated: patch-pooled, jittered, dilated/eroded, upsampled, thresholded."""
+    """A binary mask (H4, W4) degraded the way propagation degrades masks (pooled, jittered, dilated/eroded)."""
     import cv2
 
     height, width = mask.shape
@@ -189,7 +190,7 @@ def train_refiner(samples: Sequence[ObjectSample], videos: dict[str, VideoFeatur
         dist.average_gradients(list(decoder.parameters()))
         optimizer.step()
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / config.steps))
+            group["lr"] = config.lr * cosine(step + 1, config.steps, 1.0, 0.0)
         losses.append(float(loss.detach()))
         if progress and (step % 10 == 0 or step == config.steps - 1):
             progress((step + 1) / config.steps, f"step {step + 1}/{config.steps} loss {losses[-1]:.4f}")
@@ -263,7 +264,8 @@ def refine_mask(trained: TrainedRefiner, features: VideoFeatures, index: int, ma
 
 
 def iter_refined(frames, keyframe_masks: dict[int, np.ndarray], featurizer, trained: TrainedRefiner,
-                 features: VideoFeatures, config=None, device: str = "cpu") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                 features: VideoFeatures, config=None,
+                 device: str = "cpu") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(frame index, propagated label map, refined label map) of every frame; keyframes keep their mask."""
     from segloop.platform.vos import propagation as vos
 

@@ -4,7 +4,8 @@ Two heads: `linear` (a 1×1 convolution on the last layer's patch tokens, logits
 bilinearly) and `multiscale` (the default: the chosen intermediate layers projected and summed at
 patch resolution, a 3×3 convolution there, then coarse logits upsampled plus a correction computed
 at stride 4 from the upsampled features and a small convolutional stem on the frame; the stride-4
-stage is kept tiny, 16 channels and no normalisation, so a training step takes tens of ms on a CPU). Class 0 is background. Training samples labeled frames with replacement (horizontal flips),
+stage is kept tiny, 16 channels and no normalisation, so a training step takes tens of ms on a CPU).
+Class 0 is background. Training samples labeled frames with replacement (horizontal flips),
 cross-entropy with 255 ignored, AdamW; with `finetune_backbone` the ViT is trained too, its blocks
 at layer-wise decayed learning rates (lr × decay^(depth - i)). Predictions are per-pixel class
 probabilities at the head's resolution, stored as uint8 (p × 255) and upsampled for scoring.
@@ -18,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.device import resolve_device
+from segloop.platform.core.optim import layer_decay_groups
+from segloop.platform.core.schedules import cosine
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
 
 IGNORE = 255
@@ -146,36 +150,9 @@ class TrainedVSS:
                 "spec": self.spec.as_dict(), "backbone_state": self.backbone_state, "losses": self.losses}
 
 
-def resolve_device(device: str) -> str:
-    """'cuda' for 'auto' when a GPU is present, else 'cpu'."""
-    import torch
-
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def total_steps(config: VSSConfig, samples: int) -> int:
     """max(min_steps, epochs × batches per epoch)."""
     return max(config.min_steps, config.epochs * math.ceil(samples / config.batch_size))
-
-
-def layer_decay_groups(backbone, base_lr: float, decay: float, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups of a timm ViT: block i at base_lr × decay^(depth - i), embeddings at decay^(depth + 1)."""
-    depth = len(backbone.blocks)
-    groups: dict[int, list] = {}
-    for name, param in backbone.named_parameters():
-        if not param.requires_grad:
-            continue
-        if name.startswith("blocks."):
-            layer = int(name.split(".")[1]) + 1
-        elif name.startswith(("cls_token", "pos_embed", "patch_embed", "reg_token")):
-            layer = 0
-        else:
-            layer = depth + 1
-        groups.setdefault(layer, []).append(param)
-    return [{"params": params, "lr": base_lr * decay ** (depth + 1 - layer), "weight_decay": weight_decay}
-            for layer, params in sorted(groups.items())]
 
 
 def _check_samples(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_classes: int) -> None:
@@ -224,7 +201,8 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
 
         backbone = load_backbone(spec, device).train()
         dist.broadcast_module(backbone)
-        params += layer_decay_groups(backbone, config.backbone_lr, config.layer_decay, config.weight_decay)
+        params += layer_decay_groups(backbone.named_parameters(), len(backbone.blocks), config.backbone_lr,
+                                     config.layer_decay, config.weight_decay)
     optimizer = torch.optim.AdamW(params)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     steps = total_steps(config, len(samples))
@@ -259,7 +237,7 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
         dist.average_gradients(list(head.parameters()) + (list(backbone.parameters()) if backbone else []))
         optimizer.step()
         losses.append(float(loss.detach()))
-        lr_scale = 0.5 * (1 + math.cos(math.pi * (step + 1) / steps))
+        lr_scale = cosine(step + 1, steps, 1.0, 0.0)
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * lr_scale
         if progress and (step % 10 == 0 or step == steps - 1):
@@ -301,12 +279,13 @@ def _batch_inputs(batch: Sequence[Sample], videos: dict[str, VideoFeatures], spe
     if backbone is None:
         feats = torch.as_tensor(np.stack([videos[s.video].feats[s.index] for s in batch]), device=device).float()
         return feats, images
-    from segloop.platform.features.backbone import multilayer_tokens, normalise, read_rgb, resize_frames
+    from segloop.platform.core.image import imagenet_normalise, read_rgb
+    from segloop.platform.features.backbone import multilayer_tokens, resize_frames
 
     cached = videos[batch[0].video].feats
     work = (cached.shape[3] * _patch(backbone), cached.shape[4] * _patch(backbone))
     frames = resize_frames([read_rgb(frame_paths[s.video][s.index]) for s in batch], work)
-    feats, _ = multilayer_tokens(backbone, normalise(frames, device), spec.layers)
+    feats, _ = multilayer_tokens(backbone, imagenet_normalise(frames, device), spec.layers)
     return feats, images
 
 
@@ -359,7 +338,8 @@ def save_vss(path: str | Path, trained: TrainedVSS) -> Path:
     return Path(path)
 
 
-def predict_video(trained: TrainedVSS, features: VideoFeatures, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
+def predict_video(trained: TrainedVSS, features: VideoFeatures, batch_size: int = 16,
+                  device: str = "cpu") -> np.ndarray:
     """Class probabilities (T, C, H4, W4) float32 of every frame of a video."""
     import torch
 

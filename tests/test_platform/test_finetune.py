@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segloop.platform.core.image import working_size
 from segloop.platform.core.masks import read_mask
+from segloop.platform.core.optim import layer_decay_groups
 from segloop.platform.evaluation import metrics as evaluation
-from segloop.platform.features.backbone import FeatureSpec, layer_indices, video_features, working_size
+from segloop.platform.features.backbone import FeatureSpec, layer_indices, video_features
 from segloop.platform.vss import head as vss
 
 SPEC = FeatureSpec(backbone="vit_tiny_patch16_224", short_side=64, batch_size=12)
@@ -37,7 +39,7 @@ def test_layer_decay_groups_scale_lr_by_depth() -> None:
     from segloop.pretrain.backbones import create_backbone
 
     model = create_backbone("vit_tiny_patch16_224")
-    groups = vss.layer_decay_groups(model, 1.0, 0.5, 0.0)
+    groups = layer_decay_groups(model.named_parameters(), len(model.blocks), 1.0, 0.5, 0.0)
     lrs = sorted(g["lr"] for g in groups)
     assert lrs[0] == pytest.approx(0.5 ** 13) and lrs[-1] == pytest.approx(1.0)
     assert len(groups) == 14

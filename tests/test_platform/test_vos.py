@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from segloop.platform.cli.commands.eval import command as eval_command
 from segloop.platform.cli.commands.vos import command as vos_command
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.masks import read_mask, write_mask
 from segloop.platform.evaluation.metrics import region_similarity
 from segloop.platform.vos import propagation as vos
@@ -41,12 +42,13 @@ def mean_j(pred: np.ndarray, gt: np.ndarray, frames) -> float:
 # ---------------------------------------------------------------------------- protocol pieces
 
 
-def test_working_size_follows_dino():
-    assert vos.working_size(480, 854, 480, 64, 16) == (480, 832)
-    assert vos.working_size(854, 480, 480, 64, 16) == (832, 480)
-    assert vos.working_size(480, 854, 480, 64, 14) == (476, 826)
-    with pytest.raises(vos.PropagationError):
-        vos.working_size(10, 10, 8, 8, 16)
+def test_patch_grid_follows_dino():
+    """Short side 480, long side floored to 64, both to the patch; a frame below one patch is refused."""
+    assert vos.PixelFeaturizer(vos.PropagationConfig()).grid(480, 854) == (30, 52)
+    assert vos.PixelFeaturizer(vos.PropagationConfig()).grid(854, 480) == (52, 30)
+    assert vos.PixelFeaturizer(vos.PropagationConfig(), patch=14).grid(480, 854) == (476 // 14, 826 // 14)
+    with pytest.raises(vos.PropagationError, match="smaller than one 16px patch"):
+        vos.PixelFeaturizer(vos.PropagationConfig(short_side=16, size_multiple=32)).grid(10, 10)
 
 
 def test_parse_keyframes():
@@ -113,7 +115,8 @@ def test_copy_baseline_exact_on_static_scene_and_nearest_keyframe():
     assert all(c["mean_max_prob"] == 1.0 and c["disagreement"] == 0.0 for c in result.confidences)
     moving_frames, moving = moving_square(num_frames=7)
     two = vos.propagate(moving_frames, {1: moving[1], 5: moving[5]}, vos.COPY)
-    assert [int(np.argwhere(two.masks[t])[0, 1]) for t in range(7)] == [15, 15, 15, 15, 27, 27, 27]  # tie at 3 -> earlier
+    # tie at 3 -> earlier
+    assert [int(np.argwhere(two.masks[t])[0, 1]) for t in range(7)] == [15, 15, 15, 15, 27, 27, 27]
     # squares at keyframes 1 and 5 overlap on 12 x 8 pixels: IoU 96 / 704
     assert two.confidences[3]["disagreement"] == pytest.approx(1 - 96 / 704)
     assert two.confidences[0]["passes"] == 1
@@ -232,7 +235,8 @@ def write_davis_root(root: Path, name: str, frames: np.ndarray, masks: np.ndarra
         write_mask(root / "Annotations" / "480p" / name / f"{t:05d}.png", masks[t], style=style)
 
 
-PIXEL_ARGS = ["--method", "pixels", "--pixel-patch", "4", "--short-side", "64", "--size-multiple", "16", "--radius", "3"]
+PIXEL_ARGS = ["--method", "pixels", "--pixel-patch", "4", "--short-side", "64", "--size-multiple", "16",
+              "--radius", "3"]
 
 
 def test_cli_reads_only_keyframe_annotations(tmp_path):
@@ -245,8 +249,8 @@ def test_cli_reads_only_keyframe_annotations(tmp_path):
             (tmp_path / "sparse" / "Annotations" / "480p" / "sq" / f"{t:05d}.png").unlink()
     runner = CliRunner()
     for variant in ("full", "sparse"):
-        result = runner.invoke(vos_command, ["propagate", str(tmp_path / variant), "--out", str(tmp_path / f"pred_{variant}"),
-                                             "--keyframes", "0,3", *PIXEL_ARGS])
+        result = runner.invoke(vos_command, ["propagate", str(tmp_path / variant), "--out",
+                                             str(tmp_path / f"pred_{variant}"), "--keyframes", "0,3", *PIXEL_ARGS])
         assert result.exit_code == 0, result.output
     for t in range(7):
         a = tmp_path / "pred_full" / "sq" / f"{t:05d}.png"
@@ -305,20 +309,23 @@ def test_cli_errors(tmp_path, problem):
 
 
 def test_real_sample_short_sequence(tmp_path):
-    source = SAMPLE / "JPEGImages" / "480p" / "blackswan"
-    if not source.is_dir():
+    sample = DavisLayout(SAMPLE)
+    if not (sample.images_dir / "blackswan").is_dir():
         pytest.skip(f"shared DAVIS sample not found at {SAMPLE}")
     root = tmp_path / "davis"
-    for sub in ("JPEGImages", "Annotations"):
-        (root / sub / "480p" / "blackswan").mkdir(parents=True)
+    copy = DavisLayout(root)
+    for folder in (copy.images_dir, copy.masks_dir):
+        (folder / "blackswan").mkdir(parents=True)
     for t in range(5):
-        shutil.copy(source / f"{t:05d}.jpg", root / "JPEGImages" / "480p" / "blackswan")
-        shutil.copy(SAMPLE / "Annotations" / "480p" / "blackswan" / f"{t:05d}.png", root / "Annotations" / "480p" / "blackswan")
-    result = CliRunner().invoke(vos_command, ["propagate", str(root), "--out", str(tmp_path / "pred"), "--method", "pixels",
-                                              "--short-side", "160", "--pixel-patch", "8", "--radius", "8"])
+        shutil.copy(sample.frame_path("blackswan", t), copy.frame_path("blackswan", t))
+        shutil.copy(sample.mask_path("blackswan", t), copy.mask_path("blackswan", t))
+    result = CliRunner().invoke(vos_command, ["propagate", str(root), "--out", str(tmp_path / "pred"),
+                                              "--method", "pixels", "--short-side", "160", "--pixel-patch", "8",
+                                              "--radius", "8"])
     assert result.exit_code == 0, result.output
     assert read_mask(tmp_path / "pred" / "blackswan" / "00004.png").shape == (480, 854)
     out = tmp_path / "scores.json"
-    score = CliRunner().invoke(eval_command, ["vos", "--pred", str(tmp_path / "pred"), "--gt", str(root), "--json", str(out)])
+    score = CliRunner().invoke(eval_command, ["vos", "--pred", str(tmp_path / "pred"), "--gt", str(root),
+                                              "--json", str(out)])
     assert score.exit_code == 0, score.output
     assert json.loads(out.read_text())["J&F"] > 0.65  # measured 0.797 (copy-first-mask: 0.864 on these 5 easy frames)
