@@ -54,14 +54,16 @@ def bench_method(featurizer, frames, mask, config) -> dict:
 
     labels = [0, 1]
     grid = featurizer.grid(*size)
-    window = vos.window_mask(*grid, config.radius, device=device)
     first = torch.from_numpy(vos.keyframe_soft_labels(mask, labels, grid, config.label_downsample)).to(device)
     recent_feats, recent_labels = [], []
     start = time.perf_counter()
     for index in range(1, count):
-        keys = torch.stack([features[0], *recent_feats[-config.n_last:]])
-        key_labels = torch.stack([first, *recent_labels[-config.n_last:]])
-        soft = vos.propagate_labels(features[index], keys, key_labels, config, window)
+        groups = [(features[0][None], first[None], config.radius)]
+        if recent_feats[-config.n_last:]:
+            recent_radius = config.radius if config.recent_radius is None else config.recent_radius
+            groups.append((torch.stack(recent_feats[-config.n_last:]), torch.stack(recent_labels[-config.n_last:]),
+                           recent_radius))
+        soft = vos.local_topk_labels(features[index], groups, grid, config.topk, config.temperature)
         vos.soft_to_mask(soft, grid, size, labels, config.normalize_channels)
         recent_feats.append(features[index])
         recent_labels.append(soft)
@@ -96,16 +98,22 @@ def default_json_path() -> Path:
 @click.option("--frames", "num_frames", default=12, show_default=True, type=click.IntRange(min=2))
 @click.option("--height", default=480, show_default=True, type=click.IntRange(min=16))
 @click.option("--width", default=854, show_default=True, type=click.IntRange(min=16))
-@click.option("--backbone", default="vit_small_patch16_224", show_default=True, help="timm ViT (random init).")
+@click.option("--backbone", default=None, help="timm ViT for --methods backbone without --checkpoint (random init).")
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
+              help="A `segloop pretrain --out` folder: --methods backbone uses its dense encoder (else its ViT).")
 @click.option("--methods", default="backbone,pixels", show_default=True, help="Comma-separated: backbone, pixels.")
-@click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
+@click.option("--short-sides", default="480,240", show_default=True,
+              help="Comma-separated working short sides; the table gives time per frame relative to the smallest.")
+@click.option("--recent-radius", default=None, type=click.IntRange(min=0),
+              help="Window radius in cells for the last propagated frames (default: the keyframe radius).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, type=click.IntRange(min=0), help="torch CPU threads (0: torch default).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
-def command(num_frames: int, height: int, width: int, backbone: str, methods: str, short_side: int,
-            batch_size: int, device: str, threads: int, json_out: Path | None) -> None:
-    """Frames/s of label propagation (DINO DAVIS protocol) on a synthetic 480p video."""
+def command(num_frames: int, height: int, width: int, backbone: str | None, checkpoint: Path | None, methods: str,
+            short_sides: str, recent_radius: int | None, batch_size: int, device: str, threads: int,
+            json_out: Path | None) -> None:
+    """Frames/s of label propagation (features + propagation) on a synthetic video, per working resolution."""
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -116,24 +124,40 @@ def command(num_frames: int, height: int, width: int, backbone: str, methods: st
 
     if threads:
         torch.set_num_threads(threads)
-    config = vos.PropagationConfig(short_side=short_side, batch_size=batch_size)
+    try:
+        sides = sorted({int(s) for s in short_sides.split(",") if s.strip()}, reverse=True)
+    except ValueError:
+        raise click.BadParameter(f"{short_sides!r} is not a comma-separated list of integers",
+                                 param_hint="--short-sides") from None
     frames, mask = synthetic_video(num_frames, height, width)
     device = resolve_device(device)
     rows = []
     for method in [m.strip() for m in methods.split(",") if m.strip()]:
         if method not in ("backbone", "pixels"):
             raise click.ClickException(f"--methods: unknown method {method!r} (backbone|pixels)")
-        try:
-            featurizer = vos.make_featurizer(method, backbone, None, config, device)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        rows.append(bench_method(featurizer, frames, mask, config))
-    table = Table(title=f"VOS propagation, {width}x{height} → short side {short_side}, {num_frames} frames, {device}")
-    for column in ("method", "grid", "features f/s", "propagation f/s", "end-to-end f/s"):
+        for side in sides:
+            config = vos.PropagationConfig(short_side=side, batch_size=batch_size, recent_radius=recent_radius)
+            try:
+                featurizer = vos.make_featurizer(method, backbone, checkpoint if method == "backbone" else None,
+                                                 config, device)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+            rows.append({"short_side": side, **bench_method(featurizer, frames, mask, config)})
+    smallest = {}
+    for row in rows:
+        smallest[row["method"]] = row  # rows are in decreasing short side: the last one per method is the smallest
+    for row in rows:
+        base = smallest[row["method"]]
+        row["time_ratio_vs_smallest"] = (1 / row["end_to_end_fps"]) / (1 / base["end_to_end_fps"])
+        row["pixel_ratio_vs_smallest"] = (row["grid"][0] * row["grid"][1]) / (base["grid"][0] * base["grid"][1])
+    table = Table(title=f"VOS propagation of a {width}x{height} synthetic video, {num_frames} frames, {device}")
+    for column in ("method", "short side", "grid", "features f/s", "propagation f/s", "end-to-end f/s",
+                   "time/frame ratio", "cells ratio"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in rows:
-        table.add_row(row["method"], "x".join(map(str, row["grid"])), f"{row['features_fps']:.2f}",
-                      f"{row['propagation_fps']:.2f}", f"{row['end_to_end_fps']:.2f}")
+        table.add_row(row["method"], str(row["short_side"]), "x".join(map(str, row["grid"])),
+                      f"{row['features_fps']:.2f}", f"{row['propagation_fps']:.2f}", f"{row['end_to_end_fps']:.2f}",
+                      f"{row['time_ratio_vs_smallest']:.2f}", f"{row['pixel_ratio_vs_smallest']:.2f}")
     Console().print(table)
     payload = {
         "benchmark": "vos",
@@ -142,7 +166,8 @@ def command(num_frames: int, height: int, width: int, backbone: str, methods: st
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "host": stdlib_platform.node(),
-        "settings": config.as_dict(),
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "settings": vos.PropagationConfig(recent_radius=recent_radius).as_dict(),
         "results": rows,
     }
     path = write_json(json_out or default_json_path(), payload)

@@ -36,6 +36,8 @@ from segloop.platform.core.image import imagenet_normalise
 from segloop.platform.core.masks import object_ious
 
 COPY = "copy"
+DENSE_ENCODER_FILE = "dense_encoder.pth"
+TEACHER_FILE = "teacher_backbone.pth"
 
 
 class PropagationError(ValueError):
@@ -51,6 +53,7 @@ class PropagationConfig:
     n_last: int = 7
     topk: int = 5
     radius: int = 12
+    recent_radius: int | None = None
     temperature: float = 0.1
     max_keyframes_in_context: int = 4
     normalize_channels: bool = True
@@ -64,6 +67,7 @@ class PropagationConfig:
             "short_side": self.short_side >= 16,
             "size_multiple": self.size_multiple >= 1,
             "n_last": self.n_last >= 0,
+            "recent_radius": self.recent_radius is None or self.recent_radius >= 0,
             "topk": self.topk >= 1,
             "temperature": self.temperature > 0,
             "max_keyframes_in_context": self.max_keyframes_in_context >= 1,
@@ -173,6 +177,23 @@ class ViTFeaturizer(Featurizer):
         return F.normalize(tokens, dim=-1)
 
 
+
+class DenseFeaturizer(Featurizer):
+    """Features of segloop's dense correspondence encoder (pretrained by `segloop pretrain`), at its stride."""
+
+    def __init__(self, encoder, config: PropagationConfig, device: str = "cpu", name: str = "dense") -> None:
+        super().__init__(config, device)
+        self.encoder = encoder.eval().to(device)
+        self.patch = int(encoder.stride)
+        self.name = name
+
+    def __call__(self, frames: Sequence[np.ndarray]):
+        from segloop.pretrain.dense import dense_features
+
+        features = dense_features(self.encoder, self.resize(frames), batch_size=self.config.batch_size)
+        return features.flatten(2).transpose(1, 2).contiguous()
+
+
 class PixelFeaturizer(Featurizer):
     """Raw-pixel baseline: each patch's CIE-Lab colours, centred and scaled, flattened (+ a constant).
 
@@ -214,27 +235,63 @@ class PixelFeaturizer(Featurizer):
 
 def make_featurizer(
     method: str = "backbone",
-    backbone: str = "vit_small_patch16_224",
+    backbone: str | None = None,
     checkpoint: str | Path | None = None,
     config: PropagationConfig | None = None,
     device: str = "auto",
     pixel_patch: int = 16,
     pixel_cells: int | None = 4,
 ):
-    """A featurizer for 'backbone' (timm ViT, random init or `checkpoint` weights) or 'pixels', or COPY for 'copy'."""
+    """A featurizer for 'backbone' (a pretrain run folder, or a timm ViT at random init / `checkpoint` weights),
+    'dense' (a run folder's dense encoder), 'pixels', or COPY for 'copy'.
+
+    With method 'backbone' and a run folder holding a dense encoder, the dense encoder is used (the
+    pretraining's correspondence features); a run folder without one gives its teacher ViT.
+    """
     config = config or PropagationConfig()
     if method == "copy":
         return COPY
     device = resolve_device(device)
     if method == "pixels":
         return PixelFeaturizer(config, device, pixel_patch, pixel_cells)
-    if method != "backbone":
-        raise PropagationError(f"unknown method {method!r} (backbone|pixels|copy)")
+    if method not in ("backbone", "dense"):
+        raise PropagationError(f"unknown method {method!r} (backbone|dense|pixels|copy)")
+    run_dir = Path(checkpoint) if checkpoint is not None and Path(checkpoint).is_dir() else None
+    if run_dir is not None and (method == "dense" or (run_dir / DENSE_ENCODER_FILE).is_file()):
+        from segloop.pretrain.dense import load_dense_encoder
+
+        try:
+            encoder = load_dense_encoder(run_dir, device=device)
+        except ValueError as exc:
+            raise PropagationError(str(exc)) from None
+        return DenseFeaturizer(encoder, config, device, name=f"dense ({run_dir.name})")
+    if method == "dense":
+        raise PropagationError("method 'dense' needs --checkpoint RUN_DIR, a `segloop pretrain --out` folder")
+    from segloop.platform.core.backbones import DEFAULT_BACKBONE
     from segloop.pretrain.backbones import create_backbone
 
-    model = create_backbone(backbone, weights=checkpoint)
-    label = f"{backbone}" + (f" ({Path(checkpoint).name})" if checkpoint else " (random init)")
+    weights = checkpoint
+    if run_dir is not None:
+        weights = run_dir / TEACHER_FILE
+        if not weights.is_file():
+            raise PropagationError(f"{run_dir}: neither {DENSE_ENCODER_FILE} nor {TEACHER_FILE} in this folder "
+                                   "(expected a `segloop pretrain --out` folder)")
+        backbone = backbone or run_backbone(run_dir)
+    backbone = backbone or DEFAULT_BACKBONE
+    model = create_backbone(backbone, weights=weights)
+    label = f"{backbone}" + (f" ({Path(weights).parent.name}/{Path(weights).name})" if weights else " (random init)")
     return ViTFeaturizer(model, config, device, name=label)
+
+
+def run_backbone(run_dir: Path) -> str | None:
+    """The timm backbone name a pretrain run folder's config.yaml records, if any."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    return (config.get("model") or {}).get("backbone")
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,7 +300,10 @@ def make_featurizer(
 
 
 def window_mask(grid_h: int, grid_w: int, radius: int, device="cpu"):
-    """(h*w, h*w) bool: key patch within `radius` patches (Chebyshev) of the query patch; None if radius ≤ 0."""
+    """(h*w, h*w) bool: key cell within `radius` cells (Chebyshev) of the query cell; None if radius ≤ 0.
+
+    The reference for tests: production propagation uses `local_topk_labels`, which never builds this.
+    """
     import torch
 
     if radius <= 0:
@@ -278,6 +338,75 @@ def propagate_labels(query, keys, key_labels, config: PropagationConfig, window=
         weights = torch.softmax(values, dim=1)
         out[start:stop] = torch.einsum("qk,qkl->ql", weights, flat_labels[index])
     return out
+
+
+def _halo_blocks(maps, tile: int, radius: int):
+    """(B, D, H, W) maps -> (B, tiles, D, (tile + 2·radius)²): the zero-padded neighbourhood of each query tile."""
+    import torch.nn.functional as F
+
+    batch, depth, height, width = maps.shape
+    halo = tile + 2 * radius
+    padded = F.pad(maps, (radius, radius + (-width % tile), radius, radius + (-height % tile)))
+    return F.unfold(padded, halo, stride=tile).view(batch, depth, halo * halo, -1).permute(0, 3, 1, 2)
+
+
+def _window_candidates(keys, key_labels, grid: tuple[int, int], radius: int, tile: int):
+    """Keys (T, C, M·halo²), labels (T, M·halo², L) and validity (T, tile², M·halo²) of each query tile's window."""
+    import torch
+
+    grid_h, grid_w = grid
+    num_context, _, channels = keys.shape
+    depth = key_labels.shape[-1]
+    halo = tile + 2 * radius
+    key_maps = keys.permute(0, 2, 1).reshape(num_context, channels, grid_h, grid_w)
+    label_maps = key_labels.permute(0, 2, 1).reshape(num_context, depth, grid_h, grid_w)
+    inside = torch.ones(1, 1, grid_h, grid_w, dtype=keys.dtype, device=keys.device)
+    candidates = num_context * halo * halo
+    key_blocks = _halo_blocks(key_maps, tile, radius).permute(1, 2, 0, 3).reshape(-1, channels, candidates)
+    label_blocks = _halo_blocks(label_maps, tile, radius).permute(1, 0, 3, 2).reshape(-1, candidates, depth)
+    in_frame = _halo_blocks(inside, tile, radius)[0, :, 0] > 0
+    rows = torch.arange(tile, device=keys.device)
+    offsets = torch.arange(halo, device=keys.device) - radius
+    near = (offsets[None, :] - rows[:, None]).abs() <= radius
+    window = (near[:, None, :, None] & near[None, :, None, :]).reshape(tile * tile, halo * halo)
+    valid = (window[None] & in_frame[:, None, :]).repeat(1, 1, num_context)
+    return key_blocks, label_blocks, valid
+
+
+def local_topk_labels(query, groups, grid: tuple[int, int], topk: int, temperature: float, tile: int = 16):
+    """Soft labels (Q, L) of query features (Q, C) voted by the top-k context cells inside each query's window.
+
+    `groups` is a list of (keys (M, Q, C), soft labels (M, Q, L), radius in cells) on the query's grid
+    (h, w); each group has its own window radius (e.g. wide for keyframes, narrow for the last frames).
+    Queries are processed tile by tile against their halo of keys only: cost linear in the number of
+    cells, no (h·w)² affinity. Equals `propagate_labels` with `window_mask` (tested).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    grid_h, grid_w = grid
+    channels = query.shape[1]
+    groups = [g for g in groups if g[0].shape[0]]
+    depth = groups[0][1].shape[-1]
+    tile = max(1, min(tile, grid_h, grid_w))
+    pad_h, pad_w = -grid_h % tile, -grid_w % tile
+    query_map = F.pad(query.T.reshape(1, channels, grid_h, grid_w), (0, pad_w, 0, pad_h))
+    query_tiles = F.unfold(query_map, tile, stride=tile).view(channels, tile * tile, -1).permute(2, 1, 0)
+    logits, labels = [], []
+    for keys, key_labels, radius in groups:
+        radius = int(radius) if radius and radius > 0 else max(grid_h, grid_w)
+        key_blocks, label_blocks, valid = _window_candidates(keys, key_labels, grid, radius, tile)
+        logits.append(torch.bmm(query_tiles, key_blocks).div_(temperature).masked_fill_(~valid, float("-inf")))
+        labels.append(label_blocks)
+    logits = torch.cat(logits, dim=2) if len(logits) > 1 else logits[0]
+    labels = torch.cat(labels, dim=1) if len(labels) > 1 else labels[0]
+    values, index = logits.topk(min(topk, logits.shape[2]), dim=2)
+    weights = torch.softmax(values, dim=2)
+    picked = torch.gather(labels, 1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, depth))
+    out = (weights.unsqueeze(-1) * picked.view(*index.shape, depth)).sum(2)
+    out = F.fold(out.permute(2, 1, 0).reshape(1, depth * tile * tile, -1), (grid_h + pad_h, grid_w + pad_w), tile,
+                 stride=tile)
+    return out[0, :, :grid_h, :grid_w].reshape(depth, -1).T
 
 
 def keyframe_soft_labels(mask: np.ndarray, labels: Sequence[int], grid: tuple[int, int],
@@ -516,18 +645,20 @@ def _context_keyframes(source: int, keyframes: list[int], limit: int) -> list[in
 
 
 def _run_pass(store: _FeatureStore, order: list[int], source: int, keyframes: list[int],
-              keyframe_labels: dict[int, object], config: PropagationConfig, window) -> Iterator[tuple[int, object]]:
+              keyframe_labels: dict[int, object], config: PropagationConfig,
+              grid: tuple[int, int]) -> Iterator[tuple[int, object]]:
     """(frame index, soft labels (h*w, L)) along `order`, starting from keyframe `source`."""
     import torch
 
     context = _context_keyframes(source, keyframes, config.max_keyframes_in_context)
-    fixed_feats = [store.pin(k) for k in context]
-    fixed_labels = [keyframe_labels[k] for k in context]
+    fixed = (torch.stack([store.pin(k) for k in context]), torch.stack([keyframe_labels[k] for k in context]))
+    recent_radius = config.radius if config.recent_radius is None else config.recent_radius
     recent: deque = deque(maxlen=config.n_last)
     for index, features in store.iterate(order):
-        keys = torch.stack(fixed_feats + [f for f, _ in recent])
-        labels = torch.stack(fixed_labels + [s for _, s in recent])
-        soft = propagate_labels(features, keys, labels, config, window)
+        groups = [(*fixed, config.radius)]
+        if recent:
+            groups.append((torch.stack([f for f, _ in recent]), torch.stack([s for _, s in recent]), recent_radius))
+        soft = local_topk_labels(features, groups, grid, config.topk, config.temperature)
         if config.n_last:
             recent.append((features, soft))
         yield index, soft
@@ -541,7 +672,6 @@ def _iter_features(frames, keyframe_masks, featurizer: Featurizer, config: Propa
     keyframes = sorted(keyframe_masks)
     labels = _label_set(keyframe_masks)
     grid = featurizer.grid(*size)
-    window = window_mask(*grid, config.radius, device=featurizer.device)
     keyframe_labels = {
         k: torch.from_numpy(keyframe_soft_labels(m, labels, grid, config.label_downsample)).to(featurizer.device)
         for k, m in keyframe_masks.items()
@@ -550,9 +680,9 @@ def _iter_features(frames, keyframe_masks, featurizer: Featurizer, config: Propa
     for left, right, indices in _segments(count, keyframes):
         backward: dict[int, object] = {}
         if right is not None and indices:
-            backward = dict(_run_pass(store, indices[::-1], right, keyframes, keyframe_labels, config, window))
+            backward = dict(_run_pass(store, indices[::-1], right, keyframes, keyframe_labels, config, grid))
         forward_iter = (
-            _run_pass(store, indices, left, keyframes, keyframe_labels, config, window)
+            _run_pass(store, indices, left, keyframes, keyframe_labels, config, grid)
             if left is not None else ((i, None) for i in indices)
         )
         for index, forward in forward_iter:

@@ -329,3 +329,78 @@ def test_real_sample_short_sequence(tmp_path):
                                               "--json", str(out)])
     assert score.exit_code == 0, score.output
     assert json.loads(out.read_text())["J&F"] > 0.65  # measured 0.797 (copy-first-mask: 0.864 on these 5 easy frames)
+
+
+def _dense_reference(query, groups, grid, topk, temperature):
+    """The dense masked affinity: every query against every context cell, outside-window cells masked."""
+    import torch
+
+    logits, labels = [], []
+    for keys, key_labels, radius in groups:
+        window = vos.window_mask(*grid, radius)
+        group_logits = torch.einsum("qc,mkc->qmk", query, keys) / temperature
+        if window is not None:
+            group_logits = group_logits.masked_fill(~window[:, None, :], float("-inf"))
+        logits.append(group_logits.reshape(query.shape[0], -1))
+        labels.append(key_labels.reshape(-1, key_labels.shape[-1]))
+    logits, labels = torch.cat(logits, 1), torch.cat(labels, 0)
+    values, index = logits.topk(topk, dim=1)
+    return torch.einsum("qk,qkl->ql", torch.softmax(values, 1), labels[index])
+
+
+@pytest.mark.parametrize(("grid", "radii", "tile"), [((5, 7), (1, 1), 16), ((9, 6), (2, 1), 3), ((12, 13), (3, 0), 4),
+                                                     ((4, 4), (0, 2), 8), ((7, 11), (5, 2), 1)])
+def test_local_propagation_equals_the_dense_masked_affinity(grid, radii, tile) -> None:
+    """Tile-by-tile windowed top-k gives the same soft labels as the dense (h·w)² masked version."""
+    import torch
+
+    torch.manual_seed(0)
+    cells = grid[0] * grid[1]
+    query = torch.nn.functional.normalize(torch.randn(cells, 8), dim=1)
+    normalize = torch.nn.functional.normalize
+    groups = [(normalize(torch.randn(m, cells, 8), dim=2), torch.softmax(torch.randn(m, cells, 3), -1), r)
+              for m, r in zip((2, 3), radii)]
+    local = vos.local_topk_labels(query, groups, grid, topk=5, temperature=0.1, tile=tile)
+    assert torch.allclose(local, _dense_reference(query, groups, grid, 5, 0.1), atol=1e-5)
+    single = vos.local_topk_labels(query, groups[:1], grid, topk=3, temperature=0.2, tile=tile)
+    config = vos.PropagationConfig(topk=3, temperature=0.2, radius=radii[0])
+    assert torch.allclose(single, vos.propagate_labels(query, groups[0][0], groups[0][1], config,
+                                                       vos.window_mask(*grid, radii[0])), atol=1e-5)
+
+
+def test_local_propagation_sees_only_its_window() -> None:
+    """A key outside every query's window never votes, however similar it is."""
+    import torch
+
+    grid = (6, 6)
+    query = torch.zeros(36, 2)
+    query[:, 0] = 1.0
+    keys = torch.zeros(1, 36, 2)
+    keys[0, :, 1] = 1.0  # orthogonal everywhere...
+    keys[0, 35, 0], keys[0, 35, 1] = 1.0, 0.0  # ...except the bottom-right cell, identical to every query
+    labels = torch.zeros(1, 36, 2)
+    labels[0, :, 0] = 1.0
+    labels[0, 35] = torch.tensor([0.0, 1.0])
+    out = vos.local_topk_labels(query, [(keys, labels, 1)], grid, topk=1, temperature=0.1)
+    near = {(r, c) for r in range(4, 6) for c in range(4, 6)}
+    for index in range(36):
+        assert out[index, 1].item() == (1.0 if divmod(index, 6) in near else 0.0)
+
+
+def test_a_pretrain_run_folder_gives_its_dense_encoder(tmp_path) -> None:
+    """`--checkpoint RUN` uses the run's dense encoder at its stride; a folder without weights is named."""
+    pytest.importorskip("segloop.pretrain.dense")
+    from segloop.pretrain.dense import DenseEncoder, EncoderConfig, save_dense_encoder
+
+    save_dense_encoder(DenseEncoder(EncoderConfig(stride=8)), tmp_path)
+    config = vos.PropagationConfig(short_side=64, size_multiple=8)
+    featurizer = vos.make_featurizer("backbone", None, tmp_path, config, "cpu")
+    assert isinstance(featurizer, vos.DenseFeaturizer) and featurizer.patch == 8
+    frames = np.random.default_rng(0).integers(0, 255, (2, 64, 96, 3), dtype=np.uint8)
+    features = featurizer(frames)
+    assert features.shape[:2] == (2, 8 * 12)
+    assert np.allclose(features.norm(dim=-1).numpy(), 1.0, atol=1e-4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(vos.PropagationError, match="empty: neither dense_encoder.pth nor teacher_backbone.pth"):
+        vos.make_featurizer("backbone", None, empty, config, "cpu")

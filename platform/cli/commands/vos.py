@@ -56,21 +56,28 @@ def command() -> None:
 @click.option("--video", "video_ids", type=int, multiple=True,
               help="Instead of ROOT: DB video id(s); propagates their human masks, stores drafts, scores and J&F.")
 @click.option("--sequences", multiple=True, help="Sequences (default: all); space/comma separated.")
-@click.option("--method", type=click.Choice(["backbone", "pixels", "copy"]), default="backbone", show_default=True,
-              help="Backbone patch features, raw Lab pixel patches, or copy the nearest keyframe's mask.")
+@click.option("--method", type=click.Choice(["backbone", "dense", "pixels", "copy"]), default="backbone",
+              show_default=True,
+              help="Learned features (a pretrain run's dense encoder, else a ViT), raw Lab pixel patches, or copy the "
+                   "nearest keyframe's mask.")
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True,
               help="timm ViT (random init without --checkpoint).")
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
-              help="Local timm-layout weights for --backbone (segloop teacher_backbone.pth, timm/DINOv2 file).")
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
+              help="A `segloop pretrain --out` folder (its dense encoder, else its teacher ViT), or local timm-layout "
+                   "weights for --backbone (teacher_backbone.pth, a timm/DINOv2 file).")
 @click.option("--keyframes", default="first", show_default=True, help="first | uniform:K | comma-separated frame indices.")
 @click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
 @click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1), help="Long side floored to this.")
 @click.option("--n-last", default=7, show_default=True, type=click.IntRange(min=0), help="Propagated frames kept as context.")
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--radius", default=12, show_default=True, type=int, help="Window radius in patches (≤ 0: whole frame).")
+@click.option("--radius", default=12, show_default=True, type=int,
+              help="Window radius in feature cells around each keyframe position (≤ 0: whole frame).")
+@click.option("--recent-radius", default=None, type=click.IntRange(min=0),
+              help="Window radius in cells for the last propagated frames (default: --radius).")
 @click.option("--temperature", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--max-keyframes-context", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1), help="Patch size of --method pixels.")
+@click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Patch size of --method pixels.")
 @click.option("--pixel-cells", default=4, show_default=True, type=click.IntRange(min=1),
               help="--method pixels: average each patch to CELLS x CELLS Lab colours (≥ patch: every pixel).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
@@ -80,24 +87,27 @@ def command() -> None:
 def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | None, video_ids: tuple[int, ...],
                       sequences: tuple[str, ...], method: str,
                       backbone: str, checkpoint: Path | None, keyframes: str, short_side: int, size_multiple: int,
-                      n_last: int, topk: int, radius: int, temperature: float, max_keyframes_context: int,
+                      n_last: int, topk: int, radius: int, recent_radius: int | None, temperature: float,
+                      max_keyframes_context: int,
                       pixel_patch: int, pixel_cells: int | None, batch_size: int, device: str, overwrite: bool) -> None:
     """Propagate the keyframe masks of ROOT (DAVIS layout) to every frame; reads only keyframe annotations."""
     from segloop.platform.core.masks import MaskError
     from segloop.platform.vos import propagation as vos
     from segloop.pretrain.backbones import BackboneError
 
-    if checkpoint is not None and method != "backbone":
-        raise click.UsageError("--checkpoint only applies to --method backbone")
+    if checkpoint is not None and method not in ("backbone", "dense"):
+        raise click.UsageError("--checkpoint only applies to --method backbone or dense")
     if bool(video_ids) == (root is not None):
         raise click.UsageError("give either ROOT (a DAVIS-layout folder) or --video ID, not both")
     if root is not None and out_root is None:
         raise click.UsageError("--out is required with ROOT")
     if video_ids:
-        keyframe_spec = None if ctx.get_parameter_source("keyframes") == click.core.ParameterSource.DEFAULT else keyframes
+        keyframes_given = ctx.get_parameter_source("keyframes") != click.core.ParameterSource.DEFAULT
+        keyframe_spec = keyframes if keyframes_given else None
         config = vos.PropagationConfig(
             short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
-            temperature=temperature, max_keyframes_in_context=max_keyframes_context, batch_size=batch_size,
+            recent_radius=recent_radius, temperature=temperature, max_keyframes_in_context=max_keyframes_context,
+            batch_size=batch_size,
         )
         try:
             featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
@@ -112,7 +122,8 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
     try:
         config = vos.PropagationConfig(
             short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
-            temperature=temperature, max_keyframes_in_context=max_keyframes_context, batch_size=batch_size,
+            recent_radius=recent_radius, temperature=temperature, max_keyframes_in_context=max_keyframes_context,
+            batch_size=batch_size,
         )
         plan = {name: frame_paths(frames_dir / name) for name in names}
         featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
@@ -183,7 +194,8 @@ def _propagate_sequence(name: str, paths: list[Path], mask_dir: Path, out_dir: P
         keyframe_masks[index] = read_mask(mask_path)
         if keyframe_masks[index].shape != frames.size:
             raise vos.PropagationError(
-                f"{mask_path}: size {keyframe_masks[index].shape[::-1]} differs from frame {paths[index]} {frames.size[::-1]}"
+                f"{mask_path}: size {keyframe_masks[index].shape[::-1]} differs from frame {paths[index]} "
+                f"{frames.size[::-1]}"
             )
     style = mask_style(mask_dir / f"{paths[keyframes[0]].stem}.png")
     records = []
