@@ -18,6 +18,7 @@ def tiny_overrides(**sections) -> dict:
         "data": {"global_size": 32, "local_size": 16, "clip_size": 32, "clip_length": 3, "num_local_crops": 2,
                  "num_workers": 0, "max_frame_gap": 3},
         "run": {"steps": 4, "batch_size": 4, "checkpoint_every": 2},
+        "loss": {"random_walk_weight": 1.0},  # off by default; the tiny runs keep exercising it
         "dense": {"width": 8, "blocks": 1, "dim": 16, "crop_size": 64, "radius": 2, "max_gap": 3},
     }
     for section, values in sections.items():

@@ -9,8 +9,9 @@ from segloop.pretrain.config import ConfigError, config_from_dict, load_config, 
 
 def test_defaults_validate():
     config = config_from_dict(None)
-    assert config.model.backbone == "vit_small_patch16_224"
+    assert config.model.backbone == "vit_tiny_patch16_224"  # cheap ViT beside the dense encoder on a CPU
     assert config.optim.momentum_teacher == 0.992
+    assert config.dense.weight > 0 and config.dense.stride == 8 and config.loss.random_walk_weight == 0
 
 
 def test_yaml_overrides_apply_with_int_to_float(tmp_path):

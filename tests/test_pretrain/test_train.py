@@ -194,7 +194,15 @@ def test_run_folder_holds_a_loadable_dense_encoder(tiny, videos, tmp_path):
     assert all("dense" in r for r in records)
 
 
-def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path):
-    config = config_from_dict(tiny(run={"steps": 1, "max_minutes": 0.2, "checkpoint_every": 1000}))
+def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path, monkeypatch):
+    import types
+
+    from segloop.pretrain import train
+
+    clock = iter(float(i) for i in range(10**6))  # a fake clock: every reading is one second later
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    config = config_from_dict(tiny(run={"steps": 1, "max_minutes": 0.5, "checkpoint_every": 1000}))
     result = pretrain(config, videos, tmp_path / "run")
-    assert result.stopped_by_time and result.step > 1
+    assert result.stopped_by_time and 1 < result.step < 30 and result.total_steps == result.step
+    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    assert records[-1]["lr"] < records[len(records) // 2]["lr"]  # the schedule follows the budget, not run.steps

@@ -1,0 +1,17 @@
+"""Dense correspondence encoder trained beside the ViT: a small stride-8 conv net whose features,
+compared through a local windowed affinity, reconstruct one frame's Lab colour from another
+(MAST, Lai et al., 2020), for label propagation.
+
+Modules: `colour` RGB -> CIE-Lab and Lab cells; `local_attention` windowed softmax affinity (cost
+linear in pixels) and its dense reference; `encoder` the conv net + Lab skip; `objective` the
+colour-reconstruction loss; `io` save/load of the encoder; `features` frames -> dense features.
+"""
+from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
+from segloop.pretrain.dense.features import dense_features
+from segloop.pretrain.dense.io import DENSE_NAME, DenseLoadError, load_dense_encoder, save_dense_encoder
+from segloop.pretrain.dense.local_attention import dense_masked_attention, local_attention
+from segloop.pretrain.dense.objective import reconstruction_loss
+
+__all__ = ["DENSE_NAME", "DenseEncoder", "DenseLoadError", "EncoderConfig", "dense_features",
+           "dense_masked_attention", "load_dense_encoder", "local_attention", "reconstruction_loss",
+           "save_dense_encoder"]

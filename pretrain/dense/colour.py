@@ -1,0 +1,33 @@
+"""sRGB -> CIE-Lab in torch (D65), scaled to about [-1, 1], and Lab averaged over small cells."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
+                            [0.212671, 0.715160, 0.072169],
+                            [0.019334, 0.119193, 0.950227]])
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754])
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> Lab as ((L - 50) / 50, a / 50, b / 50)."""
+    if rgb.dim() != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"rgb_to_lab: expected (B, 3, H, W), got {tuple(rgb.shape)}")
+    rgb = rgb.clamp(0.0, 1.0)
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    matrix = _RGB_TO_XYZ.to(rgb)
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / _WHITE.to(rgb).view(1, 3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
+    lightness = 116.0 * f[:, 1] - 16.0
+    a = 500.0 * (f[:, 0] - f[:, 1])
+    b = 200.0 * (f[:, 1] - f[:, 2])
+    return torch.stack([(lightness - 50.0) / 50.0, a / 50.0, b / 50.0], dim=1)
+
+
+def lab_cells(lab: torch.Tensor, stride: int, cells: int = 2) -> torch.Tensor:
+    """(B, 3·cells², H/stride, W/stride): Lab area-averaged over cells×cells sub-cells of each stride cell."""
+    if stride % cells:
+        raise ValueError(f"lab_cells: stride {stride} is not a multiple of cells {cells}")
+    pooled = F.avg_pool2d(lab, stride // cells) if stride > cells else lab
+    return F.pixel_unshuffle(pooled, cells) if cells > 1 else pooled

@@ -1,0 +1,76 @@
+"""Windowed softmax attention between two feature maps: each query cell attends to the key cells within
+`radius` cells (Chebyshev) of its own position.
+
+Computed tile by tile (as in HaloNet's blocked local attention, Vaswani et al., 2021): the query map is
+cut into `tile`×`tile` blocks, each block meets the keys of its block grown by `radius` on every side
+through one batched matrix product, and keys outside each query's own window are masked. Cost is
+O(H·W·(tile + 2r)²·C), linear in the number of cells; no (H·W)² matrix is ever formed.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _check(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, radius: int, temperature: float) -> None:
+    """Raise ValueError unless the maps are (B, C, H, W) / (B, D, H, W) on one grid."""
+    if query.dim() != 4 or query.shape != key.shape:
+        raise ValueError(f"query {tuple(query.shape)} and key {tuple(key.shape)} must both be (B, C, H, W)")
+    if value.dim() != 4 or value.shape[0] != query.shape[0] or value.shape[2:] != query.shape[2:]:
+        raise ValueError(f"value {tuple(value.shape)} must be (B, D, H, W) on the query grid {tuple(query.shape)}")
+    if radius < 0 or temperature <= 0:
+        raise ValueError(f"radius must be >= 0 and temperature > 0 (got {radius}, {temperature})")
+
+
+def _window_mask(tile: int, radius: int, device: torch.device) -> torch.Tensor:
+    """(tile², (tile+2r)²) bool: halo key (u, v) lies within `radius` of tile query (i, j)."""
+    halo = tile + 2 * radius
+    q = torch.arange(tile, device=device)
+    k = torch.arange(halo, device=device) - radius
+    near = (k[None, :] - q[:, None]).abs() <= radius  # (tile, halo)
+    return (near[:, None, :, None] & near[None, :, None, :]).reshape(tile * tile, halo * halo)
+
+
+def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, radius: int,
+                    temperature: float, tile: int = 8) -> torch.Tensor:
+    """(B, D, H, W): softmax(q·k / temperature) over each query's (2r+1)² key window, applied to value."""
+    _check(query, key, value, radius, temperature)
+    batch, channels, height, width = query.shape
+    depth = value.shape[1]
+    tile = max(1, min(tile, max(height, width)))
+    pad_h, pad_w = -height % tile, -width % tile
+    halo = tile + 2 * radius
+    valid = torch.ones(1, 1, height, width, dtype=query.dtype, device=query.device)
+    q = F.pad(query, (0, pad_w, 0, pad_h))
+    padding = (radius, radius + pad_w, radius, radius + pad_h)
+    k, v, inside = (F.pad(x, padding) for x in (key, value, valid))
+    grid_h, grid_w = (height + pad_h) // tile, (width + pad_w) // tile
+    tiles = grid_h * grid_w
+    q_tiles = F.unfold(q, tile, stride=tile).view(batch, channels, tile * tile, tiles)
+    k_tiles = F.unfold(k, halo, stride=tile).view(batch, channels, halo * halo, tiles)
+    v_tiles = F.unfold(v, halo, stride=tile).view(batch, depth, halo * halo, tiles)
+    in_tiles = F.unfold(inside, halo, stride=tile).view(1, 1, halo * halo, tiles) > 0
+    q_tiles = q_tiles.permute(0, 3, 2, 1).reshape(batch * tiles, tile * tile, channels)
+    k_tiles = k_tiles.permute(0, 3, 1, 2).reshape(batch * tiles, channels, halo * halo)
+    v_tiles = v_tiles.permute(0, 3, 2, 1).reshape(batch * tiles, halo * halo, depth)
+    allowed = _window_mask(tile, radius, query.device)[None, None] & in_tiles.permute(0, 3, 1, 2)
+    logits = torch.bmm(q_tiles, k_tiles).view(batch, tiles, tile * tile, halo * halo) / temperature
+    weights = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+    out = torch.bmm(weights.view(batch * tiles, tile * tile, halo * halo), v_tiles)
+    out = out.view(batch, tiles, tile * tile, depth).permute(0, 3, 2, 1).reshape(batch, depth * tile * tile, tiles)
+    out = F.fold(out, (height + pad_h, width + pad_w), tile, stride=tile)
+    return out[:, :, :height, :width]
+
+
+def dense_masked_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, radius: int,
+                           temperature: float) -> torch.Tensor:
+    """Reference for tests: the full (H·W)² affinity, masked outside the window, then softmax."""
+    _check(query, key, value, radius, temperature)
+    batch, channels, height, width = query.shape
+    rows = torch.arange(height, device=query.device).repeat_interleave(width)
+    cols = torch.arange(width, device=query.device).repeat(height)
+    near = ((rows[:, None] - rows[None, :]).abs() <= radius) & ((cols[:, None] - cols[None, :]).abs() <= radius)
+    logits = torch.einsum("bcq,bck->bqk", query.flatten(2), key.flatten(2)) / temperature
+    weights = torch.softmax(logits.masked_fill(~near, float("-inf")), dim=2)
+    out = torch.einsum("bqk,bdk->bdq", weights, value.flatten(2))
+    return out.view(batch, value.shape[1], height, width)

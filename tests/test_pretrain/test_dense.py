@@ -1,0 +1,156 @@
+"""Dense correspondence encoder: local attention, colour-reconstruction loss, save/load, features."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from segloop.pretrain.config import ConfigError, config_from_dict
+from segloop.pretrain.dense import (
+    DENSE_NAME,
+    DenseEncoder,
+    DenseLoadError,
+    EncoderConfig,
+    dense_features,
+    dense_masked_attention,
+    load_dense_encoder,
+    local_attention,
+    reconstruction_loss,
+    save_dense_encoder,
+)
+from segloop.pretrain.dense.colour import lab_cells, rgb_to_lab
+from segloop.pretrain.dense.encoder import EncoderConfigError
+from segloop.pretrain.dense.objective import channel_dropout, pair_loss
+from segloop.pretrain.schedules import Schedules
+
+
+@pytest.mark.parametrize("height,width,radius,tile", [(7, 9, 2, 8), (7, 9, 2, 3), (16, 16, 3, 8), (5, 11, 0, 4),
+                                                      (10, 13, 4, 5), (3, 3, 5, 8)])
+def test_local_attention_equals_the_dense_masked_version(height, width, radius, tile):
+    generator = torch.Generator().manual_seed(height * 100 + width)
+    query, key = (torch.randn(2, 6, height, width, generator=generator, requires_grad=True) for _ in range(2))
+    value = torch.randn(2, 4, height, width, generator=generator)
+    local = local_attention(query, key, value, radius, 0.3, tile=tile)
+    dense = dense_masked_attention(query, key, value, radius, 0.3)
+    torch.testing.assert_close(local, dense, atol=1e-5, rtol=1e-5)
+    grads_local = torch.autograd.grad(local.square().sum(), (query, key))
+    grads_dense = torch.autograd.grad(dense.square().sum(), (query, key))
+    for a, b in zip(grads_local, grads_dense):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_local_attention_only_sees_its_window():
+    value = torch.zeros(1, 1, 9, 9)
+    value[0, 0, 0, 0] = 1.0  # a marker in the corner: invisible from the centre with radius 2
+    features = torch.ones(1, 2, 9, 9)
+    out = local_attention(features, features, value, radius=2, temperature=1.0)
+    assert out[0, 0, 4, 4] == 0 and out[0, 0, 1, 1] == pytest.approx(1 / 16)  # corner-adjacent: 4x4 window
+
+
+def test_local_attention_rejects_mismatched_maps():
+    with pytest.raises(ValueError, match="must both be"):
+        local_attention(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4), 1, 0.1)
+
+
+def test_identity_affinity_reconstructs_exactly():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.eye(12)[torch.randperm(12, generator=generator)].T.reshape(1, 12, 3, 4)  # one-hot per cell
+    values = torch.randn(1, 3, 3, 4, generator=generator)
+    loss = reconstruction_loss(codes, codes, values, values, radius=2, temperature=0.01)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reconstruction_loss_matches_a_hand_computation():
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).T.reshape(1, 2, 1, 2)  # cells: [1, 0] and [0, 1]
+    key = query.clone()
+    ref_values = torch.tensor([0.0, 1.0]).reshape(1, 1, 1, 2)
+    target_values = torch.tensor([0.0, 0.0]).reshape(1, 1, 1, 2)
+    # cell 0 weights softmax([1, 0]) -> predicts 1/(1+e); cell 1 softmax([0, 1]) -> predicts e/(1+e)
+    predicted = [1 / (1 + math.e), math.e / (1 + math.e)]
+    huber = [abs(p) - 0.05 if abs(p) >= 0.1 else 0.5 * p * p / 0.1 for p in predicted]
+    loss = reconstruction_loss(query, key, target_values, ref_values, radius=1, temperature=1.0)
+    assert float(loss) == pytest.approx(sum(huber) / 2, rel=1e-5)
+
+
+def test_pair_loss_is_finite_and_trains_the_encoder():
+    torch.manual_seed(0)
+    encoder = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16))
+    lab = rgb_to_lab(torch.rand(4, 3, 32, 32)).unflatten(0, (2, 2))
+    loss = pair_loss(encoder, lab, radius=2, temperature=0.1, dropout=0.5)
+    loss.backward()
+    assert torch.isfinite(loss) and encoder.project.weight.grad.abs().sum() > 0
+
+
+def test_channel_dropout_zeroes_one_channel_per_frame():
+    lab = torch.ones(6, 3, 2, 2)
+    dropped = channel_dropout(lab, 1.0, torch.Generator().manual_seed(0))
+    assert (dropped.sum(dim=(2, 3)) == 0).sum(dim=1).tolist() == [1] * 6
+    assert torch.equal(channel_dropout(lab, 0.0), lab)
+
+
+def test_rgb_to_lab_matches_opencv():
+    cv2 = pytest.importorskip("cv2")
+    rgb = np.random.default_rng(0).random((5, 7, 3), dtype=np.float32)
+    expected = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    ours = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    ours = ours * 50.0 + np.array([50.0, 0.0, 0.0], dtype=np.float32)
+    np.testing.assert_allclose(ours, expected, atol=0.5)
+    assert lab_cells(torch.zeros(1, 3, 16, 24), 8, 2).shape == (1, 12, 2, 3)
+
+
+def test_features_shape_stride_and_unit_norm():
+    frames = np.random.default_rng(0).integers(0, 255, (3, 48, 64, 3), dtype=np.uint8)
+    for stride in (4, 8):
+        encoder = DenseEncoder(EncoderConfig(stride=stride, width=8, blocks=1, dim=16))
+        features = dense_features(encoder, list(frames), batch_size=2)
+        assert features.shape == (3, 16, 48 // stride, 64 // stride)
+        torch.testing.assert_close(features.norm(dim=1), torch.ones(3, 48 // stride, 64 // stride))
+    fused = dense_features(encoder, frames, skip_weight=0.5)
+    assert fused.shape[1] == 16 + 3 * 4 + 1
+    with pytest.raises(ValueError, match="multiple of the encoder's stride"):
+        dense_features(encoder, frames[:, :45])
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    encoder = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16, skip_weight=0.25))
+    encoder.train()
+    encoder(torch.randn(2, 3, 32, 32))  # move the batch-norm running statistics away from their init
+    path = save_dense_encoder(encoder, tmp_path)
+    assert path == tmp_path / DENSE_NAME and not list(tmp_path.glob("*.tmp"))
+    loaded = load_dense_encoder(tmp_path)
+    assert loaded.config == encoder.config and not loaded.training
+    frames = np.random.default_rng(1).integers(0, 255, (2, 32, 40, 3), dtype=np.uint8)
+    torch.testing.assert_close(dense_features(loaded, frames), dense_features(encoder, frames))
+    assert load_dense_encoder(path, skip_weight=0.0).config.skip_weight == 0.0
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(DenseLoadError, match="no dense encoder here"):
+        load_dense_encoder(tmp_path)
+    bad = tmp_path / DENSE_NAME
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DenseLoadError, match=str(bad)):
+        load_dense_encoder(tmp_path)
+    torch.save({"weights": {}}, bad)
+    with pytest.raises(DenseLoadError, match="format tag"):
+        load_dense_encoder(bad)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(EncoderConfigError, match="stride"):
+        EncoderConfig(stride=16)
+    with pytest.raises(ConfigError, match="dense.crop_size"):
+        config_from_dict({"dense": {"crop_size": 100}})
+    with pytest.raises(ConfigError, match="dense.min_gap"):
+        config_from_dict({"dense": {"min_gap": 0}})
+
+
+def test_time_budget_sets_the_schedule_horizon():
+    config = config_from_dict({"run": {"steps": 10_000, "max_minutes": 1}, "optim": {"min_lr": 0.0}})
+    schedules = Schedules(config)
+    assert schedules.at(7, progress=0.5).lr == pytest.approx(schedules.at(5_000).lr)
+    assert schedules.at(3, progress=1.0).lr == pytest.approx(0.0, abs=1e-12)
+    assert schedules.at(0, progress=0.0).lr == 0.0  # warm-up starts from zero
