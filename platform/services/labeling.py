@@ -383,14 +383,14 @@ def frame_image(data_dir, frame: FrameInfo) -> np.ndarray:
 # ---------------------------------------------------------------- propagation from labeled frames
 
 INLINE_PROPAGATION_MAX_FRAMES = 30
-PROPAGATION_METHODS = ("backbone", "pixels", "copy")
+PROPAGATION_METHODS = ("auto", "backbone", "pixels", "copy")  # auto: the project's best propagator (services.models)
 
 
 @dataclass(frozen=True)
 class PropagationRequest:
     """How to propagate a video's human masks: method, backbone, how many recent keyframes, working size."""
 
-    method: str = "backbone"
+    method: str = "auto"
     backbone: str = "vit_small_patch16_224"
     checkpoint: str | None = None
     last_keyframes: int = 0
@@ -434,10 +434,14 @@ def submit_propagation(engine: Engine, video_id: int, request: PropagationReques
 
 def propagate_inline(engine: Engine, settings, video_id: int, request: PropagationRequest = PropagationRequest()):
     """Propagate now in this process (short videos); drafts are stored as `propagated`. Returns the outcome."""
+    from segloop.platform.services.models import AUTO, video_propagator
     from segloop.platform.services.propagation import propagate_video
     from segloop.platform.vos import propagation as vos
 
     params = propagation_params(engine, video_id, request)
     config = vos.PropagationConfig(short_side=params["short_side"])
-    featurizer = vos.make_featurizer(params["method"], params["backbone"], params["checkpoint"], config)
+    if params["method"] == AUTO:
+        featurizer, _ = video_propagator(video_id, config, settings=settings)
+    else:
+        featurizer = vos.make_featurizer(params["method"], params["backbone"], params["checkpoint"], config)
     return propagate_video(video_id, featurizer, config, params["keyframes"], settings=settings)

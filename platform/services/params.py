@@ -94,10 +94,13 @@ class PropagateParams:
 
     video_ids: list[int] = param(default_factory=list, min=1, min_items=1, ref="video_ids",
                                  help="DB video ids to propagate.")
-    method: str = param("backbone", choices=("backbone", "pixels", "copy"),
-                        help="Backbone patch features, raw Lab pixel patches, or copy the nearest keyframe's mask.")
+    method: str = param("auto", choices=("auto", "backbone", "dense", "pixels", "copy"),
+                        help="auto: the project's best propagator (its pretrained encoder, chosen per video by "
+                             "leave-one-keyframe-out J&F on the human masks); or learned features of --checkpoint, "
+                             "raw Lab pixel patches, or copy the nearest keyframe's mask.")
     backbone: str = _backbone()
-    checkpoint: str | None = param(None, ref="file", help="Local timm-layout weights for the backbone.")
+    checkpoint: str | None = param(None, ref="path",
+                                   help="A pretrain run folder or local timm-layout weights (method backbone/dense).")
     keyframes: str | None = param(None, pattern=KEYFRAMES_PATTERN, pattern_hint=KEYFRAMES_HINT,
                                   help="Keyframes (default: every human-labeled frame).")
     short_side: int = param(480, min=16, help="Frames are resized to this short side (px).")

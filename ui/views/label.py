@@ -300,7 +300,9 @@ def propagate_panel(session: EditorState) -> None:
                    "scratch; frames with your masks are never overwritten. "
                    + ("Short video: runs here." if inline else "Runs as a propagate job (`segloop worker`)."))
         method_col, backbone_col, last_col, size_col = st.columns(4)
-        method = method_col.selectbox("Method", labeling.PROPAGATION_METHODS, key="label_prop_method")
+        method = method_col.selectbox("Method", labeling.PROPAGATION_METHODS, key="label_prop_method",
+                                      help="auto: the project's best model on this video (its pretrained encoder "
+                                           "when there is one, checked against your labelled frames), else colour.")
         backbone = backbone_col.text_input("Backbone", value="vit_small_patch16_224", key="label_prop_backbone",
                                            disabled=method != "backbone")
         last = int(last_col.number_input("Use the last N labeled frames (0 = all)", min_value=0, value=0,

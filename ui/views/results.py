@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from segloop.platform.services import explore, labeling
+from segloop.platform.services import explore, labeling, models
 from segloop.ui import resources
 
 PREFERRED_METRICS = ("J&F", "J", "F", "mIoU")
@@ -21,9 +21,22 @@ def render() -> None:
     summary = resources.project_picker("results_project")
     metrics_section(summary.project.id if summary else None)
     overall_section(summary.project.id if summary else None)
+    if summary is not None:
+        model_choice_section(summary.project.id)
     bench_section()
     if summary is not None:
         drill_down(summary.project.id)
+
+
+def model_choice_section(project_id: int) -> None:
+    """Which propagator each video trusts: leave-one-keyframe-out J&F on its own human masks."""
+    rows = models.self_validation_table(project_id, resources.engine())
+    if not rows:
+        return
+    st.subheader("Which model to trust on your footage")
+    st.caption("Each labelled frame is hidden in turn and predicted from the others; the mean J&F per propagator. "
+               "Propagation drafts use the best one per video.")
+    st.dataframe(rows, hide_index=True)
 
 
 def metrics_section(project_id: int | None) -> None:

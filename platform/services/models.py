@@ -1,0 +1,154 @@
+"""The project's models, found in one place: its pretrained encoder, VOS model and VSS head, and which
+propagator to trust on each video (self-validation on the human masks).
+
+Every caller that needs "the project's model" (propagation drafts on the Label page, the propagate
+job, keyframe suggestions, fine-tune defaults, embedding for the Select page) asks here, so nothing
+runs a random-init network when the project has a trained one. Without a trained encoder the default
+propagator is raw colour (`pixels`), never a random network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.core.storage import resolve_inside
+from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.entities import CheckpointInfo
+from segloop.platform.db.stores import artifacts, footage, metrics
+from segloop.platform.vos import propagation as vos
+
+PIXELS = "pixels"
+ENCODER = "encoder"
+AUTO = "auto"
+SELF_VALIDATION_SCOPE = "self-validation"
+SELF_VALIDATION_METRIC = "loo_jf"
+
+
+@dataclass(frozen=True)
+class ProjectModels:
+    """The newest trained model of each kind in a project (None where there is none)."""
+
+    project_id: int
+    encoder: CheckpointInfo | None = None
+    vos: CheckpointInfo | None = None
+    vss: CheckpointInfo | None = None
+
+    @property
+    def encoder_source(self) -> Path | None:
+        """What `make_featurizer` takes for the encoder: its pretrain run folder, else its weights file."""
+        if self.encoder is None:
+            return None
+        weights = Path(self.encoder.path)
+        return weights.parent if (weights.parent / vos.DENSE_ENCODER_FILE).is_file() else weights
+
+    def propagators(self) -> list[str]:
+        """Names of the propagators this project can use, most trained first."""
+        return ([ENCODER] if self.encoder is not None else []) + [PIXELS]
+
+    def default_propagator(self) -> str:
+        """The propagator to use before any self-validation: the trained encoder if any, else raw colour."""
+        return self.propagators()[0]
+
+
+def project_models(project_id: int, engine: Engine | None = None) -> ProjectModels:
+    """The project's newest pretrain, VOS and VSS checkpoints."""
+    with session_scope(engine or get_engine()) as session:
+        newest = {kind: next(iter(artifacts.list_checkpoints(session, project_id, kind)), None)
+                  for kind in ("pretrain", "vos", "vss")}
+    return ProjectModels(project_id, newest["pretrain"], newest["vos"], newest["vss"])
+
+
+def make_propagator(models: ProjectModels, name: str, config: vos.PropagationConfig, device: str = "auto"):
+    """A featurizer for one of the project's propagators ('encoder' or 'pixels')."""
+    if name == PIXELS:
+        return vos.make_featurizer("pixels", config=config, device=device)
+    if name == ENCODER:
+        if models.encoder is None:
+            raise vos.PropagationError("this project has no pretrained encoder yet: run pretrain on it first")
+        return vos.make_featurizer("backbone", models.encoder.backbone, models.encoder_source, config, device)
+    raise vos.PropagationError(f"unknown propagator {name!r} ({', '.join(models.propagators())})")
+
+
+@dataclass
+class ModelChoice:
+    """Which propagator a video uses and why: its self-validation scores (empty: the default rule)."""
+
+    propagator: str
+    scores: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+def stored_choice(video_id: int, models: ProjectModels, engine: Engine | None = None) -> ModelChoice:
+    """The best propagator by the video's newest stored self-validation, else the project's default."""
+    with session_scope(engine or get_engine()) as session:
+        rows = metrics.newest_metrics(session, SELF_VALIDATION_SCOPE, models.project_id, limit=200)
+    scores: dict[str, float] = {}
+    for row in rows:  # newest first: the first score seen per propagator wins
+        video, _, name = row.scope_key.partition("/")
+        if video == str(video_id) and row.name == SELF_VALIDATION_METRIC and name in models.propagators():
+            scores.setdefault(name, row.value)
+    if not scores:
+        return ModelChoice(models.default_propagator(), {}, "default (fewer than 2 human-labelled frames scored)")
+    best = max(scores, key=scores.get)
+    return ModelChoice(best, scores, "best leave-one-keyframe-out J&F on this video's human masks")
+
+
+def self_validate(video_id: int, config: vos.PropagationConfig | None = None, *, settings: Settings | None = None,
+                  job_id: int | None = None, device: str = "auto") -> ModelChoice:
+    """Score every available propagator on the video's human masks (leave one keyframe out) and store the scores.
+
+    With fewer than 2 human-labelled frames nothing can be scored: the project's default is returned.
+    """
+    from segloop.platform.services.propagation import human_label_maps
+    from segloop.platform.vos.selfval import rank_propagators
+
+    settings = settings or load_settings()
+    engine = get_engine(settings)
+    config = config or vos.PropagationConfig()
+    with session_scope(engine) as session:
+        video = footage.get_video(session, video_id)
+        frames = footage.list_frames(session, video_id)
+        human = human_label_maps(session, video)
+    models = project_models(video.project_id, engine)
+    if len(human) < 2:
+        return ModelChoice(models.default_propagator(), {}, "default (fewer than 2 human-labelled frames)")
+    reader = vos.FrameFolder([resolve_inside(settings.data_dir, f.image_path) for f in frames])
+    featurizers = {name: make_propagator(models, name, config, device) for name in models.propagators()}
+    scores = rank_propagators(reader, human, featurizers, config)
+    with session_scope(engine) as session:
+        metrics.add_metrics(session, [(SELF_VALIDATION_SCOPE, f"{video_id}/{name}", SELF_VALIDATION_METRIC, value)
+                                      for name, value in scores.items()],
+                            job_id=job_id, project_id=video.project_id)
+    best = next(iter(scores))
+    return ModelChoice(best, scores, f"best leave-one-keyframe-out J&F over {len(human)} human-labelled frames")
+
+
+def video_propagator(video_id: int, config: vos.PropagationConfig, *, settings: Settings | None = None,
+                     job_id: int | None = None, device: str = "auto"):
+    """(featurizer, choice) of the video's best propagator: self-validated when it has ≥ 2 human masks."""
+    settings = settings or load_settings()
+    engine = get_engine(settings)
+    choice = self_validate(video_id, config, settings=settings, job_id=job_id, device=device)
+    with session_scope(engine) as session:
+        project_id = footage.get_video(session, video_id).project_id
+    models = project_models(project_id, engine)
+    return make_propagator(models, choice.propagator, config, device), choice
+
+
+def self_validation_table(project_id: int, engine: Engine | None = None) -> list[dict]:
+    """One row per video with stored self-validation: its propagators' leave-one-out J&F and the one used."""
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
+        rows = metrics.newest_metrics(session, SELF_VALIDATION_SCOPE, project_id, limit=2000)
+        names = {v.id: v.name for v in footage.list_videos(session, project_id)}
+    found = project_models(project_id, engine)
+    table = []
+    for video_id in sorted({int(r.scope_key.partition("/")[0]) for r in rows}):
+        choice = stored_choice(video_id, found, engine)
+        if choice.scores:
+            scores = {name: round(value, 3) for name, value in choice.scores.items()}
+            table.append({"video": names.get(video_id, str(video_id)), **scores, "used": choice.propagator})
+    return table

@@ -1,0 +1,102 @@
+"""The project's models in one place, and self-validation choosing the propagator to trust."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import artifacts, footage, projects
+from segloop.platform.media.ingest import IngestOptions, ingest_paths
+from segloop.platform.services import models
+from segloop.platform.vos import propagation as vos
+from segloop.platform.vos.selfval import held_out_prediction, rank_propagators
+
+
+def moving_square_video(count: int = 10, size: int = 64) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """A red square sliding right over a textured grey background; its mask in every frame."""
+    rng = np.random.default_rng(0)
+    background = (rng.integers(90, 140, (size, size, 1)) * np.ones((1, 1, 3))).astype(np.uint8)
+    frames, masks = [], {}
+    for t in range(count):
+        frame = background.copy()
+        mask = np.zeros((size, size), dtype=np.uint8)
+        left = 4 + 4 * t
+        frame[20:40, left:left + 16] = (220, 30, 30)
+        mask[20:40, left:left + 16] = 1
+        frames.append(frame)
+        masks[t] = mask
+    return np.stack(frames), masks
+
+
+def test_self_validation_ranks_colour_above_copying_on_a_moving_object() -> None:
+    """Leave-one-keyframe-out: propagation by colour follows the square, copying the nearest mask does not."""
+    frames, masks = moving_square_video()
+    human = {0: masks[0], 5: masks[5], 9: masks[9]}
+    config = vos.PropagationConfig(short_side=64, size_multiple=8, radius=4)
+    pixels = vos.make_featurizer("pixels", config=config, device="cpu", pixel_patch=8, pixel_cells=2)
+    scores = rank_propagators(frames, human, {"copy": vos.COPY, "pixels": pixels}, config)
+    assert list(scores) == ["pixels", "copy"]
+    assert scores["pixels"] > scores["copy"] + 0.2
+    hidden = held_out_prediction(frames, human, 5, pixels, config)
+    assert hidden.shape == masks[5].shape and (hidden == 1).sum() > 0
+
+
+def test_self_validation_needs_two_labelled_frames() -> None:
+    """One human mask cannot be left out."""
+    frames, masks = moving_square_video(4)
+    with pytest.raises(vos.PropagationError, match="at least 2"):
+        held_out_prediction(frames, {0: masks[0]}, 0, vos.COPY, vos.PropagationConfig(short_side=64))
+
+
+@pytest.fixture
+def project_video(synth_root: Path, settings, engine):
+    """A synthetic DAVIS video ingested with every mask (human 'imported' masks on every frame)."""
+    assert not ingest_paths([synth_root], IngestOptions(project="models"), settings).failed
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "models")
+        return footage.get_video_by_name(session, project.id, "synth-007-000")
+
+
+def test_resolver_defaults_to_colour_without_a_trained_encoder(project_video, engine) -> None:
+    """No checkpoint: the default propagator is raw colour, never a random-init network."""
+    found = models.project_models(project_video.project_id, engine)
+    assert found.encoder is None and found.vos is None and found.vss is None
+    assert found.propagators() == [models.PIXELS] and found.default_propagator() == models.PIXELS
+
+
+def test_resolver_prefers_the_projects_newest_encoder_and_its_dense_features(project_video, engine,
+                                                                             tmp_path: Path) -> None:
+    """A registered pretrain run with a dense encoder becomes the default propagator, used at its stride."""
+    pytest.importorskip("segloop.pretrain.dense")
+    from segloop.pretrain.dense import DenseEncoder, EncoderConfig, save_dense_encoder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_dense_encoder(DenseEncoder(EncoderConfig(stride=8)), run)
+    (run / "teacher_backbone.pth").write_bytes(b"unused here")
+    with session_scope(engine) as session:
+        older = artifacts.add_checkpoint(session, "pretrain", "vit_tiny_patch16_224", str(tmp_path / "old.pth"),
+                                         project_id=project_video.project_id)
+        newest = artifacts.add_checkpoint(session, "pretrain", "vit_tiny_patch16_224",
+                                          str(run / "teacher_backbone.pth"), project_id=project_video.project_id)
+    found = models.project_models(project_video.project_id, engine)
+    assert found.encoder.id == newest.id != older.id and found.encoder_source == run
+    assert found.default_propagator() == models.ENCODER
+    featurizer = models.make_propagator(found, models.ENCODER, vos.PropagationConfig(short_side=64), "cpu")
+    assert isinstance(featurizer, vos.DenseFeaturizer) and featurizer.patch == 8
+
+
+def test_self_validation_scores_are_stored_and_drive_the_choice(project_video, settings, engine) -> None:
+    """A video with human masks on every frame is scored; the stored scores name the propagator used."""
+    config = vos.PropagationConfig(short_side=64, size_multiple=16, radius=4)
+    choice = models.self_validate(project_video.id, config, settings=settings, device="cpu")
+    assert choice.propagator == models.PIXELS and set(choice.scores) == {models.PIXELS}
+    assert 0.0 < choice.scores[models.PIXELS] <= 1.0
+    found = models.project_models(project_video.project_id, engine)
+    stored = models.stored_choice(project_video.id, found, engine)
+    assert stored.propagator == models.PIXELS and stored.scores == pytest.approx(choice.scores)
+    table = models.self_validation_table(project_video.project_id, engine)
+    assert table == [{"video": "synth-007-000", models.PIXELS: round(choice.scores[models.PIXELS], 3),
+                      "used": models.PIXELS}]
