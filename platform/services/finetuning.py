@@ -195,6 +195,12 @@ def evaluate_vss_project(trained, feats, frames: ProjectFrames, val_keys: list[t
         return {}, 0
     result = evaluation.evaluate_vss(predictions, truth, trained.num_classes, frames=chosen)
     values = {("overall", "", "mIoU"): result["mIoU"]}
+    majority = majority_class(frames, set(val_keys))
+    constant = {name: [np.full(feats[name].size, majority, dtype=np.uint8)] * len(predictions[name])
+                for name in predictions}
+    baseline = evaluation.evaluate_vss(constant, truth, trained.num_classes, frames=chosen)["mIoU"]
+    values[("overall", "", "mIoU_majority_baseline")] = baseline
+    values[("overall", "", "below_baseline")] = float(result["mIoU"] <= baseline)
     if result["temporal_stability"] is not None:
         values[("overall", "", "temporal_stability")] = result["temporal_stability"]
     for cls, entry in result["classes"].items():
@@ -202,6 +208,16 @@ def evaluate_vss_project(trained, feats, frames: ProjectFrames, val_keys: list[t
             if entry.get(measure) is not None:
                 values[("class", cls, measure)] = entry[measure]
     return values, sum(len(v) for v in chosen.values())
+
+
+def majority_class(frames: ProjectFrames, held_out: set[tuple[str, int]]) -> int:
+    """The most frequent class over the labelled pixels the model trained on (the VSS baseline)."""
+    counts = np.zeros(256, dtype=np.int64)
+    for name, index in frames.labeled():
+        if (name, index) not in held_out:
+            counts += np.bincount(frames.labels[name][index].ravel(), minlength=256)[:256]
+    counts[255] = 0
+    return int(counts.argmax())
 
 
 class _Sparse(Sequence):

@@ -17,7 +17,7 @@ from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import resolve_inside
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import CheckpointInfo
-from segloop.platform.db.stores import artifacts, footage, metrics
+from segloop.platform.db.stores import artifacts, footage, metrics, projects
 from segloop.platform.vos import propagation as vos
 
 PIXELS = "pixels"
@@ -70,6 +70,38 @@ def make_propagator(models: ProjectModels, name: str, config: vos.PropagationCon
             raise vos.PropagationError("this project has no pretrained encoder yet: run pretrain on it first")
         return vos.make_featurizer("backbone", models.encoder.backbone, models.encoder_source, config, device)
     raise vos.PropagationError(f"unknown propagator {name!r} ({', '.join(models.propagators())})")
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """The pretrained weights an operation builds on, and where they came from."""
+
+    checkpoint_id: int | None
+    weights: str | None
+    backbone: str
+    source: str
+
+
+def project_encoder(project: str, checkpoint_id: int | None, weights: str | None, backbone: str,
+                    engine: Engine | None = None) -> EncoderChoice:
+    """The weights given (a checkpoint id or a local file), else the project's newest pretrained encoder.
+
+    Only a project without any pretrained encoder falls back to a random-init `backbone`, and the
+    choice says so.
+    """
+    from segloop.platform.services.checkpoints import pretrained_weights
+
+    if checkpoint_id is not None or weights is not None:
+        return EncoderChoice(checkpoint_id, pretrained_weights(checkpoint_id, weights, engine), backbone,
+                             f"checkpoint {checkpoint_id}" if checkpoint_id is not None else f"weights {weights}")
+    engine = engine or get_engine()
+    with session_scope(engine) as session:
+        project_id = projects.get_project(session, project).id
+    encoder = project_models(project_id, engine).encoder
+    if encoder is None:
+        return EncoderChoice(None, None, backbone, f"random-init {backbone}: the project has no pretrained encoder")
+    return EncoderChoice(encoder.id, encoder.path, encoder.backbone,
+                         f"checkpoint {encoder.id}: the project's newest pretrained encoder")
 
 
 @dataclass

@@ -29,7 +29,9 @@ def _backbone() -> str:
 
 def _pretrained_id() -> int | None:
     """The `checkpoint_id` field: a pretraining checkpoint of the DB."""
-    return param(None, ref="checkpoint:pretrain", help="Pretrained backbone: a pretrain checkpoint id of the DB.")
+    return param(None, ref="checkpoint:pretrain",
+                 help="Pretrained backbone: a pretrain checkpoint id of the DB (default: the project's newest "
+                      "pretrained encoder; random init only when the project has none, and the result says so).")
 
 
 def _weights() -> str | None:

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.services.checkpoints import pretrained_weights
+from segloop.platform.db.engine import get_engine
+from segloop.platform.services.models import project_encoder
 from segloop.platform.services.params import (
     FinetuneVOSParams,
     FinetuneVSSParams,
@@ -28,9 +29,11 @@ def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "aut
     config = VSSConfig(head=params.head, epochs=params.epochs, min_steps=params.min_steps, lr=params.lr,
                        finetune_backbone=params.finetune_backbone, layer_decay=params.layer_decay,
                        seed=params.seed, device=device)
-    return finetune_vss_project(params.project, out_dir, pretrained=pretrained_weights(params.checkpoint_id,
-                                                                                         params.weights),
-                                backbone=params.backbone, short_side=params.short_side, config=config,
+    encoder = project_encoder(params.project, params.checkpoint_id, params.weights, params.backbone,
+                              get_engine(settings))
+    _say(progress, f"encoder: {encoder.source}")
+    return finetune_vss_project(params.project, out_dir, pretrained=encoder.weights,
+                                backbone=encoder.backbone, short_side=params.short_side, config=config,
                                 val_fraction=params.val_fraction, reference=reference, settings=settings,
                                 job_id=job_id, progress=progress)
 
@@ -42,9 +45,11 @@ def finetune_vos(params: FinetuneVOSParams, out_dir: Path, *, device: str = "aut
     from segloop.platform.vos.refiner import RefineConfig
 
     settings = settings or load_settings()
-    return finetune_vos_project(params.project, out_dir,
-                                pretrained=pretrained_weights(params.checkpoint_id, params.weights),
-                                backbone=params.backbone, short_side=params.short_side,
+    encoder = project_encoder(params.project, params.checkpoint_id, params.weights, params.backbone,
+                              get_engine(settings))
+    _say(progress, f"encoder: {encoder.source}")
+    return finetune_vos_project(params.project, out_dir, pretrained=encoder.weights,
+                                backbone=encoder.backbone, short_side=params.short_side,
                                 config=RefineConfig(steps=params.steps, seed=params.seed, device=device),
                                 prop_short_side=params.prop_short_side, prop_radius=params.radius,
                                 settings=settings, job_id=job_id, progress=progress)
@@ -54,11 +59,18 @@ def loop_round(params: LoopRoundParams, *, job_id: int | None = None, progress=N
     """One active-learning round as `params` say; the RoundResult."""
     from segloop.platform.services.loop import RoundConfig, oracle_from, run_round
 
+    encoder = project_encoder(params.project, params.checkpoint_id, params.weights, params.backbone)
+    _say(progress, f"encoder: {encoder.source}")
     config = RoundConfig(strategy=params.strategy, budget=params.budget, strategy_params=params.strategy_params,
-                         max_per_video=params.max_per_video, backbone=params.backbone,
-                         pretrained=pretrained_weights(params.checkpoint_id, params.weights),
-                         pretrained_id=params.checkpoint_id)
+                         max_per_video=params.max_per_video, backbone=encoder.backbone,
+                         pretrained=encoder.weights, pretrained_id=encoder.checkpoint_id)
     return run_round(params.project, config, oracle_from(params.oracle), job_id=job_id, progress=progress)
+
+
+def _say(progress, message: str) -> None:
+    """Tell the caller's progress callback (fraction 0) which encoder an operation builds on."""
+    if progress is not None:
+        progress(0.0, message)
 
 
 def pretrain_config(params: PretrainParams):

@@ -100,3 +100,32 @@ def test_self_validation_scores_are_stored_and_drive_the_choice(project_video, s
     table = models.self_validation_table(project_video.project_id, engine)
     assert table == [{"video": "synth-007-000", models.PIXELS: round(choice.scores[models.PIXELS], 3),
                       "used": models.PIXELS}]
+
+
+def test_fine_tuning_builds_on_the_projects_encoder_by_default(project_video, engine, tmp_path: Path) -> None:
+    """No checkpoint given: the project's newest pretrained encoder; none registered: random init, said so."""
+    bare = models.project_encoder("models", None, None, "vit_tiny_patch16_224", engine)
+    assert bare.checkpoint_id is None and bare.weights is None and "no pretrained encoder" in bare.source
+    weights = tmp_path / "teacher_backbone.pth"
+    weights.write_bytes(b"weights")
+    with session_scope(engine) as session:
+        checkpoint = artifacts.add_checkpoint(session, "pretrain", "vit_small_patch16_224", str(weights),
+                                              project_id=project_video.project_id)
+    chosen = models.project_encoder("models", None, None, "vit_tiny_patch16_224", engine)
+    assert (chosen.checkpoint_id, chosen.weights, chosen.backbone) == (checkpoint.id, str(weights),
+                                                                       "vit_small_patch16_224")
+    assert "newest pretrained encoder" in chosen.source
+    explicit = models.project_encoder("models", None, str(weights), "vit_tiny_patch16_224", engine)
+    assert explicit.checkpoint_id is None and explicit.backbone == "vit_tiny_patch16_224"
+
+
+def test_the_vss_baseline_is_the_majority_class_of_the_training_labels() -> None:
+    """Held-out frames do not count; void (255) never wins."""
+    from segloop.platform.services.finetuning import ProjectFrames, majority_class
+
+    frames = ProjectFrames()
+    frames.labels = {"a": {0: np.full((4, 4), 2, np.uint8), 1: np.full((4, 4), 1, np.uint8)},
+                     "b": {0: np.full((4, 4), 255, np.uint8)}}
+    frames.labels["a"][1][:3] = 3
+    assert majority_class(frames, held_out=set()) == 2
+    assert majority_class(frames, held_out={("a", 0)}) == 3

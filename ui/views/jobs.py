@@ -56,8 +56,9 @@ def field_widget(kind: str, spec: FieldSpec) -> Any:
     if choices:
         options = ([None] if spec.optional else []) + choices
         index = options.index(spec.default) if spec.default in options else 0
+        default_label = "(the project's newest)" if spec.rules.ref == "checkpoint:pretrain" else "(default)"
         return st.selectbox(label, options, index=index, key=key, help=help_text,
-                            format_func=lambda v: "(default)" if v is None else str(v))
+                            format_func=lambda v: default_label if v is None else str(v))
     if spec.kind in ("int", "float") and not spec.optional and not spec.required:
         return st.number_input(label, value=spec.default, step=1 if spec.kind == "int" else None, key=key,
                                help=help_text, format=None if spec.kind == "int" else "%g")
