@@ -235,9 +235,10 @@ def memory_read(query_key: torch.Tensor, memory_keys: torch.Tensor, memory_value
     v = F.unfold(values, halo, stride=tile).view(batch, frames, depth, halo * halo, tiles)
     v = v.permute(0, 4, 1, 3, 2).reshape(batch, tiles, frames * halo * halo, depth)
     present = F.unfold(inside, halo, stride=tile).view(halo * halo, tiles).T > 0  # (tiles, halo²)
-    allowed = (_window(tile, radius, query_key.device)[None] & present[:, None, :]).repeat(1, 1, frames)
-    logits = (q @ k) * scale
-    logits = logits.masked_fill(~allowed[None], float("-inf"))
+    allowed = _window(tile, radius, query_key.device)[None] & present[:, None, :]
+    bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+    logits = ((q * scale) @ k).view(batch, tiles, cells, frames, halo * halo).add_(bias[None, :, :, None])
+    logits = logits.view(batch, tiles, cells, frames * halo * halo)
     if 0 < topk < logits.shape[-1]:
         kth = logits.topk(topk, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
