@@ -467,7 +467,7 @@ class MemoryPropagationConfig:
 
     short_side: int = 480
     size_multiple: int = 64
-    n_last: int = 3
+    n_last: int = 7
     max_keyframes_in_context: int = 4
     radius: int | None = None
     batch_size: int = 8

@@ -1,7 +1,8 @@
 """Fine-tune the memory VOS model (`memory.py`) on a project's labelled frames, arrays in.
 
 Training samples (one memory frame, one query frame, cropped to the same window):
-* pairs: two labelled frames of one video, one as memory, the other as query;
+* pairs: two labelled frames of one video at most `max_pair_gap` frames apart, one as memory, the other as
+  query (on the DAVIS sample with uniform:3 keyframes, 13-20 frames apart, pairs lowered J&F: see exp12b);
 * deformed singles: one labelled frame as memory, and as query the same frame and mask under a random
   affine + smooth elastic warp, flip and colour jitter.
 The dense encoder stays frozen; the key projection, value encoder, stride-4 frame encoder and decoder
@@ -45,12 +46,14 @@ class MemoryTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     pair_fraction: float = 0.5
+    max_pair_gap: int = 5
     max_objects: int = 3
     rotate_degrees: float = 10.0
     scale_range: float = 0.1
     shift_fraction: float = 0.06
     elastic_fraction: float = 0.02
     object_centred: float = 0.8
+    train_keys: bool = True
     max_seconds: float = 170.0
     seed: int = 0
 
@@ -58,7 +61,8 @@ class MemoryTrainConfig:
         checks = {
             "short_side": self.short_side >= 32, "crop": self.crop >= 32, "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 1, "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
-            "pair_fraction": 0 <= self.pair_fraction <= 1, "max_objects": self.max_objects >= 1,
+            "pair_fraction": 0 <= self.pair_fraction <= 1, "max_pair_gap": self.max_pair_gap >= 1,
+            "max_objects": self.max_objects >= 1,
             "object_centred": 0 <= self.object_centred <= 1, "max_seconds": self.max_seconds > 0,
         }
         check_settings("memory training", self, checks)
@@ -179,7 +183,8 @@ def make_sample(items: list[_Labelled], by_video: dict[str, list[int]], config: 
     when the memory crop holds no object."""
     first = int(rng.integers(len(items)))
     memory = items[first]
-    partners = [i for i in by_video[memory.video] if i != first]
+    partners = [i for i in by_video[memory.video]
+                if i != first and abs(items[i].index - memory.index) <= config.max_pair_gap]
     if partners and rng.random() < config.pair_fraction:
         query = items[partners[int(rng.integers(len(partners)))]]
         query_image, query_mask = query.image, query.mask
@@ -246,8 +251,9 @@ def train_memory_model(frames: dict[str, Sequence[np.ndarray]], labels: dict[str
     by_video: dict[str, list[int]] = {}
     for position, item in enumerate(items):
         by_video.setdefault(item.video, []).append(position)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    frozen = () if config.train_keys else ("key_proj.", "log_scale")
+    trained = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith(frozen)]
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     model.train()
     losses: list[float] = []
     started = time.monotonic()
