@@ -23,6 +23,8 @@ from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
 from segloop.platform.features.backbone import FeatureSpec, video_features
+from segloop.platform.vos.memory import save_memory_model
+from segloop.platform.vos.propagation import FrameFolder
 from segloop.platform.vss.head import FinetuneError, Sample, VSSConfig
 
 Progress = Callable[[float, str], None]
@@ -282,72 +284,71 @@ def _features_with(backbone, frames: ProjectFrames, spec: FeatureSpec):
 
 
 def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
-                         backbone: str = DEFAULT_BACKBONE, short_side: int = 192, config=None,
-                         prop_short_side: int = 240, prop_radius: int = 6, settings: Settings | None = None,
-                         job_id: int | None = None, progress: Progress | None = None) -> FinetuneResult | None:
-    """Train the propagation-refinement decoder on the project's human masks, register it and compare it with
-    plain propagation (keyframe: each video's first human frame; scored on its other human frames)."""
-    from segloop.platform.vos import refiner as refine
+                         backbone: str = DEFAULT_BACKBONE, config=None, prop_short_side: int = 240,
+                         settings: Settings | None = None, job_id: int | None = None,
+                         progress: Progress | None = None) -> FinetuneResult | None:
+    """Train the memory VOS model on the project's human masks (encoder: the pretrain run of `pretrained`),
+    register it, and compare it with plain propagation by the same encoder from each video's first human
+    frame on its other human frames (frames it was also trained on: a check, not a held-out score)."""
+    from segloop.platform.vos import memory_train
 
     settings = settings or load_settings()
     report = progress or (lambda fraction, message: None)
-    config = config or refine.RefineConfig()
     frames = load_project(project, settings, object_labels=True)
-    spec = FeatureSpec(backbone=backbone, weights=pretrained, short_side=short_side)
-    feats = features_of(frames, spec, settings, lambda f, m: report(0.2 * f, m))
-    samples = refine.object_samples(frames.labels)
-    out_dir = Path(out_dir)
-    trained = refine.train_refiner(samples, feats, spec, config, state_path=out_dir / "train_state.pt",
-                                   progress=lambda f, m: report(0.2 + 0.5 * f, m))
+    videos = {name: FrameFolder(paths) for name, paths in frames.videos.items()}
+    labels = {name: maps for name, maps in frames.labels.items() if maps}
+    if not labels:
+        raise FinetuneError(f"project {project!r} has no human mask to fine-tune the VOS model on")
+    source = Path(pretrained).parent if pretrained else None
+    trained = memory_train.train_memory_model({n: videos[n] for n in labels}, labels,
+                                              memory_train.frame_encoder(source), config,
+                                              progress=lambda f, m: report(0.7 * f, m))
     if not is_main_process():
         return None
-    path = refine.save_refiner(out_dir / "vos_refiner.pt", trained)
-    values, count = compare_vos(frames, feats, trained, backbone, pretrained, prop_short_side, prop_radius,
-                                lambda f, m: report(0.7 + 0.3 * f, m))
+    folder = save_memory_model(trained.model, Path(out_dir), extra={"project": project, "pretrained": pretrained})
+    keyframes = {name: [min(maps)] for name, maps in labels.items()}
+    values = memory_train.held_out_comparison({n: videos[n] for n in labels}, labels, keyframes, trained.model,
+                                              prop_short_side, lambda f, m: report(0.7 + 0.3 * f, m))
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
         checkpoint = artifacts.add_checkpoint(
-            session, "vos", backbone, str(path.resolve()), project_id=info.id, job_id=job_id, step=config.steps,
-            params={"config": config.as_dict(), "spec": spec.as_dict(), "pretrained": pretrained,
-                    "labeled_frame_ids": [frames.frame_ids[v][i] for v, i in frames.labeled()],
-                    "propagation": {"short_side": prop_short_side, "radius": prop_radius}})
+            session, "vos", backbone, str(folder.resolve()), project_id=info.id, job_id=job_id,
+            step=len(trained.losses), params={"model": "memory", "pretrained": pretrained,
+                                              "config": (config or memory_train.MemoryTrainConfig()).as_dict(),
+                                              "labeled_frame_ids": [frames.frame_ids[v][i]
+                                                                    for v, i in frames.labeled()],
+                                              "propagation": {"short_side": prop_short_side}})
         metrics.add_metrics(session, [("overall", "", k, v) for k, v in values.items()], job_id=job_id,
                             project_id=info.id, checkpoint_id=checkpoint.id)
-    return FinetuneResult(checkpoint.id, str(path), len(samples), values, count)
+    return FinetuneResult(checkpoint.id, str(folder), trained.labelled_frames, values, len(frames.labeled()))
 
 
-def compare_vos(frames: ProjectFrames, feats, trained, backbone: str, pretrained: str | None, short_side: int,
-                radius: int, progress: Progress | None = None) -> tuple[dict[str, float], int]:
-    """J&F of plain vs refined propagation from each video's first human frame, on its other human frames."""
-    from segloop.platform.evaluation import metrics as evaluation
-    from segloop.platform.vos import propagation as vos
-    from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
-    from segloop.platform.vos.refiner import iter_refined
+def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, encoder: str | Path | None = None,
+                      config=None, prop_short_side: int = 240, progress: Progress | None = None) -> dict[str, float]:
+    """Train the memory VOS model on the masks of `keyframes` of each sequence of a DAVIS root, save it to
+    `out_dir`, and score it against plain propagation (same encoder) on every other annotated frame."""
+    from segloop.platform.core.davis import open_layout
+    from segloop.platform.core.masks import read_mask
+    from segloop.platform.vos import memory_train
+    from segloop.platform.vos.propagation import parse_keyframes
 
-    config = vos.PropagationConfig(short_side=short_side, radius=radius)
-    featurizer = CachedFeaturizer(vos.make_featurizer("backbone", backbone, pretrained, config))
-    plain, refined = evaluation.VOSReport(), evaluation.VOSReport()
-    scored = 0
-    videos = [v for v, maps in frames.labels.items() if len(maps) >= 2]
-    for position, name in enumerate(videos):
-        human = frames.labels[name]
-        keyframe = min(human)
-        held = sorted(i for i in human if i != keyframe)
-        featurizer.reset()
-        masks_plain, masks_refined = {}, {}
-        for index, mask, better in iter_refined(LoadedFrames.of(frames.videos[name], name), {keyframe: human[keyframe]},
-                                                featurizer, trained, feats[name], config):
-            if index in human and index != keyframe:
-                masks_plain[index], masks_refined[index] = mask, better
-        count = len(frames.videos[name])
-        objects = sorted({int(v) for v in np.unique(human[keyframe]) if v not in (0, 255)})
-        for report, masks in ((plain, masks_plain), (refined, masks_refined)):
-            report.objects.extend(evaluation.evaluate_sequence(
-                name, _Sparse(count, masks, human[keyframe].shape), _Sparse(count, human, human[keyframe].shape),
-                frames=held, skip_first_last=False, object_ids=objects or None))
-        scored += len(held)
-        if progress:
-            progress((position + 1) / len(videos), f"scored {name}")
-    if not scored:
-        return {}, 0
-    return {"J&F_plain": plain.summary()["J&F"], "J&F_refined": refined.summary()["J&F"]}, scored
+    report = progress or (lambda fraction, message: None)
+    layout = open_layout(root)
+    videos, truth, chosen = {}, {}, {}
+    for name in layout.sequences():
+        paths = layout.frames(name)
+        videos[name] = FrameFolder(paths)
+        masks = {i: layout.masks_dir / name / f"{p.stem}.png" for i, p in enumerate(paths)}
+        truth[name] = {i: read_mask(m) for i, m in masks.items() if m.is_file()}
+        chosen[name] = [k for k in parse_keyframes(keyframes, len(paths)) if k in truth[name]]
+        if not chosen[name]:
+            raise FinetuneError(f"{layout.masks_dir / name}: none of keyframes {keyframes!r} has a mask")
+    labels = {name: {k: truth[name][k] for k in chosen[name]} for name in videos}
+    trained = memory_train.train_memory_model(videos, labels, memory_train.frame_encoder(encoder), config,
+                                              progress=lambda f, m: report(0.6 * f, m))
+    save_memory_model(trained.model, Path(out_dir), extra={"root": str(root), "keyframes": keyframes,
+                                                          "encoder": str(encoder) if encoder else None})
+    return memory_train.held_out_comparison(videos, truth, chosen, trained.model, prop_short_side,
+                                            lambda f, m: report(0.6 + 0.4 * f, m))
+
+

@@ -22,6 +22,7 @@ from segloop.platform.vos import propagation as vos
 
 PIXELS = "pixels"
 ENCODER = "encoder"
+VOS_MODEL = "vos_model"
 AUTO = "auto"
 SELF_VALIDATION_SCOPE = "self-validation"
 SELF_VALIDATION_METRIC = "loo_jf"
@@ -44,9 +45,19 @@ class ProjectModels:
         weights = Path(self.encoder.path)
         return weights.parent if (weights.parent / vos.DENSE_ENCODER_FILE).is_file() else weights
 
+    @property
+    def vos_model_dir(self) -> Path | None:
+        """The folder of the project's newest memory VOS model, if it has one (older refiners do not count)."""
+        from segloop.platform.vos.memory import CONFIG_NAME
+
+        if self.vos is None or not (Path(self.vos.path) / CONFIG_NAME).is_file():
+            return None
+        return Path(self.vos.path)
+
     def propagators(self) -> list[str]:
         """Names of the propagators this project can use, most trained first."""
-        return ([ENCODER] if self.encoder is not None else []) + [PIXELS]
+        return (([VOS_MODEL] if self.vos_model_dir is not None else [])
+                + ([ENCODER] if self.encoder is not None else []) + [PIXELS])
 
     def default_propagator(self) -> str:
         """The propagator to use before any self-validation: the trained encoder if any, else raw colour."""
@@ -62,9 +73,14 @@ def project_models(project_id: int, engine: Engine | None = None) -> ProjectMode
 
 
 def make_propagator(models: ProjectModels, name: str, config: vos.PropagationConfig, device: str = "auto"):
-    """A featurizer for one of the project's propagators ('encoder' or 'pixels')."""
+    """A featurizer for one of the project's propagators ('vos_model', 'encoder' or 'pixels')."""
     if name == PIXELS:
         return vos.make_featurizer("pixels", config=config, device=device)
+    if name == VOS_MODEL and models.vos_model_dir is not None:
+        from segloop.platform.vos.memory import load_memory_propagator
+
+        short_side = (models.vos.params.get("propagation") or {}).get("short_side", config.short_side)
+        return load_memory_propagator(models.vos_model_dir, int(short_side))
     if name == ENCODER:
         if models.encoder is None:
             raise vos.PropagationError("this project has no pretrained encoder yet: run pretrain on it first")

@@ -138,11 +138,11 @@ class FinetuneVSSParams(FinetuneBase):
 
 @dataclass
 class FinetuneVOSParams(FinetuneBase):
-    """Train the propagation-refinement decoder on a project's masks; J&F of plain vs refined propagation."""
+    """Train the memory VOS model on a project's human masks (keys from its pretrained encoder); J&F of plain
+    propagation vs the model from each video's first human frame."""
 
-    steps: int = param(300, min=1, help="Optimisation steps of the decoder.")
-    prop_short_side: int = param(240, min=16, help="Short side of the propagation the decoder refines.")
-    radius: int = param(6, min=0, help="Propagation window radius in patches.")
+    steps: int = param(250, min=1, help="Optimisation steps (at most about 3 minutes on a 2-core CPU).")
+    prop_short_side: int = param(240, min=16, help="Working short side (px) of propagation with the model.")
     seed: int = param(0, help="Random seed.")
 
 

@@ -40,19 +40,18 @@ def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "aut
 
 def finetune_vos(params: FinetuneVOSParams, out_dir: Path, *, device: str = "auto", settings: Settings | None = None,
                  job_id: int | None = None, progress=None):
-    """Train the propagation-refinement decoder as `params` say into `out_dir`; the FinetuneResult."""
+    """Train the memory VOS model as `params` say into `out_dir`; the FinetuneResult."""
     from segloop.platform.services.finetuning import finetune_vos_project
-    from segloop.platform.vos.refiner import RefineConfig
+    from segloop.platform.vos.memory_train import MemoryTrainConfig
 
     settings = settings or load_settings()
     encoder = project_encoder(params.project, params.checkpoint_id, params.weights, params.backbone,
                               get_engine(settings))
     _say(progress, f"encoder: {encoder.source}")
-    return finetune_vos_project(params.project, out_dir, pretrained=encoder.weights,
-                                backbone=encoder.backbone, short_side=params.short_side,
-                                config=RefineConfig(steps=params.steps, seed=params.seed, device=device),
-                                prop_short_side=params.prop_short_side, prop_radius=params.radius,
-                                settings=settings, job_id=job_id, progress=progress)
+    return finetune_vos_project(params.project, out_dir, pretrained=encoder.weights, backbone=encoder.backbone,
+                                config=MemoryTrainConfig(steps=params.steps, seed=params.seed),
+                                prop_short_side=params.prop_short_side, settings=settings, job_id=job_id,
+                                progress=progress)
 
 
 def loop_round(params: LoopRoundParams, *, job_id: int | None = None, progress=None):

@@ -34,10 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segloop.platform.core.image import working_size
 from segloop.platform.vos.propagation import (
     Featurizer,
     FrameResult,
     PropagationConfig,
+    PropagationError,
     PropagationResult,
     _keyframe_result,
     _label_set,
@@ -46,7 +48,6 @@ from segloop.platform.vos.propagation import (
     _validate,
     frame_confidence,
     pass_disagreement,
-    working_size,
 )
 
 CONFIG_NAME = "memory_vos.json"
@@ -572,7 +573,8 @@ def iter_propagate_with_memory(frames: Sequence[np.ndarray], keyframe_masks: dic
     keyframes = sorted(keyframe_masks)
     labels = _label_set(keyframe_masks)
     objects = [label for label in labels if label != 0]
-    work = working_size(size[0], size[1], config.short_side, config.size_multiple, max(model.stride, SKIP_STRIDE))
+    work = working_size(size[0], size[1], config.short_side, max(model.stride, SKIP_STRIDE), rounding="floor",
+                        long_multiple=config.size_multiple, error=PropagationError)
     grid = (work[0] // model.stride, work[1] // model.stride)
     store = _Frames(frames, model, work, config.batch_size)
     model.eval()
@@ -601,3 +603,24 @@ def propagate_with_memory(frames: Sequence[np.ndarray], keyframe_masks: dict[int
     """All masks (T, H, W) uint8 and per-frame confidences; see `iter_propagate_with_memory`."""
     results = list(iter_propagate_with_memory(frames, keyframe_masks, model, config))
     return PropagationResult(np.stack([r.mask for r in results]), [r.confidence for r in results])
+
+
+class MemoryPropagator:
+    """A trained memory model used wherever a featurizer is taken (`propagation.iter_propagate` delegates to it)."""
+
+    def __init__(self, model: MemoryVOS, config: MemoryPropagationConfig | None = None, name: str = "vos model") -> None:
+        self.model = model.eval()
+        self.config = config or MemoryPropagationConfig()
+        self.name = name
+        self.device = "cpu"
+
+    def iter_propagate(self, frames: Sequence[np.ndarray], keyframe_masks: dict[int, np.ndarray]
+                       ) -> Iterator[FrameResult]:
+        """Masks and confidences of every frame, as `iter_propagate_with_memory` gives them."""
+        return iter_propagate_with_memory(frames, keyframe_masks, self.model, self.config)
+
+
+def load_memory_propagator(folder: str | Path, short_side: int = 480) -> MemoryPropagator:
+    """The saved model of `folder` (`segloop finetune vos --out`) as a propagator at this working short side."""
+    return MemoryPropagator(load_memory_model(folder), MemoryPropagationConfig(short_side=short_side),
+                            name=f"vos model ({Path(folder).name})")

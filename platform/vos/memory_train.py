@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from segloop.platform.vos.memory import (
     check_settings,
     label_masks,
 )
+from segloop.platform.vos.propagation import DENSE_ENCODER_FILE
 
 IGNORE = -100
 VOID = 255
@@ -288,3 +290,46 @@ def _one_loss(model: MemoryVOS, items: list[_Labelled], by_video: dict[str, list
             if loss is not None:
                 return loss
     return None
+
+
+def frame_encoder(source: str | Path | None) -> FrameEncoder:
+    """The frozen encoder a memory model is built on: a pretrain run's dense encoder, else Lab colour cells."""
+    from segloop.platform.vos.memory import DenseEncoderFrames, LabCellEncoder
+
+    if source is not None and Path(source).is_dir() and (Path(source) / DENSE_ENCODER_FILE).is_file():
+        from segloop.pretrain.dense import load_dense_encoder
+
+        return DenseEncoderFrames(load_dense_encoder(source))
+    return LabCellEncoder()
+
+
+def held_out_comparison(frames: dict[str, Sequence[np.ndarray]], truth: dict[str, dict[int, np.ndarray]],
+                        keyframes: dict[str, list[int]], model: MemoryVOS, short_side: int,
+                        progress: Callable[[float, str], None] | None = None) -> dict[str, float]:
+    """J&F on the labelled non-keyframes of plain propagation (the model's own frozen encoder) and of the model."""
+    from segloop.platform.evaluation import metrics as evaluation
+    from segloop.platform.vos.memory import EncoderFeaturizer, MemoryPropagationConfig, iter_propagate_with_memory
+    from segloop.platform.vos.propagation import PropagationConfig, iter_propagate
+
+    plain_config = PropagationConfig(short_side=short_side, size_multiple=max(model.stride, 4))
+    plain = EncoderFeaturizer(model.encoder, plain_config)
+    memory_config = MemoryPropagationConfig(short_side=short_side)
+    reports = {"J&F_plain": evaluation.VOSReport(), "J&F_model": evaluation.VOSReport()}
+    for position, (name, video) in enumerate(frames.items()):
+        keys = {k: truth[name][k] for k in keyframes[name]}
+        scored = sorted(i for i in truth[name] if i not in keys)
+        if not scored:
+            continue
+        objects = sorted({int(v) for m in keys.values() for v in np.unique(m) if v not in (0, 255)})
+        runs = {"J&F_plain": iter_propagate(video, keys, plain, plain_config),
+                "J&F_model": iter_propagate_with_memory(video, keys, model, memory_config)}
+        for label, results in runs.items():
+            masks = {r.index: r.mask for r in results if r.index in scored}
+            gt = [truth[name].get(i, np.full(next(iter(keys.values())).shape, 255, np.uint8))
+                  for i in range(len(video))]
+            pred = [masks.get(i, gt[i]) for i in range(len(video))]
+            reports[label].objects.extend(evaluation.evaluate_sequence(name, pred, gt, frames=scored,
+                                                                       object_ids=objects))
+        if progress:
+            progress((position + 1) / len(frames), f"scored {name}")
+    return {label: report.summary()["J&F"] for label, report in reports.items() if report.objects}

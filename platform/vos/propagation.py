@@ -579,9 +579,13 @@ def iter_propagate(
 ) -> Iterator[FrameResult]:
     """Masks and confidences of every frame, in frame order, from the masks of annotated keyframes.
 
-    `featurizer` is a `Featurizer` (ViT or pixels) or COPY (copy the nearest keyframe's mask).
-    Keyframes are returned with their own mask unchanged.
+    `featurizer` is a `Featurizer` (ViT, dense encoder or pixels), COPY (copy the nearest keyframe's
+    mask), or a learned propagator with its own `iter_propagate(frames, keyframe_masks)` (the memory
+    VOS model, `segloop.platform.vos.memory.MemoryPropagator`). Keyframes keep their own mask.
     """
+    if hasattr(featurizer, "iter_propagate"):
+        yield from featurizer.iter_propagate(frames, keyframe_masks)
+        return
     config = config or PropagationConfig()
     count, size = _validate(frames, keyframe_masks)
     keyframe_masks = {int(k): np.asarray(v, dtype=np.uint8) for k, v in keyframe_masks.items()}

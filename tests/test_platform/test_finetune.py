@@ -1,4 +1,5 @@
-"""Fine-tuning: VSS heads on cached features, stored predictions + uncertainty, the VOS refinement decoder."""
+"""Fine-tuning: VSS heads on cached features, stored predictions + uncertainty, the VOS refinement decoder and
+the memory VOS model on a project."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -171,23 +172,24 @@ def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) ->
     assert evaluation.region_similarity(out == 2, box == 2) > 0.95
 
 
-def test_vos_refinement_is_trained_and_compared_with_plain_propagation(labeled_project: str, sqlite,
-                                                                       tmp_path: Path) -> None:
-    """finetune_vos_project trains the decoder, scores plain and refined J&F and records them."""
+def test_vos_model_is_trained_registered_and_compared_with_plain_propagation(labeled_project: str, sqlite,
+                                                                            tmp_path: Path) -> None:
+    """finetune_vos_project trains the memory model, saves a loadable folder, scores plain vs model J&F."""
     from segloop.platform.db.engine import session_scope
     from segloop.platform.db.stores import artifacts, metrics
     from segloop.platform.services.finetuning import finetune_vos_project
-    from segloop.platform.vos.refiner import RefineConfig, load_refiner
+    from segloop.platform.vos.memory import load_memory_model
+    from segloop.platform.vos.memory_train import MemoryTrainConfig
 
     settings, engine = sqlite
-    result = finetune_vos_project(labeled_project, tmp_path / "vos", short_side=64, prop_short_side=64,
-                                  prop_radius=3, config=RefineConfig(steps=30, device="cpu"), settings=settings)
-    assert set(result.metrics) == {"J&F_plain", "J&F_refined"} and result.evaluated_on == 22
+    result = finetune_vos_project(labeled_project, tmp_path / "vos", prop_short_side=64,
+                                  config=MemoryTrainConfig(steps=3, short_side=64, crop=64), settings=settings)
+    assert set(result.metrics) == {"J&F_plain", "J&F_model"}
     assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
-    assert load_refiner(result.path).layers == 4
+    assert load_memory_model(result.path).stride == 8
     with session_scope(engine) as session:
         assert artifacts.get_checkpoint(session, result.checkpoint_id).kind == "vos"
-        rows = metrics.list_metrics(session, name="J&F_refined")
+        rows = metrics.list_metrics(session, name="J&F_model")
         assert len(rows) == 1 and rows[0].checkpoint_id == result.checkpoint_id
 
 

@@ -129,3 +129,20 @@ def test_the_vss_baseline_is_the_majority_class_of_the_training_labels() -> None
     frames.labels["a"][1][:3] = 3
     assert majority_class(frames, held_out=set()) == 2
     assert majority_class(frames, held_out={("a", 0)}) == 3
+
+
+def test_a_trained_memory_model_is_a_propagator_of_the_project(project_video, engine, tmp_path: Path) -> None:
+    """A registered memory VOS model comes first among the propagators and runs through `iter_propagate`."""
+    from segloop.platform.vos.memory import LabCellEncoder, MemoryPropagator, MemoryVOS, save_memory_model
+
+    folder = save_memory_model(MemoryVOS(LabCellEncoder()), tmp_path / "vos-model")
+    with session_scope(engine) as session:
+        artifacts.add_checkpoint(session, "vos", "vit_tiny_patch16_224", str(folder),
+                                 project_id=project_video.project_id, params={"propagation": {"short_side": 64}})
+    found = models.project_models(project_video.project_id, engine)
+    assert found.propagators() == [models.VOS_MODEL, models.PIXELS] and found.vos_model_dir == folder
+    propagator = models.make_propagator(found, models.VOS_MODEL, vos.PropagationConfig(short_side=64), "cpu")
+    assert isinstance(propagator, MemoryPropagator) and propagator.config.short_side == 64
+    frames, masks = moving_square_video(5)
+    result = vos.propagate(frames, {0: masks[0]}, propagator)
+    assert result.masks.shape == (5, 64, 64) and (result.masks[0] == masks[0]).all()

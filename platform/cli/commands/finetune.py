@@ -77,18 +77,47 @@ def finetune_vss(checkpoint: str | None, out: Path | None, device: str, **values
 
 
 @finetune.command("vos")
-@spec_options(FinetuneVOSParams, exclude=PRETRAINED, required=("project",))
+@spec_options(FinetuneVOSParams, exclude=PRETRAINED)
+@click.option("--frames", "frames_root", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Instead of --project: a DAVIS-layout root; the masks of --keyframes are the labels, the other "
+                   "masks score the model (needs --out).")
+@click.option("--keyframes", default="uniform:3", show_default=True,
+              help="With --frames: the labelled frames per sequence (first | uniform:K | indices).")
 @_run_options
 @friendly_errors
-def finetune_vos(checkpoint: str | None, out: Path | None, device: str, **values) -> None:
-    """Train the propagation-refinement decoder; J&F of plain vs refined propagation on held-out human frames."""
+def finetune_vos(checkpoint: str | None, out: Path | None, device: str, frames_root: Path | None, keyframes: str,
+                 **values) -> None:
+    """Train the memory VOS model (keys from the pretrained encoder); J&F of plain propagation vs the model."""
     from segloop.platform.services import runs
 
+    if frames_root is not None:
+        _finetune_vos_root(frames_root, keyframes, checkpoint, out, values)
+        return
+    if not values.get("project"):
+        raise click.UsageError("give --project P (a project's human masks) or --frames ROOT (a DAVIS root)")
     params = _checked("finetune_vos", FinetuneVOSParams, values, checkpoint)
     with progress_bar("finetune vos") as report:
         result = runs.finetune_vos(params, out or _default_out(params.project, "vos"), device=device, progress=report)
     if result is not None:
-        _print_result(f"VOS refinement of {params.project}", result)
+        _print_result(f"VOS model of {params.project}", result)
+
+
+def _finetune_vos_root(root: Path, keyframes: str, checkpoint: str | None, out: Path | None, values: dict) -> None:
+    """`finetune vos --frames ROOT`: train on the keyframes' masks, save to --out, print plain vs model J&F."""
+    from segloop.platform.services.finetuning import finetune_vos_root
+    from segloop.platform.vos.memory_train import MemoryTrainConfig
+
+    if out is None:
+        raise click.UsageError("--frames needs --out DIR (where the model folder is written)")
+    if checkpoint is not None and not Path(checkpoint).is_dir():
+        raise click.BadParameter(f"{checkpoint}: with --frames, give a `segloop pretrain --out` folder",
+                                 param_hint="--checkpoint")
+    config = MemoryTrainConfig(steps=values.get("steps") or 250, seed=values.get("seed") or 0)
+    with progress_bar("finetune vos") as report:
+        scores = finetune_vos_root(root, keyframes, out, encoder=checkpoint, config=config,
+                                   prop_short_side=values.get("prop_short_side") or 240, progress=report)
+    print_table(f"VOS model in {out}: J&F on the annotated non-keyframes", ["propagation", "J&F"],
+                [(name.removeprefix("J&F_"), f"{value:.4f}") for name, value in scores.items()])
 
 
 @click.command("predict")

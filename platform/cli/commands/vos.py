@@ -65,6 +65,9 @@ def command() -> None:
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
               help="A `segloop pretrain --out` folder (its dense encoder, else its teacher ViT), or local timm-layout "
                    "weights for --backbone (teacher_backbone.pth, a timm/DINOv2 file).")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="A VOS model folder (`segloop finetune vos --out`): its memory model propagates instead of "
+                   "--method.")
 @click.option("--keyframes", default="first", show_default=True, help="first | uniform:K | comma-separated frame indices.")
 @click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
 @click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1), help="Long side floored to this.")
@@ -85,7 +88,7 @@ def command() -> None:
 @click.option("--overwrite", is_flag=True, help="Recompute sequences already finished with the same settings.")
 @click.pass_context
 def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | None, video_ids: tuple[int, ...],
-                      sequences: tuple[str, ...], method: str,
+                      sequences: tuple[str, ...], method: str, model_dir: Path | None,
                       backbone: str, checkpoint: Path | None, keyframes: str, short_side: int, size_multiple: int,
                       n_last: int, topk: int, radius: int, recent_radius: int | None, temperature: float,
                       max_keyframes_context: int,
@@ -126,10 +129,15 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
             batch_size=batch_size,
         )
         plan = {name: frame_paths(frames_dir / name) for name in names}
-        featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
+        if model_dir is not None:
+            from segloop.platform.vos.memory import load_memory_propagator
+
+            featurizer, method, checkpoint = load_memory_propagator(model_dir, short_side), "model", model_dir
+        else:
+            featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
         pixels = {"pixel_patch": pixel_patch, "pixel_cells": pixel_cells} if method == "pixels" else {}
         _run(plan, masks_dir, out_root, featurizer, config, method, backbone, checkpoint, keyframes, pixels, overwrite)
-    except (vos.PropagationError, MaskError, BackboneError) as exc:
+    except (ValueError, BackboneError) as exc:  # PropagationError, MaskError, MemoryModelError
         raise click.ClickException(str(exc)) from None
 
 
