@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+
 
 def synthetic_video(num_frames: int, height: int, width: int, seed: int = 0):
     """(frames (T, H, W, 3) uint8, first mask (H, W) uint8): smooth noise with a moving ellipse."""
@@ -96,7 +98,8 @@ def default_json_path() -> Path:
 @click.option("--frames", "num_frames", default=12, show_default=True, type=click.IntRange(min=2))
 @click.option("--height", default=480, show_default=True, type=click.IntRange(min=16))
 @click.option("--width", default=854, show_default=True, type=click.IntRange(min=16))
-@click.option("--backbone", default="vit_small_patch16_224", show_default=True, help="timm ViT (random init).")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True,
+              help="timm ViT (random init).")
 @click.option("--methods", default="backbone,pixels", show_default=True, help="Comma-separated: backbone, pixels.")
 @click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from segloop.platform.core import image as core_image
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.device import resolve_device
 from segloop.platform.core.image import imagenet_normalise
 from segloop.platform.core.masks import object_ious
@@ -214,7 +215,7 @@ class PixelFeaturizer(Featurizer):
 
 def make_featurizer(
     method: str = "backbone",
-    backbone: str = "vit_small_patch16_224",
+    backbone: str = DEFAULT_BACKBONE,
     checkpoint: str | Path | None = None,
     config: PropagationConfig | None = None,
     device: str = "auto",

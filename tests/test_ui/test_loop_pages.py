@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, selections
@@ -45,7 +46,7 @@ def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, footage_pro
     3 accepted and 1 rejected in the DB, and the Label page's queue is those 3."""
     app = page("select_frames")
     assert "embed the project above first" in app.info[0].value
-    app.text_input(key="select_embed_backbone").set_value(TINY["backbone"])
+    app.selectbox(key="select_embed_backbone").set_value(TINY["backbone"])
     app.number_input(key="select_embed_size").set_value(TINY["img_size"])
     ok(app.button(key="select_embed_inline").click().run())
     with session_scope(engine) as session:
@@ -199,7 +200,7 @@ def test_jobs_forms_queue_each_kind_with_their_defaults(engine, footage_project)
     assert list(queued) == ["pretrain", "embed", "select", "propagate"]
     pretrain, embed = queued["pretrain"].params, queued["embed"].params
     assert pretrain["project"] == "ui" and pretrain["preset"] == "cpu_10min_vit_tiny.yaml"
-    assert embed["backbone"] == "vit_small_patch16_224" and embed["checkpoint_id"] is None
+    assert embed["backbone"] == DEFAULT_BACKBONE and embed["checkpoint_id"] is None
     assert queued["select"].params["strategy"] == "kcenter" and queued["select"].params["budget"] == 10
     assert queued["propagate"].params["video_ids"] == [footage_project.video_ids[0]]
     assert all(j.status == "queued" for j in queued.values())

@@ -8,6 +8,7 @@ import click
 
 from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.storage import write_json
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -15,7 +16,8 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def davis_dirs(root: Path) -> tuple[Path, Path]:
     """(JPEGImages/480p, Annotations/480p) of a DAVIS-layout root; errors say what is missing."""
-    frames_dir, masks_dir = root / "JPEGImages" / "480p", root / "Annotations" / "480p"
+    layout = DavisLayout(root)
+    frames_dir, masks_dir = layout.images_dir, layout.masks_dir
     if not frames_dir.is_dir():
         raise click.ClickException(f"{frames_dir}: missing (ROOT must be a DAVIS-layout root)")
     if not masks_dir.is_dir():
@@ -62,15 +64,19 @@ def command() -> None:
               help="timm ViT (random init without --checkpoint).")
 @click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="Local timm-layout weights for --backbone (segloop teacher_backbone.pth, timm/DINOv2 file).")
-@click.option("--keyframes", default="first", show_default=True, help="first | uniform:K | comma-separated frame indices.")
+@click.option("--keyframes", default="first", show_default=True,
+              help="first | uniform:K | comma-separated frame indices.")
 @click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
-@click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1), help="Long side floored to this.")
-@click.option("--n-last", default=7, show_default=True, type=click.IntRange(min=0), help="Propagated frames kept as context.")
+@click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Long side floored to this.")
+@click.option("--n-last", default=7, show_default=True, type=click.IntRange(min=0),
+              help="Propagated frames kept as context.")
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--radius", default=12, show_default=True, type=int, help="Window radius in patches (≤ 0: whole frame).")
 @click.option("--temperature", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--max-keyframes-context", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1), help="Patch size of --method pixels.")
+@click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Patch size of --method pixels.")
 @click.option("--pixel-cells", default=4, show_default=True, type=click.IntRange(min=1),
               help="--method pixels: average each patch to CELLS x CELLS Lab colours (≥ patch: every pixel).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
@@ -94,7 +100,8 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
     if root is not None and out_root is None:
         raise click.UsageError("--out is required with ROOT")
     if video_ids:
-        keyframe_spec = None if ctx.get_parameter_source("keyframes") == click.core.ParameterSource.DEFAULT else keyframes
+        keyframes_given = ctx.get_parameter_source("keyframes") != click.core.ParameterSource.DEFAULT
+        keyframe_spec = keyframes if keyframes_given else None
         config = vos.PropagationConfig(
             short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
             temperature=temperature, max_keyframes_in_context=max_keyframes_context, batch_size=batch_size,
@@ -183,7 +190,8 @@ def _propagate_sequence(name: str, paths: list[Path], mask_dir: Path, out_dir: P
         keyframe_masks[index] = read_mask(mask_path)
         if keyframe_masks[index].shape != frames.size:
             raise vos.PropagationError(
-                f"{mask_path}: size {keyframe_masks[index].shape[::-1]} differs from frame {paths[index]} {frames.size[::-1]}"
+                f"{mask_path}: size {keyframe_masks[index].shape[::-1]} differs from frame {paths[index]} "
+                f"{frames.size[::-1]}"
             )
     style = mask_style(mask_dir / f"{paths[keyframes[0]].stem}.png")
     records = []

@@ -2,11 +2,9 @@
 # No `from __future__ import annotations` here: it would bind the name `annotations`, hiding the store module.
 from collections.abc import Sequence
 
-from segloop.platform.core.errors import NotFoundError
-
 SQL_CHUNK = 900  # ids per SQL IN list (SQLite allows 999 bound parameters per statement)
 
-__all__ = ["NotFoundError", "SQL_CHUNK", "id_chunks"]
+__all__ = ["SQL_CHUNK", "id_chunks"]
 
 
 def id_chunks(ids: Sequence[int]) -> list[list[int]]:

@@ -10,10 +10,11 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.core.masks import decode_rle, encode_rle
 from segloop.platform.db.entities import AnnotationInfo, FrameInfo, from_row
 from segloop.platform.db.orm import Annotation, Frame, Video
-from segloop.platform.db.stores import NotFoundError, id_chunks
+from segloop.platform.db.stores import id_chunks
 
 SOURCES = ("manual", "imported", "propagated", "predicted")
 HUMAN_SOURCES = ("manual", "imported")  # masks a person made or vouched for: ground truth for the models

@@ -7,10 +7,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from segloop.platform.core.errors import ValidationError
+from segloop.platform.core.errors import NotFoundError, ValidationError
 from segloop.platform.db.entities import CheckpointInfo, EmbeddingSetInfo, from_row
 from segloop.platform.db.orm import Checkpoint, EmbeddingSet
-from segloop.platform.db.stores import NotFoundError
 
 
 def add_checkpoint(

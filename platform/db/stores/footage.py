@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from sqlalchemy import and_, func, insert, null, or_, select
 from sqlalchemy.orm import Session
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.db.entities import FrameFilter, FrameInfo, NewVideo, VideoInfo, from_row
 from segloop.platform.db.orm import Frame, SelectionItem, Video
-from segloop.platform.db.stores import NotFoundError, id_chunks
+from segloop.platform.db.stores import id_chunks
 from segloop.platform.db.stores.annotations import frame_status_condition
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.db.entities import LabelClassInfo, ProjectInfo, from_row
 from segloop.platform.db.orm import LabelClass, Project
-from segloop.platform.db.stores import NotFoundError
 
 DEFAULT_PROJECT = "default"
 

@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.db.entities import FrameInfo, SelectionInfo, SelectionItemInfo, from_row
 from segloop.platform.db.orm import Frame, Selection, SelectionItem, Video
-from segloop.platform.db.stores import NotFoundError
 
 ITEM_STATUSES = ("proposed", "accepted", "rejected")
 
