@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from segloop.selectors.constraints import Constraints
-from segloop.selectors.diversity import FarthestFirst, LazyFarthestFirst, kcenter, kcenter_greedy
+from segloop.selectors.diversity import FarthestFirst, LazyFarthestFirst, _farthest_first_rows, kcenter, kcenter_greedy
 from segloop.selectors.types import CandidatePool, SelectorError
 
 
@@ -192,19 +192,8 @@ def test_far_from_origin_data_is_recentred():
 
 
 def run_engine(engine: FarthestFirst, seeds: list[int], picks: int) -> list[int]:
-    """Seed an engine with rows, then take farthest-first picks."""
-    for row in seeds:
-        engine.add_row(row)
-    engine.block(seeds)
-    chosen = []
-    for _ in range(picks):
-        row, _ = engine.farthest()
-        if row < 0:
-            break
-        chosen.append(row)
-        engine.add_row(row)
-        engine.block([row])
-    return chosen
+    """Seed an engine with rows, then take farthest-first picks (the driver kcenter_greedy uses)."""
+    return _farthest_first_rows(engine, np.asarray(seeds, dtype=np.int64), picks)
 
 
 @pytest.mark.parametrize("first_candidates", [4, 256])

@@ -67,13 +67,7 @@ def _checked(kind: str, params_class: type, values: dict, checkpoint: str | None
 @friendly_errors
 def finetune_vss(checkpoint: str | None, out: Path | None, device: str, **values) -> None:
     """Train a VSS head (background + the project's label classes) and score it on held-out frames."""
-    from segloop.platform.services import runs
-
-    params = _checked("finetune_vss", FinetuneVSSParams, values, checkpoint)
-    with progress_bar("finetune vss") as report:
-        result = runs.finetune_vss(params, out or _default_out(params.project, "vss"), device=device, progress=report)
-    if result is not None:
-        _print_result(f"VSS fine-tuning of {params.project}", result)
+    _finetune("finetune_vss", FinetuneVSSParams, values, checkpoint, out, device, "VSS fine-tuning")
 
 
 @finetune.command("vos")
@@ -82,13 +76,21 @@ def finetune_vss(checkpoint: str | None, out: Path | None, device: str, **values
 @friendly_errors
 def finetune_vos(checkpoint: str | None, out: Path | None, device: str, **values) -> None:
     """Train the propagation-refinement decoder; J&F of plain vs refined propagation on held-out human frames."""
+    _finetune("finetune_vos", FinetuneVOSParams, values, checkpoint, out, device, "VOS refinement")
+
+
+def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | None, out: Path | None, device: str,
+              title: str) -> None:
+    """Body of `finetune vss|vos`: check the params, train with a progress bar, print the result."""
     from segloop.platform.services import runs
 
-    params = _checked("finetune_vos", FinetuneVOSParams, values, checkpoint)
-    with progress_bar("finetune vos") as report:
-        result = runs.finetune_vos(params, out or _default_out(params.project, "vos"), device=device, progress=report)
+    params = _checked(kind, params_class, values, checkpoint)
+    task = kind.removeprefix("finetune_")
+    train = {"finetune_vss": runs.finetune_vss, "finetune_vos": runs.finetune_vos}[kind]
+    with progress_bar(kind.replace("_", " ")) as report:
+        result = train(params, out or _default_out(params.project, task), device=device, progress=report)
     if result is not None:
-        _print_result(f"VOS refinement of {params.project}", result)
+        _print_result(f"{title} of {params.project}", result)
 
 
 @click.command("predict")
