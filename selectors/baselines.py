@@ -79,7 +79,8 @@ def uniform(pool: CandidatePool, constraints: Constraints) -> list[Pick]:
     videos = _video_rows(pool, tracker.in_scope)
     ids = list(videos)
     eligible_counts = np.array([tracker.eligible[videos[v]].sum() for v in ids])
-    caps = eligible_counts if constraints.max_per_video is None else np.minimum(eligible_counts, constraints.max_per_video)
+    caps = (eligible_counts if constraints.max_per_video is None
+            else np.minimum(eligible_counts, constraints.max_per_video))
     shares = allocate_proportionally(np.array([videos[v].size for v in ids]), constraints.budget, caps)
     for video, share in zip(ids, shares):
         _take_evenly_spaced(tracker, videos[video], int(share), time_key, video)
@@ -104,7 +105,8 @@ def _take_evenly_spaced(
         best = candidates[np.argmin(np.abs(time_key[candidates] - target))]
         tracker.record(
             int(best), float(time_key[best]),
-            f"evenly spaced: slot {slot + 1}/{share} of video {video} (target t={target:.4g}, at t={time_key[best]:.4g})",
+            f"evenly spaced: slot {slot + 1}/{share} of video {video} "
+            f"(target t={target:.4g}, at t={time_key[best]:.4g})",
         )
 
 
@@ -124,4 +126,5 @@ def _fill_farthest_in_time(tracker: ConstraintTracker, videos: dict[int, np.ndar
                 best_row, best_gap = int(candidates[index]), float(gaps[index])
         if best_row < 0:
             return
-        tracker.record(best_row, float(time_key[best_row]), f"fill: farthest in time from earlier picks (gap {best_gap:.4g})")
+        tracker.record(best_row, float(time_key[best_row]),
+                       f"fill: farthest in time from earlier picks (gap {best_gap:.4g})")

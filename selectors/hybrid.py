@@ -65,7 +65,8 @@ def _prefilter_kcenter(
     if not tracker.done:
         rest = ConstrainedFarthestFirst(pool, tracker, np.flatnonzero(tracker.eligible), device)
         rest.add_pool_rows(np.asarray(tracker.taken, dtype=np.int64))
-        rest.run(lambda row, d: f"k-center over all eligible (uncertain pool exhausted): d={d:.4g}, u={values[row]:.4g}")
+        rest.run(lambda row, d: f"k-center over all eligible (uncertain pool exhausted): "
+                                f"d={d:.4g}, u={values[row]:.4g}")
 
 
 def _weighted_greedy(

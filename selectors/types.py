@@ -19,7 +19,8 @@ def all_finite(array: np.ndarray, block_rows: int = 8192) -> bool:
     array = np.asarray(array)
     if array.ndim < 2:
         return bool(np.all(np.isfinite(array)))
-    return all(bool(np.all(np.isfinite(array[start:start + block_rows]))) for start in range(0, array.shape[0], block_rows))
+    return all(bool(np.all(np.isfinite(array[start:start + block_rows])))
+               for start in range(0, array.shape[0], block_rows))
 
 
 def _int_array(name: str, values: object, n: int) -> np.ndarray:

@@ -35,7 +35,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def unit(module: str) -> str:
-    """The layer a module belongs to: a subpackage of platform (migrations count as db), or pretrain / selectors / ui."""
+    """The layer a module belongs to: a subpackage of platform (migrations count as db), or pretrain, selectors, ui."""
     parts = module.split(".")
     if parts[1] == "migrations":  # Alembic scripts are the schema half of the db layer
         return "platform.db"

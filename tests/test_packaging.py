@@ -40,7 +40,8 @@ def _source_modules() -> list[str]:
 
 def test_stdlib_names_are_not_shadowed_from_repo_root() -> None:
     """`import platform, selectors, subprocess` at the repo root gets the standard library."""
-    code = "import platform, selectors, subprocess, sys; print(platform.__file__); print(selectors.__file__); print(platform.system())"
+    code = ("import platform, selectors, subprocess, sys; print(platform.__file__); print(selectors.__file__); "
+            "print(platform.system())")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     platform_file, selectors_file, system = out.stdout.splitlines()
     stdlib = Path(subprocess.__file__).parent

@@ -92,6 +92,15 @@ def project_picker(key: str, column=None) -> library.ProjectSummary | None:
     return next(s for s in summaries if s.project.name == chosen)
 
 
+def project_counts_table(summaries: list[library.ProjectSummary]) -> None:
+    """One row per project: its videos, frames and annotated frames."""
+    st.dataframe(
+        [{"project": s.project.name, "videos": s.videos, "frames": s.frames, "annotated frames": s.annotated_frames}
+         for s in summaries],
+        hide_index=True,
+    )
+
+
 def open_frame(frame_id: int):
     """The frame's details under a heading (video, index, label status); a warning and None if it is gone."""
     try:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,22 +65,19 @@ class DavisRoot:
 def load_davis_root(root: str | Path) -> DavisRoot:
     """Sequences of `root/JPEGImages/480p/<seq>/*.jpg` with one mask each in `root/Annotations/480p/<seq>/`."""
     root = Path(root)
-    images = root / "JPEGImages" / "480p"
-    annotations = root / "Annotations" / "480p"
-    if not images.is_dir() or not annotations.is_dir():
+    layout = DavisLayout(root)
+    if not layout.images_dir.is_dir() or not layout.masks_dir.is_dir():
         raise BenchError(f"{root}: not a DAVIS-layout root (needs JPEGImages/480p and Annotations/480p)")
     frames, masks = {}, {}
-    for seq in sorted(p.name for p in images.iterdir() if p.is_dir()):
-        jpgs = sorted((images / seq).glob("*.jpg"))
-        if not jpgs:
-            continue
-        pngs = [annotations / seq / f"{p.stem}.png" for p in jpgs]
+    for seq in layout.sequences():
+        jpgs = layout.frames(seq)
+        pngs = [layout.masks_dir / seq / f"{p.stem}.png" for p in jpgs]
         missing = [p for p in pngs if not p.is_file()]
         if missing:
             raise BenchError(f"{missing[0]}: ground truth missing (the benchmark needs every frame's mask)")
         frames[seq], masks[seq] = jpgs, pngs
     if not frames:
-        raise BenchError(f"{images}: no sequence with frames")
+        raise BenchError(f"{layout.images_dir}: no sequence with frames")
     return DavisRoot(root, frames, masks)
 
 
@@ -109,7 +108,7 @@ class ALOptions:
     rounds: int = 2
     seeds: int = 3
     checkpoint: str | None = None
-    backbone: str = "vit_tiny_patch16_224"
+    backbone: str = DEFAULT_BACKBONE
     short_side: int = 192
     head: str = "multiscale"
     min_steps: int = 200
@@ -190,7 +189,7 @@ def prepare_workspace(data: DavisRoot, options: ALOptions, work: Path, say: Call
     engine = get_engine(settings)
     ensure_schema(engine)
     say(f"ingest {data.total} frames of {len(data.frames)} sequences into {work}")
-    report = ingest_paths([data.root / "JPEGImages" / "480p"], IngestOptions(project=PROJECT), settings)
+    report = ingest_paths([DavisLayout(data.root).images_dir], IngestOptions(project=PROJECT), settings)
     if report.failed:
         raise BenchError(f"{report.failed[0].source}: {report.failed[0].message}")
     say(f"embeddings ({options.backbone})")
@@ -369,7 +368,7 @@ def _split(text: str) -> list[str]:
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Pretrained backbone weights (e.g. teacher_backbone.pth); default: random init.")
-@click.option("--backbone", default="vit_tiny_patch16_224", show_default=True)
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True)
 @click.option("--short-side", type=click.IntRange(min=16), default=192, show_default=True)
 @click.option("--head", type=click.Choice(["linear", "multiscale"]), default="multiscale", show_default=True)
 @click.option("--min-steps", type=click.IntRange(min=1), default=200, show_default=True,

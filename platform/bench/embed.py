@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.bench.common import bench_devices, default_json_path, machine_info
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import SHARED_SAMPLE
@@ -38,7 +39,7 @@ def measure(paths: list[Path], backbone: str, img_size: int, batch_size: int, de
 @click.command("embed")
 @click.option("--frames", "frames_root", type=click.Path(path_type=Path), default=None,
               help="Frames folder (default: the shared DAVIS sample).")
-@click.option("--backbone", default="vit_small_patch16_224", show_default=True)
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True)
 @click.option("--sizes", default="112,224", show_default=True, help="Comma-separated short sides in px.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0))

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
 
 STRATEGIES = ("first", "uniform", "keyframes")
@@ -119,7 +120,7 @@ def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--budgets", default="1,2,3,5", show_default=True, help="Comma-separated K (frames per video).")
 @click.option("--strategies", default="first,uniform,keyframes", show_default=True)
-@click.option("--backbone", default="vit_tiny_patch16_224", show_default=True)
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Backbone weights (local file).")
 @click.option("--short-side", type=click.IntRange(min=16), default=240, show_default=True)
 @click.option("--radius", type=click.IntRange(min=0), default=6, show_default=True)

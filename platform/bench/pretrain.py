@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.bench.common import bench_devices, default_json_path, machine_info
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
@@ -85,7 +86,7 @@ def measure(backbone: str, img_size: int, device_name: str, batch_size: int, ste
 
 
 @click.command("pretrain")
-@click.option("--backbone", default="vit_small_patch16_224", show_default=True)
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True)
 @click.option("--sizes", default="112,224", show_default=True, help="Comma-separated image sizes (ascending).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=2))
 @click.option("--steps", default=3, show_default=True, type=click.IntRange(min=1), help="Timed steps per figure.")

@@ -81,6 +81,7 @@ def command(frames: int, dim: int, per_video: int, budget: int, queries: int, sk
             json_path: Path | None) -> None:
     """DB insert rate, FAISS build/search, k-center and Library/Explore queries on N synthetic frames."""
     from segloop.platform.db.engine import get_engine
+    from segloop.platform.db.entities import FrameFilter
     from segloop.platform.db.migrate import upgrade
     from segloop.platform.services import explore, library
     from segloop.selectors.diversity import kcenter_greedy
@@ -92,11 +93,11 @@ def command(frames: int, dim: int, per_video: int, budget: int, queries: int, sk
         engine = get_engine(settings)
         upgrade(engine)
         project_id = timed(results, "db_insert_frames", lambda: insert_frames(settings, frames, per_video), frames)
-        flt = library.FrameFilter(project_id=project_id)
+        flt = FrameFilter(project_id=project_id)
         timed(results, "library_count_frames", lambda: library.count_filtered_frames(engine, flt))
         timed(results, "library_first_page", lambda: library.browse_frames(engine, flt, 0, 48))
         timed(results, "library_last_page", lambda: library.browse_frames(engine, flt, frames // 48 - 1, 48))
-        unlabeled = library.FrameFilter(project_id=project_id, label_status="unlabeled")
+        unlabeled = FrameFilter(project_id=project_id, label_status="unlabeled")
         timed(results, "library_count_unlabeled", lambda: library.count_filtered_frames(engine, unlabeled))
         vectors = timed(results, "make_vectors", lambda: clustered_vectors(frames, dim))
         explore.pca_2d(vectors[:16])  # warm-up: library imports are not part of the figures

@@ -178,14 +178,16 @@ def measure_search(
     exact_index = VectorIndex.build(vectors, config=IndexConfig(kind="flat"))
     build = time.perf_counter() - started
     seconds, exact = timed(exact_index)
-    rows.append({"n": size, "index": "exact (IndexFlatIP)", "build_s": build, "qps": queries / seconds, "recall_at_10": 1.0})
+    rows.append({"n": size, "index": "exact (IndexFlatIP)", "build_s": build, "qps": queries / seconds,
+                 "recall_at_10": 1.0})
     del exact_index
     started = time.perf_counter()
     plain = VectorIndex.build(vectors, config=IndexConfig(kind="ivfpq"))
     build = time.perf_counter() - started
     plain.vectors = None  # plain IVF-PQ: no re-ranking
     variants = [(plain, "")] + [
-        (VectorIndex(plain.cpu_index, plain.frame_ids, IndexConfig(kind="ivfpq", rerank=factor), "ivfpq", vectors=vectors),
+        (VectorIndex(plain.cpu_index, plain.frame_ids, IndexConfig(kind="ivfpq", rerank=factor), "ivfpq",
+                     vectors=vectors),
          f" + re-rank top {10 * factor}")
         for factor in reranks if factor > 1
     ]
@@ -239,28 +241,33 @@ def print_results(results: dict[str, Any]) -> None:
     k = results["kcenter"]
     budget = k["budget"]
     rows = [["kcenter_greedy", f"{budget} (all)", f"{k['seconds']:.2f}", f"{k['ms_per_pick']:.2f}", "1.0x", "-"]]
-    for key, name in (("full_numpy", "full update, NumPy"), ("torch_cpu", "full update, torch"), ("naive", "naive NumPy")):
+    engines = (("full_numpy", "full update, NumPy"), ("torch_cpu", "full update, torch"), ("naive", "naive NumPy"))
+    for key, name in engines:
         if f"{key}_seconds_extrapolated" not in k:
             continue
         measured, count = k[f"{key}_seconds_measured"], k[f"{key}_picks_measured"]
-        rows.append([name, f"{count}, extrap.", f"{k[f'{key}_seconds_extrapolated']:.2f}", f"{1000 * measured / count:.2f}",
-                     f"{k[f'{key}_seconds_extrapolated'] / k['seconds']:.1f}x",
+        rows.append([name, f"{count}, extrap.", f"{k[f'{key}_seconds_extrapolated']:.2f}",
+                     f"{1000 * measured / count:.2f}", f"{k[f'{key}_seconds_extrapolated'] / k['seconds']:.1f}x",
                      "yes" if k[f"{key}_agrees_on_measured_picks"] else "NO"])
     load = results.get("load_average_at_start")
     load_text = f", load {load[0]:.1f}" if load else ""
     print_table(f"k-center greedy {k['n']}x{k['dim']}, budget {budget}, {results['threads']} threads{load_text}; "
                 f"CPU time {k['cpu_seconds']:.2f} s",
                 ["implementation", "picks run", f"s/{budget}", "ms/pick", "ratio", "same picks"], rows)
-    rss = "n/a" if k["peak_rss_delta_ratio"] is None else f"{k['peak_rss_delta_bytes'] / 2**20:.1f} MiB ({k['peak_rss_delta_ratio']:.3f}x)"
+    rss = ("n/a" if k["peak_rss_delta_ratio"] is None
+           else f"{k['peak_rss_delta_bytes'] / 2**20:.1f} MiB ({k['peak_rss_delta_ratio']:.3f}x)")
     print_table("k-center greedy: peak memory beyond the input matrix",
                 ["matrix", "tracemalloc peak", "peak RSS delta"],
-                [[f"{k['matrix_bytes'] / 2**20:.1f} MiB", f"{k['peak_traced_bytes'] / 2**20:.1f} MiB ({k['peak_traced_ratio']:.3f}x)", rss]])
+                [[f"{k['matrix_bytes'] / 2**20:.1f} MiB",
+                  f"{k['peak_traced_bytes'] / 2**20:.1f} MiB ({k['peak_traced_ratio']:.3f}x)", rss]])
     print_table("similarity search (k=10)", ["vectors", "index", "build s", "queries/s", "recall@10 vs exact"],
-                [[r["n"], r["index"], f"{r['build_s']:.1f}", f"{r['qps']:.0f}", f"{r['recall_at_10']:.3f}"] for r in results["search"]])
+                [[r["n"], r["index"], f"{r['build_s']:.1f}", f"{r['qps']:.0f}", f"{r['recall_at_10']:.3f}"]
+                 for r in results["search"]])
 
 
 @click.command("select")
-@click.option("--n", "size", default=100_000, show_default=True, type=click.IntRange(min=10), help="Vectors for k-center.")
+@click.option("--n", "size", default=100_000, show_default=True, type=click.IntRange(min=10),
+              help="Vectors for k-center.")
 @click.option("--dim", default=384, show_default=True, type=click.IntRange(min=2))
 @click.option("--budget", default=1000, show_default=True, type=click.IntRange(min=1), help="k-center picks.")
 @click.option("--naive-picks", default=20, show_default=True, type=click.IntRange(min=1),
@@ -279,8 +286,9 @@ def print_results(results: dict[str, Any]) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Where to save the results.")
 @friendly_errors
-def command(size: int, dim: int, budget: int, naive_picks: int, full_picks: int, torch_picks: int, sizes: str, large: bool,
-            queries: int, nprobes: str, reranks: str, threads: int, seed: int, json_path: Path | None) -> None:
+def command(size: int, dim: int, budget: int, naive_picks: int, full_picks: int, torch_picks: int, sizes: str,
+            large: bool, queries: int, nprobes: str, reranks: str, threads: int, seed: int,
+            json_path: Path | None) -> None:
     """Selector speed: k-center greedy vs naive NumPy, and similarity search queries/s and recall."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before FAISS loads: no spinning on shared cores
     search_sizes = _parse_ints("--sizes", sizes, 1000)
@@ -290,8 +298,9 @@ def command(size: int, dim: int, budget: int, naive_picks: int, full_picks: int,
         search_sizes.append(1_000_000)
     if budget > size:
         raise click.BadParameter(f"--budget {budget} exceeds --n {size}")
-    results = run_benchmark(size, dim, budget, min(naive_picks, budget), min(full_picks, budget), min(torch_picks, budget),
-                            tuple(search_sizes), queries, tuple(probe_counts), tuple(rerank_factors), threads, seed)
+    results = run_benchmark(size, dim, budget, min(naive_picks, budget), min(full_picks, budget),
+                            min(torch_picks, budget), tuple(search_sizes), queries, tuple(probe_counts),
+                            tuple(rerank_factors), threads, seed)
     print_results(results)
     path = json_path or default_json_path("select")
     write_json(path, results)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from segloop.platform.core.backbones import BACKBONE_NAMES
+
 
 def synthetic_video(num_frames: int, height: int, width: int, seed: int = 0):
     """(frames (T, H, W, 3) uint8, first mask (H, W) uint8): smooth noise with a moving ellipse."""
@@ -98,7 +100,8 @@ def default_json_path() -> Path:
 @click.option("--frames", "num_frames", default=12, show_default=True, type=click.IntRange(min=2))
 @click.option("--height", default=480, show_default=True, type=click.IntRange(min=16))
 @click.option("--width", default=854, show_default=True, type=click.IntRange(min=16))
-@click.option("--backbone", default=None, help="timm ViT for --methods backbone without --checkpoint (random init).")
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=None,
+              help="timm ViT for --methods backbone without --checkpoint (random init; default: the registry's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
               help="A `segloop pretrain --out` folder: --methods backbone uses its dense encoder (else its ViT).")
 @click.option("--methods", default="backbone,pixels", show_default=True, help="Comma-separated: backbone, pixels.")

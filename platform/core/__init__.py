@@ -1,1 +1,3 @@
-"""Core: settings, atomic file writes, the DAVIS layout, image/mask helpers, device choice, typed coercion, errors. Imports nothing else from segloop."""
+"""Core: settings, atomic file writes, the DAVIS layout, image/mask helpers, device choice, typed coercion, errors.
+
+Imports nothing else from segloop."""

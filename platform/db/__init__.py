@@ -1,1 +1,2 @@
-"""Database: engine and sessions, ORM tables (orm), entities (frozen dataclasses), migrations, and the stores (every query lives in a store)."""
+"""Database: engine and sessions, ORM tables (orm), entities (frozen dataclasses), migrations, and the stores
+(every query lives in a store)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.image import imagenet_normalise, read_rgb, working_size
 
 CACHE_VERSION = 1
@@ -30,7 +31,7 @@ class FeatureError(ValueError):
 class FeatureSpec:
     """Which backbone embeds the frames and how (defaults run on a 2-core CPU)."""
 
-    backbone: str = "vit_tiny_patch16_224"
+    backbone: str = DEFAULT_BACKBONE
     weights: str | None = None
     short_side: int = 192
     layers: int = 4

@@ -19,6 +19,12 @@ def pretrained_checkpoint(checkpoint_id: int, engine: Engine | None = None) -> C
         return artifacts.usable_checkpoint(session, checkpoint_id, PRETRAINED_KINDS)
 
 
+def checkpoint_backbone(checkpoint_id: int, engine: Engine | None = None) -> tuple[str, str]:
+    """(backbone name, weights file) of a pretrain checkpoint id."""
+    checkpoint = pretrained_checkpoint(checkpoint_id, engine)
+    return checkpoint.backbone, checkpoint.path
+
+
 def pretrained_weights(checkpoint_id: int | None, weights: str | None, engine: Engine | None = None) -> str | None:
     """The weights file of a pretrain checkpoint id, else the local file given (None: random init)."""
     if checkpoint_id is not None:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import atomic_write_bytes, relative_to_data, resolve_inside
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo
 from segloop.platform.db.stores import artifacts, footage, projects
+from segloop.platform.services.checkpoints import checkpoint_backbone
 
 VECTOR_KINDS = ("cls", "patch_mean")
 
@@ -22,7 +24,7 @@ class EmbeddingSetError(ValueError):
 
 def embed_project(
     project: str,
-    backbone: str = "vit_small_patch16_224",
+    backbone: str = DEFAULT_BACKBONE,
     checkpoint: str | Path | None = None,
     img_size: int = 224,
     batch_size: int = 32,
@@ -35,7 +37,9 @@ def embed_project(
 ) -> EmbeddingSetInfo | None:
     """Embed every frame of `project` and register the (float16) vectors; returns the embedding set.
 
-    Under torchrun the frames are sharded across processes; rank 0 registers the set, the others return None.
+    A `checkpoint_id` without a `checkpoint` file embeds with that pretrain checkpoint's backbone and weights
+    (`backbone` is then ignored). Under torchrun the frames are sharded across processes; rank 0 registers the
+    set, the others return None.
     """
     from segloop.pretrain.backbones import create_backbone
     from segloop.pretrain.embed import save_embeddings
@@ -44,6 +48,8 @@ def embed_project(
         raise EmbeddingSetError(f"--vector: {vector!r} is not one of {', '.join(VECTOR_KINDS)}")
     settings = settings or load_settings()
     engine = get_engine(settings)
+    if checkpoint_id is not None and checkpoint is None:
+        backbone, checkpoint = checkpoint_backbone(checkpoint_id, engine)
     with session_scope(engine) as session:
         info = projects.get_project(session, project)
         frames = footage.project_frames(session, info.id)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from segloop.platform.core.masks import object_ious
 from segloop.platform.core.settings import Settings
 from segloop.platform.core.storage import atomic_write_bytes, resolve_inside
 from segloop.platform.db.engine import session_scope
@@ -472,14 +473,8 @@ class MaskComparison:
 
 
 def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> dict[int, float]:
-    """IoU per object id present in either label map (1.0 when both are empty for an id)."""
-    ids = sorted((set(np.unique(predicted).tolist()) | set(np.unique(truth).tolist())) - {0})
-    result = {}
-    for object_id in ids:
-        a, b = predicted == object_id, truth == object_id
-        union = int(np.logical_or(a, b).sum())
-        result[int(object_id)] = 1.0 if union == 0 else float(np.logical_and(a, b).sum()) / union
-    return result
+    """IoU per object id present in either label map."""
+    return object_ious(predicted, truth)
 
 
 def compare_masks(engine: Engine, frame_id: int) -> MaskComparison:

@@ -16,7 +16,10 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import Engine
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
+from segloop.platform.core.image import read_rgb
 from segloop.platform.core.masks import davis_palette
+from segloop.platform.core.storage import resolve_inside
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import FrameInfo, LabelClassInfo, VideoInfo
 from segloop.platform.db.stores import annotations as annotation_store
@@ -371,13 +374,7 @@ def add_label_class(engine: Engine, project_id: int, name: str) -> LabelClassInf
 
 def frame_image(data_dir, frame: FrameInfo) -> np.ndarray:
     """The stored RGB frame, or LabelingError naming the missing file."""
-    from segloop.platform.core.storage import resolve_inside
-
-    path = resolve_inside(data_dir, frame.image_path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise LabelingError(f"{path}: frame image is missing or unreadable")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_rgb(resolve_inside(data_dir, frame.image_path), error=LabelingError)
 
 
 # ---------------------------------------------------------------- propagation from labeled frames
@@ -391,7 +388,7 @@ class PropagationRequest:
     """How to propagate a video's human masks: method, backbone, how many recent keyframes, working size."""
 
     method: str = "auto"
-    backbone: str = "vit_small_patch16_224"
+    backbone: str = DEFAULT_BACKBONE
     checkpoint: str | None = None
     last_keyframes: int = 0
     short_side: int = 480

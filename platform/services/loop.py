@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
+from segloop.platform.core.davis import masks_root
+from segloop.platform.core.image import read_rgb
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo
@@ -43,7 +46,7 @@ class RoundConfig:
     strategy_params: dict[str, Any] = field(default_factory=dict)
     max_per_video: int | None = None
     min_gap_frames: int = 0
-    backbone: str = "vit_tiny_patch16_224"
+    backbone: str = DEFAULT_BACKBONE
     pretrained: str | None = None  # weights file of the backbone (None: random init)
     pretrained_id: int | None = None  # the DB checkpoint those weights come from, recorded with what they make
     short_side: int = 192
@@ -265,8 +268,6 @@ def oracle_reference(oracle, frames, settings: Settings):
     video the oracle has no ground truth for); None without an oracle."""
     import numpy as np
 
-    from segloop.platform.features.backbone import read_rgb
-
     if oracle is None:
         return None
     sizes = {name: read_rgb(paths[0]).shape[:2] for name, paths in frames.videos.items()}
@@ -287,9 +288,7 @@ def oracle_from(path: str | Path | None):
         return None
     from segloop.platform.services.oracle import DavisOracle
 
-    root = Path(path)
-    if (root / "Annotations" / "480p").is_dir():
-        root = root / "Annotations" / "480p"
+    root = masks_root(path)
     if not root.is_dir():
         raise ValueError(f"--oracle: {path} is not a folder")
     return DavisOracle(root)

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from segloop.platform.core import davis
 from segloop.platform.core.masks import read_mask
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
@@ -31,7 +32,7 @@ class DavisOracle:
 
     def label_map(self, video_name: str, source_index: int, size: tuple[int, int]) -> np.ndarray:
         """The ground-truth label map of one source frame, resized (nearest) to (width, height)."""
-        path = self.root / video_name / f"{source_index:05d}.png"
+        path = self.root / video_name / davis.mask_name(source_index)
         if not path.is_file():
             raise OracleError(f"{path}: no ground-truth mask for {video_name} frame {source_index}")
         labels = read_mask(path)

@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo, SelectionInfo, SelectionItemInfo
-from segloop.platform.db.stores import NotFoundError, annotations, artifacts, footage, projects, scores, selections
+from segloop.platform.db.stores import annotations, artifacts, footage, projects, scores, selections
 from segloop.platform.services.embedding import load_embedding_set
 from segloop.selectors.constraints import Constraints
 from segloop.selectors.registry import StrategyInfo, run_strategy

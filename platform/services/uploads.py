@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from segloop.platform.core import davis
 from segloop.platform.core.settings import SHARED_SAMPLE, Settings
 from segloop.platform.core.storage import StorageError, check_upload_name, resolve_inside, save_upload, staging_dir
 from segloop.platform.db.entities import JobInfo
@@ -156,7 +157,7 @@ def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, root: Path
 def _content_root(folder: Path) -> Path:
     """The folder itself, or its only subfolder when the archive wrapped everything in one folder."""
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir() and entries[0].name != "JPEGImages":
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name != davis.IMAGES:
         return entries[0]
     return folder
 

@@ -608,7 +608,8 @@ def propagate_with_memory(frames: Sequence[np.ndarray], keyframe_masks: dict[int
 class MemoryPropagator:
     """A trained memory model used wherever a featurizer is taken (`propagation.iter_propagate` delegates to it)."""
 
-    def __init__(self, model: MemoryVOS, config: MemoryPropagationConfig | None = None, name: str = "vos model") -> None:
+    def __init__(self, model: MemoryVOS, config: MemoryPropagationConfig | None = None,
+                 name: str = "vos model") -> None:
         self.model = model.eval()
         self.config = config or MemoryPropagationConfig()
         self.name = name

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from segloop.platform.core import image as core_image
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.device import resolve_device
 from segloop.platform.core.image import imagenet_normalise
 from segloop.platform.core.masks import object_ious
@@ -267,7 +268,6 @@ def make_featurizer(
         return DenseFeaturizer(encoder, config, device, name=f"dense ({run_dir.name})")
     if method == "dense":
         raise PropagationError("method 'dense' needs --checkpoint RUN_DIR, a `segloop pretrain --out` folder")
-    from segloop.platform.core.backbones import DEFAULT_BACKBONE
     from segloop.pretrain.backbones import create_backbone
 
     weights = checkpoint

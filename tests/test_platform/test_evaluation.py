@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from segloop.platform.cli.commands.eval import command as eval_command
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.masks import write_mask
 from segloop.platform.evaluation import metrics as ev
 
@@ -294,9 +295,9 @@ def _write_sequence(root: Path, name: str, masks: list[np.ndarray], style: str =
 
 def test_cli_vos_json_contract_and_davis_root(tmp_path):
     gt_masks = _palette_sequence(6)
-    _write_sequence(tmp_path / "davis" / "Annotations" / "480p", "toy", gt_masks)
+    _write_sequence(DavisLayout(tmp_path / "davis").masks_dir, "toy", gt_masks)
     binary = [(m == 1).astype(np.uint8) for m in gt_masks]
-    _write_sequence(tmp_path / "davis" / "Annotations" / "480p", "bin", binary, style="binary")
+    _write_sequence(DavisLayout(tmp_path / "davis").masks_dir, "bin", binary, style="binary")
     _write_sequence(tmp_path / "pred", "toy", gt_masks)
     _write_sequence(tmp_path / "pred", "bin", binary, style="binary")
     out = tmp_path / "scores.json"
@@ -310,7 +311,7 @@ def test_cli_vos_json_contract_and_davis_root(tmp_path):
     assert summary["sequences"] == {"bin": {"J&F": 1.0, "J": 1.0, "F": 1.0}, "toy": {"J&F": 1.0, "J": 1.0, "F": 1.0}}
     assert "toy" in result.output
     one = CliRunner().invoke(eval_command, ["vos", "--pred", str(tmp_path / "pred"), "--gt",
-                                            str(tmp_path / "davis" / "Annotations" / "480p"), "--sequences", "bin",
+                                            str(DavisLayout(tmp_path / "davis").masks_dir), "--sequences", "bin",
                                             "--json", str(out)])
     assert one.exit_code == 0, one.output
     assert list(json.loads(out.read_text())["sequences"]) == ["bin"]
@@ -371,9 +372,10 @@ def test_cli_vss(tmp_path):
 
 
 def test_real_sample_ground_truth_scores_perfect_against_itself(tmp_path):
-    if not (SAMPLE / "Annotations" / "480p" / "blackswan").is_dir():
+    if not (DavisLayout(SAMPLE).masks_dir / "blackswan").is_dir():
         pytest.skip(f"shared DAVIS sample not found at {SAMPLE}")
-    report = ev.evaluate_vos_folders(SAMPLE / "Annotations" / "480p", SAMPLE, ["blackswan"], frames={"blackswan": range(0, 50, 10)})
+    report = ev.evaluate_vos_folders(DavisLayout(SAMPLE).masks_dir, SAMPLE, ["blackswan"],
+                                     frames={"blackswan": range(0, 50, 10)})
     summary = report.summary()
     assert summary["J&F"] == 1.0
     assert summary["objects"][0]["frames_scored"] == 4  # 0, 10, 20, 30, 40 minus the first frame

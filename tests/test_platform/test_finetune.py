@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.image import working_size
 from segloop.platform.core.masks import read_mask
 from segloop.platform.core.optim import layer_decay_groups
@@ -20,10 +21,10 @@ SPEC = FeatureSpec(backbone="vit_tiny_patch16_224", short_side=64, batch_size=12
 @pytest.fixture(scope="module")
 def synth(synth_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """(frame files, features, binary ground truth) of the synthetic videos, embedded once per module."""
-    images = synth_root / "JPEGImages" / "480p"
+    images = DavisLayout(synth_root).images_dir
     videos = {p.name: sorted(p.glob("*.jpg")) for p in sorted(images.iterdir())}
     feats = video_features(videos, SPEC, tmp_path_factory.mktemp("features"))
-    gt = {name: [(read_mask(synth_root / "Annotations/480p" / name / f"{p.stem}.png") > 0).astype(np.uint8)
+    gt = {name: [(read_mask(DavisLayout(synth_root).masks_dir / name / f"{p.stem}.png") > 0).astype(np.uint8)
                  for p in paths] for name, paths in videos.items()}
     return videos, feats, gt
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.masks import read_mask
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.orm import Annotation, Frame, Video
@@ -113,7 +114,7 @@ def test_davis_layout_imports_palette_masks_exactly(synth_root: Path, settings, 
         assert video.source_kind == "frames"
         frames = footage.list_frames(session, video.id)
         for frame in frames:
-            expected = read_mask(synth_root / "Annotations/480p/synth-007-001" / f"{frame.index:05d}.png")
+            expected = read_mask(DavisLayout(synth_root).mask_path("synth-007-001", frame.index))
             stored = annotation_store.latest_annotations(session, frame.id)
             assert {a.object_id for a in stored} == set(np.unique(expected).tolist()) - {0}
             assert all(a.source == "imported" for a in stored)
@@ -198,8 +199,8 @@ def test_mask_count_and_size_mismatch_are_refused(synth_root: Path, settings, en
     root = tmp_path / "davis"
     shutil.copytree(synth_root / "JPEGImages", root / "JPEGImages")
     shutil.copytree(synth_root / "Annotations", root / "Annotations")
-    (root / "Annotations/480p/synth-007-000/00011.png").unlink()
-    bad_size = root / "Annotations/480p/synth-007-001/00003.png"
+    DavisLayout(root).mask_path("synth-007-000", 11).unlink()
+    bad_size = DavisLayout(root).mask_path("synth-007-001", 3)
     from segloop.platform.core.masks import write_mask
 
     write_mask(bad_size, np.zeros((10, 10), np.uint8))

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import footage, metrics, projects, scores
@@ -32,7 +33,8 @@ def test_keyframes_scored_against_held_out_human_masks(davis_video, settings, en
     assert 0.3 < result.scores["J&F"] <= 1.0
     with session_scope(engine) as session:
         rows = metrics.list_metrics(session, project_id=davis_video.project_id)
-        assert {(m.scope, m.scope_key, m.name) for m in rows} == {("video", "synth-007-000", n) for n in ("J&F", "J", "F")}
+        expected = {("video", "synth-007-000", n) for n in ("J&F", "J", "F")}
+        assert {(m.scope, m.scope_key, m.name) for m in rows} == expected
         uncertainty = scores.latest_frame_scores(session, davis_video.project_id, UNCERTAINTY_SIGNAL)
         assert len(uncertainty) == 12
         frames = footage.list_frames(session, davis_video.id)
@@ -47,7 +49,7 @@ def test_drafts_for_unlabelled_frames(synth_root: Path, settings, engine, tmp_pa
     assert not ingest_paths([synth_root / "videos" / "synth-007-001.mp4"], IngestOptions(project="d"), settings).failed
     from segloop.platform.core.masks import read_mask
 
-    first = read_mask(synth_root / "Annotations/480p/synth-007-001/00000.png")
+    first = read_mask(DavisLayout(synth_root).mask_path("synth-007-001", 0))
     with session_scope(engine) as session:
         video = footage.list_videos(session, projects.get_project(session, "d").id)[0]
         frames = footage.list_frames(session, video.id)

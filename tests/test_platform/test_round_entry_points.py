@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 
@@ -69,7 +70,7 @@ def test_demo_cli_job_and_bench_share_the_round(synth_root: Path, tmp_path: Path
     from segloop.platform.jobs.registry import validate_params
     from segloop.platform.jobs.runner import run_job
 
-    frames = synth_root / "JPEGImages" / "480p"
+    frames = DavisLayout(synth_root).images_dir
 
     settings = _use_data_dir(monkeypatch, tmp_path / "demo")
     _seeded()

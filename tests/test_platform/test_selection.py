@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import footage, projects, scores
 from segloop.platform.media.ingest import IngestOptions, ingest_paths
@@ -67,7 +68,8 @@ def test_labeled_frames_are_never_picked(embedded, settings, engine) -> None:
         frames = footage.project_frames(session, projects.get_project(session, "sel").id)
         labeled = [f.id for f in frames[::3]]
         for frame_id in labeled:
-            annotation_store.save_annotation(session, frame_id, 1, np.ones((64, 96), bool), "manual", expected_version=0)
+            annotation_store.save_annotation(session, frame_id, 1, np.ones((64, 96), bool), "manual",
+                                             expected_version=0)
     pool, _ = build_pool("sel", settings=settings)
     assert set(pool.frame_ids[pool.labeled].tolist()) == set(labeled)
     run = run_selection("sel", "kcenter", Constraints(budget=10, one_per_duplicate_group=False), settings=settings)
@@ -106,14 +108,14 @@ def test_oracle_labels_exactly_the_picks(embedded, synth_root: Path, settings, e
     from segloop.platform.services.selection import labeled_frame_ids
 
     run = run_selection("sel", "uniform", Constraints(budget=3), settings=settings)
-    assert label_selection(run.selection.id, DavisOracle(synth_root / "Annotations/480p"), settings) == 3
+    assert label_selection(run.selection.id, DavisOracle(DavisLayout(synth_root).masks_dir), settings) == 3
     _, where = show_selection(run.selection.id, settings)
     with session_scope(engine) as session:
         assert labeled_frame_ids(session, projects.get_project(session, "sel").id) == {i.frame_id for i in run.items}
         item = run.items[0]
         saved = annotation_store.latest_annotations(session, item.frame_id)
     video, index = where[item.frame_id]
-    expected = read_mask(synth_root / "Annotations/480p" / video / f"{index:05d}.png")
+    expected = read_mask(DavisLayout(synth_root).mask_path(video, index))
     np.testing.assert_array_equal(annotation_store.label_map(saved, 64, 96), expected)
     assert {(a.source, a.status, a.author) for a in saved} == {("manual", "submitted", "oracle")}
     with pytest.raises(OracleError, match="no ground-truth mask"):
@@ -121,7 +123,8 @@ def test_oracle_labels_exactly_the_picks(embedded, synth_root: Path, settings, e
 
 
 def test_embed_project_under_torchrun_matches_one_process(embedded, settings, engine, tmp_path: Path) -> None:
-    """`torchrun --nproc_per_node=2 ... embed --project`: frames sharded over 2 gloo processes, one set, same vectors."""
+    """`torchrun --nproc_per_node=2 ... embed --project`: frames sharded over 2 gloo processes, one set, same
+    vectors."""
     import os
     import subprocess
     import sys

@@ -228,11 +228,12 @@ def test_bad_keyframes_are_rejected():
 
 def write_davis_root(root: Path, name: str, frames: np.ndarray, masks: np.ndarray, style: str = "binary") -> None:
     """A DAVIS-layout root with one sequence."""
-    (root / "JPEGImages" / "480p" / name).mkdir(parents=True, exist_ok=True)
+    layout = DavisLayout(root)
+    (layout.images_dir / name).mkdir(parents=True, exist_ok=True)
     for t, frame in enumerate(frames):
-        cv2.imwrite(str(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+        cv2.imwrite(str(layout.frame_path(name, t)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
-        write_mask(root / "Annotations" / "480p" / name / f"{t:05d}.png", masks[t], style=style)
+        write_mask(layout.mask_path(name, t), masks[t], style=style)
 
 
 PIXEL_ARGS = ["--method", "pixels", "--pixel-patch", "4", "--short-side", "64", "--size-multiple", "16",
@@ -246,7 +247,7 @@ def test_cli_reads_only_keyframe_annotations(tmp_path):
     shutil.copytree(tmp_path / "full", tmp_path / "sparse")
     for t in range(7):
         if t not in (0, 3):
-            (tmp_path / "sparse" / "Annotations" / "480p" / "sq" / f"{t:05d}.png").unlink()
+            DavisLayout(tmp_path / "sparse").mask_path("sq", t).unlink()
     runner = CliRunner()
     for variant in ("full", "sparse"):
         result = runner.invoke(vos_command, ["propagate", str(tmp_path / variant), "--out",
@@ -292,10 +293,10 @@ def test_cli_errors(tmp_path, problem):
         args[1] = str(tmp_path)
         expected = "JPEGImages"
     elif problem == "annotation":
-        (tmp_path / "root" / "Annotations" / "480p" / "sq" / "00000.png").unlink()
+        DavisLayout(tmp_path / "root").mask_path("sq", 0).unlink()
         expected = "00000.png"
     elif problem == "frame":
-        (tmp_path / "root" / "JPEGImages" / "480p" / "sq" / "00000.jpg").write_bytes(b"broken")
+        DavisLayout(tmp_path / "root").frame_path("sq", 0).write_bytes(b"broken")
         expected = "00000.jpg"
     elif problem == "keyframes":
         args += ["--keyframes", "uniform:q"]

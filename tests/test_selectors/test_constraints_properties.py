@@ -56,7 +56,8 @@ def constraint_sets(draw, pool: CandidatePool, single_video: bool) -> Constraint
         chosen = (draw(st.sampled_from(videos)),)
     else:
         chosen = draw(st.one_of(st.none(), st.lists(st.sampled_from(videos), min_size=1, unique=True).map(tuple)))
-    time_range = draw(st.one_of(st.none(), st.tuples(st.floats(0, 2), st.floats(0, 3)).map(lambda t: (t[0], t[0] + t[1]))))
+    time_range = draw(st.one_of(st.none(),
+                                st.tuples(st.floats(0, 2), st.floats(0, 3)).map(lambda t: (t[0], t[0] + t[1]))))
     return Constraints(
         budget=draw(st.integers(0, 15)),
         exclude_labeled=draw(st.booleans()),
@@ -202,7 +203,8 @@ def test_pool_validation_names_the_field():
     with pytest.raises(SelectorError, match="labeled"):
         CandidatePool(np.zeros((3, 2), dtype=np.float32), [1, 2, 3], [0, 0, 0], [0, 1, 2], labeled=[0, 1, 0])
     with pytest.raises(SelectorError, match=r"uncertainty\['u'\]"):
-        CandidatePool(np.zeros((3, 2), dtype=np.float32), [1, 2, 3], [0, 0, 0], [0, 1, 2], uncertainty={"u": [0, np.nan, 1]})
+        CandidatePool(np.zeros((3, 2), dtype=np.float32), [1, 2, 3], [0, 0, 0], [0, 1, 2],
+                      uncertainty={"u": [0, np.nan, 1]})
 
 
 def test_rows_of_maps_frame_ids():

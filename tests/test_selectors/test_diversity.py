@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from segloop.selectors.constraints import Constraints
-from segloop.selectors.diversity import FarthestFirst, LazyFarthestFirst, kcenter, kcenter_greedy
+from segloop.selectors.diversity import FarthestFirst, LazyFarthestFirst, _farthest_first_rows, kcenter, kcenter_greedy
 from segloop.selectors.types import CandidatePool, SelectorError
 
 
@@ -164,7 +164,8 @@ def test_torch_backend_first_pick_and_strategy_match_numpy():
     rng = np.random.default_rng(5)
     points = rng.standard_normal((200, 6)).astype(np.float32) + 2.0
     np.testing.assert_allclose(
-        FarthestFirst(points, device="cpu").distances_to_mean(), FarthestFirst(points, device="numpy").distances_to_mean(),
+        FarthestFirst(points, device="cpu").distances_to_mean(),
+        FarthestFirst(points, device="numpy").distances_to_mean(),
         rtol=1e-4, atol=1e-4,
     )
     pool = CandidatePool(
@@ -175,7 +176,8 @@ def test_torch_backend_first_pick_and_strategy_match_numpy():
     on_torch = [p.frame_id for p in kcenter(pool, constraints, device="cpu")]
     assert on_torch == [p.frame_id for p in kcenter(pool, constraints, device="numpy")]
     unseeded = CandidatePool(points, np.arange(200), np.zeros(200, dtype=np.int64), np.arange(200))
-    assert [p.frame_id for p in kcenter(unseeded, Constraints(budget=5), device="cpu")] == kcenter_greedy(points, 5).tolist()
+    picks = kcenter(unseeded, Constraints(budget=5), device="cpu")
+    assert [p.frame_id for p in picks] == kcenter_greedy(points, 5).tolist()
 
 
 def test_far_from_origin_data_is_recentred():
@@ -190,19 +192,8 @@ def test_far_from_origin_data_is_recentred():
 
 
 def run_engine(engine: FarthestFirst, seeds: list[int], picks: int) -> list[int]:
-    """Seed an engine with rows, then take farthest-first picks."""
-    for row in seeds:
-        engine.add_row(row)
-    engine.block(seeds)
-    chosen = []
-    for _ in range(picks):
-        row, _ = engine.farthest()
-        if row < 0:
-            break
-        chosen.append(row)
-        engine.add_row(row)
-        engine.block([row])
-    return chosen
+    """Seed an engine with rows, then take farthest-first picks (the driver kcenter_greedy uses)."""
+    return _farthest_first_rows(engine, np.asarray(seeds, dtype=np.int64), picks)
 
 
 @pytest.mark.parametrize("first_candidates", [4, 256])

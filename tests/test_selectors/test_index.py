@@ -165,7 +165,8 @@ def test_ivfpq_recall_sanity():
     approx = VectorIndex.build(vectors, config=IndexConfig(kind="ivfpq", nlist=40, nprobe=8, rerank=1))
     assert approx.kind == "ivfpq"
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx.search(queries, 10).rows, exact)])
-    reranked = VectorIndex(approx.cpu_index, approx.frame_ids, IndexConfig(kind="ivfpq", nprobe=8, rerank=4), "ivfpq", vectors=vectors)
+    reranked = VectorIndex(approx.cpu_index, approx.frame_ids, IndexConfig(kind="ivfpq", nprobe=8, rerank=4), "ivfpq",
+                           vectors=vectors)
     recall_rerank = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(reranked.search(queries, 10).rows, exact)])
     assert recall > 0.3
     assert recall_rerank >= recall and recall_rerank > 0.6

@@ -14,7 +14,8 @@ from segloop.selectors.types import CandidatePool, SelectorError
 from segloop.selectors.typicality import knn_typicality, typicality
 
 
-def make_pool(embeddings: np.ndarray, video_ids=None, labeled=None, uncertainty=None, fps: float = 1.0) -> CandidatePool:
+def make_pool(embeddings: np.ndarray, video_ids=None, labeled=None, uncertainty=None,
+              fps: float = 1.0) -> CandidatePool:
     """Pool over the given embeddings; one video by default, frame i at t = i / fps within its video."""
     size = len(embeddings)
     video_ids = np.zeros(size, dtype=np.int64) if video_ids is None else np.asarray(video_ids)

@@ -129,7 +129,8 @@ def test_strategy_picks_most_uncertain_under_constraints():
     """Highest signal first; the gap constraint skips frames next to a pick, leaving budget unspent."""
     values = np.array([0.1, 0.9, 0.8, 0.3, 0.7, 0.2])
     pool = CandidatePool(
-        embeddings=np.zeros((6, 2), dtype=np.float32), frame_ids=np.arange(6) + 50, video_ids=np.zeros(6, dtype=np.int64),
+        embeddings=np.zeros((6, 2), dtype=np.float32), frame_ids=np.arange(6) + 50,
+        video_ids=np.zeros(6, dtype=np.int64),
         frame_indices=np.arange(6), uncertainty={"vos_fb_disagreement": values, "entropy_mean": 1 - values},
     )
     picks = uncertainty(pool, Constraints(budget=3, min_gap_frames=2), signal="vos_fb_disagreement")

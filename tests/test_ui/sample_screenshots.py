@@ -40,6 +40,7 @@ def run_worker(env: dict[str, str]) -> None:
 
 def label_run(selection_id: int, settings, accept_all: bool = True) -> None:
     """Accept a run's picks (all, or all but the last two) and let the simulated annotator label the accepted ones."""
+    from segloop.platform.core.davis import DavisLayout
     from segloop.platform.db.engine import get_engine, session_scope
     from segloop.platform.db.stores import annotations, footage, selections
     from segloop.platform.services import explore, oracle
@@ -49,7 +50,7 @@ def label_run(selection_id: int, settings, accept_all: bool = True) -> None:
         items = selections.selection_items(session, selection_id)
     keep = items if accept_all else items[:-2]
     explore.review_picks(engine, selection_id, [i.frame_id for i in keep], [i.frame_id for i in items if i not in keep])
-    truth = oracle.DavisOracle(SAMPLE / "Annotations" / "480p")
+    truth = oracle.DavisOracle(DavisLayout(SAMPLE).masks_dir)
     with session_scope(engine) as session:
         for item in keep:
             frame = footage.get_frame(session, item.frame_id)

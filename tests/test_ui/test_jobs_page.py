@@ -42,7 +42,7 @@ def test_every_kind_has_a_form_with_its_spec_defaults(engine) -> None:
     assert app.selectbox(key="jobs_pretrain_preset").value == "cpu_10min_vit_tiny.yaml"
 
 
-def test_form_refuses_negative_epochs_and_queues_nothing(engine, ui_project) -> None:
+def test_form_refuses_negative_epochs_and_queues_nothing(engine, footage_project) -> None:
     """epochs -3 in the finetune_vss form: an error naming `epochs`, no job row."""
     app = jobs_page()
     app.selectbox(key="jobs_finetune_vss_project").set_value("ui")
@@ -52,13 +52,13 @@ def test_form_refuses_negative_epochs_and_queues_nothing(engine, ui_project) -> 
     assert all_jobs(engine) == []
 
 
-def test_form_refuses_bad_references_then_queues_a_good_job(engine, ui_project) -> None:
+def test_form_refuses_bad_references_then_queues_a_good_job(engine, footage_project) -> None:
     """Video id 999 and keyframes 'banana' are refused by name; the project's video with 'first' is queued."""
     app = jobs_page()
     app.text_area(key="jobs_propagate_video_ids").set_value("999")
     submit(app, "propagate")
     assert "video_ids: video 999 does not exist" in app.error[0].value
-    app.text_area(key="jobs_propagate_video_ids").set_value(str(ui_project.video_ids[0]))
+    app.text_area(key="jobs_propagate_video_ids").set_value(str(footage_project.video_ids[0]))
     app.text_input(key="jobs_propagate_keyframes").set_value("banana")
     submit(app, "propagate")
     assert "keyframes: 'banana' is not valid" in app.error[0].value
@@ -67,7 +67,7 @@ def test_form_refuses_bad_references_then_queues_a_good_job(engine, ui_project) 
     submit(app, "propagate")
     assert not app.error
     [job] = all_jobs(engine)
-    assert (job.kind, job.params["video_ids"], job.params["keyframes"]) == ("propagate", [ui_project.video_ids[0]],
+    assert (job.kind, job.params["video_ids"], job.params["keyframes"]) == ("propagate", [footage_project.video_ids[0]],
                                                                             "first")
 
 
@@ -88,21 +88,21 @@ def test_failed_job_shows_its_message_first_and_the_log_collapsed(engine, settin
     assert "RuntimeError: boom" in log_section[0].code[0].value
 
 
-def test_forms_queue_pipeline_kinds_with_their_defaults(engine, ui_project) -> None:
+def test_forms_queue_pipeline_kinds_with_their_defaults(engine, footage_project) -> None:
     """Pretrain, embed and select queue with the spec's defaults in the chosen project; propagate with a video id."""
     app = jobs_page()
     for kind in ("pretrain", "embed", "select"):
         app.selectbox(key=f"jobs_{kind}_project").set_value("ui")
         submit(app, kind)
         assert not app.error, [e.value for e in app.error]
-    app.text_area(key="jobs_propagate_video_ids").set_value(str(ui_project.video_ids[0]))
+    app.text_area(key="jobs_propagate_video_ids").set_value(str(footage_project.video_ids[0]))
     submit(app, "propagate")
     queued = {j.kind: j.params for j in all_jobs(engine)}
     assert sorted(queued) == ["embed", "pretrain", "propagate", "select"]
     assert (queued["pretrain"]["preset"], queued["pretrain"]["project"]) == ("cpu_10min_vit_tiny.yaml", "ui")
     assert (queued["embed"]["backbone"], queued["embed"]["checkpoint_id"]) == ("vit_tiny_patch16_224", None)
     assert (queued["select"]["strategy"], queued["select"]["budget"]) == ("kcenter", 10)
-    assert queued["propagate"]["video_ids"] == [ui_project.video_ids[0]]
+    assert queued["propagate"]["video_ids"] == [footage_project.video_ids[0]]
     assert {j.status for j in all_jobs(engine)} == {"queued"}
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, selections
@@ -45,7 +46,7 @@ def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, footage_pro
     3 accepted and 1 rejected in the DB, and the Label page's queue is those 3."""
     app = page("select_frames")
     assert "embed the project above first" in app.info[0].value
-    app.text_input(key="select_embed_backbone").set_value(TINY["backbone"])
+    app.selectbox(key="select_embed_backbone").set_value(TINY["backbone"])
     app.number_input(key="select_embed_size").set_value(TINY["img_size"])
     ok(app.button(key="select_embed_inline").click().run())
     with session_scope(engine) as session:
@@ -184,39 +185,3 @@ def test_results_scores_curves_and_drill_down(engine, settings, footage_project)
     images = app.get("image")
     assert len(images) == 2 and "object 1: IoU 0.333" in images[1].proto.imgs[0].caption
 
-
-def test_jobs_forms_queue_each_kind_with_their_defaults(engine, footage_project) -> None:
-    """Pretrain, embed, select and propagate forms each queue a valid job; a bad video id list is refused."""
-    app = page("jobs")
-    for form in ("pretrain", "embed", "select"):
-        ok(app.button(key=f"FormSubmitter:jobs_{form}_form-Queue {form} job").click().run())
-    app.text_input(key="jobs_propagate_videos").set_value("1, x")
-    ok(app.button(key="FormSubmitter:jobs_propagate_form-Queue propagate job").click().run())
-    assert any("not a comma-separated list of integers" in e.value for e in app.error)
-    app.text_input(key="jobs_propagate_videos").set_value(str(footage_project.video_ids[0]))
-    ok(app.button(key="FormSubmitter:jobs_propagate_form-Queue propagate job").click().run())
-    queued = {j.kind: j for j in all_jobs(engine)}
-    assert list(queued) == ["pretrain", "embed", "select", "propagate"]
-    pretrain, embed = queued["pretrain"].params, queued["embed"].params
-    assert pretrain["project"] == "ui" and pretrain["preset"] == "cpu_10min_vit_tiny.yaml"
-    assert embed["backbone"] == "vit_small_patch16_224" and embed["checkpoint_id"] is None
-    assert queued["select"].params["strategy"] == "kcenter" and queued["select"].params["budget"] == 10
-    assert queued["propagate"].params["video_ids"] == [footage_project.video_ids[0]]
-    assert all(j.status == "queued" for j in queued.values())
-
-
-def test_jobs_generic_form_queues_another_registered_kind(engine, footage_project) -> None:
-    """Kinds without a dedicated form (fine-tuning, evaluation, plugins) are queued from their default params."""
-    from segloop.platform.services import library
-    from segloop.ui.views.jobs import DEDICATED_FORMS
-
-    others = [k for k, (_, params) in library.job_kind_defaults().items() if k not in DEDICATED_FORMS]
-    if not others:
-        pytest.skip("no job kind beyond the ones with dedicated forms is registered")
-    app = page("jobs")
-    kind = app.selectbox(key="jobs_other_kind").value
-    ok(app.button(key=f"FormSubmitter:jobs_other_form-Queue {kind} job").click().run())
-    queued = all_jobs(engine)
-    assert [j.kind for j in queued] == [kind] and queued[0].status == "queued"
-    if "project" in queued[0].params:
-        assert queued[0].params["project"] == "ui"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.services import explore, labeling, library
 from segloop.platform.services.labeling import ConflictError, FrameInfo, VideoInfo
 from segloop.ui import resources
@@ -303,8 +304,8 @@ def propagate_panel(session: EditorState) -> None:
         method = method_col.selectbox("Method", labeling.PROPAGATION_METHODS, key="label_prop_method",
                                       help="auto: the project's best model on this video (its pretrained encoder "
                                            "when there is one, checked against your labelled frames), else colour.")
-        backbone = backbone_col.text_input("Backbone", value="vit_small_patch16_224", key="label_prop_backbone",
-                                           disabled=method != "backbone")
+        backbone = backbone_col.selectbox("Backbone", BACKBONE_NAMES, index=BACKBONE_NAMES.index(DEFAULT_BACKBONE),
+                                          key="label_prop_backbone", disabled=method != "backbone")
         last = int(last_col.number_input("Use the last N labeled frames (0 = all)", min_value=0, value=0,
                                          key="label_prop_last"))
         short_side = int(size_col.number_input("Working short side (px)", min_value=32, max_value=1080, value=480,

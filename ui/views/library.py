@@ -19,11 +19,7 @@ def render() -> None:
     if not summaries:
         st.info("No footage yet. Upload some on the Upload page, or run `segloop ingest PATH` or `make demo`.")
         return
-    st.dataframe(
-        [{"project": s.project.name, "videos": s.videos, "frames": s.frames, "annotated frames": s.annotated_frames}
-         for s in summaries],
-        hide_index=True,
-    )
+    resources.project_counts_table(summaries)
     flt = choose_filter(summaries)
     if flt is None:
         return

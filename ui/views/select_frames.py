@@ -6,8 +6,10 @@ from typing import Any
 
 import streamlit as st
 
+from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.services import artifacts, explore, library, selection
 from segloop.platform.services.artifacts import EmbeddingSetInfo
+from segloop.platform.services.checkpoints import PRETRAINED_KINDS
 from segloop.platform.services.library import ProjectInfo
 from segloop.platform.services.selection import Constraints, StrategyInfo
 from segloop.ui import resources
@@ -39,7 +41,7 @@ def render() -> None:
 def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
     """Embed the project's frames now (small projects) or as an embed job."""
     engine = resources.engine()
-    checkpoints = artifacts.checkpoints(engine, project.id)
+    checkpoints = [c for c in artifacts.checkpoints(engine, project.id) if c.kind in PRETRAINED_KINDS]
     with st.expander("Embed the project's frames", expanded=expanded):
         by_id = {c.id: c for c in checkpoints}
         left, middle, right = st.columns(3)
@@ -47,8 +49,8 @@ def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
             "Weights", [None] + list(by_id), key="select_embed_checkpoint",
             format_func=lambda i: "random init (no pretraining)" if i is None
             else f"checkpoint {i}: {by_id[i].kind} {by_id[i].backbone} step {by_id[i].step}")
-        backbone = middle.text_input("Backbone (timm name, ignored with a checkpoint)", value="vit_small_patch16_224",
-                                     key="select_embed_backbone")
+        backbone = middle.selectbox("Backbone (ignored with a checkpoint)", BACKBONE_NAMES,
+                                    index=BACKBONE_NAMES.index(DEFAULT_BACKBONE), key="select_embed_backbone")
         img_size = int(right.number_input("Image size", min_value=32, max_value=1024, value=224, step=32,
                                           key="select_embed_size"))
         inline_col, job_col = st.columns(2)
@@ -72,13 +74,9 @@ def embed_inline(project: ProjectInfo, checkpoint_id: int | None, backbone: str,
     """Embed in this process with a progress bar, then rerun to show the new set."""
     from segloop.platform.services.embedding import embed_project
 
-    weights = None
-    if checkpoint_id is not None:
-        checkpoint = artifacts.checkpoint(resources.engine(), checkpoint_id)
-        backbone, weights = checkpoint.backbone, checkpoint.path
     bar = st.progress(0.0, text="embedding…")
     try:
-        created = embed_project(project.name, backbone, weights, img_size, settings=resources.settings(),
+        created = embed_project(project.name, backbone, None, img_size, settings=resources.settings(),
                                 checkpoint_id=checkpoint_id,
                                 progress=lambda f, m="": bar.progress(min(max(f, 0.0), 1.0), text=m or "embedding…"))
     except (ValueError, LookupError) as exc:

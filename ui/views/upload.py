@@ -83,11 +83,7 @@ def project_tables(summaries: list[library.ProjectSummary]) -> None:
     if not summaries:
         st.info("No projects yet: upload footage above.")
         return
-    st.dataframe(
-        [{"project": s.project.name, "videos": s.videos, "frames": s.frames, "annotated frames": s.annotated_frames}
-         for s in summaries],
-        hide_index=True,
-    )
+    resources.project_counts_table(summaries)
     for summary in summaries:
         with st.expander(f"{summary.project.name}: {summary.videos} video(s)"):
             rows = library.video_summaries(resources.engine(), summary.project.id)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import click
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.console import console, print_table, progress_bar
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import SHARED_SAMPLE, load_settings
 from segloop.platform.db.migrate import ensure_db
@@ -29,7 +31,6 @@ DEMO_SHORT_SIDE = 240
 DEMO_RADIUS = 6
 DEMO_MAX_PER_VIDEO = 3
 DEMO_MIN_GAP = 2
-DEMO_BACKBONE = "vit_tiny_patch16_224"
 
 
 def default_footage() -> Path:
@@ -49,7 +50,7 @@ def default_footage() -> Path:
 def default_oracle(footage: Path) -> Path | None:
     """Ground-truth masks next to the footage (DAVIS layout: <root>/Annotations/480p), if any."""
     for root in (footage, footage.parent):
-        candidate = root / "Annotations" / "480p"
+        candidate = DavisLayout(root).masks_dir
         if candidate.is_dir():
             return candidate
     return None
@@ -117,7 +118,7 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
 def round_config(checkpoint, strategy: str, budget: int) -> RoundConfig:
     """The demo's round: its selection constraints and propagation settings, the pretrained backbone if any."""
     return RoundConfig(strategy=strategy, budget=budget, min_gap_frames=DEMO_MIN_GAP, max_per_video=DEMO_MAX_PER_VIDEO,
-                       backbone=checkpoint.backbone if checkpoint else DEMO_BACKBONE,
+                       backbone=checkpoint.backbone if checkpoint else DEFAULT_BACKBONE,
                        pretrained=checkpoint.path if checkpoint else None,
                        pretrained_id=checkpoint.id if checkpoint else None,
                        propagation=PropagationConfig(short_side=DEMO_SHORT_SIDE, radius=DEMO_RADIUS))
@@ -176,7 +177,7 @@ def _pretrain(project: str, minutes: float, settings):
     from segloop.platform.db.stores import artifacts, projects
 
     if minutes <= 0:
-        _step(3, f"pretraining skipped: random-init {DEMO_BACKBONE}")
+        _step(3, f"pretraining skipped: random-init {DEFAULT_BACKBONE}")
         return None
     with session_scope(get_engine(settings)) as session:
         existing = artifacts.list_checkpoints(session, projects.get_project(session, project).id, kind="pretrain")

@@ -26,10 +26,11 @@ def sequences_option_values(ctx: click.Context, sequences: tuple[str, ...]) -> l
 
 def resolve_sequences(ctx: click.Context, sequences: tuple[str, ...], gt_root: Path) -> tuple[Path, list[str]]:
     """(ground-truth mask folder, sequence names): the --sequences given, else every sequence with masks."""
+    from segloop.platform.core.davis import list_sequences
     from segloop.platform.evaluation import metrics as ev
 
     gt_dir = ev.resolve_gt_root(gt_root)
-    names = sequences_option_values(ctx, sequences) or ev.list_sequences(gt_dir)
+    names = sequences_option_values(ctx, sequences) or list_sequences(gt_dir)
     if not names:
         raise ev.EvaluationError(f"{gt_dir}: no sequence folders with PNG masks")
     return gt_dir, names
@@ -62,7 +63,8 @@ _EXTRA = {"allow_extra_args": True}
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the summary JSON here.")
 @click.option("--exclude-keyframes", is_flag=True,
               help="Do not score the keyframes listed in PRED_ROOT/<seq>/confidence.json.")
-@click.option("--all-frames", is_flag=True, help="Also score the first and last frame (default: DAVIS protocol skips them).")
+@click.option("--all-frames", is_flag=True,
+              help="Also score the first and last frame (default: DAVIS protocol skips them).")
 @click.pass_context
 def vos_command(ctx: click.Context, pred_root: Path, gt_root: Path, sequences: tuple[str, ...],
                 json_out: Path | None, exclude_keyframes: bool, all_frames: bool) -> None:
@@ -118,9 +120,12 @@ def _print_vos_table(console, summary: dict) -> None:
 
 
 @command.command(name="vss", context_settings=_EXTRA)
-@click.option("--pred", "pred_root", required=True, type=click.Path(path_type=Path), help="PRED_ROOT/<seq>/%05d.png class maps")
-@click.option("--gt", "gt_root", required=True, type=click.Path(path_type=Path), help="GT_ROOT/<seq>/%05d.png class maps")
-@click.option("--num-classes", required=True, type=click.IntRange(min=1), help="Number of classes (ids 0..N-1; 255 ignored).")
+@click.option("--pred", "pred_root", required=True, type=click.Path(path_type=Path),
+              help="PRED_ROOT/<seq>/%05d.png class maps")
+@click.option("--gt", "gt_root", required=True, type=click.Path(path_type=Path),
+              help="GT_ROOT/<seq>/%05d.png class maps")
+@click.option("--num-classes", required=True, type=click.IntRange(min=1),
+              help="Number of classes (ids 0..N-1; 255 ignored).")
 @click.option("--sequences", multiple=True, help="Sequences to score (default: all in GT_ROOT); space/comma separated.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the summary JSON here.")
 @click.pass_context
@@ -140,7 +145,8 @@ def vss_command(ctx: click.Context, pred_root: Path, gt_root: Path, num_classes:
         summary = ev.evaluate_vss(preds, gts, num_classes)
     except ev.EvaluationError as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title=f"VSS: mIoU {summary['mIoU']:.3f}, temporal stability {summary['temporal_stability'] or float('nan'):.3f}")
+    stability = summary["temporal_stability"] or float("nan")
+    table = Table(title=f"VSS: mIoU {summary['mIoU']:.3f}, temporal stability {stability:.3f}")
     for column in ("class", "IoU", "J", "F", "J&F"):
         table.add_column(column, justify="right")
     for cls, entry in summary["classes"].items():

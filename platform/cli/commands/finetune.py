@@ -67,13 +67,7 @@ def _checked(kind: str, params_class: type, values: dict, checkpoint: str | None
 @friendly_errors
 def finetune_vss(checkpoint: str | None, out: Path | None, device: str, **values) -> None:
     """Train a VSS head (background + the project's label classes) and score it on held-out frames."""
-    from segloop.platform.services import runs
-
-    params = _checked("finetune_vss", FinetuneVSSParams, values, checkpoint)
-    with progress_bar("finetune vss") as report:
-        result = runs.finetune_vss(params, out or _default_out(params.project, "vss"), device=device, progress=report)
-    if result is not None:
-        _print_result(f"VSS fine-tuning of {params.project}", result)
+    _finetune("finetune_vss", FinetuneVSSParams, values, checkpoint, out, device, "VSS fine-tuning")
 
 
 @finetune.command("vos")
@@ -88,18 +82,12 @@ def finetune_vss(checkpoint: str | None, out: Path | None, device: str, **values
 def finetune_vos(checkpoint: str | None, out: Path | None, device: str, frames_root: Path | None, keyframes: str,
                  **values) -> None:
     """Train the memory VOS model (keys from the pretrained encoder); J&F of plain propagation vs the model."""
-    from segloop.platform.services import runs
-
     if frames_root is not None:
         _finetune_vos_root(frames_root, keyframes, checkpoint, out, values)
         return
     if not values.get("project"):
         raise click.UsageError("give --project P (a project's human masks) or --frames ROOT (a DAVIS root)")
-    params = _checked("finetune_vos", FinetuneVOSParams, values, checkpoint)
-    with progress_bar("finetune vos") as report:
-        result = runs.finetune_vos(params, out or _default_out(params.project, "vos"), device=device, progress=report)
-    if result is not None:
-        _print_result(f"VOS model of {params.project}", result)
+    _finetune("finetune_vos", FinetuneVOSParams, values, checkpoint, out, device, "VOS model")
 
 
 def _finetune_vos_root(root: Path, keyframes: str, checkpoint: str | None, out: Path | None, values: dict) -> None:
@@ -118,6 +106,20 @@ def _finetune_vos_root(root: Path, keyframes: str, checkpoint: str | None, out: 
                                    prop_short_side=values.get("prop_short_side") or 240, progress=report)
     print_table(f"VOS model in {out}: J&F on the annotated non-keyframes", ["propagation", "J&F"],
                 [(name.removeprefix("J&F_"), f"{value:.4f}") for name, value in scores.items()])
+
+
+def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | None, out: Path | None, device: str,
+              title: str) -> None:
+    """Body of `finetune vss|vos`: check the params, train with a progress bar, print the result."""
+    from segloop.platform.services import runs
+
+    params = _checked(kind, params_class, values, checkpoint)
+    task = kind.removeprefix("finetune_")
+    train = {"finetune_vss": runs.finetune_vss, "finetune_vos": runs.finetune_vos}[kind]
+    with progress_bar(kind.replace("_", " ")) as report:
+        result = train(params, out or _default_out(params.project, task), device=device, progress=report)
+    if result is not None:
+        _print_result(f"{title} of {params.project}", result)
 
 
 @click.command("predict")

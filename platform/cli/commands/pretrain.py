@@ -155,7 +155,8 @@ def _report(result, frames: int, videos: int) -> None:
     from segloop.platform.core.console import console, print_table
     from segloop.pretrain.plot import loss_table, plot_metrics, read_metrics
 
-    png = plot_metrics(result.metrics_path, result.out_dir / "loss_curve.png") if result.metrics_path.is_file() else None
+    png = (plot_metrics(result.metrics_path, result.out_dir / "loss_curve.png")
+           if result.metrics_path.is_file() else None)
     rows = loss_table(read_metrics(result.metrics_path)) if result.metrics_path.is_file() else []
     if rows:
         columns = list(rows[0].keys())
@@ -264,7 +265,8 @@ def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, dev
     meta = {"backbone": name, "checkpoint": None if checkpoint is None else str(checkpoint), "img_size": img_size,
             "frames_root": str(frames_root)}
     files = save_embeddings(out, keys, cls, patch_mean, meta)
-    console.print(f"{len(paths)} frames x {cls.shape[1]} dims -> {files['cls']}, {files['patch_mean']}, {files['keys']}")
+    console.print(f"{len(paths)} frames x {cls.shape[1]} dims -> "
+                  f"{files['cls']}, {files['patch_mean']}, {files['keys']}")
 
 
 commands = [pretrain_command, embed_command]

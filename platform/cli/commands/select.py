@@ -75,7 +75,8 @@ def command(ctx: click.Context, project: str, strategy: str | None, budget: int,
     if ctx.invoked_subcommand is not None:
         return
     if strategy is None:
-        raise click.UsageError("--strategy is required (or use `select show RUN_ID`, `select list`, `select strategies`)")
+        raise click.UsageError(
+            "--strategy is required (or use `select show RUN_ID`, `select list`, `select strategies`)")
     from segloop.platform.services.selection import run_selection, show_selection
     from segloop.selectors.constraints import Constraints
 
@@ -129,4 +130,5 @@ def strategies_cmd() -> None:
     from segloop.selectors.registry import strategies
 
     print_table("strategies", ["name", "summary", "parameters"],
-                [(s.name, s.summary, ", ".join(f"{k}={v!r}" for k, v in s.params.items())) for s in strategies().values()])
+                [(s.name, s.summary, ", ".join(f"{k}={v!r}" for k, v in s.params.items()))
+                 for s in strategies().values()])

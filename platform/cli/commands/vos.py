@@ -8,6 +8,7 @@ import click
 
 from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.storage import write_json
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -15,7 +16,8 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def davis_dirs(root: Path) -> tuple[Path, Path]:
     """(JPEGImages/480p, Annotations/480p) of a DAVIS-layout root; errors say what is missing."""
-    frames_dir, masks_dir = root / "JPEGImages" / "480p", root / "Annotations" / "480p"
+    layout = DavisLayout(root)
+    frames_dir, masks_dir = layout.images_dir, layout.masks_dir
     if not frames_dir.is_dir():
         raise click.ClickException(f"{frames_dir}: missing (ROOT must be a DAVIS-layout root)")
     if not masks_dir.is_dir():
@@ -68,10 +70,13 @@ def command() -> None:
 @click.option("--model", "model_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="A VOS model folder (`segloop finetune vos --out`): its memory model propagates instead of "
                    "--method.")
-@click.option("--keyframes", default="first", show_default=True, help="first | uniform:K | comma-separated frame indices.")
+@click.option("--keyframes", default="first", show_default=True,
+              help="first | uniform:K | comma-separated frame indices.")
 @click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
-@click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1), help="Long side floored to this.")
-@click.option("--n-last", default=7, show_default=True, type=click.IntRange(min=0), help="Propagated frames kept as context.")
+@click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Long side floored to this.")
+@click.option("--n-last", default=7, show_default=True, type=click.IntRange(min=0),
+              help="Propagated frames kept as context.")
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--radius", default=12, show_default=True, type=int,
               help="Window radius in feature cells around each keyframe position (≤ 0: whole frame).")

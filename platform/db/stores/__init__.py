@@ -1,15 +1,26 @@
 """Store layer: one module per aggregate; functions take a Session and return entities."""
 # No `from __future__ import annotations` here: it would bind the name `annotations`, hiding the store module.
 from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from segloop.platform.core.errors import NotFoundError
 
 SQL_CHUNK = 900  # ids per SQL IN list (SQLite allows 999 bound parameters per statement)
 
-__all__ = ["NotFoundError", "SQL_CHUNK", "id_chunks"]
+__all__ = ["SQL_CHUNK", "get_row", "id_chunks"]
 
 
 def id_chunks(ids: Sequence[int]) -> list[list[int]]:
     """The ids as ints, in chunks small enough for an SQL IN list."""
     ids = [int(i) for i in ids]
     return [ids[i:i + SQL_CHUNK] for i in range(0, len(ids), SQL_CHUNK)]
+
+
+def get_row(session: Session, model: type, row_id: int, what: str, **options: Any) -> Any:
+    """The ORM row of `model` with this id, or NotFoundError "<what> <id> does not exist"."""
+    row = session.get(model, row_id, **options)
+    if row is None:
+        raise NotFoundError(f"{what} {row_id} does not exist")
+    return row

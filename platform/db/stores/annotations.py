@@ -10,10 +10,11 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.core.masks import decode_rle, encode_rle
 from segloop.platform.db.entities import AnnotationInfo, FrameInfo, from_row
 from segloop.platform.db.orm import Annotation, Frame, Video
-from segloop.platform.db.stores import NotFoundError, id_chunks
+from segloop.platform.db.stores import get_row, id_chunks
 
 SOURCES = ("manual", "imported", "propagated", "predicted")
 HUMAN_SOURCES = ("manual", "imported")  # masks a person made or vouched for: ground truth for the models
@@ -259,9 +260,7 @@ def set_status(session: Session, annotation_id: int, status: str) -> AnnotationI
     """Move an annotation version to draft, submitted or reviewed."""
     if status not in STATUSES:
         raise ValueError(f"annotation status: {status!r} is not one of {', '.join(STATUSES)}")
-    row = session.get(Annotation, annotation_id)
-    if row is None:
-        raise NotFoundError(f"annotation {annotation_id} does not exist")
+    row = get_row(session, Annotation, annotation_id, "annotation")
     row.status = status
     session.flush()
     return from_row(AnnotationInfo, row)

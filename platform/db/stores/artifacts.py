@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from segloop.platform.core.errors import ValidationError
+from segloop.platform.core.errors import NotFoundError, ValidationError
 from segloop.platform.db.entities import CheckpointInfo, EmbeddingSetInfo, from_row
 from segloop.platform.db.orm import Checkpoint, EmbeddingSet
-from segloop.platform.db.stores import NotFoundError
+from segloop.platform.db.stores import get_row
 
 
 def add_checkpoint(
@@ -34,10 +34,7 @@ def add_checkpoint(
 
 def get_checkpoint(session: Session, checkpoint_id: int) -> CheckpointInfo:
     """The checkpoint with this id, or NotFoundError."""
-    row = session.get(Checkpoint, checkpoint_id)
-    if row is None:
-        raise NotFoundError(f"checkpoint {checkpoint_id} does not exist")
-    return from_row(CheckpointInfo, row)
+    return from_row(CheckpointInfo, get_row(session, Checkpoint, checkpoint_id, "checkpoint"))
 
 
 def usable_checkpoint(session: Session, checkpoint_id: int, kinds: tuple[str, ...]) -> CheckpointInfo:
@@ -87,10 +84,7 @@ def add_embedding_set(
 
 def get_embedding_set(session: Session, embedding_set_id: int) -> EmbeddingSetInfo:
     """The embedding set with this id, or NotFoundError."""
-    row = session.get(EmbeddingSet, embedding_set_id)
-    if row is None:
-        raise NotFoundError(f"embedding set {embedding_set_id} does not exist")
-    return from_row(EmbeddingSetInfo, row)
+    return from_row(EmbeddingSetInfo, get_row(session, EmbeddingSet, embedding_set_id, "embedding set"))
 
 
 def list_embedding_sets(session: Session, project_id: int) -> list[EmbeddingSetInfo]:

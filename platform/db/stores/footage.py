@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from sqlalchemy import and_, func, insert, null, or_, select
 from sqlalchemy.orm import Session
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.db.entities import FrameFilter, FrameInfo, NewVideo, VideoInfo, from_row
 from segloop.platform.db.orm import Frame, SelectionItem, Video
-from segloop.platform.db.stores import NotFoundError, id_chunks
+from segloop.platform.db.stores import get_row, id_chunks
 from segloop.platform.db.stores.annotations import frame_status_condition
 
 
@@ -73,10 +74,7 @@ def add_video(session: Session, project_id: int, video: NewVideo) -> VideoInfo:
 
 def get_video(session: Session, video_id: int) -> VideoInfo:
     """The video with this id, or NotFoundError."""
-    row = session.get(Video, video_id)
-    if row is None:
-        raise NotFoundError(f"video {video_id} does not exist")
-    return from_row(VideoInfo, row)
+    return from_row(VideoInfo, get_row(session, Video, video_id, "video"))
 
 
 def get_video_by_name(session: Session, project_id: int, name: str) -> VideoInfo:
@@ -107,10 +105,7 @@ def list_frames(
 
 def get_frame(session: Session, frame_id: int) -> FrameInfo:
     """The frame with this id, or NotFoundError."""
-    row = session.get(Frame, frame_id)
-    if row is None:
-        raise NotFoundError(f"frame {frame_id} does not exist")
-    return from_row(FrameInfo, row)
+    return from_row(FrameInfo, get_row(session, Frame, frame_id, "frame"))
 
 
 def count_frames(session: Session, project_id: int | None = None) -> int:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from segloop.platform.db.entities import JobInfo, from_row
 from segloop.platform.db.orm import Job, utcnow
-from segloop.platform.db.stores import NotFoundError
+from segloop.platform.db.stores import get_row
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
@@ -163,10 +163,7 @@ def reap_stale_jobs(session: Session, stale_after_seconds: float) -> list[int]:
 
 def get_job(session: Session, job_id: int) -> JobInfo:
     """The job with this id, or NotFoundError."""
-    row = session.get(Job, job_id, populate_existing=True)
-    if row is None:
-        raise NotFoundError(f"job {job_id} does not exist")
-    return from_row(JobInfo, row)
+    return from_row(JobInfo, get_row(session, Job, job_id, "job", populate_existing=True))
 
 
 def list_jobs(session: Session, status: str | None = None, limit: int = 50, offset: int = 0) -> list[JobInfo]:

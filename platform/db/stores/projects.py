@@ -4,9 +4,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.db.entities import LabelClassInfo, ProjectInfo, from_row
 from segloop.platform.db.orm import LabelClass, Project
-from segloop.platform.db.stores import NotFoundError
+from segloop.platform.db.stores import get_row
 
 DEFAULT_PROJECT = "default"
 
@@ -42,10 +43,7 @@ def get_project(session: Session, name: str) -> ProjectInfo:
 
 def get_project_by_id(session: Session, project_id: int) -> ProjectInfo:
     """The project with this id, or NotFoundError."""
-    row = session.get(Project, project_id)
-    if row is None:
-        raise NotFoundError(f"project {project_id} does not exist")
-    return from_row(ProjectInfo, row)
+    return from_row(ProjectInfo, get_row(session, Project, project_id, "project"))
 
 
 def list_projects(session: Session) -> list[ProjectInfo]:

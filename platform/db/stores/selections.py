@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from segloop.platform.db.entities import FrameInfo, SelectionInfo, SelectionItemInfo, from_row
 from segloop.platform.db.orm import Frame, Selection, SelectionItem, Video
-from segloop.platform.db.stores import NotFoundError
+from segloop.platform.db.stores import get_row
 
 ITEM_STATUSES = ("proposed", "accepted", "rejected")
 
@@ -42,10 +42,7 @@ def add_selection(
 
 def get_selection(session: Session, selection_id: int) -> SelectionInfo:
     """The selection run with this id, or NotFoundError."""
-    row = session.get(Selection, selection_id)
-    if row is None:
-        raise NotFoundError(f"selection run {selection_id} does not exist")
-    return from_row(SelectionInfo, row)
+    return from_row(SelectionInfo, get_row(session, Selection, selection_id, "selection run"))
 
 
 def list_selections(session: Session, project_id: int) -> list[SelectionInfo]:

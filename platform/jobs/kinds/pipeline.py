@@ -83,14 +83,9 @@ def run_pretrain(params: PretrainParams, ctx: JobContext) -> dict[str, Any]:
 @job_kind("embed")
 def run_embed(params: EmbedParams, ctx: JobContext) -> dict[str, Any]:
     """Embed and register an embedding set (with a checkpoint, its backbone and weights file)."""
-    from segloop.platform.services.checkpoints import pretrained_checkpoint
     from segloop.platform.services.embedding import embed_project
 
-    backbone, weights = params.backbone, None
-    if params.checkpoint_id is not None:
-        checkpoint = pretrained_checkpoint(params.checkpoint_id)
-        backbone, weights = checkpoint.backbone, checkpoint.path
-    embedding_set = embed_project(params.project, backbone, weights, params.img_size, params.batch_size,
+    embedding_set = embed_project(params.project, params.backbone, None, params.img_size, params.batch_size,
                                   params.vector, job_id=ctx.job_id, checkpoint_id=params.checkpoint_id,
                                   progress=ctx.progress)
     return {"embedding_set_id": embedding_set.id, "count": embedding_set.count, "dim": embedding_set.dim}
