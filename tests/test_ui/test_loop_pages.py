@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, selections
