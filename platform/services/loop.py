@@ -238,8 +238,8 @@ def propagate_labels(project: str, config: RoundConfig, settings: Settings, obse
 
     observer = observer or RoundObserver()
     prop = config.propagation or PropagationConfig()
-    featurizer = vos.make_featurizer("backbone", config.backbone, config.pretrained, prop)
-    observer.step("propagate", f"propagate the labels to every frame ({config.backbone}, short side "
+    featurizer = vos.make_featurizer("backbone", config.backbone, vos.encoder_source(config.pretrained), prop)
+    observer.step("propagate", f"propagate the labels to every frame ({featurizer.name}, short side "
                                f"{prop.short_side}) and score J&F")
     with session_scope(get_engine(settings)) as session:
         videos = footage.list_videos(session, projects.get_project(session, project).id)

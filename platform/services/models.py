@@ -40,10 +40,7 @@ class ProjectModels:
     @property
     def encoder_source(self) -> Path | None:
         """What `make_featurizer` takes for the encoder: its pretrain run folder, else its weights file."""
-        if self.encoder is None:
-            return None
-        weights = Path(self.encoder.path)
-        return weights.parent if (weights.parent / vos.DENSE_ENCODER_FILE).is_file() else weights
+        return None if self.encoder is None else vos.encoder_source(self.encoder.path)
 
     @property
     def vos_model_dir(self) -> Path | None:

@@ -283,6 +283,14 @@ def make_featurizer(
     return ViTFeaturizer(model, config, device, name=label)
 
 
+def encoder_source(weights: str | Path | None) -> Path | None:
+    """What a pretrain run's weights stand for in propagation: its run folder when it holds a dense encoder."""
+    if weights is None:
+        return None
+    weights = Path(weights)
+    return weights.parent if weights.is_file() and (weights.parent / DENSE_ENCODER_FILE).is_file() else weights
+
+
 def run_backbone(run_dir: Path) -> str | None:
     """The timm backbone name a pretrain run folder's config.yaml records, if any."""
     import yaml
