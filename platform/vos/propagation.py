@@ -358,27 +358,82 @@ def _halo_blocks(maps, tile: int, radius: int):
     return F.unfold(padded, halo, stride=tile).view(batch, depth, halo * halo, -1).permute(0, 3, 1, 2)
 
 
-def _window_candidates(keys, key_labels, grid: tuple[int, int], radius: int, tile: int):
-    """Keys (T, C, M·halo²), labels (T, M·halo², L) and validity (T, tile², M·halo²) of each query tile's window."""
+@dataclass(frozen=True)
+class WindowBlocks:
+    """Context frames cut into the key windows of each query tile: computed once per frame, reused per query."""
+
+    keys: object  # (tiles, C, M·halo²)
+    labels: object  # (tiles, M·halo², L)
+    valid: object  # (tiles, tile², M·halo²) bool: inside the query's window and inside the frame
+
+
+def _window_mask_blocks(grid: tuple[int, int], radius: int, tile: int, device) -> object:
+    """(tiles, tile², halo²) bool: halo cell within `radius` of the query cell and inside the frame."""
     import torch
 
+    halo = tile + 2 * radius
+    inside = torch.ones(1, 1, *grid, device=device)
+    in_frame = _halo_blocks(inside, tile, radius)[0, :, 0] > 0
+    rows = torch.arange(tile, device=device)
+    offsets = torch.arange(halo, device=device) - radius
+    near = (offsets[None, :] - rows[:, None]).abs() <= radius
+    window = (near[:, None, :, None] & near[None, :, None, :]).reshape(tile * tile, halo * halo)
+    return window[None] & in_frame[:, None, :]
+
+
+def window_blocks(keys, key_labels, grid: tuple[int, int], radius: int, tile: int = 16) -> WindowBlocks:
+    """The window blocks of context frames (keys (M, Q, C), soft labels (M, Q, L)) for queries on `grid`."""
     grid_h, grid_w = grid
     num_context, _, channels = keys.shape
     depth = key_labels.shape[-1]
-    halo = tile + 2 * radius
+    tile = _tile_size(grid, tile)
+    radius = int(radius) if radius and radius > 0 else max(grid_h, grid_w)
+    candidates = num_context * (tile + 2 * radius) ** 2
     key_maps = keys.permute(0, 2, 1).reshape(num_context, channels, grid_h, grid_w)
     label_maps = key_labels.permute(0, 2, 1).reshape(num_context, depth, grid_h, grid_w)
-    inside = torch.ones(1, 1, grid_h, grid_w, dtype=keys.dtype, device=keys.device)
-    candidates = num_context * halo * halo
-    key_blocks = _halo_blocks(key_maps, tile, radius).permute(1, 2, 0, 3).reshape(-1, channels, candidates)
-    label_blocks = _halo_blocks(label_maps, tile, radius).permute(1, 0, 3, 2).reshape(-1, candidates, depth)
-    in_frame = _halo_blocks(inside, tile, radius)[0, :, 0] > 0
-    rows = torch.arange(tile, device=keys.device)
-    offsets = torch.arange(halo, device=keys.device) - radius
-    near = (offsets[None, :] - rows[:, None]).abs() <= radius
-    window = (near[:, None, :, None] & near[None, :, None, :]).reshape(tile * tile, halo * halo)
-    valid = (window[None] & in_frame[:, None, :]).repeat(1, 1, num_context)
-    return key_blocks, label_blocks, valid
+    return WindowBlocks(
+        _halo_blocks(key_maps, tile, radius).permute(1, 2, 0, 3).reshape(-1, channels, candidates),
+        _halo_blocks(label_maps, tile, radius).permute(1, 0, 3, 2).reshape(-1, candidates, depth),
+        _window_mask_blocks(grid, radius, tile, keys.device).repeat(1, 1, num_context),
+    )
+
+
+def join_blocks(blocks: Sequence[WindowBlocks]) -> WindowBlocks:
+    """Several frames' window blocks as one candidate set (same grid and tile)."""
+    import torch
+
+    if len(blocks) == 1:
+        return blocks[0]
+    return WindowBlocks(torch.cat([b.keys for b in blocks], 2), torch.cat([b.labels for b in blocks], 1),
+                        torch.cat([b.valid for b in blocks], 2))
+
+
+def _tile_size(grid: tuple[int, int], tile: int) -> int:
+    """The query tile edge actually used on a grid."""
+    return max(1, min(tile, grid[0], grid[1]))
+
+
+def topk_from_blocks(query, blocks: WindowBlocks, grid: tuple[int, int], topk: int, temperature: float,
+                     tile: int = 16):
+    """Soft labels (Q, L) of query features (Q, C): softmax-weighted vote of the top-k candidates in each window."""
+    import torch
+    import torch.nn.functional as F
+
+    grid_h, grid_w = grid
+    channels = query.shape[1]
+    depth = blocks.labels.shape[-1]
+    tile = _tile_size(grid, tile)
+    pad_h, pad_w = -grid_h % tile, -grid_w % tile
+    query_map = F.pad(query.T.reshape(1, channels, grid_h, grid_w), (0, pad_w, 0, pad_h))
+    query_tiles = F.unfold(query_map, tile, stride=tile).view(channels, tile * tile, -1).permute(2, 1, 0)
+    logits = torch.bmm(query_tiles, blocks.keys).div_(temperature).masked_fill_(~blocks.valid, float("-inf"))
+    values, index = logits.topk(min(topk, logits.shape[2]), dim=2)
+    weights = torch.softmax(values, dim=2)
+    picked = torch.gather(blocks.labels, 1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, depth))
+    out = (weights.unsqueeze(-1) * picked.view(*index.shape, depth)).sum(2)
+    out = F.fold(out.permute(2, 1, 0).reshape(1, depth * tile * tile, -1), (grid_h + pad_h, grid_w + pad_w), tile,
+                 stride=tile)
+    return out[0, :, :grid_h, :grid_w].reshape(depth, -1).T
 
 
 def local_topk_labels(query, groups, grid: tuple[int, int], topk: int, temperature: float, tile: int = 16):
@@ -387,34 +442,11 @@ def local_topk_labels(query, groups, grid: tuple[int, int], topk: int, temperatu
     `groups` is a list of (keys (M, Q, C), soft labels (M, Q, L), radius in cells) on the query's grid
     (h, w); each group has its own window radius (e.g. wide for keyframes, narrow for the last frames).
     Queries are processed tile by tile against their halo of keys only: cost linear in the number of
-    cells, no (h·w)² affinity. Equals `propagate_labels` with `window_mask` (tested).
+    cells, no (h·w)² affinity. Equals `propagate_labels` with `window_mask` (tested). Propagation
+    itself keeps each context frame's `window_blocks` and calls `topk_from_blocks`.
     """
-    import torch
-    import torch.nn.functional as F
-
-    grid_h, grid_w = grid
-    channels = query.shape[1]
-    groups = [g for g in groups if g[0].shape[0]]
-    depth = groups[0][1].shape[-1]
-    tile = max(1, min(tile, grid_h, grid_w))
-    pad_h, pad_w = -grid_h % tile, -grid_w % tile
-    query_map = F.pad(query.T.reshape(1, channels, grid_h, grid_w), (0, pad_w, 0, pad_h))
-    query_tiles = F.unfold(query_map, tile, stride=tile).view(channels, tile * tile, -1).permute(2, 1, 0)
-    logits, labels = [], []
-    for keys, key_labels, radius in groups:
-        radius = int(radius) if radius and radius > 0 else max(grid_h, grid_w)
-        key_blocks, label_blocks, valid = _window_candidates(keys, key_labels, grid, radius, tile)
-        logits.append(torch.bmm(query_tiles, key_blocks).div_(temperature).masked_fill_(~valid, float("-inf")))
-        labels.append(label_blocks)
-    logits = torch.cat(logits, dim=2) if len(logits) > 1 else logits[0]
-    labels = torch.cat(labels, dim=1) if len(labels) > 1 else labels[0]
-    values, index = logits.topk(min(topk, logits.shape[2]), dim=2)
-    weights = torch.softmax(values, dim=2)
-    picked = torch.gather(labels, 1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, depth))
-    out = (weights.unsqueeze(-1) * picked.view(*index.shape, depth)).sum(2)
-    out = F.fold(out.permute(2, 1, 0).reshape(1, depth * tile * tile, -1), (grid_h + pad_h, grid_w + pad_w), tile,
-                 stride=tile)
-    return out[0, :, :grid_h, :grid_w].reshape(depth, -1).T
+    blocks = [window_blocks(keys, labels, grid, radius, tile) for keys, labels, radius in groups if keys.shape[0]]
+    return topk_from_blocks(query, join_blocks(blocks), grid, topk, temperature, tile)
 
 
 def keyframe_soft_labels(mask: np.ndarray, labels: Sequence[int], grid: tuple[int, int],
@@ -659,20 +691,22 @@ def _context_keyframes(source: int, keyframes: list[int], limit: int) -> list[in
 def _run_pass(store: _FeatureStore, order: list[int], source: int, keyframes: list[int],
               keyframe_labels: dict[int, object], config: PropagationConfig,
               grid: tuple[int, int]) -> Iterator[tuple[int, object]]:
-    """(frame index, soft labels (h*w, L)) along `order`, starting from keyframe `source`."""
+    """(frame index, soft labels (h*w, L)) along `order`, starting from keyframe `source`.
+
+    Each context frame is cut into its window blocks once (keyframes per pass, a propagated frame when it
+    joins the recent queue), so a query frame only pays for its own similarities.
+    """
     import torch
 
     context = _context_keyframes(source, keyframes, config.max_keyframes_in_context)
-    fixed = (torch.stack([store.pin(k) for k in context]), torch.stack([keyframe_labels[k] for k in context]))
+    fixed = window_blocks(torch.stack([store.pin(k) for k in context]),
+                          torch.stack([keyframe_labels[k] for k in context]), grid, config.radius)
     recent_radius = config.radius if config.recent_radius is None else config.recent_radius
     recent: deque = deque(maxlen=config.n_last)
     for index, features in store.iterate(order):
-        groups = [(*fixed, config.radius)]
-        if recent:
-            groups.append((torch.stack([f for f, _ in recent]), torch.stack([s for _, s in recent]), recent_radius))
-        soft = local_topk_labels(features, groups, grid, config.topk, config.temperature)
+        soft = topk_from_blocks(features, join_blocks([fixed, *recent]), grid, config.topk, config.temperature)
         if config.n_last:
-            recent.append((features, soft))
+            recent.append(window_blocks(features[None], soft[None], grid, recent_radius))
         yield index, soft
 
 
