@@ -7,8 +7,6 @@ override with an unknown key or a wrong type fails with a message naming the key
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from segloop.platform.core.storage import atomic_path
 
 
 class ConfigError(ValueError):
@@ -298,9 +298,5 @@ def config_to_dict(config: PretrainConfig) -> dict:
 
 def save_config(config: PretrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
         yaml.safe_dump(config_to_dict(config), handle, sort_keys=False)
-    os.replace(tmp, path)
