@@ -142,7 +142,7 @@ def test_cli_reports_bad_config_keys(tmp_path, videos):
     (tmp_path / "bad.yaml").write_text("optim:\n  learning_rate: 0.1\n")
     result = CliRunner().invoke(main, ["pretrain", "--frames", str(tmp_path / "frames"), "--config",
                                        str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "run")])
-    assert result.exit_code != 0 and "optim.learning_rate: unknown key" in result.output
+    assert result.exit_code != 0 and "optim.learning_rate: unknown field" in result.output
     result = CliRunner().invoke(main, ["pretrain", "--frames", str(tmp_path / "frames"), "--set", "run.steps=x",
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code != 0 and "run.steps: expected an integer" in result.output
