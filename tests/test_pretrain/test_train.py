@@ -134,6 +134,14 @@ def test_cli_pretrain_and_embed(tiny, videos, tmp_path):
     keys = json.loads((tmp_path / "emb.json").read_text())
     assert cls.dtype == np.float16 and cls.shape == (14, 192) and patch_mean.shape == (14, 192)
     assert keys["backbone"] == "vit_tiny_patch16_224" and keys["keys"][0] == "a/00000.jpg"
+    result = runner.invoke(main, ["embed", "--checkpoint", str(tmp_path / "run"), "--frames", str(tmp_path / "frames"),
+                                  "--img-size", "32", "--workers", "0", "--out", str(tmp_path / "by_folder.npy")])
+    assert result.exit_code == 0, result.output  # the run folder stands for its teacher_backbone.pth
+    assert np.array_equal(np.load(tmp_path / "by_folder.npy"), cls)
+    random_init = runner.invoke(main, ["embed", "--backbone", "vit_tiny_patch16_224", "--frames",
+                                       str(tmp_path / "frames"), "--img-size", "32", "--workers", "0",
+                                       "--out", str(tmp_path / "random.npy")])
+    assert random_init.exit_code == 0 and not np.array_equal(np.load(tmp_path / "random.npy"), cls)
 
 
 def test_cli_reports_bad_config_keys(tmp_path, videos):
