@@ -216,3 +216,12 @@ def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path, monkeypatc
     assert result.stopped_by_time and 1 < result.step < 30 and result.total_steps == result.step
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
     assert records[-1]["lr"] < records[len(records) // 2]["lr"]  # the schedule follows the budget, not run.steps
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_device_without_a_gpu_is_refused_naming_the_field():
+    from segloop.pretrain.train import resolve_device
+
+    assert resolve_device(config_from_dict({"run": {"device": "auto"}})) == torch.device("cpu")
+    with pytest.raises(PretrainError, match="run.device: device 'cuda': no CUDA GPU is available"):
+        resolve_device(config_from_dict({"run": {"device": "cuda"}}))
