@@ -1,4 +1,4 @@
-"""Backbones: any timm ViT by name, randomly initialised or loaded from a local weights file."""
+"""Backbones: any timm ViT by name, randomly initialised or loaded from a local weights file or run folder."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,13 +6,29 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
+from segloop.pretrain.checkpoint import TEACHER_NAME
+
 
 class BackboneError(ValueError):
     """A backbone name or weights file that cannot be used; the message says which and why."""
 
 
+def weights_file(weights: str | Path) -> Path:
+    """The weights file `weights` names: the file itself, or a `segloop pretrain --out` folder's teacher backbone."""
+    path = Path(weights)
+    if path.is_dir():
+        if not (path / TEACHER_NAME).is_file():
+            raise BackboneError(f"{path}: no {TEACHER_NAME} in this folder (expected a `segloop pretrain --out` "
+                                "folder or a weights file)")
+        return path / TEACHER_NAME
+    if not path.is_file():
+        raise BackboneError(f"{path}: weights file does not exist")
+    return path
+
+
 def create_backbone(
-    name: str = "vit_small_patch16_224",
+    name: str = DEFAULT_BACKBONE,
     weights: str | Path | None = None,
     img_size: int | None = None,
     **kwargs,
@@ -20,7 +36,8 @@ def create_backbone(
     """A timm model without classifier (`dynamic_img_size` for ViTs); local weights if given.
 
     `weights` is a local file in timm's key layout (.pth/.pt/.bin/.safetensors), e.g. a segloop
-    pretraining checkpoint's `teacher_backbone.pth` or a DINOv2 file; nothing is downloaded.
+    pretraining run's `teacher_backbone.pth` or a DINOv2 file, or a `segloop pretrain --out` folder
+    (its `teacher_backbone.pth`); nothing is downloaded.
     """
     import timm
 
@@ -33,9 +50,7 @@ def create_backbone(
         extra["img_size"] = img_size
     if weights is None:
         return timm.create_model(name, pretrained=False, **extra)
-    path = Path(weights)
-    if not path.is_file():
-        raise BackboneError(f"{path}: weights file does not exist")
+    path = weights_file(weights)
     try:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **extra)
     except Exception as exc:  # timm raises many kinds for a bad file; name the file in one message

@@ -1,24 +1,26 @@
 """Typed pretraining configuration: dataclasses with CPU-friendly defaults, YAML overrides, saved per run.
 
 Layout follows facebookresearch/dinov2's `configs/ssl_default_config.yaml` (sections for the data
-crops, the model, each loss term, the optimiser and the run), but as dataclasses so that a YAML
-override with an unknown key or a wrong type fails with a message naming the key.
+crops, the model, each loss term, the optimiser and the run), but as typed params dataclasses
+(`segloop.platform.core.specs`) so that a YAML override with an unknown key, a wrong type or a value
+out of bounds fails with a message naming the key; `validate` adds the checks that involve two fields.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from segloop.platform.core.backbones import DEFAULT_BACKBONE
+from segloop.platform.core.errors import ValidationError
+from segloop.platform.core.specs import coerce, param
+from segloop.platform.core.storage import atomic_path
 
-class ConfigError(ValueError):
+
+class ConfigError(ValidationError):
     """A configuration file or value that cannot be used; the message names the key and the reason."""
 
 
@@ -26,9 +28,9 @@ class ConfigError(ValueError):
 class DataConfig:
     """Multi-crop views and clips cut from the user's frames (DINO multi-crop + video clips)."""
 
-    global_size: int = 64
-    local_size: int = 32
-    num_local_crops: int = 2
+    global_size: int = param(64, min=1)
+    local_size: int = param(32, min=1)
+    num_local_crops: int = param(2, min=0)
     global_scale: tuple[float, float] = (0.35, 1.0)
     local_scale: tuple[float, float] = (0.1, 0.35)
     min_frame_gap: int = 1
@@ -40,7 +42,7 @@ class DataConfig:
     clip_jitter: float = 0.0
     color_jitter: float = 0.8
     solarization: float = 0.2
-    num_workers: int = 1
+    num_workers: int = param(1, min=0)
     cache_frames: int = 256
 
 
@@ -48,7 +50,7 @@ class DataConfig:
 class ModelConfig:
     """Student/teacher backbone (any timm ViT) and the projection heads."""
 
-    backbone: str = "vit_tiny_patch16_224"
+    backbone: str = DEFAULT_BACKBONE
     init_weights: str | None = None
     head_out_dim: int = 1024
     head_hidden_dim: int = 512
@@ -66,7 +68,7 @@ class LossConfig:
     ibot_weight: float = 1.0
     koleo_weight: float = 0.1
     random_walk_weight: float = 0.0
-    centering: str = "centering"
+    centering: str = param("centering", choices=("centering", "sinkhorn_knopp"))
     student_temp: float = 0.1
     teacher_temp: float = 0.07
     warmup_teacher_temp: float = 0.04
@@ -104,13 +106,13 @@ class RunConfig:
     elapsed / budget, and the run trains until the budget is spent), and `steps` is not used.
     """
 
-    steps: int = 200
-    max_minutes: float | None = None
+    steps: int = param(200, min=1)
+    max_minutes: float | None = param(None, min=0, min_exclusive=True)
     batch_size: int = 16
     seed: int = 0
-    checkpoint_every: int = 50
+    checkpoint_every: int = param(50, min=1)
     log_every: int = 1
-    device: str = "auto"
+    device: str = param("auto", choices=("auto", "cpu", "cuda"))
     bf16: bool = True
 
 
@@ -126,22 +128,22 @@ class DenseConfig:
     the inference features (0: learned features only).
     """
 
-    weight: float = 1.0
-    stride: int = 8
+    weight: float = param(1.0, min=0, help="0 switches the dense encoder off")
+    stride: int = param(8, choices=(4, 8))
     width: int = 16
     blocks: int = 1
     dim: int = 64
-    skip_weight: float = 0.0
+    skip_weight: float = param(0.0, min=0, max=1)
     crop_size: int = 128
     crop_scale: tuple[float, float] = (0.1, 0.4)
     load_side: int = 480
-    pairs: int = 1
+    pairs: int = param(1, min=1)
     min_gap: int = 1
     max_gap: int = 8
-    radius: int = 6
-    temperature: float = 0.05
-    channel_dropout: float = 0.5
-    lr: float = 1e-3
+    radius: int = param(6, min=1)
+    temperature: float = param(0.05, min=0, min_exclusive=True)
+    channel_dropout: float = param(0.5, min=0, max=1)
+    lr: float = param(1e-3, min=0, min_exclusive=True)
 
 
 @dataclass
@@ -156,97 +158,31 @@ class PretrainConfig:
     dense: DenseConfig = field(default_factory=DenseConfig)
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """The value converted to the annotated type, or a ConfigError naming the key."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if origin is tuple:
-        kinds = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)) or len(value) != len(kinds):
-            raise ConfigError(f"{key}: expected a list of {len(kinds)} numbers, got {value!r}")
-        return tuple(_coerce(item, kind, f"{key}[{i}]") for i, (item, kind) in enumerate(zip(value, kinds)))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {hint!r}")
-
-
-def _apply(target: Any, overrides: dict, prefix: str) -> None:
-    """Set the overrides onto a dataclass instance in place, recursing into nested sections."""
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {overrides!r}")
-    hints = typing.get_type_hints(type(target))
-    names = {f.name for f in dataclasses.fields(target)}
-    for name, value in overrides.items():
-        key = f"{prefix}{name}"
-        if name not in names:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(names))})")
-        current = getattr(target, name)
-        if dataclasses.is_dataclass(current):
-            _apply(current, value, f"{key}.")
-        else:
-            setattr(target, name, _coerce(value, hints[name], key))
+def apply_overrides(config: PretrainConfig, overrides: Any) -> PretrainConfig:
+    """A copy of `config` with the nested overrides' values checked and applied, or ConfigError naming the key."""
+    try:
+        return coerce(PretrainConfig, overrides, where="", base=config)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def validate(config: PretrainConfig) -> PretrainConfig:
-    """The config itself, after checking values that types alone cannot catch."""
+    """The config itself, after the checks a field's own `param` bounds and choices cannot say (those are
+    checked when values are applied): rules across fields or within a pair, and irregular ranges."""
     checks = [
-        (config.data.global_size > 0, "data.global_size", "must be positive"),
-        (config.data.local_size > 0, "data.local_size", "must be positive"),
-        (config.data.num_local_crops >= 0, "data.num_local_crops", "must be >= 0"),
         (config.data.clip_length == 0 or config.data.clip_length >= 2, "data.clip_length", "must be 0 or >= 2"),
         (0 <= config.data.min_frame_gap <= config.data.max_frame_gap, "data.min_frame_gap",
          "must be >= 0 and <= data.max_frame_gap (0 and 0: both global crops from one frame)"),
-        (config.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
         (0.0 <= config.data.clip_jitter < 1.0, "data.clip_jitter", "must be in [0, 1)"),
-        (config.loss.centering in ("centering", "sinkhorn_knopp"), "loss.centering",
-         "must be 'centering' or 'sinkhorn_knopp'"),
         (0.0 <= config.loss.mask_ratio[0] <= config.loss.mask_ratio[1] < 1.0, "loss.mask_ratio",
          "must be [low, high] with 0 <= low <= high < 1"),
-        (config.run.steps > 0, "run.steps", "must be positive"),
         (config.run.batch_size >= 2 or config.loss.koleo_weight == 0, "run.batch_size",
          "must be >= 2 when loss.koleo_weight > 0 (KoLeo needs neighbours)"),
-        (config.run.checkpoint_every > 0, "run.checkpoint_every", "must be positive"),
-        (config.run.max_minutes is None or config.run.max_minutes > 0, "run.max_minutes", "must be positive"),
-        (config.run.device in ("auto", "cpu", "cuda"), "run.device", "must be auto, cpu or cuda"),
-        (config.dense.weight >= 0, "dense.weight", "must be >= 0 (0 switches the dense encoder off)"),
-        (config.dense.stride in (4, 8), "dense.stride", "must be 4 or 8"),
         (config.dense.crop_size % (8 * config.dense.stride) == 0, "dense.crop_size",
          "must be a multiple of 8 x dense.stride"),
         (0.0 < config.dense.crop_scale[0] <= config.dense.crop_scale[1] <= 1.0, "dense.crop_scale",
          "must be [low, high] with 0 < low <= high <= 1"),
         (1 <= config.dense.min_gap <= config.dense.max_gap, "dense.min_gap", "must be >= 1 and <= dense.max_gap"),
-        (config.dense.pairs >= 1, "dense.pairs", "must be >= 1"),
-        (config.dense.radius >= 1, "dense.radius", "must be >= 1"),
-        (config.dense.temperature > 0, "dense.temperature", "must be positive"),
-        (0.0 <= config.dense.channel_dropout <= 1.0, "dense.channel_dropout", "must be in [0, 1]"),
-        (0.0 <= config.dense.skip_weight <= 1.0, "dense.skip_weight", "must be in [0, 1]"),
-        (config.dense.lr > 0, "dense.lr", "must be positive"),
     ]
     for ok, key, reason in checks:
         if not ok:
@@ -258,7 +194,7 @@ def config_from_dict(overrides: dict | None) -> PretrainConfig:
     """Defaults with the nested overrides applied and validated."""
     config = PretrainConfig()
     if overrides:
-        _apply(config, overrides, "")
+        config = apply_overrides(config, overrides)
     return validate(config)
 
 
@@ -274,13 +210,13 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Pretr
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         try:
-            _apply(config, loaded, "")
+            config = apply_overrides(config, loaded)
             if not overrides:
                 validate(config)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     if overrides:
-        _apply(config, overrides, "")
+        config = apply_overrides(config, overrides)
     return validate(config)
 
 
@@ -298,9 +234,5 @@ def config_to_dict(config: PretrainConfig) -> dict:
 
 def save_config(config: PretrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
         yaml.safe_dump(config_to_dict(config), handle, sort_keys=False)
-    os.replace(tmp, path)

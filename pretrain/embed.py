@@ -7,8 +7,6 @@ working size. Results are float32 in memory and float16 on disk.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +15,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from segloop.platform.core.device import resolve_device
+from segloop.platform.core.image import working_size
+from segloop.platform.core.storage import atomic_path
 from segloop.pretrain.backbones import patch_size
 from segloop.pretrain.transforms import to_tensor
 
@@ -25,12 +26,6 @@ Progress = Callable[[float, str], None]
 
 class EmbedError(ValueError):
     """Frames or an output path that cannot be embedded/written; the message names which and why."""
-
-
-def working_size(width: int, height: int, img_size: int, patch: int) -> tuple[int, int]:
-    """(width, height): short side img_size, aspect kept, both rounded to patch multiples (at least one patch)."""
-    scale = img_size / min(width, height)
-    return (max(patch, round(width * scale / patch) * patch), max(patch, round(height * scale / patch) * patch))
 
 
 class _FrameDataset(torch.utils.data.Dataset):
@@ -77,11 +72,12 @@ def embed_frames(paths: Sequence[Path], backbone: nn.Module, img_size: int = 224
     paths = [Path(p) for p in paths]
     if not paths:
         raise EmbedError("no frames to embed")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(resolve_device(str(device or "auto")))
     backbone = backbone.eval().to(device)
     patch = patch_size(backbone)
     prefix = int(getattr(backbone, "num_prefix_tokens", 1))
-    sizes = [working_size(*_image_size(p), img_size, patch) for p in paths]
+    # PIL sizes are (width, height); working_size's are (height, width)
+    sizes = [working_size(h, w, img_size, patch, rounding="nearest")[::-1] for w, h in map(_image_size, paths)]
     batches = _size_batches(sizes, batch_size)
     loader = torch.utils.data.DataLoader(_FrameDataset(paths, sizes), batch_sampler=batches, num_workers=num_workers)
     dim = int(backbone.embed_dim)
@@ -109,33 +105,16 @@ def output_paths(out: str | Path) -> dict[str, Path]:
             "keys": stem.with_name(stem.name + ".json")}
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary path next to `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_embeddings(out: str | Path, keys: Sequence[str], cls: np.ndarray, patch_mean: np.ndarray,
                     meta: dict) -> dict[str, Path]:
     """Write float16 arrays and a JSON of frame keys + metadata atomically; the written paths."""
     files = output_paths(out)
 
-    def save_array(array: np.ndarray) -> Callable[[Path], None]:
-        def write(tmp: Path) -> None:
-            with tmp.open("wb") as handle:
-                np.save(handle, array.astype(np.float16))
-        return write
-
-    _atomic_write(files["cls"], save_array(cls))
-    _atomic_write(files["patch_mean"], save_array(patch_mean))
+    for name, array in (("cls", cls), ("patch_mean", patch_mean)):
+        with atomic_path(files[name]) as tmp, tmp.open("wb") as handle:
+            np.save(handle, array.astype(np.float16))
     document = {**meta, "count": len(keys), "dim": int(cls.shape[1]), "dtype": "float16",
                 "cls_file": files["cls"].name, "patch_mean_file": files["patch_mean"].name, "keys": list(keys)}
-    _atomic_write(files["keys"], lambda tmp: tmp.write_text(json.dumps(document, indent=1)))
+    with atomic_path(files["keys"]) as tmp:
+        tmp.write_text(json.dumps(document, indent=1))
     return files

@@ -6,8 +6,10 @@ decoded once with decord into JPEG folders under a cache directory.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from segloop.platform.core.davis import IMAGES, RESOLUTION, DavisLayout, frame_name, resolutions
+from segloop.platform.core.storage import atomic_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -33,16 +35,16 @@ def _sequence_folders(root: Path) -> list[list[Path]]:
 
 
 def _davis_images_root(root: Path) -> Path | None:
-    """The resolution folder of a DAVIS layout (480p preferred), if root is one."""
-    images = root / "JPEGImages"
+    """The resolution folder of a DAVIS layout (480p preferred), if root is one; the bare JPEGImages folder
+    when it holds the sequence folders itself."""
+    images = root / IMAGES
     if not images.is_dir():
         return None
-    preferred = images / "480p"
-    if preferred.is_dir():
-        return preferred
-    resolutions = sorted(p for p in images.iterdir() if p.is_dir())
-    if resolutions and not _images_in(resolutions[0]):
-        return resolutions[0]
+    found = resolutions(root)
+    if RESOLUTION in found:
+        return DavisLayout(root, RESOLUTION).images_dir
+    if found and not _images_in(DavisLayout(root, found[0]).images_dir):
+        return DavisLayout(root, found[0]).images_dir
     return images
 
 
@@ -65,10 +67,10 @@ def extract_video_frames(video: Path, dest: Path, max_side: int = 480) -> list[P
         scale = max_side / max(image.size)
         if scale < 1:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
-        path = dest / f"{index:05d}.jpg"
-        tmp = dest / f".{index:05d}.jpg.{os.getpid()}.tmp"  # unique per process (torchrun ranks decode alike)
-        image.save(tmp, format="JPEG", quality=92)
-        os.replace(tmp, path)
+        path = dest / frame_name(index)
+        # unique per process (torchrun ranks decode alike); ".tmp", not ".jpg", so no listing takes it for a frame
+        with atomic_path(path, suffix=".tmp") as tmp:
+            image.save(tmp, format="JPEG", quality=92)
         paths.append(path)
     done.write_text(str(len(paths)))
     return paths

@@ -10,12 +10,12 @@ correspondence. Every loss term is computed in its own method and can be switche
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from segloop.platform.core.optim import biases_norms_and, layer_lr_scale, vit_layer_id
 from segloop.pretrain.backbones import create_backbone, patch_size
 from segloop.pretrain.config import ConfigError, DenseConfig, PretrainConfig
 from segloop.pretrain.dense.colour import rgb_to_lab
@@ -25,6 +25,7 @@ from segloop.pretrain.heads import DINOHead
 from segloop.pretrain.losses import DINOLoss, IBOTPatchLoss, KoLeoLoss, random_walk_loss
 
 NO_WEIGHT_DECAY = ("pos_embed", "cls_token", "reg_token", "mask_token")
+no_weight_decay = biases_norms_and(NO_WEIGHT_DECAY)
 
 
 def forward_tokens(backbone: nn.Module, images: torch.Tensor, masks: torch.Tensor | None = None,
@@ -195,16 +196,11 @@ class SSLModel(nn.Module):
 
 
 def layer_id(name: str, num_layers: int) -> int:
-    """Depth of a student parameter: 0 for embeddings, i+1 for block i, num_layers+1 for the rest."""
-    if name.startswith("backbone."):
-        rest = name[len("backbone."):]
-        if rest.startswith(("patch_embed", "cls_token", "pos_embed", "reg_token")):
-            return 0
-        match = re.match(r"blocks\.(\d+)\.", rest)
-        if match:
-            return int(match.group(1)) + 1
+    """Depth of a student parameter: 0 for embeddings and the mask token, i+1 for block i, num_layers+1 for the rest."""
     if name == "mask_token":
         return 0
+    if name.startswith("backbone."):
+        return vit_layer_id(name[len("backbone."):], num_layers)
     return num_layers + 1
 
 
@@ -216,8 +212,8 @@ def param_groups(model: SSLModel, layer_decay: float | None) -> list[dict]:
     for name, parameter in named:
         if not parameter.requires_grad:
             continue
-        lr_mult = 1.0 if layer_decay is None else layer_decay ** (num_layers + 1 - layer_id(name, num_layers))
-        no_decay = parameter.ndim == 1 or name.endswith(".bias") or any(k in name for k in NO_WEIGHT_DECAY)
+        lr_mult = 1.0 if layer_decay is None else layer_lr_scale(layer_id(name, num_layers), num_layers, layer_decay)
+        no_decay = no_weight_decay(name, parameter)
         key = (lr_mult, 0.0 if no_decay else 1.0, "last_layer" in name)
         group = groups.setdefault(key, {"params": [], "lr_mult": key[0], "wd_mult": key[1], "last_layer": key[2]})
         group["params"].append(parameter)

@@ -3,10 +3,11 @@ and a text table of evenly spaced steps."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from segloop.platform.core.storage import atomic_path
 
 CURVES = ("loss", "dino", "ibot", "koleo", "random_walk")
 COLOURS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red")
@@ -89,10 +90,9 @@ def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     if not data:
         return None
     png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp")
-    try:
-        _plot_matplotlib(data, tmp)
-    except ImportError:
-        _plot_pil(data, tmp)
-    os.replace(tmp, png_path)
+    with atomic_path(png_path) as tmp:
+        try:
+            _plot_matplotlib(data, tmp)
+        except ImportError:
+            _plot_pil(data, tmp)
     return png_path

@@ -6,19 +6,10 @@ cosine shape and DINO (Caron et al., 2021) for the momentum / temperature schedu
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from segloop.platform.core.schedules import cosine
 from segloop.pretrain.config import PretrainConfig
-
-
-def cosine(step: int, total: int, start: float, end: float, warmup: int = 0, warmup_start: float = 0.0) -> float:
-    """Value at `step`: linear warmup_start -> start over `warmup` steps, then cosine start -> end."""
-    if step < warmup:
-        return warmup_start + (start - warmup_start) * step / warmup
-    span = max(1, total - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress))
 
 
 def linear_warmup(step: int, warmup: int, start: float, end: float) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from segloop.platform.core import device as core_device
+from segloop.platform.core.storage import atomic_path
 from segloop.pretrain import dist
 from segloop.pretrain.checkpoint import (
     CHECKPOINT_NAME,
@@ -60,12 +61,11 @@ class PretrainResult:
 
 def resolve_device(config: PretrainConfig, local_rank: int = 0) -> torch.device:
     """cuda:<local rank> when asked for or available (auto), else cpu."""
-    wanted = config.run.device
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise PretrainError("run.device: cuda requested but no CUDA device is available")
-    if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    try:
+        name = core_device.resolve_device(config.run.device)
+    except core_device.DeviceError as exc:
+        raise PretrainError(f"run.device: {exc}") from None
+    return torch.device("cuda", local_rank) if name.startswith("cuda") else torch.device("cpu")
 
 
 def build_optimizer(model: SSLModel, config: PretrainConfig, device: torch.device,
@@ -117,9 +117,8 @@ class MetricsLog:
         elif path.is_file():
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         """Append one record."""

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from segloop.platform.core.image import IMAGENET_MEAN, IMAGENET_STD
 
 Box = tuple[int, int, int, int]
 

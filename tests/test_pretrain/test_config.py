@@ -4,7 +4,16 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from segloop.pretrain.config import ConfigError, config_from_dict, load_config, save_config
+from segloop.platform.core.errors import ValidationError
+from segloop.platform.core.specs import coerce
+from segloop.pretrain.config import (
+    ConfigError,
+    PretrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 
 
 def test_defaults_validate():
@@ -12,6 +21,7 @@ def test_defaults_validate():
     assert config.model.backbone == "vit_tiny_patch16_224"  # cheap ViT beside the dense encoder on a CPU
     assert config.optim.momentum_teacher == 0.992
     assert config.dense.weight > 0 and config.dense.stride == 8 and config.loss.random_walk_weight == 0
+    assert coerce(PretrainConfig, config_to_dict(config)) == config  # the defaults satisfy every field's rules
 
 
 def test_yaml_overrides_apply_with_int_to_float(tmp_path):
@@ -24,15 +34,20 @@ def test_yaml_overrides_apply_with_int_to_float(tmp_path):
 
 
 @pytest.mark.parametrize("text, key", [
-    ("optim:\n  lrr: 0.1\n", "optim.lrr: unknown key"),
-    ("nonsense: 1\n", "nonsense: unknown key"),
+    ("optim:\n  lrr: 0.1\n", "optim.lrr: unknown field"),
+    ("nonsense: 1\n", "nonsense: unknown field"),
     ("run:\n  steps: ten\n", "run.steps: expected an integer"),
     ("run:\n  steps: 2.5\n", "run.steps: expected an integer"),
     ("model:\n  compile: 1\n", "model.compile: expected true/false"),
-    ("loss:\n  mask_ratio: [0.1]\n", "loss.mask_ratio: expected a list of 2"),
+    ("loss:\n  mask_ratio: [0.1]\n", "loss.mask_ratio: expected a list of 2 values"),
     ("data: 3\n", "data: expected a mapping"),
     ("loss:\n  centering: softmax\n", "loss.centering: must be"),
-    ("run:\n  max_minutes: -1\n", "run.max_minutes: must be positive"),
+    ("run:\n  max_minutes: -1\n", "run.max_minutes: must be > 0"),
+    ("run:\n  steps: 0\n", "run.steps: must be >= 1"),
+    ("run:\n  device: tpu\n", "run.device: must be one of auto, cpu, cuda"),
+    ("dense:\n  stride: 16\n", "dense.stride: must be one of 4, 8"),
+    ("dense:\n  channel_dropout: 1.5\n", "dense.channel_dropout: must be <= 1"),
+    ("data:\n  min_frame_gap: 9\n", "data.min_frame_gap: must be >= 0 and <= data.max_frame_gap"),
 ])
 def test_bad_yaml_names_the_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"
@@ -40,6 +55,15 @@ def test_bad_yaml_names_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert key in str(info.value) and str(path) in str(info.value)
+    assert isinstance(info.value, ValidationError)
+
+
+def test_overrides_are_checked_after_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("run:\n  steps: 9\n")
+    assert load_config(path, {"optim": {"lr": 0.1}}).run.steps == 9
+    with pytest.raises(ConfigError, match="dense.temperature: must be > 0, got 0"):
+        load_config(path, {"dense": {"temperature": 0}})
 
 
 def test_missing_and_invalid_files(tmp_path):

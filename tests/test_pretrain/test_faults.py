@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,17 @@ def test_corrupt_teacher_weights_are_named(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00not torch")
     with pytest.raises(BackboneError, match="teacher_backbone.pth: cannot load weights"):
         create_backbone("vit_tiny_patch16_224", weights=bad)
+
+
+def test_a_folder_without_teacher_weights_is_named(tmp_path: Path) -> None:
+    """A folder given as weights must be a pretrain run folder; the error names the folder and the file."""
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    with pytest.raises(BackboneError, match=re.escape(f"{folder}: no teacher_backbone.pth in this folder")):
+        create_backbone("vit_tiny_patch16_224", weights=folder)
+    with pytest.raises(BackboneError, match="nope.pth: weights file does not exist"):
+        create_backbone("vit_tiny_patch16_224", weights=tmp_path / "nope.pth")
 
 
 def test_pretrain_command_line_under_torchrun_with_gloo(tiny, videos, tmp_path: Path) -> None:

@@ -134,6 +134,14 @@ def test_cli_pretrain_and_embed(tiny, videos, tmp_path):
     keys = json.loads((tmp_path / "emb.json").read_text())
     assert cls.dtype == np.float16 and cls.shape == (14, 192) and patch_mean.shape == (14, 192)
     assert keys["backbone"] == "vit_tiny_patch16_224" and keys["keys"][0] == "a/00000.jpg"
+    result = runner.invoke(main, ["embed", "--checkpoint", str(tmp_path / "run"), "--frames", str(tmp_path / "frames"),
+                                  "--img-size", "32", "--workers", "0", "--out", str(tmp_path / "by_folder.npy")])
+    assert result.exit_code == 0, result.output  # the run folder stands for its teacher_backbone.pth
+    assert np.array_equal(np.load(tmp_path / "by_folder.npy"), cls)
+    random_init = runner.invoke(main, ["embed", "--backbone", "vit_tiny_patch16_224", "--frames",
+                                       str(tmp_path / "frames"), "--img-size", "32", "--workers", "0",
+                                       "--out", str(tmp_path / "random.npy")])
+    assert random_init.exit_code == 0 and not np.array_equal(np.load(tmp_path / "random.npy"), cls)
 
 
 def test_cli_reports_bad_config_keys(tmp_path, videos):
@@ -142,7 +150,7 @@ def test_cli_reports_bad_config_keys(tmp_path, videos):
     (tmp_path / "bad.yaml").write_text("optim:\n  learning_rate: 0.1\n")
     result = CliRunner().invoke(main, ["pretrain", "--frames", str(tmp_path / "frames"), "--config",
                                        str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "run")])
-    assert result.exit_code != 0 and "optim.learning_rate: unknown key" in result.output
+    assert result.exit_code != 0 and "optim.learning_rate: unknown field" in result.output
     result = CliRunner().invoke(main, ["pretrain", "--frames", str(tmp_path / "frames"), "--set", "run.steps=x",
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code != 0 and "run.steps: expected an integer" in result.output
@@ -151,16 +159,18 @@ def test_cli_reports_bad_config_keys(tmp_path, videos):
 def test_embed_frames_matches_a_direct_forward(videos):
     from PIL import Image
 
+    from segloop.platform.core.image import working_size
     from segloop.pretrain.backbones import create_backbone
-    from segloop.pretrain.embed import embed_frames, working_size
+    from segloop.pretrain.embed import embed_frames
     from segloop.pretrain.transforms import to_tensor
 
     torch.manual_seed(0)
     model = create_backbone("vit_tiny_patch16_224").eval()
     paths = videos[0][:3]
     cls, patch_mean = embed_frames(paths, model, img_size=32, batch_size=2, num_workers=0, device="cpu")
-    size = working_size(80, 64, 32, 16)
-    assert size == (32, 32) or size == (48, 32)
+    height, width = working_size(64, 80, 32, 16, rounding="nearest")  # the frames are 80x64
+    assert (height, width) in ((32, 32), (32, 48))
+    size = (width, height)
     frame = Image.open(paths[1])
     frame.draft("RGB", size)  # embed_frames decodes JPEGs at reduced DCT scale when it can
     image = to_tensor(frame.convert("RGB").resize(size, Image.BICUBIC))[None]
@@ -206,3 +216,12 @@ def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path, monkeypatc
     assert result.stopped_by_time and 1 < result.step < 30 and result.total_steps == result.step
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
     assert records[-1]["lr"] < records[len(records) // 2]["lr"]  # the schedule follows the budget, not run.steps
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_device_without_a_gpu_is_refused_naming_the_field():
+    from segloop.pretrain.train import resolve_device
+
+    assert resolve_device(config_from_dict({"run": {"device": "auto"}})) == torch.device("cpu")
+    with pytest.raises(PretrainError, match="run.device: device 'cuda': no CUDA GPU is available"):
+        resolve_device(config_from_dict({"run": {"device": "cuda"}}))
