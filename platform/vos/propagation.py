@@ -398,39 +398,42 @@ def window_blocks(keys, key_labels, grid: tuple[int, int], radius: int, tile: in
     )
 
 
-def join_blocks(blocks: Sequence[WindowBlocks]) -> WindowBlocks:
-    """Several frames' window blocks as one candidate set (same grid and tile)."""
-    import torch
-
-    if len(blocks) == 1:
-        return blocks[0]
-    return WindowBlocks(torch.cat([b.keys for b in blocks], 2), torch.cat([b.labels for b in blocks], 1),
-                        torch.cat([b.valid for b in blocks], 2))
-
-
 def _tile_size(grid: tuple[int, int], tile: int) -> int:
     """The query tile edge actually used on a grid."""
     return max(1, min(tile, grid[0], grid[1]))
 
 
-def topk_from_blocks(query, blocks: WindowBlocks, grid: tuple[int, int], topk: int, temperature: float,
-                     tile: int = 16):
-    """Soft labels (Q, L) of query features (Q, C): softmax-weighted vote of the top-k candidates in each window."""
+def topk_from_blocks(query, blocks: WindowBlocks | Sequence[WindowBlocks], grid: tuple[int, int], topk: int,
+                     temperature: float, tile: int = 16):
+    """Soft labels (Q, L) of query features (Q, C): softmax-weighted vote of the top-k candidates in each window.
+
+    With several blocks (one per context frame or group) each block's own top-k is taken first and the
+    final top-k is chosen among those: the same result as one top-k over all candidates, without
+    concatenating every frame's candidates.
+    """
     import torch
     import torch.nn.functional as F
 
+    blocks = [blocks] if isinstance(blocks, WindowBlocks) else list(blocks)
     grid_h, grid_w = grid
     channels = query.shape[1]
-    depth = blocks.labels.shape[-1]
+    depth = blocks[0].labels.shape[-1]
     tile = _tile_size(grid, tile)
     pad_h, pad_w = -grid_h % tile, -grid_w % tile
     query_map = F.pad(query.T.reshape(1, channels, grid_h, grid_w), (0, pad_w, 0, pad_h))
     query_tiles = F.unfold(query_map, tile, stride=tile).view(channels, tile * tile, -1).permute(2, 1, 0)
-    logits = torch.bmm(query_tiles, blocks.keys).div_(temperature).masked_fill_(~blocks.valid, float("-inf"))
-    values, index = logits.topk(min(topk, logits.shape[2]), dim=2)
-    weights = torch.softmax(values, dim=2)
-    picked = torch.gather(blocks.labels, 1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, depth))
-    out = (weights.unsqueeze(-1) * picked.view(*index.shape, depth)).sum(2)
+    values, labels = [], []
+    for block in blocks:
+        logits = torch.bmm(query_tiles, block.keys).div_(temperature).masked_fill_(~block.valid, float("-inf"))
+        top, index = logits.topk(min(topk, logits.shape[2]), dim=2)
+        values.append(top)
+        labels.append(torch.gather(block.labels, 1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, depth))
+                      .view(*index.shape, depth))
+    values, labels = torch.cat(values, 2), torch.cat(labels, 2)
+    if values.shape[2] > topk:
+        values, index = values.topk(topk, dim=2)
+        labels = torch.gather(labels, 2, index.unsqueeze(-1).expand(-1, -1, -1, depth))
+    out = (torch.softmax(values, dim=2).unsqueeze(-1) * labels).sum(2)
     out = F.fold(out.permute(2, 1, 0).reshape(1, depth * tile * tile, -1), (grid_h + pad_h, grid_w + pad_w), tile,
                  stride=tile)
     return out[0, :, :grid_h, :grid_w].reshape(depth, -1).T
@@ -446,7 +449,7 @@ def local_topk_labels(query, groups, grid: tuple[int, int], topk: int, temperatu
     itself keeps each context frame's `window_blocks` and calls `topk_from_blocks`.
     """
     blocks = [window_blocks(keys, labels, grid, radius, tile) for keys, labels, radius in groups if keys.shape[0]]
-    return topk_from_blocks(query, join_blocks(blocks), grid, topk, temperature, tile)
+    return topk_from_blocks(query, blocks, grid, topk, temperature, tile)
 
 
 def keyframe_soft_labels(mask: np.ndarray, labels: Sequence[int], grid: tuple[int, int],
@@ -704,7 +707,7 @@ def _run_pass(store: _FeatureStore, order: list[int], source: int, keyframes: li
     recent_radius = config.radius if config.recent_radius is None else config.recent_radius
     recent: deque = deque(maxlen=config.n_last)
     for index, features in store.iterate(order):
-        soft = topk_from_blocks(features, join_blocks([fixed, *recent]), grid, config.topk, config.temperature)
+        soft = topk_from_blocks(features, [fixed, *recent], grid, config.topk, config.temperature)
         if config.n_last:
             recent.append(window_blocks(features[None], soft[None], grid, recent_radius))
         yield index, soft
