@@ -85,6 +85,7 @@ def pretrain_config(params: PretrainParams):
         run["max_minutes"] = params.max_minutes
     if params.steps is not None:
         run["steps"] = params.steps
+        run["max_minutes"] = params.max_minutes  # explicit steps win over the preset's time budget
     return load_config(preset_path(params.preset) if params.preset else None, overrides)
 
 

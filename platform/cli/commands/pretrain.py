@@ -46,6 +46,7 @@ def flag_overrides(backbone: str | None, img_size: int | None, steps: int | None
         out["data"]["num_workers"] = workers
     if steps:
         out["run"]["steps"] = steps
+        out["run"]["max_minutes"] = max_minutes  # explicit steps win over a config's time budget unless both given
     if max_minutes:
         out["run"]["max_minutes"] = max_minutes
     if batch_size:
