@@ -164,7 +164,7 @@ def _job_count(cli) -> int:
     ("pretrain", {"project": "demo", "config": {"model": {"backbone": "resnet50"}}},
      "pretrain params: config: backbone 'resnet50' is unknown"),
     ("pretrain", {"project": "demo", "config": {"run": {"stepz": 1}}},
-     "pretrain params: config: run.stepz: unknown key"),
+     "pretrain params: config: run.stepz: unknown field"),
     ("propagate", {"video_ids": [999]}, "propagate params: video_ids: video 999 does not exist"),
     ("propagate", {"video_ids": ["VIDEO"], "keyframes": "banana"},
      "propagate params: keyframes: 'banana' is not valid; expected first, uniform:K or comma-separated"),
