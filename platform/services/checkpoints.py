@@ -26,9 +26,16 @@ def checkpoint_backbone(checkpoint_id: int, engine: Engine | None = None) -> tup
 
 
 def pretrained_weights(checkpoint_id: int | None, weights: str | None, engine: Engine | None = None) -> str | None:
-    """The weights file of a pretrain checkpoint id, else the local file given (None: random init)."""
+    """The weights file of a pretrain checkpoint id, else the local file or `segloop pretrain --out` folder given
+    (None: random init)."""
+    from segloop.pretrain.backbones import BackboneError, weights_file
+
     if checkpoint_id is not None:
         return pretrained_checkpoint(checkpoint_id, engine).path
-    if weights is not None and not Path(weights).is_file():
-        raise ValidationError(f"weights: {Path(weights).name} is not a file")
-    return weights
+    if weights is None:
+        return None
+    try:
+        return str(weights_file(weights))
+    except BackboneError:
+        raise ValidationError(f"weights: {Path(weights).name} is neither a weights file nor a pretrain run folder"
+                              ) from None

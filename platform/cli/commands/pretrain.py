@@ -228,16 +228,15 @@ def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_s
 
 
 def backbone_name_for(checkpoint: Path | None, backbone: str | None) -> str:
-    """The explicit --backbone, else the one in the run's config.yaml next to the checkpoint, else the default."""
+    """The explicit --backbone, else the one in the run's config.yaml (a run folder, or next to its weights file),
+    else the default."""
+    from segloop.platform.vos.propagation import run_backbone
+
     if backbone:
         return backbone
-    if checkpoint is not None and (Path(checkpoint).parent / "config.yaml").is_file():
-        import yaml
-
-        saved = yaml.safe_load((Path(checkpoint).parent / "config.yaml").read_text()) or {}
-        name = (saved.get("model") or {}).get("backbone")
-        if name:
-            return name
+    if checkpoint is not None:
+        run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+        return run_backbone(run_dir) or DEFAULT_BACKBONE
     return DEFAULT_BACKBONE
 
 
