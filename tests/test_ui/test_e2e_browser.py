@@ -225,12 +225,11 @@ def fill(page, label: str, value: str) -> None:
 
 
 def select_and_accept(page, url: str) -> None:
-    """On the Select page: embed with a tiny ViT here, run k-center with budget 3, accept all picks."""
+    """On the Select page: embed with the default (tiny) ViT here, run k-center with budget 3, accept all picks."""
     from playwright.sync_api import expect
 
     page.goto(f"{url}/select")
     page.get_by_text("Embed the project's frames").wait_for()
-    fill(page, "Backbone (timm name, ignored with a checkpoint)", "vit_tiny_patch16_224")
     fill(page, "Image size", "32")
     page.get_by_role("button", name="Embed here now (10 frames)").click()
     page.get_by_text("Run a selection").wait_for(timeout=WAIT_MS)

@@ -35,7 +35,8 @@ def render() -> None:
 
 def kind_form(kind: str, description: str) -> None:
     """A form of one job kind: one widget per params field, its defaults from the spec; queues on submit."""
-    with st.expander(f"Launch a {kind} job", expanded=False):
+    article = "an" if kind[:1] in "aeiou" else "a"
+    with st.expander(f"Launch {article} {kind} job", expanded=False):
         st.caption(description)
         with st.form(f"jobs_{kind}_form"):
             values = {spec.name: field_widget(kind, spec) for spec in job_service.operation_fields(kind)}

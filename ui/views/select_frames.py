@@ -45,8 +45,8 @@ def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
     with st.expander("Embed the project's frames", expanded=expanded):
         by_id = {c.id: c for c in checkpoints}
         left, middle, right = st.columns(3)
-        checkpoint_id = left.selectbox(
-            "Weights", [None] + list(by_id), key="select_embed_checkpoint",
+        checkpoint_id = left.selectbox(  # the project's newest pretrained encoder first, when it has one
+            "Weights", [None] + list(by_id), index=1 if by_id else 0, key="select_embed_checkpoint",
             format_func=lambda i: "random init (no pretraining)" if i is None
             else f"checkpoint {i}: {by_id[i].kind} {by_id[i].backbone} step {by_id[i].step}")
         backbone = middle.selectbox("Backbone (ignored with a checkpoint)", BACKBONE_NAMES,
