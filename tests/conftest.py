@@ -165,3 +165,16 @@ def cli(settings):
         return runner.invoke(main, list(args), catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def davis_video(synth_root: Path, settings, engine):
+    """A synthetic video ingested from its DAVIS layout into project 'prop' (every frame has imported masks)."""
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import footage, projects
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+
+    assert not ingest_paths([synth_root], IngestOptions(project="prop"), settings).failed
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "prop")
+        return footage.get_video_by_name(session, project.id, "synth-007-000")

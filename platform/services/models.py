@@ -147,19 +147,31 @@ def self_validate(video_id: int, config: vos.PropagationConfig | None = None, *,
 
     With fewer than 2 human-labelled frames nothing can be scored: the project's default is returned.
     """
+    return _validated(video_id, config or vos.PropagationConfig(), settings or load_settings(), job_id, device)[0]
+
+
+def video_propagator(video_id: int, config: vos.PropagationConfig, *, settings: Settings | None = None,
+                     job_id: int | None = None, device: str = "auto"):
+    """(featurizer, choice) of the video's best propagator: self-validated when it has ≥ 2 human masks."""
+    choice, built, models = _validated(video_id, config, settings or load_settings(), job_id, device)
+    featurizer = built.get(choice.propagator) or make_propagator(models, choice.propagator, config, device)
+    return featurizer, choice
+
+
+def _validated(video_id: int, config: vos.PropagationConfig, settings: Settings, job_id: int | None,
+               device: str) -> tuple[ModelChoice, dict[str, object], ProjectModels]:
+    """(choice, the featurizers built to score it, the project's models): each model is loaded once."""
     from segloop.platform.services.propagation import human_label_maps
     from segloop.platform.vos.selfval import rank_propagators
 
-    settings = settings or load_settings()
     engine = get_engine(settings)
-    config = config or vos.PropagationConfig()
     with session_scope(engine) as session:
         video = footage.get_video(session, video_id)
         frames = footage.list_frames(session, video_id)
         human = human_label_maps(session, video)
     models = project_models(video.project_id, engine)
     if len(human) < 2:
-        return ModelChoice(models.default_propagator(), {}, "default (fewer than 2 human-labelled frames)")
+        return ModelChoice(models.default_propagator(), {}, "default (fewer than 2 human-labelled frames)"), {}, models
     reader = vos.FrameFolder([resolve_inside(settings.data_dir, f.image_path) for f in frames])
     featurizers = {name: make_propagator(models, name, config, device) for name in models.propagators()}
     scores = rank_propagators(reader, human, featurizers, config)
@@ -167,20 +179,9 @@ def self_validate(video_id: int, config: vos.PropagationConfig | None = None, *,
         metrics.add_metrics(session, [(SELF_VALIDATION_SCOPE, f"{video_id}/{name}", SELF_VALIDATION_METRIC, value)
                                       for name, value in scores.items()],
                             job_id=job_id, project_id=video.project_id)
-    best = next(iter(scores))
-    return ModelChoice(best, scores, f"best leave-one-keyframe-out J&F over {len(human)} human-labelled frames")
-
-
-def video_propagator(video_id: int, config: vos.PropagationConfig, *, settings: Settings | None = None,
-                     job_id: int | None = None, device: str = "auto"):
-    """(featurizer, choice) of the video's best propagator: self-validated when it has ≥ 2 human masks."""
-    settings = settings or load_settings()
-    engine = get_engine(settings)
-    choice = self_validate(video_id, config, settings=settings, job_id=job_id, device=device)
-    with session_scope(engine) as session:
-        project_id = footage.get_video(session, video_id).project_id
-    models = project_models(project_id, engine)
-    return make_propagator(models, choice.propagator, config, device), choice
+    choice = ModelChoice(next(iter(scores)), scores,
+                         f"best leave-one-keyframe-out J&F over {len(human)} human-labelled frames")
+    return choice, featurizers, models
 
 
 def self_validation_table(project_id: int, engine: Engine | None = None) -> list[dict]:

@@ -23,6 +23,7 @@ any indexable sequence of H×W×3 uint8 RGB arrays (a (T, H, W, 3) array or `Fra
 """
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -367,6 +368,7 @@ class WindowBlocks:
     valid: object  # (tiles, tile², M·halo²) bool: inside the query's window and inside the frame
 
 
+@functools.lru_cache(maxsize=16)
 def _window_mask_blocks(grid: tuple[int, int], radius: int, tile: int, device) -> object:
     """(tiles, tile², halo²) bool: halo cell within `radius` of the query cell and inside the frame."""
     import torch

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from segloop.platform.db.engine import session_scope
-from segloop.platform.db.stores import artifacts, footage, projects
-from segloop.platform.media.ingest import IngestOptions, ingest_paths
+from segloop.platform.db.stores import artifacts
 from segloop.platform.services import models
 from segloop.platform.vos import propagation as vos
 from segloop.platform.vos.selfval import held_out_prediction, rank_propagators
@@ -50,23 +49,14 @@ def test_self_validation_needs_two_labelled_frames() -> None:
         held_out_prediction(frames, {0: masks[0]}, 0, vos.COPY, vos.PropagationConfig(short_side=64))
 
 
-@pytest.fixture
-def project_video(synth_root: Path, settings, engine):
-    """A synthetic DAVIS video ingested with every mask (human 'imported' masks on every frame)."""
-    assert not ingest_paths([synth_root], IngestOptions(project="models"), settings).failed
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "models")
-        return footage.get_video_by_name(session, project.id, "synth-007-000")
-
-
-def test_resolver_defaults_to_colour_without_a_trained_encoder(project_video, engine) -> None:
+def test_resolver_defaults_to_colour_without_a_trained_encoder(davis_video, engine) -> None:
     """No checkpoint: the default propagator is raw colour, never a random-init network."""
-    found = models.project_models(project_video.project_id, engine)
+    found = models.project_models(davis_video.project_id, engine)
     assert found.encoder is None and found.vos is None and found.vss is None
     assert found.propagators() == [models.PIXELS] and found.default_propagator() == models.PIXELS
 
 
-def test_resolver_prefers_the_projects_newest_encoder_and_its_dense_features(project_video, engine,
+def test_resolver_prefers_the_projects_newest_encoder_and_its_dense_features(davis_video, engine,
                                                                              tmp_path: Path) -> None:
     """A registered pretrain run with a dense encoder becomes the default propagator, used at its stride."""
     pytest.importorskip("segloop.pretrain.dense")
@@ -78,44 +68,44 @@ def test_resolver_prefers_the_projects_newest_encoder_and_its_dense_features(pro
     (run / "teacher_backbone.pth").write_bytes(b"unused here")
     with session_scope(engine) as session:
         older = artifacts.add_checkpoint(session, "pretrain", "vit_tiny_patch16_224", str(tmp_path / "old.pth"),
-                                         project_id=project_video.project_id)
+                                         project_id=davis_video.project_id)
         newest = artifacts.add_checkpoint(session, "pretrain", "vit_tiny_patch16_224",
-                                          str(run / "teacher_backbone.pth"), project_id=project_video.project_id)
-    found = models.project_models(project_video.project_id, engine)
+                                          str(run / "teacher_backbone.pth"), project_id=davis_video.project_id)
+    found = models.project_models(davis_video.project_id, engine)
     assert found.encoder.id == newest.id != older.id and found.encoder_source == run
     assert found.default_propagator() == models.ENCODER
     featurizer = models.make_propagator(found, models.ENCODER, vos.PropagationConfig(short_side=64), "cpu")
     assert isinstance(featurizer, vos.DenseFeaturizer) and featurizer.patch == 8
 
 
-def test_self_validation_scores_are_stored_and_drive_the_choice(project_video, settings, engine) -> None:
+def test_self_validation_scores_are_stored_and_drive_the_choice(davis_video, settings, engine) -> None:
     """A video with human masks on every frame is scored; the stored scores name the propagator used."""
     config = vos.PropagationConfig(short_side=64, size_multiple=16, radius=4)
-    choice = models.self_validate(project_video.id, config, settings=settings, device="cpu")
+    choice = models.self_validate(davis_video.id, config, settings=settings, device="cpu")
     assert choice.propagator == models.PIXELS and set(choice.scores) == {models.PIXELS}
     assert 0.0 < choice.scores[models.PIXELS] <= 1.0
-    found = models.project_models(project_video.project_id, engine)
-    stored = models.stored_choice(project_video.id, found, engine)
+    found = models.project_models(davis_video.project_id, engine)
+    stored = models.stored_choice(davis_video.id, found, engine)
     assert stored.propagator == models.PIXELS and stored.scores == pytest.approx(choice.scores)
-    table = models.self_validation_table(project_video.project_id, engine)
+    table = models.self_validation_table(davis_video.project_id, engine)
     assert table == [{"video": "synth-007-000", models.PIXELS: round(choice.scores[models.PIXELS], 3),
                       "used": models.PIXELS}]
 
 
-def test_fine_tuning_builds_on_the_projects_encoder_by_default(project_video, engine, tmp_path: Path) -> None:
+def test_fine_tuning_builds_on_the_projects_encoder_by_default(davis_video, engine, tmp_path: Path) -> None:
     """No checkpoint given: the project's newest pretrained encoder; none registered: random init, said so."""
-    bare = models.project_encoder("models", None, None, "vit_tiny_patch16_224", engine)
+    bare = models.project_encoder("prop", None, None, "vit_tiny_patch16_224", engine)
     assert bare.checkpoint_id is None and bare.weights is None and "no pretrained encoder" in bare.source
     weights = tmp_path / "teacher_backbone.pth"
     weights.write_bytes(b"weights")
     with session_scope(engine) as session:
         checkpoint = artifacts.add_checkpoint(session, "pretrain", "vit_small_patch16_224", str(weights),
-                                              project_id=project_video.project_id)
-    chosen = models.project_encoder("models", None, None, "vit_tiny_patch16_224", engine)
+                                              project_id=davis_video.project_id)
+    chosen = models.project_encoder("prop", None, None, "vit_tiny_patch16_224", engine)
     assert (chosen.checkpoint_id, chosen.weights, chosen.backbone) == (checkpoint.id, str(weights),
                                                                        "vit_small_patch16_224")
     assert "newest pretrained encoder" in chosen.source
-    explicit = models.project_encoder("models", None, str(weights), "vit_tiny_patch16_224", engine)
+    explicit = models.project_encoder("prop", None, str(weights), "vit_tiny_patch16_224", engine)
     assert explicit.checkpoint_id is None and explicit.backbone == "vit_tiny_patch16_224"
 
 
@@ -131,15 +121,15 @@ def test_the_vss_baseline_is_the_majority_class_of_the_training_labels() -> None
     assert majority_class(frames, held_out={("a", 0)}) == 3
 
 
-def test_a_trained_memory_model_is_a_propagator_of_the_project(project_video, engine, tmp_path: Path) -> None:
+def test_a_trained_memory_model_is_a_propagator_of_the_project(davis_video, engine, tmp_path: Path) -> None:
     """A registered memory VOS model comes first among the propagators and runs through `iter_propagate`."""
     from segloop.platform.vos.memory import LabCellEncoder, MemoryPropagator, MemoryVOS, save_memory_model
 
     folder = save_memory_model(MemoryVOS(LabCellEncoder()), tmp_path / "vos-model")
     with session_scope(engine) as session:
         artifacts.add_checkpoint(session, "vos", "vit_tiny_patch16_224", str(folder),
-                                 project_id=project_video.project_id, params={"propagation": {"short_side": 64}})
-    found = models.project_models(project_video.project_id, engine)
+                                 project_id=davis_video.project_id, params={"propagation": {"short_side": 64}})
+    found = models.project_models(davis_video.project_id, engine)
     assert found.propagators() == [models.VOS_MODEL, models.PIXELS] and found.vos_model_dir == folder
     propagator = models.make_propagator(found, models.VOS_MODEL, vos.PropagationConfig(short_side=64), "cpu")
     assert isinstance(propagator, MemoryPropagator) and propagator.config.short_side == 64

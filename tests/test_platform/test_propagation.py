@@ -15,15 +15,6 @@ from segloop.platform.services.propagation import DISAGREEMENT_SIGNAL, UNCERTAIN
 from segloop.platform.vos import propagation as vos
 
 
-@pytest.fixture
-def davis_video(synth_root: Path, settings, engine):
-    """A synthetic video ingested from its DAVIS layout (every frame has imported masks)."""
-    assert not ingest_paths([synth_root], IngestOptions(project="prop"), settings).failed
-    with session_scope(engine) as session:
-        project = projects.get_project(session, "prop")
-        return footage.get_video_by_name(session, project.id, "synth-007-000")
-
-
 def test_keyframes_scored_against_held_out_human_masks(davis_video, settings, engine) -> None:
     """With keyframes 0 and 6 of a fully annotated video, the other frames are scored, nothing overwritten."""
     config = vos.PropagationConfig(short_side=64, size_multiple=16, radius=4)
