@@ -225,6 +225,7 @@ export default function (component) {
   }
   state.data = data;
   state.setStateValue = setStateValue;
+  state.root.dataset.tool = data.tool;
   state.canvas.style.maxWidth = `${data.display_width || data.width}px`;
   bind(state);
   if (state.token !== data.token) {

@@ -166,8 +166,8 @@ def test_upload_ingest_select_label_in_a_browser(served, tmp_path: Path) -> None
             page.mouse.up()
             expect(page.get_by_text("1 edit(s)")).to_be_visible()
             page.get_by_text("polygon", exact=True).click()
-            expect(page.get_by_text("polygon", exact=True)).to_be_visible()
-            page.wait_for_timeout(500)
+            # The canvas takes the tool on its next render: clicking before then would paint brush dots.
+            page.locator(".segloop-canvas[data-tool=polygon]").wait_for()
             corners = [(100, 60), (160, 60), (160, 110), (100, 110)]
             for x, y in corners:
                 page.mouse.click(*image_to_page(box, 192, 128, x, y))
