@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.core.backbones import BACKBONE_NAMES
+from segloop.platform.vos.propagation import PropagationConfig
 
 
 def synthetic_video(num_frames: int, height: int, width: int, seed: int = 0):
@@ -62,9 +63,8 @@ def bench_method(featurizer, frames, mask, config) -> dict:
     for index in range(1, count):
         groups = [(features[0][None], first[None], config.radius)]
         if recent_feats[-config.n_last:]:
-            recent_radius = config.radius if config.recent_radius is None else config.recent_radius
             groups.append((torch.stack(recent_feats[-config.n_last:]), torch.stack(recent_labels[-config.n_last:]),
-                           recent_radius))
+                           config.recent_window()))
         soft = vos.local_topk_labels(features[index], groups, grid, config.topk, config.temperature)
         vos.soft_to_mask(soft, grid, size, labels, config.normalize_channels)
         recent_feats.append(features[index])
@@ -107,14 +107,15 @@ def default_json_path() -> Path:
 @click.option("--methods", default="backbone,pixels", show_default=True, help="Comma-separated: backbone, pixels.")
 @click.option("--short-sides", default="480,240", show_default=True,
               help="Comma-separated working short sides; the table gives time per frame relative to the smallest.")
-@click.option("--recent-radius", default=None, type=click.IntRange(min=0),
-              help="Window radius in cells for the last propagated frames (default: the keyframe radius).")
+@click.option("--recent-radius", default=PropagationConfig.recent_radius, show_default=True,
+              type=click.IntRange(min=-1),
+              help="Window radius in cells for the last propagated frames; -1: the keyframe radius.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, type=click.IntRange(min=0), help="torch CPU threads (0: torch default).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
 def command(num_frames: int, height: int, width: int, backbone: str | None, checkpoint: Path | None, methods: str,
-            short_sides: str, recent_radius: int | None, batch_size: int, device: str, threads: int,
+            short_sides: str, recent_radius: int, batch_size: int, device: str, threads: int,
             json_out: Path | None) -> None:
     """Frames/s of label propagation (features + propagation) on a synthetic video, per working resolution."""
     import torch
@@ -133,13 +134,14 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
         raise click.BadParameter(f"{short_sides!r} is not a comma-separated list of integers",
                                  param_hint="--short-sides") from None
     frames, mask = synthetic_video(num_frames, height, width)
+    recent = None if recent_radius < 0 else recent_radius
     device = resolve_device(device)
     rows = []
     for method in [m.strip() for m in methods.split(",") if m.strip()]:
         if method not in ("backbone", "pixels"):
             raise click.ClickException(f"--methods: unknown method {method!r} (backbone|pixels)")
         for side in sides:
-            config = vos.PropagationConfig(short_side=side, batch_size=batch_size, recent_radius=recent_radius)
+            config = vos.PropagationConfig(short_side=side, batch_size=batch_size, recent_radius=recent)
             try:
                 featurizer = vos.make_featurizer(method, backbone, checkpoint if method == "backbone" else None,
                                                  config, device)
@@ -170,7 +172,7 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
         "torch_threads": torch.get_num_threads(),
         "host": stdlib_platform.node(),
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "settings": vos.PropagationConfig(recent_radius=recent_radius).as_dict(),
+        "settings": vos.PropagationConfig(recent_radius=recent).as_dict(),
         "results": rows,
     }
     path = write_json(json_out or default_json_path(), payload)

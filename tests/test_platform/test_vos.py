@@ -405,3 +405,9 @@ def test_a_pretrain_run_folder_gives_its_dense_encoder(tmp_path) -> None:
     empty.mkdir()
     with pytest.raises(vos.PropagationError, match="empty: neither dense_encoder.pth nor teacher_backbone.pth"):
         vos.make_featurizer("backbone", None, empty, config, "cpu")
+
+
+@pytest.mark.parametrize(("radius", "recent", "expected"),
+                         [(12, 4, 4), (1, 4, 1), (12, None, 12), (0, 4, 4), (12, 0, 12)])
+def test_recent_window_is_never_wider_than_the_keyframe_window(radius, recent, expected):
+    assert vos.PropagationConfig(radius=radius, recent_radius=recent).recent_window() == expected

@@ -10,8 +10,11 @@ from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.storage import write_json
+from segloop.platform.vos.propagation import PropagationConfig
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+DEFAULTS = PropagationConfig()
 
 
 def davis_dirs(root: Path) -> tuple[Path, Path]:
@@ -72,18 +75,21 @@ def command() -> None:
                    "--method.")
 @click.option("--keyframes", default="first", show_default=True,
               help="first | uniform:K | comma-separated frame indices.")
-@click.option("--short-side", default=480, show_default=True, type=click.IntRange(min=16))
-@click.option("--size-multiple", default=64, show_default=True, type=click.IntRange(min=1),
+@click.option("--short-side", default=DEFAULTS.short_side, show_default=True, type=click.IntRange(min=16))
+@click.option("--size-multiple", default=DEFAULTS.size_multiple, show_default=True, type=click.IntRange(min=1),
               help="Long side floored to this.")
-@click.option("--n-last", default=7, show_default=True, type=click.IntRange(min=0),
+@click.option("--n-last", default=DEFAULTS.n_last, show_default=True, type=click.IntRange(min=0),
               help="Propagated frames kept as context.")
-@click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--radius", default=12, show_default=True, type=int,
+@click.option("--topk", default=DEFAULTS.topk, show_default=True, type=click.IntRange(min=1))
+@click.option("--radius", default=DEFAULTS.radius, show_default=True, type=int,
               help="Window radius in feature cells around each keyframe position (≤ 0: whole frame).")
-@click.option("--recent-radius", default=None, type=click.IntRange(min=0),
-              help="Window radius in cells for the last propagated frames (default: --radius).")
-@click.option("--temperature", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--max-keyframes-context", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--recent-radius", default=DEFAULTS.recent_radius, show_default=True, type=click.IntRange(min=-1),
+              help="Window radius in cells for the last propagated frames (consecutive frames move little); "
+                   "0: the whole frame; -1: the same as --radius.")
+@click.option("--temperature", default=DEFAULTS.temperature, show_default=True,
+              type=click.FloatRange(min=0, min_open=True))
+@click.option("--max-keyframes-context", default=DEFAULTS.max_keyframes_in_context, show_default=True,
+              type=click.IntRange(min=1))
 @click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1),
               help="Patch size of --method pixels.")
 @click.option("--pixel-cells", default=4, show_default=True, type=click.IntRange(min=1),
@@ -95,7 +101,7 @@ def command() -> None:
 def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | None, video_ids: tuple[int, ...],
                       sequences: tuple[str, ...], method: str, model_dir: Path | None,
                       backbone: str, checkpoint: Path | None, keyframes: str, short_side: int, size_multiple: int,
-                      n_last: int, topk: int, radius: int, recent_radius: int | None, temperature: float,
+                      n_last: int, topk: int, radius: int, recent_radius: int, temperature: float,
                       max_keyframes_context: int,
                       pixel_patch: int, pixel_cells: int | None, batch_size: int, device: str, overwrite: bool) -> None:
     """Propagate the keyframe masks of ROOT (DAVIS layout) to every frame; reads only keyframe annotations."""
@@ -103,6 +109,7 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
     from segloop.platform.vos import propagation as vos
     from segloop.pretrain.backbones import BackboneError
 
+    recent = None if recent_radius < 0 else recent_radius
     if checkpoint is not None and method not in ("backbone", "dense"):
         raise click.UsageError("--checkpoint only applies to --method backbone or dense")
     if bool(video_ids) == (root is not None):
@@ -114,7 +121,7 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
         keyframe_spec = keyframes if keyframes_given else None
         config = vos.PropagationConfig(
             short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
-            recent_radius=recent_radius, temperature=temperature, max_keyframes_in_context=max_keyframes_context,
+            recent_radius=recent, temperature=temperature, max_keyframes_in_context=max_keyframes_context,
             batch_size=batch_size,
         )
         try:
@@ -130,7 +137,7 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
     try:
         config = vos.PropagationConfig(
             short_side=short_side, size_multiple=size_multiple, n_last=n_last, topk=topk, radius=radius,
-            recent_radius=recent_radius, temperature=temperature, max_keyframes_in_context=max_keyframes_context,
+            recent_radius=recent, temperature=temperature, max_keyframes_in_context=max_keyframes_context,
             batch_size=batch_size,
         )
         plan = {name: frame_paths(frames_dir / name) for name in names}
