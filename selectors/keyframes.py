@@ -1,35 +1,28 @@
 """Keyframes for one video: the K frames whose masks should propagate best to the whole video.
 
-Frames live in a joint space: embedding / (RMS spread of the video's embeddings) plus one time
-coordinate, time_weight * (t - t_start) / duration. A greedy k-center in that space covers both
-appearance and time; each step's distance is multiplied by (1 + confidence_weight * u), u being
-the frame's min-max normalised uncertainty (low propagation confidence), so low-confidence
-stretches get keyframes sooner. Labeled frames of the video seed the cover; without any, the first
-keyframe is the frame nearest the video's mean in the joint space (the best single frame to
-propagate from in the least-squares sense).
+Propagation error grows with how far a frame is from its nearest keyframe along the video, so frames
+are placed on a one-dimensional path: each step between consecutive frames is as long as the mix of
+appearance change (the step between their embeddings) and elapsed time (`time_weight` of time per unit
+of appearance, each normalised to a total of 1), stretched by (1 + confidence_weight * u) where the
+propagation is unsure (u: the min-max normalised uncertainty). Keyframes then cover that path evenly:
+the budget is split between the gaps left by the video's labeled frames (an interior gap with m new
+keyframes leaves at most g / 2(m + 1) to the nearest one, a gap at either end g / (2m + 1)), always to
+the gap that is worst covered, and each gap's keyframes are spaced evenly along the path. Unlike a
+k-center over (appearance, time) points, this never spends a keyframe on the first or last frame just
+because it is far from the rest, and a stretch that changes a lot gets keyframes in proportion.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from segloop.selectors.constraints import Constraints, ConstraintTracker
-from segloop.selectors.diversity import FarthestFirst, seed_rows
+from segloop.selectors.diversity import seed_rows
 from segloop.selectors.hybrid import minmax
 from segloop.selectors.registry import register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
-
-
-def joint_space(embeddings: np.ndarray, times: np.ndarray, time_weight: float) -> np.ndarray:
-    """Embeddings scaled to unit RMS spread, with a time coordinate scaled to [0, time_weight] appended."""
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    centred = embeddings - embeddings.mean(axis=0)
-    spread = math.sqrt(float((centred * centred).sum(axis=1).mean())) if len(embeddings) else 0.0
-    scaled = embeddings / spread if spread > 0 else np.zeros_like(embeddings)
-    duration = float(times.max() - times.min()) if times.size else 0.0
-    position = (times - times.min()) / duration if duration > 0 else np.zeros(times.shape)
-    return np.hstack([scaled, time_weight * position[:, None]]).astype(np.float32)
 
 
 def _video_of(pool: CandidatePool, tracker: ConstraintTracker, video_id: int | None) -> int | None:
@@ -58,12 +51,91 @@ def _uncertainty(pool: CandidatePool, signal: str | None) -> np.ndarray | None:
     return None
 
 
+def path_positions(embeddings: np.ndarray, times: np.ndarray, time_weight: float,
+                   stretch: np.ndarray | None = None) -> np.ndarray:
+    """Each frame's position along the video path (frames in time order; 0 at the first frame)."""
+    count = len(times)
+    if count < 2:
+        return np.zeros(count)
+    appearance = np.linalg.norm(np.diff(np.asarray(embeddings, dtype=np.float64), axis=0), axis=1)
+    elapsed = np.diff(np.asarray(times, dtype=np.float64))
+    parts = [(steps / steps.sum(), weight) for steps, weight in ((appearance, 1.0), (elapsed, time_weight))
+             if weight > 0 and steps.sum() > 0]
+    if not parts:
+        parts = [(np.full(count - 1, 1.0 / (count - 1)), 1.0)]
+    steps = sum(weight * part for part, weight in parts) / sum(weight for _, weight in parts)
+    if stretch is not None:
+        steps = steps * (1.0 + 0.5 * (stretch[:-1] + stretch[1:]))
+    return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+@dataclass
+class _Gap:
+    """A stretch of the path between cover points (or a video end) and the keyframes allotted to it."""
+
+    start: float
+    stop: float
+    open_start: bool  # no keyframe at the start: the video's first frame
+    open_stop: bool  # no keyframe at the stop: the video's last frame
+    count: int = 0
+
+    def worst(self, count: int | None = None) -> float:
+        """Largest path distance from a point of the gap to its nearest keyframe with `count` new ones."""
+        count = self.count if count is None else count
+        length, ends = self.stop - self.start, int(self.open_start) + int(self.open_stop)
+        if ends == 2:
+            return math.inf if count == 0 else length / (2 * count)
+        return length / (2 * count + 1) if ends == 1 else length / (2 * (count + 1))
+
+    def targets(self) -> list[float]:
+        """Evenly spaced path positions of the gap's new keyframes."""
+        length, m = self.stop - self.start, self.count
+        if self.open_start and self.open_stop:
+            return [self.start + (2 * j - 1) * length / (2 * m) for j in range(1, m + 1)]
+        if self.open_start:  # the video's first frame is uncovered: the first new keyframe half a step in
+            return [self.start + (2 * j - 1) * length / (2 * m + 1) for j in range(1, m + 1)]
+        if self.open_stop:
+            return [self.stop - (2 * j - 1) * length / (2 * m + 1) for j in range(m, 0, -1)]
+        return [self.start + j * length / (m + 1) for j in range(1, m + 1)]
+
+
+def _gaps(positions: np.ndarray, cover: np.ndarray) -> list[_Gap]:
+    """The gaps the cover points (positions of labeled frames) leave on the path."""
+    first, last = float(positions[0]), float(positions[-1])
+    points = sorted({float(p) for p in cover})
+    if not points:
+        return [_Gap(first, last, True, True)]
+    gaps = [_Gap(first, points[0], True, False)] if points[0] > first else []
+    gaps += [_Gap(a, b, False, False) for a, b in zip(points, points[1:]) if b > a]
+    if points[-1] < last:
+        gaps.append(_Gap(points[-1], last, False, True))
+    return gaps
+
+
+def allot(gaps: list[_Gap], budget: int) -> None:
+    """Give `budget` keyframes one by one to the gap whose worst-covered point is farthest from a keyframe."""
+    for _ in range(budget):
+        if not gaps:
+            return
+        max(gaps, key=lambda gap: (gap.worst(), gap.stop - gap.start)).count += 1
+
+
+def _nearest_open(positions: np.ndarray, eligible: np.ndarray, target: float) -> int | None:
+    """The eligible frame nearest `target` on the path; the middle one among equally near frames."""
+    candidates = np.flatnonzero(eligible)
+    if candidates.size == 0:
+        return None
+    distance = np.abs(positions[candidates] - target)
+    tied = candidates[distance <= distance.min() + 1e-12]
+    return int(tied[len(tied) // 2])
+
+
 @register("keyframes")
 def keyframes(
     pool: CandidatePool, constraints: Constraints, *, video_id: int | None = None, time_weight: float = 1.0,
     confidence_weight: float = 1.0, signal: str | None = None,
 ) -> list[Pick]:
-    """Keyframes of one video: k-center over appearance and time, favouring low-confidence stretches.
+    """Keyframes of one video: an even cover of its path of appearance change and time, denser where unsure.
 
     `video_id` may be omitted when the scope holds one video. `signal` names the uncertainty to
     favour (default: the pool's only signal, if any); confidence_weight 0 ignores it.
@@ -74,47 +146,29 @@ def keyframes(
     video = _video_of(pool, tracker, video_id)
     if video is None:
         return []
-    rows = np.flatnonzero(tracker.in_scope & (pool.video_ids == video))
+    rows = np.flatnonzero(pool.video_ids == video)
     tracker.eligible[pool.video_ids != video] = False
     if tracker.done:
         return []
-    times = pool.time_key()[rows]
-    rows, times = rows[np.argsort(times, kind="stable")], np.sort(times, kind="stable")
+    order = np.argsort(pool.time_key()[rows], kind="stable")
+    rows = rows[order]
     signal_values = _uncertainty(pool, signal)
-    boost = np.zeros(rows.size) if signal_values is None else confidence_weight * minmax(signal_values[rows])
-    space = joint_space(pool.embeddings[rows], times, time_weight)
-    engine = FarthestFirst(space, device="numpy")
+    stretch = None if signal_values is None else confidence_weight * minmax(signal_values[rows])
+    positions = path_positions(pool.embeddings[rows], pool.time_key()[rows], time_weight, stretch)
     local = np.full(pool.size, -1, dtype=np.int64)
     local[rows] = np.arange(rows.size)
     seeds = local[seed_rows(pool, constraints)]
-    seeds = seeds[seeds >= 0]
-    for seed in seeds:
-        engine.add_row(int(seed))
-    engine.block(np.flatnonzero(~tracker.eligible[rows]))
-    duration = float(times[-1] - times[0])
-
-    def take(position: int, score: float, why: str) -> None:
-        """Record a keyframe and update the cover."""
-        blocked = local[tracker.take(int(rows[position]))]
-        tracker.reasons[int(rows[position])] = (score, f"{why}, t={times[position]:.4g} of {duration:.4g}")
-        engine.add_row(position)
-        engine.block(blocked[blocked >= 0])
-
-    if seeds.size == 0:
-        central = engine.distances_to_mean()
-        central[~tracker.eligible[rows]] = np.inf
-        first = int(np.argmin(central))
-        take(first, -math.sqrt(float(central[first])), "first keyframe: most central frame of the video")
-    while not tracker.done:
-        d2 = engine.values()
-        open_ = d2 != -np.inf
-        if not open_.any():
-            break
-        score = np.where(open_, np.sqrt(np.maximum(d2, 0.0)) * (1.0 + boost), -np.inf)
-        position = int(np.argmax(score))
-        take(
-            position, float(score[position]),
-            f"keyframe: farthest from the cover in appearance+time, d={math.sqrt(max(float(d2[position]), 0.0)):.4g}"
-            + (f", uncertainty boost x{1.0 + boost[position]:.3g}" if signal_values is not None else ""),
-        )
+    gaps = _gaps(positions, positions[seeds[seeds >= 0]])
+    allot(gaps, tracker.remaining)
+    length = float(positions[-1])
+    for gap in sorted(gaps, key=lambda g: -g.worst(0)):
+        for target in gap.targets():
+            if tracker.done:
+                return tracker.picks()
+            position = _nearest_open(positions, tracker.eligible[rows], target)
+            if position is None:
+                return tracker.picks()
+            tracker.record(int(rows[position]), gap.worst(0),
+                           f"keyframe at {positions[position]:.3g} of the video path (length {length:.3g}); "
+                           f"leaves at most {gap.worst():.3g} to the nearest keyframe")
     return tracker.picks()

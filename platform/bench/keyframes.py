@@ -4,9 +4,9 @@ For every video of a DAVIS-layout root, strategy and K: the strategy picks K fra
 truth is given, label propagation (`segloop.platform.vos.propagation`, the backbone's patch features) fills in
 the other frames, and J&F is computed per the DAVIS protocol (first and last frame not scored; the
 annotated frames count with their given masks). Strategies: `first` (frames 0..K-1: the classic
-first-frame setting for K = 1), `uniform` (i·T/K), and the `keyframes` selector (k-center over
-appearance and time on the frames' CLS embeddings). Each video's frames are embedded once and the
-features reused across strategies and budgets.
+first-frame setting for K = 1), `uniform` (i·T/K), and the `keyframes` selector (an even cover of
+the video's path of appearance change and time, on the frames' CLS embeddings). Each video's frames are
+embedded once and the features reused across strategies and budgets.
 """
 from __future__ import annotations
 
@@ -121,7 +121,9 @@ def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence
 @click.option("--budgets", default="1,2,3,5", show_default=True, help="Comma-separated K (frames per video).")
 @click.option("--strategies", default="first,uniform,keyframes", show_default=True)
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True)
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Backbone weights (local file).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="A `segloop pretrain --out` folder (its dense encoder propagates, its ViT embeds for the "
+                   "keyframes strategy) or local backbone weights.")
 @click.option("--short-side", type=click.IntRange(min=16), default=240, show_default=True)
 @click.option("--radius", type=click.IntRange(min=0), default=6, show_default=True)
 @click.option("--refine/--no-refine", default=False, show_default=True,

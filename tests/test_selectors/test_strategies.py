@@ -161,21 +161,45 @@ def test_hybrid_rejects_bad_parameters():
         hybrid(pool, Constraints(budget=2), mode="weighted", uncertainty_weight=2.0)
 
 
-def test_keyframes_static_scene_spread_in_time():
-    """Identical frames: the middle frame first, then the far end, then the start."""
+def test_keyframes_static_scene_cover_time_evenly():
+    """Identical frames: the path is time alone, so K keyframes sit at the centres of K equal stretches."""
     pool = make_pool(np.ones((100, 3)))
-    picks = keyframes(pool, Constraints(budget=3))
-    assert [p.frame_id - 1000 for p in picks] == [49, 99, 0]
-    assert "most central" in picks[0].reason
+    assert [p.frame_id - 1000 for p in keyframes(pool, Constraints(budget=1))] == [50]
+    assert sorted(p.frame_id - 1000 for p in keyframes(pool, Constraints(budget=2))) == [25, 74]
+    picks = sorted(p.frame_id - 1000 for p in keyframes(pool, Constraints(budget=4)))
+    assert all(abs(p - target) <= 1 for p, target in zip(picks, [12.4, 37.1, 61.9, 86.6]))
+
+
+def test_keyframes_fill_the_gaps_left_by_labeled_frames():
+    """A labeled first frame covers the start: one keyframe goes a third of the way into the open end."""
+    labeled = np.zeros(100, dtype=bool)
+    labeled[0] = True
+    picks = keyframes(make_pool(np.ones((100, 3)), labeled=labeled), Constraints(budget=1))
+    assert [p.frame_id - 1000 for p in picks] == [66]
+    both = np.zeros(100, dtype=bool)
+    both[[0, 99]] = True
+    picks = keyframes(make_pool(np.ones((100, 3)), labeled=both), Constraints(budget=1))
+    assert [p.frame_id - 1000 for p in picks] in ([49], [50])
 
 
 def test_keyframes_favour_low_confidence_stretch():
-    """An uncertain frame at t=20 is preferred to the far end once its distance is boosted x4."""
+    """An uncertain first third stretches the path there: both keyframes move towards it."""
     values = np.zeros(100)
-    values[20] = 1.0
+    values[:30] = 1.0
+    plain = keyframes(make_pool(np.ones((100, 3))), Constraints(budget=2))
     pool = make_pool(np.ones((100, 3)), uncertainty={"vos_confidence_gap": values})
-    picks = keyframes(pool, Constraints(budget=2), confidence_weight=3.0)
-    assert [p.frame_id - 1000 for p in picks] == [49, 20]
+    boosted = keyframes(pool, Constraints(budget=2), confidence_weight=3.0)
+    assert sorted(p.frame_id for p in boosted) < sorted(p.frame_id for p in plain)
+    assert sorted(p.frame_id - 1000 for p in boosted) == [12, 52]
+
+
+def test_keyframes_follow_appearance_change():
+    """Frames 0-79 barely change, 80-99 change fast: appearance alone puts most keyframes in the fast part."""
+    slow = np.linspace(0.0, 1.0, 80)
+    fast = np.linspace(1.0, 20.0, 20)
+    embeddings = np.stack([np.concatenate([slow, fast]), np.zeros(100)], axis=1)
+    picks = keyframes(make_pool(embeddings), Constraints(budget=3), time_weight=0.0)
+    assert sum(p.frame_id - 1000 >= 80 for p in picks) >= 2
 
 
 def test_keyframes_cover_each_scene():
@@ -183,6 +207,14 @@ def test_keyframes_cover_each_scene():
     embeddings = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 50, axis=0)
     picks = keyframes(make_pool(embeddings), Constraints(budget=2), time_weight=0.0)
     assert sorted(p.row // 50 for p in picks) == [0, 1]
+
+
+def test_keyframes_respect_the_minimum_gap():
+    """A minimum gap keeps keyframes apart even when the path would put two close together."""
+    embeddings = np.stack([np.concatenate([np.zeros(90), np.linspace(0, 50, 10)]), np.zeros(100)], axis=1)
+    picks = keyframes(make_pool(embeddings), Constraints(budget=3, min_gap_frames=5), time_weight=0.0)
+    frames = sorted(p.frame_id - 1000 for p in picks)
+    assert len(frames) == 3 and min(np.diff(frames)) >= 5
 
 
 def test_keyframes_need_one_video():
