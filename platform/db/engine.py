@@ -103,10 +103,18 @@ def _cached_engine(url: str) -> Engine:
 def get_engine(settings: Settings | None = None) -> Engine:
     """The process-wide engine for the configured database (data dir created and database file checked for SQLite)."""
     settings = settings or load_settings()
+    url = settings.db_url
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        check_database_file(Path(sqlite_file(settings.db_url) or ""), settings.frames_dir)
-    return _cached_engine(settings.db_url)
+    if settings.database_url is None and url not in _checked_files:
+        # Once per process, before any connection: closing a file descriptor of the database drops every POSIX
+        # lock this process holds on it, which would let another process delete the WAL under our connections.
+        check_database_file(Path(sqlite_file(url) or ""), settings.frames_dir)
+        _checked_files.add(url)
+    return _cached_engine(url)
+
+
+_checked_files: set[str] = set()
 
 
 def check_database_file(path: Path, frames_dir: Path) -> None:
