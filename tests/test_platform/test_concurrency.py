@@ -159,4 +159,6 @@ def test_worker_killed_mid_job_leaves_no_staging_after_the_next_run(how: signal.
     after = run_segloop("worker", "--exit-when-idle", env={"SEGLOOP_STALE_AFTER_SECONDS": "3600"})
     assert after.returncode == 0, after.stdout + after.stderr
     assert _staging(settings) == []
-    assert _videos_and_frames(engine) == ([], 0)  # the interrupted job committed nothing
+    hashes, frames = _videos_and_frames(engine)  # an orphaned job may finish before it notices its worker is gone
+    assert len(hashes) <= 1 and frames == 120 * len(hashes)
+    assert len(list(settings.frames_dir.iterdir())) == len(hashes)  # and every stored video has its folder
