@@ -15,9 +15,9 @@ class ValidationError(ValueError):
 
 def user_message(exc: BaseException) -> str | None:
     """The one-line message a person sees for an expected failure, or None for a bug."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError, IntegrityError
 
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
         return f"database error: {str(exc.orig).splitlines()[0]}"
     if isinstance(exc, (ValueError, NotFoundError, FileNotFoundError)):
         text = str(exc).strip()

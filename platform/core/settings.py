@@ -1,6 +1,7 @@
 """Typed settings read from the environment (SEGLOOP_DATA_DIR, SEGLOOP_DATABASE_URL, ...)."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +47,41 @@ class Settings:
         return self.data_dir / "runs"
 
 
+MIN_STALE_HEARTBEATS = 5  # a job is reaped only after this many heartbeats were missed
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value segloop cannot use; the message names the variable."""
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive, finite number of seconds from environment variable `name` (default when unset or empty)."""
+    raw = os.environ.get(name) or ""
+    if not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
 def load_settings() -> Settings:
     """Settings from the environment, with defaults that run on a laptop."""
     data_dir = Path(os.environ.get("SEGLOOP_DATA_DIR") or DEFAULT_DATA_DIR)
+    heartbeat = _env_seconds("SEGLOOP_HEARTBEAT_SECONDS", 2.0)
+    stale_after = _env_seconds("SEGLOOP_STALE_AFTER_SECONDS", 30.0)
+    if stale_after < MIN_STALE_HEARTBEATS * heartbeat:
+        raise SettingsError(
+            f"SEGLOOP_STALE_AFTER_SECONDS={stale_after:g} is too short for SEGLOOP_HEARTBEAT_SECONDS={heartbeat:g}: "
+            f"a live job would be taken for dead; use at least {MIN_STALE_HEARTBEATS} heartbeats "
+            f"({MIN_STALE_HEARTBEATS * heartbeat:g} s)"
+        )
     return Settings(
         data_dir=data_dir,
         database_url=os.environ.get("SEGLOOP_DATABASE_URL") or None,
-        heartbeat_seconds=float(os.environ.get("SEGLOOP_HEARTBEAT_SECONDS", "2.0")),
-        stale_after_seconds=float(os.environ.get("SEGLOOP_STALE_AFTER_SECONDS", "30.0")),
+        heartbeat_seconds=heartbeat,
+        stale_after_seconds=stale_after,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import operator
 import re
 import types
@@ -215,6 +216,8 @@ def _coerce_scalar(value: Any, annotation: Any, where: str, path: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(where, path, f"expected a number, got {_shown(value)}")
+        if not math.isfinite(value):
+            raise _fail(where, path, f"expected a finite number, got {_shown(value)}")
         return float(value)
     if annotation in (str, Path):
         if not isinstance(value, (str, Path)):

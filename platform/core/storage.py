@@ -1,6 +1,7 @@
 """Files under the data dir: safe names, paths that cannot escape, atomic writes and renames."""
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -56,16 +57,103 @@ def relative_to_data(data_dir: Path, path: Path) -> str:
     return Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix()
 
 
+STAGING_PREFIX = ".tmp-"
+
+
+def current_umask() -> int:
+    """This process's umask (read from /proc where possible, so no other thread sees it change)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def chmod_for_umask(path: Path, directory: bool = False) -> None:
+    """Give a file (0666) or folder (0777) made private by mkstemp/mkdtemp the permissions the umask allows."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextmanager
-def staging_dir(parent: Path) -> Iterator[Path]:
-    """A temporary folder next to its final place; removed unless it was renamed away."""
+def _locked(folder: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive flock on a folder for the block; yields False when non-blocking and already held."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def staging_dir(parent: Path, name: str | None = None) -> Iterator[Path]:
+    """A temporary folder `.tmp-<name or random>` next to its final place; removed unless it was renamed away.
+
+    Its owner holds a lock on it while the block runs (the lock follows it through a rename), so
+    `stale_staging_dirs` can tell a folder left by a killed process from one another process is filling.
+    """
     parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    with _locked(parent):  # a cleaner scanning `parent` never sees this folder created but not yet locked
+        if name is None:
+            path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent))
+        else:
+            path = parent / f"{STAGING_PREFIX}{name}"
+            path.mkdir()
+        chmod_for_umask(path, directory=True)
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         yield path
     finally:
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
+        try:
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def stale_staging_dirs(parent: Path) -> list[Path]:
+    """`.tmp-*` folders under `parent` whose owner is gone (killed, crashed): no process holds their lock."""
+    if not parent.is_dir():
+        return []
+    stale = []
+    with _locked(parent):
+        for path in sorted(parent.glob(f"{STAGING_PREFIX}*")):
+            if not path.is_dir():
+                continue
+            with _locked(path, blocking=False) as free:
+                if free:
+                    stale.append(path)
+    return stale
+
+
+def remove_stale_staging(parent: Path) -> list[Path]:
+    """Remove the `.tmp-*` folders under `parent` that no live process owns; returns them."""
+    stale = stale_staging_dirs(parent)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def interrupt_on_sigterm() -> None:
+    """Handle SIGTERM like Ctrl-C (KeyboardInterrupt in the main thread), so staging folders and temporary
+    files are removed on the way out instead of being left behind."""
+    import signal
+    import threading
+
+    def on_sigterm(signum: int, _frame) -> None:
+        raise KeyboardInterrupt(f"terminated (signal {signum})")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def new_storage_key(name: str) -> str:
@@ -88,6 +176,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     try:
         yield Path(tmp)
+        chmod_for_umask(Path(tmp))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -1,16 +1,31 @@
-"""Engine and sessions: SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL."""
+"""Engine and sessions: SQLite (WAL, foreign keys, busy timeout) by default, PostgreSQL by URL.
+
+SQLite transactions are real: the Python driver's own transaction handling (which emits no BEGIN
+before a SELECT or a SAVEPOINT, so every RELEASE SAVEPOINT committed on its own) is switched off and
+segloop emits BEGIN itself, as SQLAlchemy's pysqlite documentation describes. Writable databases begin
+with BEGIN IMMEDIATE: a transaction takes the write lock up front (waiting up to the busy timeout), so
+a read-then-write never fails on a snapshot another process changed meanwhile. A database file this
+user cannot write is opened read-only, so read commands still work on it.
+"""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from segloop.platform.core.settings import Settings, load_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class DatabaseFileError(ValueError):
+    """The SQLite database file is damaged, or missing while the data dir holds stored videos."""
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -23,13 +38,60 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _sqlite_read_only_pragmas(dbapi_connection, _record) -> None:
+    """Foreign keys and busy timeout for a read-only SQLite connection (its journal mode is left as it is)."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_connect(dbapi_connection, record) -> None:
+    """Take transaction control away from the driver, then set the pragmas."""
+    dbapi_connection.isolation_level = None
+    _sqlite_pragmas(dbapi_connection, record)
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL (None for in-memory or non-SQLite URLs)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return None if not database or database == ":memory:" else database
+
+
+def is_read_only_file(path: str | None) -> bool:
+    """Whether the SQLite file exists and this user may read but not write it (or its folder)."""
+    if path is None or not os.path.exists(path):
+        return False
+    return not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)) or ".", os.W_OK)
+
+
+def _begin_statement(begin: str):
+    """A `begin` event listener that emits `begin` (the driver no longer does)."""
+
+    def on_begin(connection) -> None:
+        connection.exec_driver_sql(begin)
+
+    return on_begin
+
+
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine for `url` with the dialect-specific settings segloop relies on."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    path = sqlite_file(url)
+    if is_read_only_file(path):
+        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", connect_args=connect_args)
+        event.listen(engine, "connect", _sqlite_read_only_pragmas)
+        event.listen(engine, "begin", _begin_statement("BEGIN"))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args=connect_args)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _begin_statement("BEGIN IMMEDIATE"))
+    return engine
 
 
 @lru_cache(maxsize=8)
@@ -39,11 +101,51 @@ def _cached_engine(url: str) -> Engine:
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    """The process-wide engine for the configured database (data dir created for SQLite)."""
+    """The process-wide engine for the configured database (data dir created and database file checked for SQLite)."""
     settings = settings or load_settings()
+    url = settings.db_url
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return _cached_engine(settings.db_url)
+    if settings.database_url is None and url not in _checked_files:
+        # Once per process, before any connection: closing a file descriptor of the database drops every POSIX
+        # lock this process holds on it, which would let another process delete the WAL under our connections.
+        check_database_file(Path(sqlite_file(url) or ""), settings.frames_dir)
+        _checked_files.add(url)
+    return _cached_engine(url)
+
+
+_checked_files: set[str] = set()
+
+
+def check_database_file(path: Path, frames_dir: Path) -> None:
+    """DatabaseFileError naming the file and what to do when it is not a usable SQLite database: garbage,
+    shorter than its header says (truncated), or empty/missing while frame folders exist (they would be orphaned)."""
+    aside = f"restore {path.name} from a backup, or move {path.parent} aside to start an empty data dir"
+    size = path.stat().st_size if path.is_file() else 0
+    if size == 0:
+        stored = _video_folders(frames_dir)
+        if stored:
+            state = "is empty (0 bytes)" if path.exists() else "is missing"
+            raise DatabaseFileError(f"{path}: the database {state}, but {frames_dir} holds {stored} stored video "
+                                    f"folders it would orphan; {aside}")
+        return
+    with open(path, "rb") as handle:
+        header = handle.read(100)
+    if not header.startswith(SQLITE_HEADER) or len(header) < 100:
+        raise DatabaseFileError(f"{path}: not a SQLite database (damaged or overwritten); {aside}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]
+    if header_valid and pages and size < pages * page_size:
+        raise DatabaseFileError(f"{path}: the database is truncated ({size} bytes of {pages * page_size}); {aside}")
+
+
+def _video_folders(frames_dir: Path) -> int:
+    """How many stored video folders (not staging) the frames folder holds."""
+    if not frames_dir.is_dir():
+        return 0
+    return sum(1 for p in frames_dir.iterdir() if p.is_dir() and not p.name.startswith(".tmp-"))
 
 
 @contextmanager

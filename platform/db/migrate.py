@@ -62,11 +62,28 @@ def schema_drift(engine: Engine | None = None) -> list:
         return compare_metadata(context, Base.metadata)
 
 
+MIGRATION_LOCK_KEY = 0x5E6100  # PostgreSQL advisory lock id held while segloop migrates
+
+
 def ensure_schema(engine: Engine | None = None) -> None:
-    """Upgrade to head when the database is behind (used by commands that need the schema)."""
+    """Upgrade to head when the database is behind (used by commands that need the schema).
+
+    Processes starting at once migrate one at a time: the upgrade runs in a transaction holding the
+    database's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), and the revision is
+    read again under that lock, so the second process finds the schema done instead of creating it twice.
+    """
     engine = engine or get_engine()
-    if current_revision(engine) != head_revision(engine):
-        upgrade(engine)
+    head = head_revision(engine)
+    if current_revision(engine) == head:
+        return
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
 def ensure_db() -> Engine:

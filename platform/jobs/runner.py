@@ -12,6 +12,7 @@ import time
 import traceback
 
 from segloop.platform.core.errors import user_message
+from segloop.platform.core.storage import interrupt_on_sigterm
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.jobs.registry import get_kind, parse_params
@@ -88,6 +89,7 @@ def run_job(job_id: int) -> int:
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()  # a cancelled job's staging folders are removed as on Ctrl-C
     if os.environ.get("SEGLOOP_WORKER_PID"):
         exit_when_orphaned(int(os.environ["SEGLOOP_WORKER_PID"]))
     sys.exit(run_job(int(sys.argv[1])))

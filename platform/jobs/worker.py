@@ -51,6 +51,9 @@ class Worker:
 
     def run(self) -> int:
         """Loop: reap stale jobs, claim, run; returns how many jobs ran."""
+        from segloop.platform.media.ingest import clean_stale_staging
+
+        clean_stale_staging(self.settings)  # left by a job process killed with its previous worker
         ran = 0
         while not self._stopping:
             if self.options.max_jobs is not None and ran >= self.options.max_jobs:
@@ -99,6 +102,10 @@ class Worker:
                     retryable=True,
                 )
             final = job_store.get_job(session, job.id)
+        if returncode != 0:
+            from segloop.platform.media.ingest import clean_stale_staging
+
+            clean_stale_staging(self.settings)  # what the killed or failed job process was staging
         print(f"[worker {self.worker_id}] job {job.id} {final.status}", flush=True)
 
     def _supervise(self, job_id: int, process: subprocess.Popen) -> bool:

@@ -11,12 +11,19 @@ import numpy as np
 from segloop.platform.core.davis import MASKS, RESOLUTION, DavisLayout, frame_name
 from segloop.platform.core.masks import MaskError, decode_rle, encode_rle, read_mask, write_mask
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.core.storage import atomic_write_bytes, resolve_inside, staging_dir
+from segloop.platform.core.storage import (
+    atomic_write_bytes,
+    chmod_for_umask,
+    remove_stale_staging,
+    resolve_inside,
+    staging_dir,
+)
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import footage, projects
 
 FORMATS = ("davis", "coco")
+COCO_MAX_BYTES = 512 * 1024 * 1024  # a COCO file is parsed in memory (about 10x its size)
 
 
 class ExchangeError(ValueError):
@@ -30,6 +37,7 @@ class ExchangeReport:
     videos: int = 0
     frames: int = 0
     masks: int = 0
+    unchanged: int = 0  # imported masks identical to the object's newest version, left as they are
 
 
 def export_project(project: str, fmt: str, out: Path, settings: Settings | None = None) -> ExchangeReport:
@@ -44,28 +52,58 @@ def export_project(project: str, fmt: str, out: Path, settings: Settings | None 
         videos = footage.list_videos(session, info.id)
         content = [(v, footage.list_frames(session, v.id), annotation_store.latest_annotations_for_video(session, v.id))
                    for v in videos]
-    if fmt == "davis":
-        return _export_davis(content, out, settings)
-    return _export_coco(info.name, classes, content, out)
+    try:
+        if fmt == "davis":
+            return _export_davis(content, _davis_target(out), settings)
+        return _export_coco(info.name, classes, content, _coco_target(out))
+    except OSError as exc:
+        raise ExchangeError(f"{exc.filename or out}: cannot write the export ({exc.strerror or exc})") from None
+
+
+def _davis_target(out: Path) -> Path:
+    """`out` as a DAVIS export folder: refused when it exists as something other than a folder."""
+    if out.exists() and not out.is_dir():
+        raise ExchangeError(f"{out}: exists and is not a folder; a DAVIS export needs a new or existing folder")
+    return out
+
+
+def _coco_target(out: Path) -> Path:
+    """The COCO file to write: `out` itself when it ends in .json, else `out/annotations.json`."""
+    if out.suffix == ".json":
+        if out.is_dir():
+            raise ExchangeError(f"{out}: is a folder; give a new .json file name or a folder without the .json ending")
+        return out
+    if out.exists() and not out.is_dir():
+        raise ExchangeError(f"{out}: exists and is not a folder; give a .json file name or a folder for the export")
+    return out / "annotations.json"
+
+
+def _folder_name(video) -> str:
+    """A video's folder name in a DAVIS export: its name, or video-<id> when the name is not a plain folder name."""
+    name = video.name
+    return name if name.strip(". ") and "/" not in name and "\\" not in name else f"video-{video.id}"
 
 
 def _export_davis(content, out: Path, settings: Settings) -> ExchangeReport:
     """DAVIS root: JPEGImages/480p/<video>/%05d.jpg and Annotations/480p/<video>/%05d.png (palette)."""
     report = ExchangeReport()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     with staging_dir(out) as staging:
         staged = DavisLayout(staging)
         for video, frames, video_annotations in content:
             by_frame: dict[int, list] = {}
             for annotation in video_annotations:
                 by_frame.setdefault(annotation.frame_id, []).append(annotation)
-            (staged.images_dir / video.name).mkdir(parents=True)
+            folder = _folder_name(video)
+            (staged.images_dir / folder).mkdir(parents=True)
             for frame in frames:
-                shutil.copyfile(resolve_inside(settings.data_dir, frame.image_path),
-                                staged.frame_path(video.name, frame.index))
+                target = staged.frame_path(folder, frame.index)
+                shutil.copyfile(resolve_inside(settings.data_dir, frame.image_path), target)
+                chmod_for_umask(target)
                 if frame.id in by_frame:
                     labels = annotation_store.label_map(by_frame[frame.id], video.stored_height, video.stored_width)
-                    write_mask(staged.mask_path(video.name, frame.index), labels, style="palette")
+                    write_mask(staged.mask_path(folder, frame.index), labels, style="palette")
                     report.masks += len(by_frame[frame.id])
             report.videos += 1
             report.frames += len(frames)
@@ -73,7 +111,7 @@ def _export_davis(content, out: Path, settings: Settings) -> ExchangeReport:
         for staged_dir, final_dir in ((staged.images_dir, final.images_dir), (staged.masks_dir, final.masks_dir)):
             for seq in sorted(staged_dir.glob("*")) if staged_dir.exists() else []:
                 target = final_dir / seq.name
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dirs(target.parent, out)
                 if target.exists():
                     shutil.rmtree(target)
                 seq.replace(target)
@@ -114,38 +152,57 @@ def _export_coco(project: str, classes, content, out: Path) -> ExchangeReport:
 
 
 def import_annotations(project: str, fmt: str, source: Path, settings: Settings | None = None,
-                       author: str = "import") -> ExchangeReport:
-    """Import DAVIS masks or COCO RLE annotations onto the project's frames (new versions), all-or-nothing."""
+                       author: str = "import", max_bytes: int = COCO_MAX_BYTES) -> ExchangeReport:
+    """Import DAVIS masks or COCO RLE annotations onto the project's frames as new versions, all-or-nothing;
+    a mask identical to the object's newest version (same class) is left as it is, so re-importing is a no-op."""
     settings = settings or load_settings()
     if fmt not in FORMATS:
         raise ExchangeError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     source = Path(source)
     if not source.exists():
         raise ExchangeError(f"{source}: does not exist")
-    with session_scope(get_engine(settings)) as session:
+    engine = get_engine(settings)
+    with session_scope(engine) as session:
         info = projects.get_project(session, project)
         videos = {v.name: v for v in footage.list_videos(session, info.id)}
-        items = _davis_items(source, videos) if fmt == "davis" else _coco_items(source, videos)
-        report = ExchangeReport()
-        class_ids = {}
-        frames_seen = set()
-        for video, frame_index, object_id, class_name, mask in items:
-            frames = footage.list_frames(session, video.id, offset=frame_index, limit=1)
-            if not frames or frames[0].index != frame_index:
-                raise ExchangeError(f"{source}: video {video.name} has no frame {frame_index}")
-            if mask.shape != (video.stored_height, video.stored_width):
-                raise ExchangeError(
-                    f"{source}: mask for {video.name} frame {frame_index} is {mask.shape[1]}x{mask.shape[0]}, "
-                    f"frames are {video.stored_width}x{video.stored_height}"
-                )
-            if class_name not in class_ids:
-                class_ids[class_name] = projects.get_or_create_label_class(session, info.id, class_name).id
-            annotation_store.save_annotation(session, frames[0].id, object_id, mask, "imported", status="submitted",
-                                             author=author, class_id=class_ids[class_name])
-            frames_seen.add(frames[0].id)
-            report.masks += 1
-        report.frames = len(frames_seen)
-        report.videos = len({item[0].id for item in items})
+    items = _davis_items(source, videos) if fmt == "davis" else _coco_items(source, videos, max_bytes)
+    with session_scope(engine) as session:
+        return _save_items(session, info.id, source, items, author)
+
+
+def _save_items(session, project_id: int, source: Path, items: list[tuple], author: str) -> ExchangeReport:
+    """Store (video, frame index, object id, class, mask) items in the caller's transaction; raise on the first
+    bad one (the caller's rollback then undoes the ones before it)."""
+    report = ExchangeReport()
+    class_ids: dict[str, int] = {}
+    frames: dict[int, dict[int, int]] = {}
+    newest: dict[int, dict[tuple[int, int], object]] = {}
+    frames_seen = set()
+    for video, frame_index, object_id, class_name, mask in items:
+        if video.id not in frames:
+            frames[video.id] = {f.index: f.id for f in footage.list_frames(session, video.id)}
+            newest[video.id] = {(a.frame_id, a.object_id): a
+                                for a in annotation_store.latest_annotations_for_video(session, video.id)}
+        frame_id = frames[video.id].get(frame_index)
+        if frame_id is None:
+            raise ExchangeError(f"{source}: video {video.name} has no frame {frame_index}")
+        if mask.shape != (video.stored_height, video.stored_width):
+            raise ExchangeError(
+                f"{source}: mask for {video.name} frame {frame_index} is {mask.shape[1]}x{mask.shape[0]}, "
+                f"frames are {video.stored_width}x{video.stored_height}"
+            )
+        if class_name not in class_ids:
+            class_ids[class_name] = projects.get_or_create_label_class(session, project_id, class_name).id
+        frames_seen.add(frame_id)
+        current = newest[video.id].get((frame_id, object_id))
+        if current is not None and annotation_store.same_mask(current, mask, class_ids[class_name]):
+            report.unchanged += 1
+            continue
+        annotation_store.save_annotation(session, frame_id, object_id, mask, "imported", status="submitted",
+                                         author=author, class_id=class_ids[class_name])
+        report.masks += 1
+    report.frames = len(frames_seen)
+    report.videos = len({item[0].id for item in items})
     return report
 
 
@@ -171,23 +228,33 @@ def _davis_items(root: Path, videos: dict) -> list[tuple]:
     return items
 
 
-def _coco_items(path: Path, videos: dict) -> list[tuple]:
+def _coco_items(path: Path, videos: dict, max_bytes: int = COCO_MAX_BYTES) -> list[tuple]:
     """(video, frame index, object id, class, mask) from a COCO JSON with RLE segmentations."""
     file = path if path.is_file() else path / "annotations.json"
     try:
+        size = file.stat().st_size
+        if size > max_bytes:
+            raise ExchangeError(f"{file}: {size} bytes is over the COCO import limit of {max_bytes} bytes; "
+                                f"split it into several files")
         data = json.loads(file.read_text())
         images = {img["id"]: img for img in data["images"]}
         categories = {c["id"]: c["name"] for c in data.get("categories", [])}
         annotations = data["annotations"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ExchangeError(f"{file}: not a readable COCO JSON ({exc})") from None
+        if not isinstance(annotations, list):
+            raise TypeError("'annotations' is not a list")
+    except ExchangeError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise ExchangeError(f"{file}: not a readable COCO JSON ({_reason(exc)})") from None
     items = []
     for n, ann in enumerate(annotations):
         where = f"{file}: annotations[{n}]"
-        image = images.get(ann.get("image_id"))
+        if not isinstance(ann, dict):
+            raise ExchangeError(f"{where}: expected an object, got {type(ann).__name__}")
+        image = images.get(ann.get("image_id")) if isinstance(ann.get("image_id"), (int, str)) else None
         if image is None:
             raise ExchangeError(f"{where}: image_id {ann.get('image_id')!r} is not in images")
-        name, index = _coco_frame(image)
+        name, index = _coco_frame(image, where)
         if name not in videos:
             raise ExchangeError(f"{where}: no video named {name!r} in the project")
         segmentation = ann.get("segmentation")
@@ -197,17 +264,49 @@ def _coco_items(path: Path, videos: dict) -> list[tuple]:
             mask = decode_rle(segmentation)
         except MaskError as exc:
             raise ExchangeError(f"{where}: {exc}") from None
-        object_id = int(ann.get("track_id") or ann.get("attributes", {}).get("object_id") or 1)
+        object_id = _coco_object_id(ann, where)
         items.append((videos[name], index, object_id, categories.get(ann.get("category_id"), "object"), mask))
     return items
 
 
-def _coco_frame(image: dict) -> tuple[str, int]:
+def _coco_object_id(ann: dict, where: str) -> int:
+    """The object id of a COCO annotation: `track_id`, else `attributes.object_id`, else 1 (checked 1..255)."""
+    attributes = ann.get("attributes")
+    value = ann.get("track_id") or (attributes.get("object_id") if isinstance(attributes, dict) else None) or 1
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ExchangeError(f"{where}: track_id {value!r} is not an integer")
+    try:
+        object_id = int(value)
+    except (ValueError, OverflowError):
+        raise ExchangeError(f"{where}: track_id {value!r} is not an integer") from None
+    if not 1 <= object_id <= 255:
+        raise ExchangeError(f"{where}: track_id {object_id} is out of range 1..255")
+    return object_id
+
+
+def _coco_frame(image: dict, where: str) -> tuple[str, int]:
     """(video name, frame index) of a COCO image entry: our fields, else `<video>/<index>.jpg`."""
+    if not isinstance(image, dict):
+        raise ExchangeError(f"{where}: its image entry is not an object")
     if "video" in image and "frame_index" in image:
-        return str(image["video"]), int(image["frame_index"])
+        index = image["frame_index"]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ExchangeError(f"{where}: image {image.get('id')!r} frame_index {index!r} is not an integer")
+        return str(image["video"]), index
     parts = Path(str(image.get("file_name", ""))).parts
     if len(parts) >= 2 and Path(parts[-1]).stem.isdigit():
         return parts[-2], int(Path(parts[-1]).stem)
-    raise ExchangeError(f"COCO image {image.get('id')}: cannot tell video and frame from file_name "
+    raise ExchangeError(f"{where}: COCO image {image.get('id')!r}: cannot tell video and frame from file_name "
                         f"{image.get('file_name')!r}")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a JSON that cannot be read."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _make_dirs(folder: Path, root: Path) -> None:
+    """mkdir -p `folder` inside `root`."""
+    resolve_inside(root, folder.relative_to(root)).mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from sqlalchemy.exc import DBAPIError
 
 from segloop.platform.core import davis
 from segloop.platform.core.image import read_rgb
 from segloop.platform.core.masks import MaskError, read_mask
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.core.storage import new_storage_key, relative_to_data, staging_dir
+from segloop.platform.core.storage import (
+    STAGING_PREFIX,
+    new_storage_key,
+    relative_to_data,
+    staging_dir,
+    stale_staging_dirs,
+)
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import NewFrame, NewVideo
 from segloop.platform.db.stores import annotations as annotation_store
@@ -101,12 +108,15 @@ class IngestReport:
         return sum(o.annotations for o in self.outcomes if o.status == "ingested")
 
 
-def discover(paths: list[Path], masks: Path | None = None) -> tuple[list[Source], list[Outcome]]:
+def discover(paths: list[str | Path], masks: Path | None = None) -> tuple[list[Source], list[Outcome]]:
     """Sources found under the given paths, and failures for paths that hold nothing usable."""
     sources: list[Source] = []
     errors: list[Outcome] = []
-    for path in paths:
-        path = Path(path)
+    for raw in paths:
+        if isinstance(raw, str) and not raw.strip():
+            errors.append(Outcome(repr(raw), "failed", f"{raw!r}: empty path (give a video file or a folder)"))
+            continue
+        path = Path(raw)
         try:
             found = _discover_one(path)
         except (IngestError, OSError) as exc:
@@ -127,7 +137,7 @@ def _discover_one(path: Path) -> list[Source]:
             raise IngestError(
                 f"{path}: not a video file (extension {path.suffix or 'none'}; expected {', '.join(VIDEO_EXTENSIONS)})"
             )
-        return [Source(path.stem, "video", path)]
+        return [Source(video_name(path.stem), "video", path)]
     if not path.is_dir():
         raise IngestError(f"{path}: neither a file nor a folder")
     davis = _davis_frames_root(path)
@@ -141,7 +151,13 @@ def _discover_one(path: Path) -> list[Source]:
         return _davis_sources(path, None)
     if not videos:
         raise IngestError(f"{path}: folder holds no videos ({', '.join(VIDEO_EXTENSIONS)}) and no frame images")
-    return [Source(p.stem, "video", p) for p in videos]
+    return [Source(video_name(p.stem), "video", p) for p in videos]
+
+
+def video_name(stem: str) -> str:
+    """The name a video gets from its file name; 'video' for a name of only dots or spaces (it is also a folder
+    name in DAVIS exports, where '..' would leave the export)."""
+    return stem if stem.strip(". ") else "video"
 
 
 def _davis_frames_root(path: Path) -> tuple[Path, Path | None] | None:
@@ -284,28 +300,50 @@ def _probe_stream(path: Path) -> tuple[str | None, int]:
 
 
 CONTAINER_SIGNATURES = (
-    (4, (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"), "MP4/MOV"),
+    (4, (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"uuid"), "MP4/MOV"),
     (0, (b"\x1a\x45\xdf\xa3",), "Matroska/WebM"),
     (0, (b"RIFF",), "AVI"),
 )
 
 
-def diagnose_unreadable(path: Path) -> str:
-    """Why a file that the decoder refused is unusable: a damaged known container, or not a video at all."""
+def container_name(path: Path) -> str | None:
+    """The video container a file's first bytes announce (MP4/MOV, Matroska/WebM, AVI), or None."""
     with open(path, "rb") as handle:
         head = handle.read(16)
     for offset, magics, name in CONTAINER_SIGNATURES:
         if head[offset : offset + 4] in magics:
-            return f"truncated or corrupt {name} file: the decoder cannot read its index or streams"
-    return "not a video: the content is not a recognised video container"
+            return name
+    return None
+
+
+NOT_A_VIDEO = "not a video: the content is not a recognised video container"
+
+
+def diagnose_unreadable(path: Path) -> str:
+    """Why a file that the decoder refused is unusable: a damaged known container, or not a video at all."""
+    name = container_name(path)
+    if name is not None:
+        return f"truncated or corrupt {name} file: the decoder cannot read its index or streams"
+    return NOT_A_VIDEO
+
+
+def sniff_source(source: Source) -> None:
+    """IngestError for a video file that is empty or not a video container, read from its first bytes only
+    (before hashing, so a huge non-video is refused at once)."""
+    if source.kind != "video":
+        return
+    if source.path.stat().st_size == 0:
+        raise IngestError(f"{source.path}: empty file (0 bytes)")
+    if container_name(source.path) is None:
+        raise IngestError(f"{source.path}: {NOT_A_VIDEO}")
 
 
 def sample_indices(count: int, source_fps: float, target_fps: float | None) -> list[int]:
     """Source frame indices to keep: all, or evenly sampled at `target_fps`."""
+    if target_fps is not None and (not np.isfinite(target_fps) or target_fps <= 0):
+        raise IngestError(f"--fps must be a positive number, got {target_fps}")
     if target_fps is None or target_fps >= source_fps:
         return list(range(count))
-    if target_fps <= 0:
-        raise IngestError(f"--fps must be positive, got {target_fps}")
     times = np.arange(0.0, count / source_fps, 1.0 / target_fps)
     indices = np.unique(np.minimum(np.round(times * source_fps).astype(int), count - 1))
     return indices.tolist()
@@ -413,30 +451,62 @@ def ingest_source(
     source: Source, options: IngestOptions, settings: Settings, progress: ProgressCallback | None = None
 ) -> Outcome:
     """Ingest one source all-or-nothing; returns what happened (never raises IngestError)."""
-    engine = get_engine(settings)
     try:
+        sniff_source(source)
         sha = content_sha256(source)
-    except OSError as exc:
-        return Outcome(str(source.path), "failed", f"{source.path}: unreadable ({exc.strerror or exc})")
-    with session_scope(engine) as session:
-        project = projects.get_or_create_project(session, options.project)
-        existing = footage.find_video_by_hash(session, project.id, sha)
-    if existing is not None:
-        return Outcome(str(source.path), "skipped", f"already ingested as video {existing.id} ({existing.name})",
-                       existing.id)
-    try:
-        return _ingest_new(source, sha, project.id, options, settings, progress)
     except IngestError as exc:
         return Outcome(str(source.path), "failed", str(exc))
+    except OSError as exc:
+        return Outcome(str(source.path), "failed", f"{source.path}: unreadable ({exc.strerror or exc})")
+    existing = _already_ingested(settings, options.project, sha)
+    if existing is not None:
+        return existing.as_outcome(source)
+    try:
+        return _ingest_new(source, sha, options, settings, progress)
+    except IngestError as exc:
+        return Outcome(str(source.path), "failed", str(exc))
+    except DBAPIError as exc:  # e.g. another process stored the same content between the check and the commit
+        existing = _already_ingested(settings, options.project, sha)
+        if existing is not None:
+            return existing.as_outcome(source)
+        reason = next((line for line in str(exc.orig).splitlines() if line.strip()), "refused")
+        return Outcome(str(source.path), "failed", f"{source.path}: the database refused it ({reason}); "
+                       f"nothing was stored, run the ingest again")
     except OSError as exc:
         return Outcome(str(source.path), "failed", f"{exc.filename or source.path}: {exc.strerror or exc}")
 
 
+@dataclass(frozen=True)
+class _Existing:
+    """A video of the project that already holds an input's content."""
+
+    video_id: int
+    name: str
+
+    def as_outcome(self, source: Source) -> Outcome:
+        """The 'skipped' outcome for `source`."""
+        return Outcome(str(source.path), "skipped", f"already ingested as video {self.video_id} ({self.name})",
+                       self.video_id)
+
+
+def _already_ingested(settings: Settings, project: str, sha: str) -> _Existing | None:
+    """The project's video with this content, if any (a missing project has none; nothing is created)."""
+    with session_scope(get_engine(settings)) as session:
+        info = projects.find_project(session, project)
+        found = None if info is None else footage.find_video_by_hash(session, info.id, sha)
+    return None if found is None else _Existing(found.id, found.name)
+
+
 def _ingest_new(
-    source: Source, sha: str, project_id: int, options: IngestOptions, settings: Settings,
-    progress: ProgressCallback | None,
+    source: Source, sha: str, options: IngestOptions, settings: Settings, progress: ProgressCallback | None,
 ) -> Outcome:
-    """Decode, store and record a source that is not in the project yet."""
+    """Decode, store and record a source that is not in the project yet.
+
+    Frames go to a staging folder `.tmp-<key>`; the project, video, frames and masks are committed in
+    one transaction, and only then is the folder renamed to `<key>`. A process killed before the commit
+    leaves a staging folder without a row (removed by the next ingest); killed between commit and rename,
+    one whose row exists (renamed into place by the next ingest). See `clean_stale_staging`.
+    """
     reader = _FrameReader(source)
     if reader.width * reader.height > options.max_pixels:
         raise IngestError(
@@ -447,8 +517,7 @@ def _ingest_new(
     masks = _load_masks(source, indices, reader, size) if source.mask_dir else None
     frames_root = settings.frames_dir
     key = new_storage_key(source.name)
-    final_dir = frames_root / key
-    with staging_dir(frames_root) as staging:
+    with staging_dir(frames_root, key) as staging:
         hashes = _write_frames(reader, indices, staging, options, size, progress)
         groups = group_near_duplicates(hashes, options.dup_max_bits)
         sample_fps = None if options.fps is None or options.fps >= reader.fps else options.fps
@@ -466,19 +535,50 @@ def _ingest_new(
             ],
         )
         with session_scope(get_engine(settings)) as session:
-            new_video.name = footage.unique_video_name(session, project_id, source.name)
-            video = footage.add_video(session, project_id, new_video)
+            project = projects.get_or_create_project(session, options.project)
+            new_video.name = footage.unique_video_name(session, project.id, source.name)
+            video = footage.add_video(session, project.id, new_video)
             annotation_count = 0
             if masks is not None:
-                annotation_count = _add_masks(session, project_id, video.id, masks)
-            session.flush()
-            staging.rename(final_dir)
-            try:
-                session.commit()
-            except BaseException:
-                shutil.rmtree(final_dir, ignore_errors=True)
-                raise
+                annotation_count = _add_masks(session, project.id, video.id, masks)
+        _move_into_place(staging, frames_root / key, settings, video.id)
     return Outcome(str(source.path), "ingested", f"{len(indices)} frames", video.id, len(indices), annotation_count)
+
+
+def _move_into_place(staging: Path, final_dir: Path, settings: Settings, video_id: int) -> None:
+    """Rename a committed video's staging folder to its final name; if that fails, remove the video's rows
+    again so that no row points at a missing folder."""
+    try:
+        staging.rename(final_dir)
+    except OSError:
+        with session_scope(get_engine(settings)) as session:
+            footage.delete_video(session, video_id)
+        raise
+
+
+def clean_stale_staging(settings: Settings) -> tuple[int, int]:
+    """Finish or remove staging folders that killed ingests left under frames/: (renamed into place, removed).
+
+    A folder whose video row was committed is renamed to its final name; any other is removed. Folders a
+    live process is still filling are left alone (see `storage.stale_staging_dirs`).
+    """
+    stale = stale_staging_dirs(settings.frames_dir)
+    if not stale:
+        return 0, 0
+    rel_root = relative_to_data(settings.data_dir, settings.frames_dir)
+    with session_scope(get_engine(settings)) as session:
+        committed = footage.existing_storage_dirs(session, [f"{rel_root}/{p.name[len(STAGING_PREFIX):]}"
+                                                            for p in stale])
+    renamed = removed = 0
+    for path in stale:
+        final = settings.frames_dir / path.name[len(STAGING_PREFIX):]
+        if f"{rel_root}/{final.name}" in committed and not final.exists():
+            path.rename(final)
+            renamed += 1
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return renamed, removed
 
 
 def _add_masks(session, project_id: int, video_id: int, masks: list[np.ndarray]) -> int:
@@ -495,7 +595,7 @@ def _add_masks(session, project_id: int, video_id: int, masks: list[np.ndarray])
 
 
 def ingest_paths(
-    paths: list[Path],
+    paths: list[str | Path],
     options: IngestOptions = IngestOptions(),
     settings: Settings | None = None,
     progress: ProgressCallback | None = None,
@@ -503,6 +603,7 @@ def ingest_paths(
     """Ingest every input under `paths`; failures are reported per input, the rest still ingested."""
     settings = settings or load_settings()
     started = time.perf_counter()
+    clean_stale_staging(settings)
     sources, errors = discover(paths, options.masks)
     report = IngestReport(outcomes=list(errors))
     for source in sources:

@@ -82,3 +82,77 @@ def test_export_cli(labelled: dict, cli, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "exported" in result.output
     result = cli("import", "--project", "nope", "--format", "coco", str(tmp_path / "a.json"))
     assert result.exit_code == 1 and "project 'nope' does not exist" in result.output
+
+
+def _annotation_rows(engine) -> int:
+    """Annotation rows of every project."""
+    from sqlalchemy import func, select
+
+    from segloop.platform.db.orm import Annotation
+
+    with session_scope(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(Annotation)))
+
+
+def test_davis_import_with_one_bad_mask_changes_nothing(labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """The issue's reproduction: export, overwrite the last mask with a 10x10 PNG, import → refused naming the
+    mask, and the masks saved before it are rolled back (the row count stays)."""
+    from segloop.platform.core.masks import write_mask
+
+    out = tmp_path / "d"
+    export_project("src", "davis", out, settings)
+    last = sorted((out / "Annotations/480p").glob("*/*.png"))[-1]
+    write_mask(last, np.ones((10, 10), np.uint8), style="palette")
+    before = _annotation_rows(engine)
+    with pytest.raises(ExchangeError, match="is 10x10, frames are"):
+        import_annotations("src", "davis", out, settings)
+    assert _annotation_rows(engine) == before
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("frame_index", 9999, "has no frame 9999"),
+    ("track_id", 300, r"track_id 300 is out of range 1\.\.255"),
+    ("segmentation", {"size": [10, 10], "counts": [0, 100]}, "is 10x10, frames are"),
+    ("track_id", "x", "track_id 'x' is not an integer"),
+])
+def test_coco_import_with_one_bad_entry_changes_nothing(field: str, value, message: str, labelled: dict, settings,
+                                                        engine, tmp_path: Path) -> None:
+    """A COCO file whose last entry is bad (frame 9999, track 300, a 10x10 mask, a text track id) is refused
+    whole: no row is added even though earlier entries were fine."""
+    out = tmp_path / "c.json"
+    export_project("src", "coco", out, settings)
+    data = json.loads(out.read_text())
+    last = data["annotations"][-1]
+    entry = next(img for img in data["images"] if img["id"] == last["image_id"]) if field == "frame_index" else last
+    entry[field] = value
+    out.write_text(json.dumps(data))
+    before = _annotation_rows(engine)
+    with pytest.raises(ExchangeError, match=message):
+        import_annotations("dst", "coco", out, settings)
+    assert _annotation_rows(engine) == before
+
+
+@pytest.mark.parametrize("fmt", ["davis", "coco"])
+def test_reimporting_identical_masks_is_a_no_op(fmt: str, labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """Importing the same masks twice adds versions once; the second import changes nothing and says so."""
+    out = tmp_path / f"e-{fmt}"
+    exported = export_project("src", fmt, out, settings)
+    first = import_annotations("dst", fmt, out, settings)
+    rows = _annotation_rows(engine)
+    second = import_annotations("dst", fmt, out, settings)
+    assert (first.masks, first.unchanged) == (exported.masks, 0)
+    assert (second.masks, second.unchanged) == (0, exported.masks)
+    assert _annotation_rows(engine) == rows
+
+
+def test_coco_attributes_as_a_list_and_size_limit(labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """`"attributes": []` imports (object id from track_id, else 1); a file over the size limit is refused unread."""
+    out = tmp_path / "c.json"
+    export_project("src", "coco", out, settings)
+    data = json.loads(out.read_text())
+    for ann in data["annotations"]:
+        ann["attributes"] = []
+    out.write_text(json.dumps(data))
+    assert import_annotations("dst", "coco", out, settings).masks == len(data["annotations"])
+    with pytest.raises(ExchangeError, match=r"c.json: \d+ bytes is over the COCO import limit of 1000 bytes"):
+        import_annotations("dst", "coco", out, settings, max_bytes=1000)

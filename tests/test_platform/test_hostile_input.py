@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,29 @@ from segloop.platform.jobs.registry import JobParamsError, kinds, validate_param
 from segloop.platform.media.ingest import IngestOptions, ingest_paths
 
 FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+CASES: Counter[str] = Counter()  # generated cases per property test in this run, reported at the end of the module
+
+
+def count_case(name: str) -> None:
+    """Count one generated case of a property test."""
+    CASES[name] += 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_case_counts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """After the module: print how many cases each property test generated (and save them as JSON)."""
+    yield
+    if not CASES:
+        return
+    summary = {"total": sum(CASES.values()), **dict(sorted(CASES.items()))}
+    path = tmp_path_factory.getbasetemp() / "hostile-input-cases.json"
+    path.write_text(json.dumps(summary, indent=2))
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nhostile-input property cases this run: {summary['total']} "
+                                f"({', '.join(f'{k} {v}' for k, v in CASES.items())}); saved to {path}")
 SLOW_FUZZ = hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -56,6 +81,7 @@ def sqlite_only(database_url) -> None:
 @given(data=st.binary(min_size=1, max_size=4096), suffix=st.sampled_from([".mp4", ".mov", ".mkv", ".avi", ".webm"]))
 def test_random_bytes_as_video(sqlite_only, data: bytes, suffix: str, settings, engine, tmp_path_factory) -> None:
     """Random bytes under a video extension: a failure naming the file, nothing stored."""
+    count_case("random_bytes_as_video")
     path = tmp_path_factory.mktemp("rand") / f"clip{suffix}"
     path.write_bytes(data)
     report = ingest_paths([path], IngestOptions(project="fuzz"), settings)
@@ -70,6 +96,7 @@ def test_random_bytes_as_video(sqlite_only, data: bytes, suffix: str, settings, 
 def test_truncated_videos(sqlite_only, fraction: float, faststart: bool, synth_root: Path, settings, engine,
                           tmp_path_factory) -> None:
     """An mp4 cut at any offset is either fully ingested (all frames present) or refused; the DB stays consistent."""
+    count_case("truncated_videos")
     import av
 
     from segloop.platform.media.synth import SynthOptions, render_video
@@ -115,6 +142,7 @@ mask_arrays = st.one_of(
 @given(spec=mask_arrays, seed=st.integers(0, 2**16), corrupt=st.booleans())
 def test_mask_pngs(spec, seed: int, corrupt: bool, tmp_path_factory) -> None:
     """Any PNG (wrong mode, ids out of range, corrupt bytes) reads as a uint8 label map or raises MaskError."""
+    count_case("mask_pngs")
     mode, height, width = spec
     rng = np.random.default_rng(seed)
     path = tmp_path_factory.mktemp("mask") / "m.png"
@@ -140,6 +168,7 @@ def test_mask_pngs(spec, seed: int, corrupt: bool, tmp_path_factory) -> None:
 @given(name=st.text(min_size=0, max_size=300))
 def test_upload_names(name: str, tmp_path_factory) -> None:
     """An uploaded name is refused or stored as one plain file inside the upload folder."""
+    count_case("upload_names")
     folder = tmp_path_factory.mktemp("up")
     try:
         safe = check_upload_name(name)
@@ -164,6 +193,7 @@ json_values = st.recursive(
     json_values, max_size=5))
 def test_job_params(kind: str, params: dict) -> None:
     """Arbitrary JSON params are validated into the kind's schema or refused with the field named."""
+    count_case("job_params")
     try:
         clean = validate_params(kind, params)
     except JobParamsError as exc:
@@ -177,6 +207,7 @@ def test_job_params(kind: str, params: dict) -> None:
                                  st.dictionaries(st.text(max_size=15), json_values, max_size=3), max_size=3))
 def test_pretrain_yaml_configs(overrides: dict, tmp_path_factory) -> None:
     """A YAML config with unknown keys or wrong types gives a ConfigError naming the key, never a traceback."""
+    count_case("pretrain_yaml_configs")
     import yaml
 
     from segloop.pretrain.config import ConfigError, load_config
@@ -198,6 +229,7 @@ cli_words = st.sampled_from(["ingest", "select", "jobs", "submit", "show", "canc
 @given(args=st.lists(cli_words, min_size=1, max_size=6))
 def test_cli_arguments(sqlite_only, args: list[str], cli) -> None:
     """Random command lines end with a message and exit code 0, 1 or 2, never an uncaught exception."""
+    count_case("cli_arguments")
     try:
         result = cli(*args)
     except SystemExit as exc:
@@ -240,3 +272,193 @@ def test_data_dir_that_is_a_file(sqlite_only, synth_root: Path, settings, engine
     report = ingest_paths([synth_root / "videos"], IngestOptions(project="ro"), settings)
     assert len(report.failed) == 2 and all("frames" in o.message for o in report.failed)
     assert _rows(engine) == (0, 0, 0)
+
+
+# ---------------------------------------------------------------- regressions from issue 15 (each was reproduced)
+
+
+def test_empty_path_is_refused_not_the_current_folder(sqlite_only, synth_root: Path, settings, engine,
+                                                      tmp_path: Path) -> None:
+    """`segloop ingest ""` in a folder holding a video fails on the empty path and ingests nothing."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(synth_root / "videos" / "synth-007-000.mp4", tmp_path / "here.mp4")
+    result = subprocess.run([sys.executable, "-m", "segloop.platform.cli", "ingest", ""], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 1 and "empty path" in result.stdout + result.stderr
+    assert _rows(engine) == (0, 0, 0)
+
+
+def test_dot_only_video_name_exports_inside_the_folder(sqlite_only, synth_root: Path, settings, engine,
+                                                       tmp_path: Path) -> None:
+    """A file called `...mp4` becomes video 'video' (not '..') and its DAVIS export stays inside OUT."""
+    import shutil
+
+    from segloop.platform.media.exchange import export_project
+
+    odd = tmp_path / "in" / "...mp4"
+    odd.parent.mkdir()
+    shutil.copy(synth_root / "videos" / "synth-007-000.mp4", odd)
+    report = ingest_paths([odd], IngestOptions(project="dots"), settings)
+    assert [o.status for o in report.outcomes] == ["ingested"]
+    with session_scope(engine) as session:
+        assert session.scalar(select(Video.name)) == "video"
+    export_project("dots", "davis", tmp_path / "out", settings)
+    assert len(list((tmp_path / "out/JPEGImages/480p/video").glob("*.jpg"))) == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "segloop-data"]
+
+
+@pytest.mark.parametrize("job_id", ["99999999999999999999999", "-99999999999999999999999", "9223372036854775808"])
+def test_huge_job_ids_are_not_found(sqlite_only, job_id: str, cli) -> None:
+    """`jobs show|cancel|retry` with an id beyond 64 bits: 'does not exist', exit 1."""
+    for action in ("show", "cancel", "retry"):
+        result = cli("jobs", action, "--", job_id)
+        assert result.exit_code == 1 and "does not exist" in result.output, result.output
+
+
+def test_deeply_nested_params_are_refused(sqlite_only, cli) -> None:
+    """--params nested 100000 deep (the parser's recursion) and 40 deep (over the limit) are refused by name."""
+    for depth in (100_000, 40):
+        result = cli("jobs", "submit", "ingest", "--params", "[" * depth + "]" * depth)
+        assert result.exit_code == 2 and "--params" in result.output and "nested deeper" in result.output
+
+
+def test_export_to_an_existing_file_or_unwritable_place(sqlite_only, synth_root: Path, settings, engine, cli,
+                                                        tmp_path: Path) -> None:
+    """Exports onto a file, or below a file (a place no folder can be made), fail with the path named."""
+    assert not ingest_paths([synth_root], IngestOptions(project="ex"), settings).failed
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    for fmt, out, reason in (("davis", blocker, "exists and is not a folder"),
+                             ("coco", blocker, "exists and is not a folder"),
+                             ("davis", blocker / "sub", "cannot write the export"),
+                             ("coco", blocker / "sub.json", "cannot write the export")):
+        result = cli("export", "--project", "ex", "--format", fmt, str(out))
+        assert result.exit_code == 1 and reason in result.output and str(blocker) in result.output, result.output
+    assert blocker.read_text() == "x"
+
+
+def test_huge_non_video_is_refused_from_its_first_bytes(sqlite_only, settings, engine, tmp_path: Path) -> None:
+    """A 5 GB file (sparse) under a video extension is refused as 'not a video' by sniffing, not hashed first."""
+    from segloop.platform.media.ingest import Source, sniff_source
+
+    huge = tmp_path / "huge.mp4"
+    with open(huge, "wb") as handle:
+        handle.truncate(5 * 1024**3)
+    with pytest.raises(ValueError, match="not a video"):
+        sniff_source(Source("huge", "video", huge))
+    report = ingest_paths([huge], IngestOptions(project="huge"), settings)
+    assert report.failed[0].message == f"{huge}: not a video: the content is not a recognised video container"
+
+
+def test_failed_ingest_does_not_create_its_project(sqlite_only, settings, engine, tmp_path: Path) -> None:
+    """An ingest whose every input fails leaves no project behind."""
+    from segloop.platform.db.orm import Project
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
+    assert ingest_paths([bad], IngestOptions(project="ghost"), settings).failed
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Project)) == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_fps_is_refused(sqlite_only, value: str, synth_root: Path, cli, engine) -> None:
+    """`--fps nan` names the option and the reason instead of failing inside numpy."""
+    result = cli("ingest", str(synth_root / "videos"), "--fps", value)
+    assert result.exit_code in (1, 2) and "fps" in result.output and "arange" not in result.output, result.output
+    assert _rows(engine) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"SEGLOOP_STALE_AFTER_SECONDS": "abc"}, "SEGLOOP_STALE_AFTER_SECONDS='abc'"),
+    ({"SEGLOOP_HEARTBEAT_SECONDS": "-1"}, "SEGLOOP_HEARTBEAT_SECONDS='-1'"),
+    ({"SEGLOOP_STALE_AFTER_SECONDS": "nan"}, "SEGLOOP_STALE_AFTER_SECONDS='nan'"),
+    ({"SEGLOOP_STALE_AFTER_SECONDS": "0.5"}, "SEGLOOP_STALE_AFTER_SECONDS=0.5 is too short"),
+    ({"SEGLOOP_HEARTBEAT_SECONDS": "10"}, "is too short for SEGLOOP_HEARTBEAT_SECONDS=10"),
+])
+def test_bad_timing_variables_are_named(sqlite_only, env: dict, named: str, monkeypatch, cli) -> None:
+    """Unusable heartbeat / stale settings, and a stale timeout under 5 heartbeats, are refused naming the variable."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for args in (("jobs", "list"), ("worker", "--exit-when-idle")):
+        result = cli(*args)
+        assert result.exit_code == 1 and named in result.output, result.output
+
+
+# ---------------------------------------------------------------- properties: ids, params nesting, names, env vars
+
+cli_ids = st.one_of(st.integers(), st.integers(min_value=2**62), st.integers(max_value=-2**62),
+                    st.text(max_size=30)).map(str)
+
+
+@FUZZ
+@given(action=st.sampled_from([("jobs", "show"), ("jobs", "cancel"), ("jobs", "retry"), ("select", "show")]),
+       job_id=cli_ids)
+def test_cli_ids(sqlite_only, action: tuple[str, str], job_id: str, cli) -> None:
+    """Any id on the command line (huge, negative, text): a message and exit 1 or 2, never an exception."""
+    count_case("cli_ids")
+    result = cli(*action, "--", job_id)
+    assert result.exit_code in (1, 2), result.output
+    assert "Traceback" not in result.output
+
+
+nested_json = st.recursive(st.none() | st.integers() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                      max_size=2),
+                           max_leaves=60)
+
+
+@FUZZ
+@given(value=nested_json, depth=st.integers(0, 3000), kind=st.sampled_from(["ingest", "select", "nope"]))
+def test_params_nesting(sqlite_only, value, depth: int, kind: str, cli) -> None:
+    """--params of any shape and nesting depth (wrapped `depth` times in a list): refused with --params or the
+    kind named, never a RecursionError."""
+    count_case("params_nesting")
+    text = "[" * depth + json.dumps(value) + "]" * depth
+    result = cli("jobs", "submit", kind, "--params", text)
+    assert result.exit_code in (1, 2), result.output
+    assert "Traceback" not in result.output and "Recursion" not in result.output
+
+
+@FUZZ
+@given(name=st.text(max_size=250), fmt=st.sampled_from(["davis", "coco"]))
+def test_project_names(sqlite_only, name: str, fmt: str, cli, tmp_path_factory) -> None:
+    """Any project name given to export/import: 'does not exist' or a refusal naming the project, exit 1."""
+    count_case("project_names")
+    out = tmp_path_factory.mktemp("names") / "x.json"
+    for command in (("export", "--project", name, "--format", fmt, str(out)),
+                    ("import", "--project", name, "--format", fmt, str(out))):
+        result = cli(*command)
+        assert result.exit_code == 1, result.output
+        assert "project" in result.output or "does not exist" in result.output, result.output
+
+
+env_text = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
+
+
+@FUZZ
+@given(heartbeat=st.one_of(env_text, st.floats().map(str)), stale=st.one_of(env_text, st.floats().map(str)))
+def test_timing_env_vars(heartbeat: str, stale: str) -> None:
+    """Any SEGLOOP_HEARTBEAT_SECONDS / SEGLOOP_STALE_AFTER_SECONDS: usable settings (positive, finite, stale at least
+    5 heartbeats) or a SettingsError naming the variable."""
+    from segloop.platform.core.settings import MIN_STALE_HEARTBEATS, SettingsError, load_settings
+
+    count_case("timing_env_vars")
+    saved = {k: os.environ.get(k) for k in ("SEGLOOP_HEARTBEAT_SECONDS", "SEGLOOP_STALE_AFTER_SECONDS")}
+    os.environ.update(SEGLOOP_HEARTBEAT_SECONDS=heartbeat, SEGLOOP_STALE_AFTER_SECONDS=stale)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        assert "SEGLOOP_HEARTBEAT_SECONDS" in str(exc) or "SEGLOOP_STALE_AFTER_SECONDS" in str(exc)
+        return
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert 0 < settings.heartbeat_seconds < float("inf")
+    assert settings.stale_after_seconds >= MIN_STALE_HEARTBEATS * settings.heartbeat_seconds

@@ -1,6 +1,13 @@
-"""Stored file names never escape the data dir; uploads are size-limited and written atomically."""
+"""Stored file names never escape the data dir; uploads are size-limited and written atomically; stored files
+and exports follow the umask; read-only commands work on a database this user cannot write."""
 from __future__ import annotations
 
+import json
+import os
+import stat
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,3 +46,65 @@ def test_save_upload(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="over the upload limit"):
         save_upload(tmp_path, "big.mp4", b"x" * 11, max_bytes=10)
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def _run_cli(*args: str, umask: int | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess (optionally under another umask), with the test's environment."""
+    return subprocess.run([sys.executable, "-m", "segloop.platform.cli", *args], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=300,
+                          preexec_fn=None if umask is None else (lambda: os.umask(umask)))
+
+
+def _mode(path: Path) -> int:
+    """Permission bits of a path."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_stored_frames_and_exports_follow_the_umask(umask: int, synth_root: Path, sqlite, tmp_path: Path) -> None:
+    """Frame folders, frames, COCO files and DAVIS exports get 0777/0666 minus the umask (not 0700/0600)."""
+    settings, _ = sqlite
+    assert _run_cli("ingest", str(synth_root), "--project", "perm", umask=umask).returncode == 0
+    stored = next(settings.frames_dir.iterdir())
+    assert _mode(stored) == 0o777 & ~umask
+    assert _mode(next(stored.glob("*.jpg"))) == 0o666 & ~umask
+    for fmt, out in (("coco", tmp_path / "a.json"), ("davis", tmp_path / "d")):
+        result = _run_cli("export", "--project", "perm", "--format", fmt, str(out), umask=umask)
+        assert result.returncode == 0, result.stderr
+    assert _mode(tmp_path / "a.json") == 0o666 & ~umask
+    davis_files = [p for p in (tmp_path / "d").rglob("*") if p.is_file()]
+    assert davis_files and {_mode(p) for p in davis_files} == {0o666 & ~umask}
+    assert {_mode(p) for p in (tmp_path / "d").rglob("*") if p.is_dir()} == {0o777 & ~umask}
+
+
+@contextmanager
+def _read_only(path: Path):
+    """Make a file unwritable for this user: immutable for root (chattr +i), mode 0444 otherwise."""
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("running as root and chattr +i is not available: cannot make the database read-only")
+        undo = ["chattr", "-i", str(path)]
+    else:
+        path.chmod(0o444)
+        undo = ["chmod", "644", str(path)]
+    try:
+        yield
+    finally:
+        subprocess.run(undo, check=True)
+
+
+def test_read_only_commands_work_on_a_read_only_database(synth_root: Path, sqlite, tmp_path: Path) -> None:
+    """`jobs list` and `export` work when the database file cannot be written; a write says so in one line."""
+    settings, engine = sqlite
+    assert _run_cli("ingest", str(synth_root), "--project", "ro").returncode == 0
+    assert _run_cli("jobs", "submit", "ingest", "--params", json.dumps({"paths": [str(synth_root)]})).returncode == 0
+    engine.dispose()
+    with _read_only(settings.data_dir / "segloop.db"):
+        listed = _run_cli("jobs", "list")
+        assert listed.returncode == 0 and "ingest" in listed.stdout and "queued" in listed.stdout, listed.stderr
+        exported = _run_cli("export", "--project", "ro", "--format", "coco", str(tmp_path / "ro.json"))
+        assert exported.returncode == 0 and "exported" in exported.stdout, exported.stderr
+        assert json.loads((tmp_path / "ro.json").read_text())["annotations"]
+        refused = _run_cli("jobs", "cancel", "1")
+        assert refused.returncode == 1 and "readonly database" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr

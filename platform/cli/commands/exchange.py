@@ -7,6 +7,7 @@ import click
 
 from segloop.platform.core.console import console
 from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.storage import interrupt_on_sigterm
 from segloop.platform.db.migrate import ensure_db
 
 
@@ -19,6 +20,7 @@ def export_cmd(project: str, fmt: str, out: Path) -> None:
     """Export a project's newest annotations to OUT (a DAVIS root, or a COCO .json / folder)."""
     from segloop.platform.media.exchange import export_project
 
+    interrupt_on_sigterm()
     ensure_db()
     report = export_project(project, fmt, out)
     console.print(f"exported {report.masks} masks on {report.frames} frames of {report.videos} videos to {out}")
@@ -34,9 +36,11 @@ def import_cmd(project: str, fmt: str, author: str, source: Path) -> None:
     """Import masks from SOURCE (DAVIS root / Annotations folder, or COCO JSON) as new annotation versions."""
     from segloop.platform.media.exchange import import_annotations
 
+    interrupt_on_sigterm()
     ensure_db()
     report = import_annotations(project, fmt, source, author=author)
-    console.print(f"imported {report.masks} masks on {report.frames} frames of {report.videos} videos")
+    same = f"; {report.unchanged} identical to the newest version, left as they are" if report.unchanged else ""
+    console.print(f"imported {report.masks} masks on {report.frames} frames of {report.videos} videos{same}")
 
 
 commands = [export_cmd, import_cmd]

@@ -10,11 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from segloop.platform.cli.options import params_from_options, spec_options
 from segloop.platform.core.console import console, err_console, print_table
 from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.storage import interrupt_on_sigterm
 from segloop.platform.db.migrate import ensure_db
 from segloop.platform.services.params import IngestParams
 
 
-def ingest_with_progress(paths: list[Path], options):
+def ingest_with_progress(paths: list[str | Path], options):
     """Run an ingest with a progress bar per input on the terminal; returns the IngestReport."""
     from segloop.platform.media.ingest import ingest_paths
 
@@ -49,14 +50,15 @@ def print_report(report) -> None:
 
 
 @click.command("ingest")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True)
 @spec_options(IngestParams, exclude=("paths",))
 @friendly_errors
-def command(paths: tuple[Path, ...], **values) -> None:
+def command(paths: tuple[str, ...], **values) -> None:
     """Ingest video files (mp4, mov, mkv, avi, webm), folders of them, or DAVIS-layout frame folders."""
     from segloop.platform.media.ingest import IngestOptions
 
-    params = params_from_options(IngestParams, values, where="ingest", paths=[str(p) for p in paths])
+    interrupt_on_sigterm()
+    params = params_from_options(IngestParams, values, where="ingest", paths=list(paths))
     options = IngestOptions(project=params.project, fps=params.fps, max_side=params.max_side,
                             masks=Path(params.masks) if params.masks else None)
     report = ingest_with_progress(list(paths), options)

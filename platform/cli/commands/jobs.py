@@ -9,6 +9,18 @@ from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.db.migrate import db_session
 
+MAX_PARAMS_DEPTH = 32  # job params are flat records; anything deeper is a mistake (or an attack on the parser)
+
+
+def json_depth(value, limit: int = MAX_PARAMS_DEPTH + 1) -> int:
+    """Nesting depth of a parsed JSON value (counting stops at `limit`, without recursion)."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        depth += 1
+        level = [child for item in level if isinstance(item, (list, dict))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
 
 @click.group("jobs")
 def command() -> None:
@@ -34,6 +46,10 @@ def submit_cmd(kind: str, params_json: str, project: str | None) -> None:
         params = json.loads(params_json)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--params") from None
+    except RecursionError:
+        params = None
+    if params is None or json_depth(params) > MAX_PARAMS_DEPTH:
+        raise click.BadParameter(f"nested deeper than {MAX_PARAMS_DEPTH} levels", param_hint="--params")
     console.print(f"queued job {submit(kind, params, project)} ({kind})")
 
 

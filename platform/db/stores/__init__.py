@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 from segloop.platform.core.errors import NotFoundError
 
 SQL_CHUNK = 900  # ids per SQL IN list (SQLite allows 999 bound parameters per statement)
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1  # an id outside a 64-bit integer cannot exist (and would overflow the driver)
 
-__all__ = ["SQL_CHUNK", "get_row", "id_chunks"]
+__all__ = ["MAX_ID", "MIN_ID", "SQL_CHUNK", "get_row", "id_chunks"]
 
 
 def id_chunks(ids: Sequence[int]) -> list[list[int]]:
@@ -20,6 +21,8 @@ def id_chunks(ids: Sequence[int]) -> list[list[int]]:
 
 def get_row(session: Session, model: type, row_id: int, what: str, **options: Any) -> Any:
     """The ORM row of `model` with this id, or NotFoundError "<what> <id> does not exist"."""
+    if isinstance(row_id, bool) or not isinstance(row_id, int) or not MIN_ID <= row_id <= MAX_ID:
+        raise NotFoundError(f"{what} {row_id} does not exist")
     row = session.get(model, row_id, **options)
     if row is None:
         raise NotFoundError(f"{what} {row_id} does not exist")

@@ -91,6 +91,13 @@ def latest_version(session: Session, frame_id: int, object_id: int) -> int:
     return int(value or 0)
 
 
+def same_mask(annotation: AnnotationInfo, mask: np.ndarray, class_id: int | None) -> bool:
+    """Whether `mask` with `class_id` is exactly what `annotation` already stores."""
+    mask = np.asarray(mask, dtype=bool)
+    return (annotation.class_id == class_id and (annotation.mask_height, annotation.mask_width) == mask.shape
+            and annotation.mask_rle == json.dumps(encode_rle(mask)["counts"]))
+
+
 def annotation_mask(annotation: AnnotationInfo) -> np.ndarray:
     """The boolean mask of an annotation."""
     counts = json.loads(annotation.mask_rle)

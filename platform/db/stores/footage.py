@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, func, insert, null, or_, select
+from sqlalchemy import and_, delete, func, insert, null, or_, select
 from sqlalchemy.orm import Session
 
 from segloop.platform.core.errors import NotFoundError
 from segloop.platform.db.entities import FrameFilter, FrameInfo, NewVideo, VideoInfo, from_row
 from segloop.platform.db.orm import Frame, SelectionItem, Video
-from segloop.platform.db.stores import get_row, id_chunks
+from segloop.platform.db.stores import SQL_CHUNK, get_row, id_chunks
 from segloop.platform.db.stores.annotations import frame_status_condition
 
 
@@ -70,6 +70,21 @@ def add_video(session: Session, project_id: int, video: NewVideo) -> VideoInfo:
             ],
         )
     return from_row(VideoInfo, row)
+
+
+def delete_video(session: Session, video_id: int) -> None:
+    """Remove a video with its frames and everything on them (the database cascades)."""
+    session.execute(delete(Video).where(Video.id == video_id))
+
+
+def existing_storage_dirs(session: Session, storage_dirs: Sequence[str]) -> set[str]:
+    """Which of the given storage folders (relative to the data dir) belong to a stored video."""
+    wanted = list(storage_dirs)
+    found: set[str] = set()
+    for start in range(0, len(wanted), SQL_CHUNK):
+        chunk = wanted[start:start + SQL_CHUNK]
+        found.update(session.scalars(select(Video.storage_dir).where(Video.storage_dir.in_(chunk))))
+    return found
 
 
 def get_video(session: Session, video_id: int) -> VideoInfo:

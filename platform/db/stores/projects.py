@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segloop.platform.core.errors import NotFoundError
@@ -13,14 +14,26 @@ DEFAULT_PROJECT = "default"
 
 
 def get_or_create_project(session: Session, name: str, description: str = "") -> ProjectInfo:
-    """The project called `name`, created if it does not exist."""
+    """The project called `name`, created if it does not exist (if another process creates it at the same
+    moment, that one is returned)."""
     name = validate_project_name(name)
     row = session.scalar(select(Project).where(Project.name == name))
     if row is None:
-        row = Project(name=name, description=description)
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():
+                row = Project(name=name, description=description)
+                session.add(row)
+        except IntegrityError:
+            row = session.scalar(select(Project).where(Project.name == name))
+            if row is None:
+                raise
     return from_row(ProjectInfo, row)
+
+
+def find_project(session: Session, name: str) -> ProjectInfo | None:
+    """The project called `name`, or None (a lookup that never creates one)."""
+    row = session.scalar(select(Project).where(Project.name == (name or "").strip()))
+    return None if row is None else from_row(ProjectInfo, row)
 
 
 def validate_project_name(name: str) -> str:

@@ -22,7 +22,7 @@ def run_ingest(params: IngestParams, ctx: JobContext) -> dict[str, Any]:
         ctx.progress(sum(done.values()) / max(len(params.paths), len(done)),
                      f"{name}: {frames_done}/{frames_total} frames")
 
-    report = ingest_paths([Path(p) for p in params.paths], options, progress=on_progress)
+    report = ingest_paths([str(p) for p in params.paths], options, progress=on_progress)
     for outcome in report.outcomes:
         ctx.log(f"{outcome.status}: {outcome.source} {outcome.message}")
     result = {
