@@ -2,10 +2,12 @@
 
 Every service that changes something takes an `actor` and calls `require` before touching the database, so a
 request the UI would never offer (a crafted one) is refused all the same. `actor=None` is a trusted caller on this
-machine: the CLI, workers and tests, which already hold the database file or URL.
+machine (the CLI, workers and tests, which already hold the database file or URL), except inside the web UI: it
+installs a resolver, so a call made there without an actor acts for the signed-in user (or for nobody).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -43,6 +45,21 @@ class Actor:
 
 
 LOCAL_ACTOR = Actor("local", "admin")  # `segloop ui` on loopback with no accounts: one person, like a desktop tool
+ANONYMOUS = Actor("anonymous", "none")  # a web request before sign-in: allowed nothing
+_actor_resolver: Callable[[], Actor | None] | None = None
+
+
+def install_actor_resolver(resolver: Callable[[], Actor | None] | None) -> None:
+    """Let the web UI supply the signed-in actor to every service call made without one (None: trusted caller)."""
+    global _actor_resolver
+    _actor_resolver = resolver
+
+
+def effective_actor(actor: Actor | None) -> Actor | None:
+    """The actor a service acts for: the one passed, else the web UI's signed-in one, else None (trusted caller)."""
+    if actor is not None or _actor_resolver is None:
+        return actor
+    return _actor_resolver()
 
 
 def can(actor: Actor, action: str) -> bool:
@@ -54,6 +71,7 @@ def can(actor: Actor, action: str) -> bool:
 
 def require(engine: Engine, actor: Actor | None, action: str, project: int | str | None = None) -> None:
     """AccessDenied unless the actor's role allows `action` and (for non-admins) the project is granted to them."""
+    actor = effective_actor(actor)
     if actor is None:
         return
     if not can(actor, action):
@@ -70,6 +88,7 @@ def require(engine: Engine, actor: Actor | None, action: str, project: int | str
 
 def require_frame(engine: Engine, actor: Actor | None, action: str, frame_id: int) -> None:
     """`require` on the project the frame belongs to."""
+    actor = effective_actor(actor)
     if actor is None:
         return
     with session_scope(engine) as session:
@@ -79,6 +98,7 @@ def require_frame(engine: Engine, actor: Actor | None, action: str, frame_id: in
 
 def visible_projects(engine: Engine, actor: Actor | None) -> list[ProjectInfo]:
     """The projects the actor may open: every project for admins and trusted callers, else the granted ones."""
+    actor = effective_actor(actor)
     with session_scope(engine) as session:
         if actor is None or actor.is_admin:
             return projects.list_projects(session)

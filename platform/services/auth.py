@@ -11,6 +11,7 @@ import base64
 import getpass
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from segloop.platform.db.entities import AuditEventInfo, UserInfo
 from segloop.platform.db.stores import audit, projects
 from segloop.platform.db.stores import sessions as session_store
 from segloop.platform.db.stores import users as user_store
-from segloop.platform.services.access import ROLES, Actor, require
+from segloop.platform.services.access import ROLES, Actor, effective_actor, require
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN, SALT_BYTES = 2**14, 8, 1, 32, 16
 SCRYPT_MAXMEM = 64 * 1024 * 1024
@@ -121,6 +122,7 @@ def _decoy_hash() -> str:
 
 def actor_name(actor: Actor | None) -> str:
     """The name audited for an actor; a trusted local caller is 'cli:<login name>'."""
+    actor = effective_actor(actor)
     if actor is not None:
         return actor.name
     try:
@@ -364,3 +366,25 @@ def identity_actor(engine: Engine, email: str | None, client: str = "") -> Actor
             return None
         audit.record(session, user.name, "login", user.name, client, {"via": "oidc"})
     return Actor(user.name, user.role, user.id)
+
+
+# ---------------------------------------------------------------- serving
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_refusal(engine: Engine, address: str) -> str | None:
+    """Why the web UI must not listen on `address` now (None: it may): other machines need accounts first."""
+    if is_loopback(address) or has_admin(engine):
+        return None
+    return (f"refusing to serve on {address}: anyone who can reach it could use segloop without signing in. "
+            "Add an admin first: `segloop users add NAME --role admin` (then annotators and reviewers with "
+            "`segloop users add NAME --role annotator` and `segloop users grant NAME --project P`).")
