@@ -7,7 +7,8 @@ import unicodedata
 from segloop.platform.core.errors import ValidationError
 
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-INVISIBLE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")  # control, format (bidi overrides, zero-width), line/paragraph
+INVISIBLE_CATEGORIES = ("Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp")  # control, format (bidi, zero-width), unassigned,
+# private use, surrogates, line/paragraph separators
 
 
 def check_name(what: str, value: object, max_length: int = 200) -> str:

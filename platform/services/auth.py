@@ -131,6 +131,11 @@ def actor_name(actor: Actor | None) -> str:
         return "cli"
 
 
+def clean_client(client: object) -> str:
+    """A client address as it may be stored: printable characters only, at most 120."""
+    return "".join(c for c in client if c.isprintable())[:120] if isinstance(client, str) else ""
+
+
 def check_email(email: object) -> str | None:
     """A stripped email address (None when empty), or ValidationError."""
     if email is None or (isinstance(email, str) and not email.strip()):
@@ -170,6 +175,7 @@ def _refuse_last_admin(session, name: str) -> None:
 
 def remove_user(engine: Engine, name: str, *, actor: Actor | None = None, client: str = "") -> UserInfo:
     """Delete a user; its web sessions end at once and its grants go; audited as user_remove."""
+    name = check_user_name(name)
     require(engine, actor, "manage_users")
     with session_scope(engine) as session:
         _refuse_last_admin(session, name)
@@ -181,6 +187,7 @@ def remove_user(engine: Engine, name: str, *, actor: Actor | None = None, client
 
 def set_password(engine: Engine, name: str, password: str, *, actor: Actor | None = None, client: str = "") -> None:
     """Replace a user's password and end its web sessions; audited as user_passwd."""
+    name = check_user_name(name)
     require(engine, actor, "manage_users")
     password_hash = hash_password(check_password(password))
     with session_scope(engine) as session:
@@ -191,6 +198,7 @@ def set_password(engine: Engine, name: str, password: str, *, actor: Actor | Non
 
 def set_role(engine: Engine, name: str, role: str, *, actor: Actor | None = None, client: str = "") -> UserInfo:
     """Change a user's role; audited as user_role."""
+    name = check_user_name(name)
     require(engine, actor, "manage_users")
     role = _check_role(role)
     with session_scope(engine) as session:
@@ -204,6 +212,7 @@ def set_role(engine: Engine, name: str, role: str, *, actor: Actor | None = None
 def set_email(engine: Engine, name: str, email: str | None, *, actor: Actor | None = None,
               client: str = "") -> UserInfo:
     """Map (or unmap) an identity-provider email to a user; audited as user_email."""
+    name = check_user_name(name)
     require(engine, actor, "manage_users")
     email = check_email(email)
     with session_scope(engine) as session:
@@ -214,6 +223,7 @@ def set_email(engine: Engine, name: str, email: str | None, *, actor: Actor | No
 
 def grant(engine: Engine, name: str, project: str, *, actor: Actor | None = None, client: str = "") -> bool:
     """Let a user work on a project; False when already granted; audited as user_grant."""
+    name = check_user_name(name)
     require(engine, actor, "manage_users")
     with session_scope(engine) as session:
         user, found = user_store.get_user(session, name), projects.get_project(session, project)
@@ -224,6 +234,7 @@ def grant(engine: Engine, name: str, project: str, *, actor: Actor | None = None
 
 def revoke(engine: Engine, name: str, project: str, *, actor: Actor | None = None, client: str = "") -> bool:
     """Withdraw a user's access to a project; False when there was none; audited as user_revoke."""
+    name = check_user_name(name)
     require(engine, actor, "manage_users")
     with session_scope(engine) as session:
         user, found = user_store.get_user(session, name), projects.get_project(session, project)
@@ -273,10 +284,18 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _audit_target(session, name: str) -> str:
+def _known_user(session, name: str) -> tuple[UserInfo, str] | None:
+    """(user, hash) when `name` is a valid name of an existing user, else None (nothing odd reaches the query)."""
+    try:
+        return user_store.credentials(session, check_user_name(name))
+    except ValidationError:
+        return None
+
+
+def _audit_target(name: str, found: tuple[UserInfo, str] | None) -> str:
     """The audited login name: the user's name when it exists, else a hash (a mistyped password stays secret)."""
-    if user_store.credentials(session, name) is not None:
-        return name
+    if found is not None:
+        return found[0].name
     return "unknown:" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:16]
 
 
@@ -299,14 +318,14 @@ def login(engine: Engine, name: str, password: str, client: str = "", policy: Au
     now = now or datetime.now(UTC)
     name = name.strip() if isinstance(name, str) else ""
     password = password if isinstance(password, str) else ""
-    client = (client or "")[:120]
+    client = clean_client(client)
     with session_scope(engine) as session:
-        target = _audit_target(session, name[:200])
+        found = _known_user(session, name)
+        target = _audit_target(name, found)
         wait = _wait_seconds(session, target, client, policy, now)
         if wait > 0:
             audit.record(session, target, "login_throttled", target, client)
             return LoginResult(None, None, f"Too many failed sign-ins; try again in {wait:.0f} s.", wait)
-        found = user_store.credentials(session, name) if 0 < len(name) <= 64 else None
         valid = len(password) <= MAX_PASSWORD_LENGTH and verify_password(password, found[1] if found else _decoy_hash())
         if found is None or not valid:
             audit.record(session, target, "login_failed", target, client)
@@ -351,8 +370,9 @@ def logout(engine: Engine, token: str | None, actor: Actor | None = None, client
             audit.record(session, actor_name(actor), "logout", actor_name(actor), client)
 
 
-def identity_actor(engine: Engine, email: str | None, client: str = "") -> Actor | None:
-    """The segloop user an identity provider's email maps to (users.email, case-insensitive), or None; audited."""
+def identity_actor(engine: Engine, email: str | None, client: str = "", *, audit_login: bool = True) -> Actor | None:
+    """The segloop user an identity provider's email maps to (users.email, case-insensitive), or None; the sign-in
+    (or the refusal of an unmapped email) is audited unless `audit_login` is False (a page rerun)."""
     try:
         email = check_email(email)
     except ValidationError:
@@ -362,9 +382,11 @@ def identity_actor(engine: Engine, email: str | None, client: str = "") -> Actor
     with session_scope(engine) as session:
         user = user_store.find_user_by_email(session, email)
         if user is None:
-            audit.record(session, "oidc", "login_failed", "oidc:unmapped", client, {"email": email})
+            if audit_login:
+                audit.record(session, "oidc", "login_failed", "oidc:unmapped", client, {"email": email})
             return None
-        audit.record(session, user.name, "login", user.name, client, {"via": "oidc"})
+        if audit_login:
+            audit.record(session, user.name, "login", user.name, client, {"via": "oidc"})
     return Actor(user.name, user.role, user.id)
 
 
