@@ -410,3 +410,10 @@ def serve_refusal(engine: Engine, address: str) -> str | None:
     return (f"refusing to serve on {address}: anyone who can reach it could use segloop without signing in. "
             "Add an admin first: `segloop users add NAME --role admin` (then annotators and reviewers with "
             "`segloop users add NAME --role annotator` and `segloop users grant NAME --project P`).")
+
+
+def record_event(engine: Engine, action: str, target: str = "", detail: dict | None = None, *,
+                 actor: Actor | None = None, client: str = "") -> None:
+    """Append one audit event for an action done elsewhere (an import, an export)."""
+    with session_scope(engine) as session:
+        audit.record(session, actor_name(actor), action, target, clean_client(client), detail)
