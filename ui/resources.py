@@ -52,6 +52,18 @@ def duplicate_groups(url: str, video_id: int) -> list[tuple[int, int]]:
     return library.duplicate_groups(_migrated_engine(url), video_id)
 
 
+def act(action, note: str, note_key: str) -> None:
+    """Run a page action; on success keep `note` under `note_key` for the next run and rerun, else show the refusal."""
+    try:
+        action()
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.session_state[note_key] = note
+    forget_reads()
+    st.rerun()
+
+
 def forget_reads() -> None:
     """Drop the cached reads after this session changed the database."""
     _all_project_summaries.clear()

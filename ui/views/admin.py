@@ -2,10 +2,14 @@
 signed-in user (`ui.signin`) and refuse anyone but an admin."""
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from segloop.platform.services import access, auth
 from segloop.ui import resources, signin
+
+act = partial(resources.act, note_key="admin_note")  # run an action, then rerun with its note
 
 
 def render() -> None:
@@ -31,18 +35,6 @@ def render() -> None:
     if users:
         edit_user([u.user.name for u in users])
     audit_section()
-
-
-def act(action, note: str) -> None:
-    """Run an admin action; on success rerun with a note, else show why it was refused."""
-    try:
-        action()
-    except ValueError as exc:
-        st.error(str(exc))
-        return
-    st.session_state["admin_note"] = note
-    resources.forget_reads()
-    st.rerun()
 
 
 def add_user_form() -> None:

@@ -2,10 +2,14 @@
 comment the annotator sees on the Label page. Services act for the signed-in user (`ui.signin`)."""
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from segloop.platform.services import labeling, review
 from segloop.ui import resources, signin
+
+act = partial(resources.act, note_key="review_note")  # run an action, then rerun with its note
 
 
 def render() -> None:
@@ -53,18 +57,6 @@ def decide(frame_id: int, item: review.ReviewItem) -> None:
     if reject_col.button("Reject with comment", key="review_reject"):
         act(lambda: review.reject(engine, frame_id, comment, client=signin.client_address()),
             f"Sent frame {frame_id} back to {item.submission.annotator}.")
-
-
-def act(action, note: str) -> None:
-    """Run a review action; on success rerun with a note, else show why it was refused."""
-    try:
-        action()
-    except ValueError as exc:
-        st.error(str(exc))
-        return
-    st.session_state["review_note"] = note
-    resources.forget_reads()
-    st.rerun()
 
 
 def annotator_figures_section(project_id: int) -> None:
