@@ -7,7 +7,8 @@ from sqlalchemy import inspect
 from segloop.platform.db.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
 
 TABLES = {"projects", "videos", "frames", "annotations", "label_classes", "embedding_sets", "selections",
-          "selection_items", "jobs", "checkpoints", "metrics", "frame_scores"}
+          "selection_items", "jobs", "checkpoints", "metrics", "frame_scores", "users", "project_grants",
+          "user_sessions", "audit_events", "review_events"}
 
 
 def _tables(engine) -> set[str]:

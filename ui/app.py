@@ -1,19 +1,34 @@
-"""segloop web UI entry point: `segloop ui` or `make ui` (streamlit run on this file)."""
+"""segloop web UI entry point: `segloop ui` or `make ui` (streamlit run on this file).
+
+Nobody sees a page before signing in (unless there are no accounts and the server listens on loopback only);
+the navigation shows each role its pages: annotators label, reviewers also review, admins also upload, run jobs
+and manage users. The services check the same rules again for every action.
+"""
 from __future__ import annotations
 
 import streamlit as st
 
-from segloop.ui.views import explore, jobs, label, library, results, select_frames, upload
+from segloop.ui import resources, signin
+from segloop.ui.views import admin, explore, jobs, label, library, results, review, select_frames, upload
 
 st.set_page_config(page_title="segloop", layout="wide")
-navigation = st.navigation([
-    st.Page(upload.render, title="Upload", url_path="upload", icon=":material/upload:"),
-    st.Page(library.render, title="Library", url_path="library", default=True, icon=":material/photo_library:"),
-    st.Page(explore.render, title="Explore", url_path="explore", icon=":material/scatter_plot:"),
-    st.Page(select_frames.render, title="Select", url_path="select", icon=":material/checklist:"),
-    st.Page(label.render, title="Label", url_path="label", icon=":material/brush:"),
-    st.Page(results.render, title="Results", url_path="results", icon=":material/insights:"),
-    st.Page(jobs.render, title="Jobs", url_path="jobs", icon=":material/work:"),
-])
+actor = signin.gate(resources.engine(), str(st.get_option("server.address") or "127.0.0.1"))
+PAGES = [  # (roles that see it, page)
+    ({"admin"}, st.Page(upload.render, title="Upload", url_path="upload", icon=":material/upload:")),
+    ({"admin", "reviewer", "annotator"}, st.Page(library.render, title="Library", url_path="library", default=True,
+                                                 icon=":material/photo_library:")),
+    ({"admin", "reviewer", "annotator"}, st.Page(explore.render, title="Explore", url_path="explore",
+                                                 icon=":material/scatter_plot:")),
+    ({"admin"}, st.Page(select_frames.render, title="Select", url_path="select", icon=":material/checklist:")),
+    ({"admin", "reviewer", "annotator"}, st.Page(label.render, title="Label", url_path="label",
+                                                 icon=":material/brush:")),
+    ({"admin", "reviewer"}, st.Page(review.render, title="Review", url_path="review", icon=":material/fact_check:")),
+    ({"admin", "reviewer", "annotator"}, st.Page(results.render, title="Results", url_path="results",
+                                                 icon=":material/insights:")),
+    ({"admin"}, st.Page(jobs.render, title="Jobs", url_path="jobs", icon=":material/work:")),
+    ({"admin"}, st.Page(admin.render, title="Admin", url_path="admin", icon=":material/admin_panel_settings:")),
+]
+navigation = st.navigation([page for roles, page in PAGES if actor.role in roles])
 st.sidebar.caption("segloop: raw video → segmentation models with few labels")
+signin.logout_button(resources.engine(), actor)
 navigation.run()

@@ -7,7 +7,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.services import artifacts, library, runtime
+from segloop.platform.services import access, artifacts, library, runtime
 
 READ_TTL_SECONDS = 5
 
@@ -29,9 +29,15 @@ def engine() -> Engine:
 
 
 @st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
-def project_summaries(url: str) -> list[library.ProjectSummary]:
-    """Projects with their counts (cached briefly per database URL)."""
+def _all_project_summaries(url: str) -> list[library.ProjectSummary]:
+    """Every project with its counts (cached briefly per database URL, shared by all sessions)."""
     return library.project_summaries(_migrated_engine(url))
+
+
+def project_summaries(url: str) -> list[library.ProjectSummary]:
+    """The projects the signed-in user may open, with their counts."""
+    visible = access.visible_project_ids(_migrated_engine(url), None)
+    return [s for s in _all_project_summaries(url) if s.project.id in visible]
 
 
 @st.cache_data(ttl=READ_TTL_SECONDS, show_spinner=False)
@@ -46,9 +52,21 @@ def duplicate_groups(url: str, video_id: int) -> list[tuple[int, int]]:
     return library.duplicate_groups(_migrated_engine(url), video_id)
 
 
+def act(action, note: str, note_key: str) -> None:
+    """Run a page action; on success keep `note` under `note_key` for the next run and rerun, else show the refusal."""
+    try:
+        action()
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.session_state[note_key] = note
+    forget_reads()
+    st.rerun()
+
+
 def forget_reads() -> None:
     """Drop the cached reads after this session changed the database."""
-    project_summaries.clear()
+    _all_project_summaries.clear()
     frame_count.clear()
     duplicate_groups.clear()
     map_points.clear()

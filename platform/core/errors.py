@@ -13,6 +13,11 @@ class ValidationError(ValueError):
     """A value a user gave is refused; the message names the field and the reason."""
 
 
+class AccessDenied(ValueError):
+    """The signed-in user's role or project grants do not allow the action (a ValueError, so every page and
+    command that reports refused input reports it the same way)."""
+
+
 def user_message(exc: BaseException) -> str | None:
     """The one-line message a person sees for an expected failure, or None for a bug."""
     from sqlalchemy.exc import DatabaseError, IntegrityError

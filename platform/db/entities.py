@@ -238,3 +238,52 @@ class NewVideo:
     codec: str | None
     storage_dir: str
     frames: list[NewFrame] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A user of the web UI (the password hash stays in the store)."""
+
+    id: int
+    name: str
+    role: str
+    email: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UserSessionInfo:
+    """A signed-in browser session (the token itself is never stored, only its SHA-256)."""
+
+    id: int
+    user_id: int
+    client: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEventInfo:
+    """One audited action."""
+
+    id: int
+    created_at: datetime
+    actor: str
+    action: str
+    target: str
+    client: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReviewEventInfo:
+    """One step of a frame's review history."""
+
+    id: int
+    frame_id: int
+    project_id: int
+    kind: str
+    actor: str
+    annotator: str
+    comment: str
+    created_at: datetime

@@ -258,3 +258,67 @@ class FrameScore(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     checkpoint_id: Mapped[int | None] = mapped_column(ForeignKey("checkpoints.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person who signs in to the web UI: a role and a salted scrypt password hash (never the password)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | reviewer | annotator
+    password_hash: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectGrant(Base):
+    """A user may work on a project (admins need none: they see every project)."""
+
+    __tablename__ = "project_grants"
+    __table_args__ = (UniqueConstraint("user_id", "project_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserSession(Base):
+    """A signed-in browser: the SHA-256 of its random cookie token, until it expires or is revoked."""
+
+    __tablename__ = "user_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where: logins, failed logins, job launches, user changes, imports, exports, reviews."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_action_created", "action", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120), default="")
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    client: Mapped[str] = mapped_column(String(120), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ReviewEvent(Base):
+    """A step of a frame's review: submitted by an annotator, accepted or rejected (with a comment) by a reviewer."""
+
+    __tablename__ = "review_events"
+    __table_args__ = (Index("ix_review_events_frame_id_id", "frame_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # submitted | accepted | rejected
+    actor: Mapped[str] = mapped_column(String(120))
+    annotator: Mapped[str] = mapped_column(String(120))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

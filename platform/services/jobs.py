@@ -18,22 +18,30 @@ from segloop.platform.core.errors import NotFoundError, ValidationError
 from segloop.platform.core.specs import FieldSpec, coerce, describe, rules_of, to_json
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import JobInfo
-from segloop.platform.db.stores import artifacts, footage, projects
+from segloop.platform.db.stores import artifacts, audit, footage, projects
 from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.services import access
+from segloop.platform.services.access import Actor
+from segloop.platform.services.auth import actor_name
 from segloop.platform.services.operations import get_operation, operations
 from segloop.platform.services.runs import preset_names, preset_path, pretrain_config
 
 
-def submit_job(engine: Engine, kind: str, values: dict[str, Any], project: str | None = None) -> JobInfo:
+def submit_job(engine: Engine, kind: str, values: dict[str, Any], project: str | None = None, *,
+               actor: Actor | None = None) -> JobInfo:
     """Queue a job of `kind` once its params fit the spec and its references exist; the job's row.
 
     The job belongs to the params' project (or to `project` for kinds without one, created if new).
+    Launching jobs is an admin's action; the launch is audited.
     """
+    access.require(engine, actor, "run_jobs")
     params = coerce(get_operation(kind).params, values, where=f"{kind} params")
     with session_scope(engine) as session:
         check_references(session, kind, params)
         project_id = _project_id(session, params, project)
-        return job_store.submit_job(session, kind, to_json(params), project_id=project_id)
+        job = job_store.submit_job(session, kind, to_json(params), project_id=project_id)
+        audit.record(session, actor_name(actor), "job_submit", f"job {job.id}", detail={"kind": kind})
+        return job
 
 
 def verify_params(engine: Engine, kind: str, params: Any) -> Any:

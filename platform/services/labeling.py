@@ -24,7 +24,10 @@ from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import FrameInfo, LabelClassInfo, VideoInfo
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import footage, projects
+from segloop.platform.db.stores import reviews as review_store
 from segloop.platform.db.stores.annotations import ConflictError
+from segloop.platform.services import access
+from segloop.platform.services.access import Actor
 
 TOOLS = ("brush", "polygon")
 MAX_OPS = 5_000
@@ -193,14 +196,20 @@ def save_frame_labels(
     *,
     status: str = "draft",
     author: str = "",
+    actor: Actor | None = None,
 ) -> SaveOutcome:
     """Store changed objects as new versions; on submit / review also move unchanged objects to `status`.
 
     `loaded_versions` are the versions the editor started from; if any object of the frame has a
-    newer version now, nothing is saved and ConflictError says which object changed.
+    newer version now, nothing is saved and ConflictError says which object changed. With an actor (or in
+    the web UI), the actor must be allowed to label (review, for `reviewed`) the frame's project and is the author.
     """
     if status not in annotation_store.STATUSES:
         raise LabelingError(f"status: {status!r} is not one of {', '.join(annotation_store.STATUSES)}")
+    actor = access.effective_actor(actor)
+    if actor is not None:
+        access.require_frame(engine, actor, "review" if status == "reviewed" else "label", frame_id)
+        author = actor.name
     labels = np.asarray(labels)
     classes = classes or {}
     with session_scope(engine) as session:
@@ -231,6 +240,8 @@ def save_frame_labels(
                 session, frame_id, object_id, mask, "manual", expected_version=loaded_versions.get(object_id, 0),
                 status=status, author=author, class_id=class_id)
             saved[object_id] = info.version
+        if status == "submitted" and (saved or restatused):
+            review_store.record_event(session, frame_id, "submitted", author, author)
     return SaveOutcome(saved, tuple(restatused))
 
 
@@ -364,8 +375,9 @@ def label_classes(engine: Engine, project_id: int) -> list[LabelClassInfo]:
         return projects.list_label_classes(session, project_id)
 
 
-def add_label_class(engine: Engine, project_id: int, name: str) -> LabelClassInfo:
+def add_label_class(engine: Engine, project_id: int, name: str, *, actor: Actor | None = None) -> LabelClassInfo:
     """The project's label class called `name` (stripped), created if missing; LabelingError for an empty name."""
+    access.require(engine, actor, "label", project_id)
     if not name.strip():
         raise LabelingError("label class name: must not be empty")
     with session_scope(engine) as session:
@@ -419,18 +431,23 @@ def propagation_params(engine: Engine, video_id: int, request: PropagationReques
             "checkpoint": request.checkpoint or None, "keyframes": keyframes, "short_side": int(request.short_side)}
 
 
-def submit_propagation(engine: Engine, video_id: int, request: PropagationRequest = PropagationRequest()):
+def submit_propagation(engine: Engine, video_id: int, request: PropagationRequest = PropagationRequest(), *,
+                       actor: Actor | None = None):
     """Queue a propagate job for the video; returns the job."""
     from segloop.platform.services.library import submit_job
 
     params = propagation_params(engine, video_id, request)
     with session_scope(engine) as session:
         project_name = projects.get_project_by_id(session, footage.get_video(session, video_id).project_id).name
-    return submit_job(engine, "propagate", params, project_name)
+    return submit_job(engine, "propagate", params, project_name, actor=actor)
 
 
-def propagate_inline(engine: Engine, settings, video_id: int, request: PropagationRequest = PropagationRequest()):
+def propagate_inline(engine: Engine, settings, video_id: int, request: PropagationRequest = PropagationRequest(), *,
+                     actor: Actor | None = None):
     """Propagate now in this process (short videos); drafts are stored as `propagated`. Returns the outcome."""
+    with session_scope(engine) as session:
+        project_id = footage.get_video(session, video_id).project_id
+    access.require(engine, actor, "label", project_id)
     from segloop.platform.services.models import AUTO, video_propagator
     from segloop.platform.services.propagation import propagate_video
     from segloop.platform.vos import propagation as vos

@@ -11,8 +11,11 @@ from sqlalchemy import Engine
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import AnnotationInfo, FrameFilter, FrameInfo, JobInfo, ProjectInfo, VideoInfo
 from segloop.platform.db.stores import annotations as annotation_store
-from segloop.platform.db.stores import footage, projects
+from segloop.platform.db.stores import audit, footage, projects
 from segloop.platform.db.stores import jobs as job_store
+from segloop.platform.services import access
+from segloop.platform.services.access import Actor
+from segloop.platform.services.auth import actor_name
 
 LABEL_FILTERS = annotation_store.LABEL_FILTERS
 
@@ -171,23 +174,30 @@ def jobs_by_id(engine: Engine, job_ids: Sequence[int]) -> list[JobInfo]:
     return found
 
 
-def cancel_job(engine: Engine, job_id: int) -> JobInfo:
-    """Cancel a queued job now, or ask the worker of a running one to stop."""
+def cancel_job(engine: Engine, job_id: int, *, actor: Actor | None = None) -> JobInfo:
+    """Cancel a queued job now, or ask the worker of a running one to stop (admins; audited)."""
+    access.require(engine, actor, "run_jobs")
     with session_scope(engine) as session:
-        return job_store.request_cancel(session, job_id)
+        job = job_store.request_cancel(session, job_id)
+        audit.record(session, actor_name(actor), "job_cancel", f"job {job_id}")
+        return job
 
 
-def retry_job(engine: Engine, job_id: int) -> JobInfo:
-    """Queue a failed or cancelled job again."""
+def retry_job(engine: Engine, job_id: int, *, actor: Actor | None = None) -> JobInfo:
+    """Queue a failed or cancelled job again (admins; audited)."""
+    access.require(engine, actor, "run_jobs")
     with session_scope(engine) as session:
-        return job_store.retry_job(session, job_id)
+        job = job_store.retry_job(session, job_id)
+        audit.record(session, actor_name(actor), "job_retry", f"job {job_id}")
+        return job
 
 
-def submit_job(engine: Engine, kind: str, params: dict, project: str | None = None) -> JobInfo:
+def submit_job(engine: Engine, kind: str, params: dict, project: str | None = None, *,
+               actor: Actor | None = None) -> JobInfo:
     """Queue a job once its params and references are checked (see `services.jobs.submit_job`)."""
     from segloop.platform.services import jobs
 
-    return jobs.submit_job(engine, kind, params, project)
+    return jobs.submit_job(engine, kind, params, project, actor=actor)
 
 
 def job_kind_defaults() -> dict[str, tuple[str, dict]]:

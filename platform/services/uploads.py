@@ -19,6 +19,8 @@ from segloop.platform.core.storage import StorageError, check_upload_name, resol
 from segloop.platform.db.entities import JobInfo
 from segloop.platform.db.stores import projects
 from segloop.platform.media.ingest import VIDEO_EXTENSIONS, IngestError, discover
+from segloop.platform.services import access
+from segloop.platform.services.access import Actor
 from segloop.platform.services.jobs import submit_job
 
 ARCHIVE_EXTENSIONS = (".zip",)
@@ -162,13 +164,14 @@ def _content_root(folder: Path) -> Path:
     return folder
 
 
-def submit_ingest(engine: Engine, paths: list[str], request: IngestRequest = IngestRequest()) -> JobInfo:
+def submit_ingest(engine: Engine, paths: list[str], request: IngestRequest = IngestRequest(), *,
+                  actor: Actor | None = None) -> JobInfo:
     """Queue an ingest job for the given paths into the request's project (created if new)."""
     if not paths:
         raise UploadError("ingest paths: enter at least one video file or folder")
     params: dict[str, Any] = {"paths": [str(p) for p in paths], "fps": request.fps, "max_side": request.max_side,
                               "project": projects.validate_project_name(request.project)}
-    return submit_job(engine, "ingest", params)
+    return submit_job(engine, "ingest", params, actor=actor)
 
 
 def upload_and_queue(
@@ -177,17 +180,21 @@ def upload_and_queue(
     files: Iterable[tuple[str, bytes]],
     request: IngestRequest = IngestRequest(),
     limits: UploadLimits = UploadLimits(),
+    *,
+    actor: Actor | None = None,
 ) -> list[UploadOutcome]:
     """Store each uploaded (name, bytes) and queue one ingest job per file; bad files get an error each.
 
-    `files` may be a generator, so only one upload's bytes need to be in memory at a time.
+    `files` may be a generator, so only one upload's bytes need to be in memory at a time. Uploading is an
+    admin's action.
     """
+    access.require(engine, actor, "upload")
     projects.validate_project_name(request.project)
     outcomes = []
     for name, data in files:
         try:
             path = store_upload(settings, name, data, limits)
-            job = submit_ingest(engine, [str(path.resolve())], request)
+            job = submit_ingest(engine, [str(path.resolve())], request, actor=actor)
         except (UploadError, IngestError, ValueError) as exc:
             outcomes.append(UploadOutcome(name, error=str(exc)))
             continue

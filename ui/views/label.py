@@ -7,9 +7,9 @@ import numpy as np
 import streamlit as st
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
-from segloop.platform.services import explore, labeling, library
+from segloop.platform.services import explore, labeling, library, review
 from segloop.platform.services.labeling import ConflictError, FrameInfo, VideoInfo
-from segloop.ui import resources
+from segloop.ui import resources, signin
 from segloop.ui.mask_canvas import mask_canvas
 
 QUEUE_PAGE = 50
@@ -169,6 +169,9 @@ def editor(source: Source, frame_id: int) -> None:
             return
         st.session_state["label_session"] = session
     st.subheader(f"{session.video.name} · frame #{session.frame.index}")
+    feedback = review.frame_feedback(resources.engine(), frame_id)
+    if feedback is not None:
+        st.warning(f"Sent back by {feedback.actor}: {feedback.comment}", icon=":material/rate_review:")
     for kind, text in session.notes:
         getattr(st, kind)(text)
     session.notes = []
@@ -236,25 +239,24 @@ def object_table(working: np.ndarray, session: EditorState) -> None:
 def actions(frame_id: int, session: EditorState, working: np.ndarray, classes: dict[int, int | None]) -> None:
     """Save draft, submit, mark reviewed, reload."""
     save_col, submit_col, review_col, reload_col = st.columns(4)
-    author = st.session_state.get("label_author", "")
     status = None
     if save_col.button("Save draft", type="primary", key="label_save", shortcut="Ctrl+S"):
         status = "draft"
     if submit_col.button("Submit", key="label_submit"):
         status = "submitted"
-    if review_col.button("Mark reviewed", key="label_review"):
+    if review_col.button("Mark reviewed", key="label_review", disabled=not signin.may("review")):
         status = "reviewed"
     if reload_col.button("Reload (discard edits)", key="label_reload"):
         fresh = load(frame_id, session.nonce + 1)
         fresh.notes = [("info", "Reloaded the newest saved masks.")]
         st.session_state["label_session"] = fresh
         st.rerun()
-    st.text_input("Your name (stored as the author)", key="label_author")
+    st.caption(f"Saved as **{signin.current_actor().name}**.")
     if status is None:
         return
     try:
         outcome = labeling.save_frame_labels(resources.engine(), frame_id, working, session.versions, classes,
-                                             status=status, author=author)
+                                             status=status)
     except ConflictError as exc:
         st.error(f"Not saved: {exc}. Use **Reload** to load the newer masks (your edits are still on the canvas).")
         return

@@ -10,6 +10,7 @@ import streamlit as st
 
 from segloop.platform.services import explore, labeling, models
 from segloop.ui import resources
+from segloop.ui.views import review as review_view
 
 PREFERRED_METRICS = ("J&F", "J", "F", "mIoU")
 DRILL_PAGE = 6
@@ -26,6 +27,7 @@ def render() -> None:
     bench_section()
     if summary is not None:
         drill_down(summary.project.id)
+        review_view.annotator_figures_section(summary.project.id)
 
 
 def model_choice_section(project_id: int) -> None:

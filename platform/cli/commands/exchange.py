@@ -19,10 +19,12 @@ from segloop.platform.db.migrate import ensure_db
 def export_cmd(project: str, fmt: str, out: Path) -> None:
     """Export a project's newest annotations to OUT (a DAVIS root, or a COCO .json / folder)."""
     from segloop.platform.media.exchange import export_project
+    from segloop.platform.services.auth import record_event
 
     interrupt_on_sigterm()
-    ensure_db()
+    engine = ensure_db()
     report = export_project(project, fmt, out)
+    record_event(engine, "export", project, {"format": fmt, "masks": report.masks})
     console.print(f"exported {report.masks} masks on {report.frames} frames of {report.videos} videos to {out}")
 
 
@@ -35,10 +37,12 @@ def export_cmd(project: str, fmt: str, out: Path) -> None:
 def import_cmd(project: str, fmt: str, author: str, source: Path) -> None:
     """Import masks from SOURCE (DAVIS root / Annotations folder, or COCO JSON) as new annotation versions."""
     from segloop.platform.media.exchange import import_annotations
+    from segloop.platform.services.auth import record_event
 
     interrupt_on_sigterm()
-    ensure_db()
+    engine = ensure_db()
     report = import_annotations(project, fmt, source, author=author)
+    record_event(engine, "import", project, {"format": fmt, "masks": report.masks, "unchanged": report.unchanged})
     same = f"; {report.unchanged} identical to the newest version, left as they are" if report.unchanged else ""
     console.print(f"imported {report.masks} masks on {report.frames} frames of {report.videos} videos{same}")
 

@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segloop.platform.core.errors import NotFoundError
+from segloop.platform.core.names import check_name
 from segloop.platform.db.entities import LabelClassInfo, ProjectInfo, from_row
 from segloop.platform.db.orm import LabelClass, Project
 from segloop.platform.db.stores import get_row
@@ -37,13 +38,8 @@ def find_project(session: Session, name: str) -> ProjectInfo | None:
 
 
 def validate_project_name(name: str) -> str:
-    """The stripped project name, or ValueError naming what is wrong with it."""
-    stripped = (name or "").strip()
-    if not stripped:
-        raise ValueError("project name: must not be empty")
-    if len(stripped) > 200:
-        raise ValueError(f"project name: {len(stripped)} characters, at most 200 allowed")
-    return stripped
+    """The stripped project name, or ValueError naming what is wrong with it (see `core.names.check_name`)."""
+    return check_name("project name", name or "", 200)
 
 
 def get_project(session: Session, name: str) -> ProjectInfo:
@@ -65,7 +61,8 @@ def list_projects(session: Session) -> list[ProjectInfo]:
 
 
 def get_or_create_label_class(session: Session, project_id: int, name: str, color: str = "#ff0000") -> LabelClassInfo:
-    """The label class `name` of a project, created if missing."""
+    """The label class `name` of a project, created if missing (the name checked like a project's)."""
+    name = check_name("label class name", name, 120)
     row = session.scalar(
         select(LabelClass).where(LabelClass.project_id == project_id, LabelClass.name == name)
     )

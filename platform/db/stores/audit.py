@@ -1,0 +1,41 @@
+"""The audit trail: one row per login, failed login, job launch, user change, import, export and review."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from segloop.platform.db.entities import AuditEventInfo, from_row
+from segloop.platform.db.orm import AuditEvent
+
+
+def record(session: Session, actor: str, action: str, target: str = "", client: str = "",
+           detail: dict[str, Any] | None = None) -> AuditEventInfo:
+    """Append one audit event (fields cut to their column sizes)."""
+    row = AuditEvent(actor=actor[:120], action=action[:40], target=target[:255], client=client[:120],
+                     detail=detail or {})
+    session.add(row)
+    session.flush()
+    return from_row(AuditEventInfo, row)
+
+
+def recent_events(session: Session, *, action: str | None = None, limit: int = 200) -> list[AuditEventInfo]:
+    """The newest audit events first (optionally of one action)."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    return [from_row(AuditEventInfo, r) for r in session.scalars(query)]
+
+
+def login_events_since_success(session: Session, *, target: str | None = None, client: str | None = None,
+                               limit: int = 50) -> list[AuditEventInfo]:
+    """Newest-first login outcomes (login, login_failed) for a user name or a client, up to the last success."""
+    query = select(AuditEvent).where(AuditEvent.action.in_(("login", "login_failed")))
+    query = query.where(AuditEvent.target == target) if target is not None else query.where(AuditEvent.client == client)
+    events = [from_row(AuditEventInfo, r) for r in session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit))]
+    for position, event in enumerate(events):
+        if event.action == "login":
+            return events[:position]
+    return events
+

@@ -1,0 +1,213 @@
+"""Accounts: scrypt hashes, the `segloop users` CLI, sign-in with throttling, web sessions, OIDC mapping,
+and `segloop ui` refusing a non-loopback address until an admin exists (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from segloop.platform.core.errors import AccessDenied, ValidationError
+from segloop.platform.services import auth
+from segloop.platform.services.access import Actor
+
+PASSWORD = "Correct-Horse-7731"
+
+
+def add(engine, name: str, role: str, password: str = PASSWORD, **kwargs):
+    """Create a user as the trusted CLI would."""
+    return auth.add_user(engine, name, role, password, **kwargs)
+
+
+def test_scrypt_hash_is_salted_and_carries_its_parameters() -> None:
+    """Two hashes of one password differ (salt), name scrypt with n, r, p, and verify only the right password."""
+    first, second = auth.hash_password(PASSWORD), auth.hash_password(PASSWORD)
+    assert first != second
+    scheme, n, r, p, salt, key = first.split("$")
+    assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2**14, 8, 1) and salt and key
+    assert PASSWORD not in first
+    assert auth.verify_password(PASSWORD, first) and auth.verify_password(PASSWORD, second)
+    assert not auth.verify_password(PASSWORD + "x", first)
+    assert not auth.verify_password(PASSWORD, "scrypt$1$2$oops") and not auth.verify_password(PASSWORD, "")
+    weaker = first.replace("$16384$", "$1024$")
+    assert not auth.verify_password(PASSWORD, weaker), "the stored parameters are the ones used to verify"
+
+
+def test_users_cli_add_list_passwd_grant_revoke_remove(cli, engine) -> None:
+    """Every `segloop users` subcommand, with the password read from stdin; refusals exit 1 with a message."""
+    from click.testing import CliRunner
+
+    from segloop.platform.cli import main
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import projects
+
+    with session_scope(engine) as session:
+        projects.get_or_create_project(session, "alpha")
+    runner = CliRunner()
+
+    def run(*args: str, stdin: str | None = None):
+        """Invoke `segloop ...` with stdin (not a terminal)."""
+        return runner.invoke(main, list(args), input=stdin)
+
+    assert run("users", "add", "root", "--role", "admin", stdin=PASSWORD + "\n").exit_code == 0
+    assert run("users", "add", "ann", "--role", "annotator", stdin="annotator-pass\n").exit_code == 0
+    short = run("users", "add", "bob", "--role", "annotator", stdin="short\n")
+    assert short.exit_code == 1 and "at least 8 characters" in short.output
+    bad = run("users", "add", "../evil", "--role", "admin", stdin=PASSWORD + "\n")
+    assert bad.exit_code == 1 and "path separator" in bad.output and "Traceback" not in bad.output
+    assert run("users", "grant", "ann", "--project", "alpha").exit_code == 0
+    missing = run("users", "grant", "ann", "--project", "nope")
+    assert missing.exit_code == 1 and "project 'nope' does not exist" in missing.output
+    listing = run("users", "list").output
+    assert "root" in listing and "ann" in listing and "alpha" in listing
+    assert auth.login(engine, "ann", "annotator-pass").actor is not None
+    assert run("users", "passwd", "ann", stdin="a-new-password\n").exit_code == 0
+    assert auth.login(engine, "ann", "annotator-pass").actor is None
+    assert auth.login(engine, "ann", "a-new-password").actor.name == "ann"
+    assert run("users", "revoke", "ann", "--project", "alpha").exit_code == 0
+    assert "none" in run("users", "list").output
+    last = run("users", "remove", "root")
+    assert last.exit_code == 1 and "last admin" in last.output
+    assert run("users", "remove", "ann").exit_code == 0
+    assert "ann" not in run("users", "list").output
+    actions = [e.action for e in auth.audit_trail(engine, limit=50)]
+    for action in ("user_add", "user_grant", "user_passwd", "user_revoke", "user_remove", "login", "login_failed"):
+        assert action in actions
+
+
+def test_login_session_logout_and_removal(engine) -> None:
+    """A token signs in until logout, expiry, a password change or the user's removal."""
+    add(engine, "root", "admin")
+    add(engine, "rev", "reviewer")
+    result = auth.login(engine, "rev", PASSWORD, client="10.0.0.7")
+    assert result.actor == Actor("rev", "reviewer", result.actor.user_id) and result.token
+    assert auth.session_actor(engine, result.token).name == "rev"
+    assert auth.session_actor(engine, result.token, now=datetime.now(UTC) + timedelta(hours=13)) is None
+    assert auth.session_actor(engine, result.token) is None, "an expired session is deleted"
+    second = auth.login(engine, "rev", PASSWORD).token
+    auth.logout(engine, second, result.actor)
+    assert auth.session_actor(engine, second) is None
+    third = auth.login(engine, "rev", PASSWORD).token
+    auth.remove_user(engine, "rev")
+    assert auth.session_actor(engine, third) is None
+    assert auth.session_actor(engine, "forged-token") is None and auth.session_actor(engine, "") is None
+
+
+def test_failed_logins_are_throttled_per_user_and_per_client(engine) -> None:
+    """20 wrong passwords in a row: 5 are checked, 15 wait 30 s; the message never tells whether the user exists."""
+    add(engine, "ann", "annotator")
+    policy = auth.AuthPolicy()
+    outcomes = [auth.login(engine, "ann", f"wrong-guess-{i}", client="203.0.113.5", policy=policy)
+                for i in range(20)]
+    checked = [o for o in outcomes if o.retry_after == 0]
+    throttled = [o for o in outcomes if o.retry_after > 0]
+    assert len(checked) == 5 and len(throttled) == 15
+    assert all(o.message == auth.LOGIN_FAILED for o in checked)
+    assert all(25 < o.retry_after <= 30 and "try again in" in o.message for o in throttled)
+    assert auth.login(engine, "ann", PASSWORD, client="198.51.100.1").actor is None, "right password still waits"
+    later = datetime.now(UTC) + timedelta(seconds=31)
+    assert auth.login(engine, "ann", PASSWORD, client="198.51.100.1", now=later).actor.name == "ann"
+    # The same client trying other names (existing or not) is throttled too, with the same words.
+    unknown = [auth.login(engine, f"nobody{i}", "whatever-pass", client="192.0.2.9") for i in range(5)]
+    assert [o.message for o in unknown] == [auth.LOGIN_FAILED] * 5
+    assert auth.login(engine, "ann", "wrong-again", client="192.0.2.9").retry_after > 0
+    known = auth.login(engine, "ann", "wrong-once-more", client="198.51.100.2")
+    assert known.message == unknown[0].message == auth.LOGIN_FAILED
+
+
+def test_password_never_reaches_the_database_logs_or_audit(engine, settings) -> None:
+    """After adding users, good and bad sign-ins, the passwords appear nowhere in the DB, its files or the logs."""
+    secret, typo = "Zebra-Quartz-90211", "Zebra-Quartz-90212"
+    add(engine, "root", "admin", secret)
+    auth.login(engine, "root", secret, client="127.0.0.1")
+    for _ in range(7):
+        auth.login(engine, "root", typo, client="127.0.0.1")
+    auth.login(engine, typo, secret, client="127.0.0.1")  # password typed into the name field
+    auth.set_password(engine, "root", typo)
+    with engine.connect() as connection:
+        for table in ("users", "user_sessions", "audit_events"):
+            dump = repr(connection.execute(text(f"SELECT * FROM {table}")).all())
+            assert secret not in dump and typo not in dump, table
+    events = auth.audit_trail(engine, limit=100)
+    assert {"login", "login_failed", "login_throttled", "user_passwd"} <= {e.action for e in events}
+    files = [p for p in settings.data_dir.rglob("*") if p.is_file()]
+    for path in files:
+        data = path.read_bytes()
+        assert secret.encode() not in data and typo.encode() not in data, path
+    if engine.dialect.name == "sqlite":
+        assert any(p.name.startswith("segloop.db") for p in files)
+
+
+def test_identity_provider_email_maps_to_a_user(engine) -> None:
+    """An OIDC email signs in as the user it is mapped to (case-insensitive); unmapped or malformed ones do not."""
+    add(engine, "root", "admin")
+    add(engine, "rev", "reviewer", email="Rev@Example.org")
+    assert auth.identity_actor(engine, "rev@example.org").name == "rev"
+    assert auth.identity_actor(engine, "other@example.org") is None
+    assert auth.identity_actor(engine, "not an email") is None and auth.identity_actor(engine, None) is None
+    auth.set_email(engine, "root", "root@example.org")
+    assert auth.identity_actor(engine, "ROOT@example.org").role == "admin"
+    with pytest.raises(ValidationError, match="already belongs"):
+        auth.set_email(engine, "rev", "root@example.org")
+
+
+def test_only_admins_manage_users(engine) -> None:
+    """A reviewer or annotator cannot add, remove, re-role or grant users, nor read the audit trail."""
+    add(engine, "root", "admin")
+    ann = Actor("ann", "annotator", add(engine, "ann", "annotator").id)
+    rev = Actor("rev", "reviewer", add(engine, "rev", "reviewer").id)
+    for actor in (ann, rev):
+        with pytest.raises(AccessDenied, match="may not manage users"):
+            auth.add_user(engine, "mallory", "admin", PASSWORD, actor=actor)
+        with pytest.raises(AccessDenied):
+            auth.set_role(engine, actor.name, "admin", actor=actor)
+        with pytest.raises(AccessDenied):
+            auth.audit_trail(engine, actor=actor)
+    admin = auth.login(engine, "root", PASSWORD).actor
+    auth.set_role(engine, "ann", "reviewer", actor=admin)
+    assert {u.user.name: u.user.role for u in auth.list_users(engine, actor=admin)}["ann"] == "reviewer"
+
+
+def test_loopback_detection() -> None:
+    """Loopback addresses need no accounts; everything else does."""
+    assert all(auth.is_loopback(a) for a in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"))
+    assert not any(auth.is_loopback(a) for a in ("0.0.0.0", "::", "192.168.1.4", "example.org", ""))
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ui_on_all_addresses_needs_an_admin(engine, settings) -> None:
+    """`segloop ui --address 0.0.0.0`: exit 1 with how to add an admin; with one, it serves."""
+    from tests.conftest import SEGLOOP, run_segloop
+
+    port = str(_free_port())
+    refused = run_segloop("ui", "--address", "0.0.0.0", "--port", port, timeout=120)
+    assert refused.returncode == 1
+    assert "segloop users add NAME --role admin" in refused.stderr and "Traceback" not in refused.stderr
+    add(engine, "root", "admin")
+    server = subprocess.Popen([*SEGLOOP, "ui", "--address", "0.0.0.0", "--port", port], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        deadline, healthy = time.monotonic() + 90, False
+        while time.monotonic() < deadline and not healthy and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    healthy = response.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert healthy, f"segloop ui did not serve (exit code {server.poll()})"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)

@@ -1,0 +1,139 @@
+"""Sign-in for the web UI: the login form before any page, a session cookie that survives a reload, logout,
+optional OIDC (`st.login`), and the signed-in actor every service call made from a page acts for.
+
+The session token lives in a cookie set by a small script (`st.html` with JavaScript: Streamlit has no
+cookie-writing API); the server keeps only its SHA-256 with an expiry, so logging out or removing the user
+ends the session even if the browser keeps the cookie. `st.context.cookies` reads it back after a reload.
+"""
+from __future__ import annotations
+
+import streamlit as st
+from sqlalchemy import Engine
+
+from segloop.platform.services import access, auth
+from segloop.platform.services.access import Actor
+
+COOKIE = "segloop_session"
+GATED_KEY = "signin_gated"
+ACTOR_KEY, TOKEN_KEY, COOKIE_KEY, OIDC_KEY = "signin_actor", "signin_token", "signin_cookie", "signin_oidc"
+
+
+def _signed_in_actor() -> Actor | None:
+    """The actor of a Streamlit session that went through `gate` (ANONYMOUS before sign-in); None elsewhere: outside
+    a script run, or a page script run on its own (tests), which are trusted callers."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx() is None or not st.session_state.get(GATED_KEY):
+        return None
+    return st.session_state.get(ACTOR_KEY) or access.ANONYMOUS
+
+
+def current_actor() -> Actor:
+    """The signed-in actor (ANONYMOUS before sign-in; the local user for a page run on its own, as in tests)."""
+    if not st.session_state.get(GATED_KEY):
+        return access.LOCAL_ACTOR
+    return st.session_state.get(ACTOR_KEY) or access.ANONYMOUS
+
+
+def may(action: str) -> bool:
+    """Whether the signed-in user's role allows an action (to grey out buttons; the services check again)."""
+    return access.can(current_actor(), action)
+
+
+def client_address() -> str:
+    """The browser's address as Streamlit sees it ('' when unknown)."""
+    try:
+        return st.context.ip_address or ""
+    except (AttributeError, RuntimeError):
+        return ""
+
+
+def _write_cookie(token: str | None, max_age: int) -> None:
+    """Set (or, with no token, delete) the session cookie in the browser."""
+    value = token or ""
+    st.html(f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict'"
+            " + (location.protocol === 'https:' ? '; Secure' : '');</script>", unsafe_allow_javascript=True)
+
+
+def _oidc_configured() -> bool:
+    """Whether `.streamlit/secrets.toml` has an [auth] section (Streamlit's OIDC login)."""
+    try:
+        return "auth" in st.secrets
+    except (FileNotFoundError, KeyError, OSError, ValueError):
+        return False
+
+
+def _oidc_actor(engine: Engine) -> Actor | None:
+    """The segloop user mapped to the identity provider's email, when signed in through OIDC (audited once)."""
+    if not _oidc_configured() or not st.user.get("is_logged_in"):
+        return None
+    email = st.user.get("email")
+    first = st.session_state.get(OIDC_KEY) != email
+    actor = auth.identity_actor(engine, email, client_address(), audit_login=first)
+    st.session_state[OIDC_KEY] = email if actor is not None else None
+    return actor
+
+
+def gate(engine: Engine, server_address: str) -> Actor:
+    """The signed-in actor; otherwise the login form is drawn and the script stops here.
+
+    With no accounts at all and a loopback address, the single local user (an admin) is signed in, as before.
+    """
+    access.install_actor_resolver(_signed_in_actor)
+    st.session_state[GATED_KEY] = True
+    if not auth.has_users(engine):
+        if not auth.is_loopback(server_address):
+            st.error(auth.serve_refusal(engine, server_address))
+            st.stop()
+        st.session_state[ACTOR_KEY] = access.LOCAL_ACTOR
+        return access.LOCAL_ACTOR
+    token = st.session_state.get(TOKEN_KEY) or st.context.cookies.get(COOKIE)
+    actor = auth.session_actor(engine, token) or _oidc_actor(engine)
+    if actor is None:
+        st.session_state.pop(ACTOR_KEY, None)
+        login_form(engine)
+        st.stop()
+    st.session_state[ACTOR_KEY] = actor
+    pending = st.session_state.pop(COOKIE_KEY, None)
+    if pending is not None:
+        _write_cookie(pending, int(auth.AuthPolicy().session_hours * 3600))
+    return actor
+
+
+def login_form(engine: Engine) -> None:
+    """The sign-in form (and the identity-provider button when OIDC is configured)."""
+    if st.session_state.pop("signin_logged_out", False):
+        _write_cookie(None, 0)
+    st.title("segloop")
+    st.caption("Sign in to continue.")
+    with st.form("signin_form"):
+        name = st.text_input("User name", key="signin_name", max_chars=64)
+        password = st.text_input("Password", type="password", key="signin_password", max_chars=auth.MAX_PASSWORD_LENGTH)
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if _oidc_configured() and st.button("Sign in with your organisation's account"):
+        st.login()
+    if not submitted:
+        return
+    result = auth.login(engine, name, password, client_address())
+    if result.actor is None:
+        st.error(result.message)
+        return
+    st.session_state[ACTOR_KEY] = result.actor
+    st.session_state[TOKEN_KEY] = result.token
+    st.session_state[COOKIE_KEY] = result.token
+    st.session_state.pop("signin_password", None)
+    st.rerun()
+
+
+def logout_button(engine: Engine, actor: Actor) -> None:
+    """The sidebar's who-am-I line and Sign out button (ends the server session and clears the cookie)."""
+    st.sidebar.caption(f"Signed in as **{actor.name}** ({actor.role})")
+    if actor.user_id is None or not st.sidebar.button("Sign out", key="signin_logout"):
+        return
+    auth.logout(engine, st.session_state.get(TOKEN_KEY) or st.context.cookies.get(COOKIE), actor, client_address())
+    for key in (ACTOR_KEY, TOKEN_KEY, COOKIE_KEY, OIDC_KEY):
+        st.session_state.pop(key, None)
+    st.session_state["signin_logged_out"] = True
+    if _oidc_configured() and st.user.get("is_logged_in"):
+        st.logout()
+    st.rerun()
