@@ -8,7 +8,8 @@ stage is kept tiny, 16 channels and no normalisation, so a training step takes t
 Class 0 is background. Training samples labeled frames with replacement (horizontal flips),
 cross-entropy with 255 ignored, AdamW; with `finetune_backbone` the ViT is trained too, its blocks
 at layer-wise decayed learning rates (lr × decay^(depth - i)). Predictions are per-pixel class
-probabilities at the head's resolution, stored as uint8 (p × 255) and upsampled for scoring.
+probabilities at the head's resolution, stored as uint8 (p × 255) and upsampled for scoring. A head
+trained with the temporal module (`temporal.py`) carries its gate in the same checkpoint.
 """
 from __future__ import annotations
 
@@ -142,12 +143,14 @@ class TrainedVSS:
     spec: FeatureSpec
     backbone_state: dict | None = None
     losses: list[float] = field(default_factory=list)
+    temporal: object | None = None  # a `temporal.TemporalModel` when trained with the temporal module
 
     def state(self) -> dict:
         """Everything `load_vss` needs, as a torch-saveable dict."""
         return {"kind": "vss", "head": self.head.state_dict(), "head_kind": self.head_kind,
                 "num_classes": self.num_classes, "in_dim": self.in_dim, "layers": self.layers, "hidden": self.hidden,
-                "spec": self.spec.as_dict(), "backbone_state": self.backbone_state, "losses": self.losses}
+                "spec": self.spec.as_dict(), "backbone_state": self.backbone_state, "losses": self.losses,
+                "temporal": self.temporal.state() if self.temporal is not None else None}
 
 
 def total_steps(config: VSSConfig, samples: int) -> int:
@@ -315,6 +318,10 @@ def load_vss(path: str | Path, device: str = "cpu") -> tuple[TrainedVSS, object 
     spec = FeatureSpec(**state["spec"])
     trained = TrainedVSS(head, state["head_kind"], state["num_classes"], state["in_dim"], state["layers"],
                          state["hidden"], spec, state.get("backbone_state"), state.get("losses", []))
+    if state.get("temporal"):
+        from segloop.platform.vss.temporal import temporal_from_state
+
+        trained.temporal = temporal_from_state(state["temporal"])
     backbone = None
     if trained.backbone_state:
         from segloop.platform.features.backbone import load_backbone
