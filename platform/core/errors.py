@@ -13,6 +13,10 @@ class ValidationError(ValueError):
     """A value a user gave is refused; the message names the field and the reason."""
 
 
+class FinetuneError(ValueError):
+    """Settings or labels a model cannot be trained on; the message names the field or file."""
+
+
 def user_message(exc: BaseException) -> str | None:
     """The one-line message a person sees for an expected failure, or None for a bug."""
     from sqlalchemy.exc import OperationalError

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from segloop.platform.core.device import resolve_device
+from segloop.platform.core.errors import FinetuneError
+from segloop.platform.core.image import image_tensor
 from segloop.platform.core.optim import layer_decay_groups
 from segloop.platform.core.schedules import cosine
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
@@ -28,10 +30,6 @@ from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
 IGNORE = 255
 FINE = 16
 HEAD_KINDS = ("linear", "multiscale")
-
-
-class FinetuneError(ValueError):
-    """Settings or labels that cannot be trained on; the message names the field or file."""
 
 
 @dataclass(frozen=True)
@@ -105,13 +103,6 @@ def build_head(kind: str, in_dim: int, layers: int, num_classes: int, hidden: in
     if kind not in HEAD_KINDS:
         raise FinetuneError(f"head: {kind!r} is not one of {', '.join(HEAD_KINDS)}")
     return LinearHead() if kind == "linear" else MultiScaleHead()
-
-
-def image_tensor(images: np.ndarray, device: str):
-    """uint8 (B, 3, H, W) -> float in [-1, 1]."""
-    import torch
-
-    return torch.as_tensor(images, device=device).float().div_(127.5).sub_(1.0)
 
 
 def labels_at(label_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
