@@ -9,11 +9,18 @@ when the project has no pretrained encoder). The affinity confidence of a cell i
 mean cosine similarity of its top-k matches (carried as extra channels: Σ w·<q, k> = <q, Σ w·k>).
 
 The gate is a tiny conv net over [head probabilities, carried probabilities, confidence] giving
-g ∈ (0, 1) per pixel; fused = g · carried + (1 − g) · head. Inference is recurrent (the fused map of
-frame t − 1 is what is carried to t). The gate trains on the labelled frames: each labelled frame t
-with a source frame s = t ± offset of the same video (labelled or not); the head probabilities it sees
-are out-of-fold (heads trained on the other folds of the labelled frames), so that the gate learns how
-far an unseen frame's head output can be trusted, not a memorised one.
+g ∈ (0, 1) per pixel (zero-initialised last layer: it starts as the fixed average); fused =
+g · carried + (1 − g) · head. Inference is recurrent (the fused map of frame t − 1 is what is carried
+to t). The gate trains on the labelled frames: for each labelled frame t the recurrence runs over the
+`unroll` frames before it (and, mirrored, after it; those need no labels) and the loss is the NLL of
+the fused map at t. The head probabilities it sees are out-of-fold (heads trained on the other folds of
+the labelled frames), so that the gate learns how far an unseen frame's head output can be trusted,
+not a memorised one; as the recurrence's inputs depend on the gate, it is refitted `rounds` times on
+the inputs its previous fit produces.
+
+Measured on the DAVIS sample (`segloop bench vss`, uniform:5 labelled frames per video, a 10-minute
+pretrain run's encoder): held-out frames mIoU 0.829 → 0.859, flicker 0.0255 → 0.0155; held-out videos
+(leave one out) mIoU 0.516 → 0.541, flicker 0.041 → 0.026.
 """
 from __future__ import annotations
 

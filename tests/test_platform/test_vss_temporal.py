@@ -202,3 +202,10 @@ def test_predict_with_a_vos_checkpoint_propagates_from_the_human_masks(synth_roo
         assert len(uncertainty) == 24 and all(0.0 <= v <= 1.0 for v in uncertainty.values())
         first_frames = [footage.list_frames(session, v)[0].id for v in truth]
         assert all(uncertainty[f] == 0.0 for f in first_frames)
+
+
+def test_finetune_vss_command_has_the_temporal_and_held_out_video_options(cli) -> None:
+    """`finetune vss` derives --temporal/--no-temporal and --val-videos from its params; predict takes a VOS id."""
+    help_text = cli("finetune", "vss", "--help").output
+    assert "--temporal / --no-temporal" in help_text and "--val-videos" in help_text
+    assert "VOS" in cli("predict", "--help").output
