@@ -18,6 +18,10 @@ class AccessDenied(ValueError):
     command that reports refused input reports it the same way)."""
 
 
+class FinetuneError(ValueError):
+    """Settings or labels a model cannot be trained on; the message names the field or file."""
+
+
 def user_message(exc: BaseException) -> str | None:
     """The one-line message a person sees for an expected failure, or None for a bug."""
     from sqlalchemy.exc import DatabaseError, IntegrityError

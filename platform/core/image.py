@@ -68,3 +68,10 @@ def imagenet_normalise(images, device: str = "cpu"):
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return (batch - mean) / std
+
+
+def image_tensor(images: np.ndarray, device: str):
+    """uint8 (B, 3, H, W) -> float in [-1, 1]."""
+    import torch
+
+    return torch.as_tensor(images, device=device).float().div_(127.5).sub_(1.0)

@@ -15,6 +15,11 @@ reference `davis2017-evaluation` code), re-implemented here with numpy and cv2:
   overlap by one frame). The semi-supervised protocol does not score the first and last frame.
 * The J&F mean pools all objects of all sequences: (mean J + mean F) / 2.
 
+VSS temporal measures: `temporal_stability` = mean IoU of consecutive predicted class maps (blind to the
+ground truth: a prediction that never changes scores 1); `temporal_flicker` = the fraction of pixels
+whose predicted class changes between consecutive scored frames where the true class does not (pooled
+over pixels of all pairs; 0 = steady where the scene is, lower is better).
+
 Object ids of a sequence are the labels found in its ground truth (any frame; 0 = background and
 255 = void excluded). For DAVIS, whose first frame holds every object, this equals DAVIS' 1..K.
 """
@@ -387,6 +392,30 @@ def temporal_stability(pred_masks: Sequence[np.ndarray], ignore_index: int = VOI
     return float(np.mean(values))
 
 
+def flicker_counts(pred_masks: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray], frames: Iterable[int],
+                   ignore_index: int = VOID_LABEL) -> tuple[int, int]:
+    """(pixels whose predicted class changes, pixels whose true class does not) over consecutive pairs of `frames`."""
+    chosen = set(frames)
+    changed = steady = 0
+    for index in sorted(chosen):
+        if index + 1 not in chosen:
+            continue
+        gt_a, gt_b = np.asarray(gt_masks[index]), np.asarray(gt_masks[index + 1])
+        keep = (gt_a == gt_b) & (gt_a != ignore_index)
+        changed += int((np.asarray(pred_masks[index]) != np.asarray(pred_masks[index + 1]))[keep].sum())
+        steady += int(keep.sum())
+    return changed, steady
+
+
+def temporal_flicker(pred_masks: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray],
+                     frames: Iterable[int] | None = None, ignore_index: int = VOID_LABEL) -> float | None:
+    """Fraction of pixels whose predicted class changes between consecutive frames where the ground truth does
+    not (0 = steady; lower is better); None without a consecutive pair of scored frames."""
+    changed, steady = flicker_counts(pred_masks, gt_masks, range(len(gt_masks)) if frames is None else frames,
+                                     ignore_index)
+    return changed / steady if steady else None
+
+
 def evaluate_vss(
     predictions: dict[str, Sequence[np.ndarray]],
     ground_truth: dict[str, Sequence[np.ndarray]],
@@ -400,6 +429,7 @@ def evaluate_vss(
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     class_objects: dict[int, list[ObjectScores]] = {}
     stability: dict[str, float] = {}
+    flicker: dict[str, tuple[int, int]] = {}
     for name, gt_masks in ground_truth.items():
         if name not in predictions:
             raise EvaluationError(f"{name}: no predictions for this sequence")
@@ -419,6 +449,7 @@ def evaluate_vss(
             class_objects.setdefault(scores.object_id, []).append(scores)
         if len(pred_masks) >= 2:
             stability[name] = temporal_stability(pred_masks, ignore_index)
+        flicker[name] = flicker_counts(pred_masks, gt_masks, chosen, ignore_index)
     ious = class_iou(confusion)
     per_class = {}
     for cls in range(num_classes):
@@ -429,10 +460,12 @@ def evaluate_vss(
             f = float(np.mean([o.f_stats.mean for o in objs]))
             entry.update({"J": j, "F": f, "J&F": (j + f) / 2})
         per_class[str(cls)] = entry
+    changed, steady = (sum(counts) for counts in zip(*flicker.values())) if flicker else (0, 0)
     return {
         "mIoU": mean_iou(confusion),
         "classes": per_class,
         "temporal_stability": float(np.mean(list(stability.values()))) if stability else None,
+        "temporal_flicker": changed / steady if steady else None,
         "sequences": {name: {"temporal_stability": value} for name, value in stability.items()},
     }
 

@@ -5,7 +5,12 @@ without a class (DAVIS imports, the simulated annotator) counts as the first cla
 "object" when the project has no label classes. Predictions go to
 `$SEGLOOP_DATA_DIR/runs/predictions/<checkpoint-id>/<video-id>.npz` (uint8 probabilities at
 stride 4, frame ids) and the per-frame uncertainty to `frame_scores` (vss_entropy_mean,
-vss_entropy_p90, vss_margin) for the uncertainty selectors.
+vss_entropy_p90, vss_margin) for the uncertainty selectors. A VSS head trained with the temporal module
+(`segloop.platform.vss.temporal`) predicts through it; a VOS checkpoint (the memory model folder of
+`finetune vos`) predicts by propagating each video's human masks (object probabilities at stride 4,
+`vos_uncertainty` per frame). VSS scores: held-out frames (scope `overall`), and with `val_videos` whole
+held-out videos (scope `held-out videos`); mIoU, temporal flicker and stability, with and without the
+temporal module.
 """
 from __future__ import annotations
 
@@ -120,16 +125,31 @@ class FinetuneResult:
     evaluated_on: int = 0
 
 
+def split_videos(frames: ProjectFrames, count: int, seed: int) -> list[str]:
+    """`count` labelled videos held out whole (chosen by seed); at least one labelled video is left to train on."""
+    if count <= 0:
+        return []
+    labelled = sorted(name for name, maps in frames.labels.items() if maps)
+    if count >= len(labelled):
+        raise FinetuneError(f"val_videos: {count} held-out videos leave no labelled video to train on "
+                            f"(the project has {len(labelled)} labelled videos)")
+    order = np.random.default_rng(seed).permutation(len(labelled))
+    return sorted(labelled[int(i)] for i in order[:count])
+
+
 def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
                          backbone: str = DEFAULT_BACKBONE, short_side: int = 192,
-                         config: VSSConfig = VSSConfig(), val_fraction: float = 0.2,
-                         reference: Reference | None = None, extra_params: dict | None = None,
+                         config: VSSConfig = VSSConfig(), val_fraction: float = 0.2, val_videos: int = 0,
+                         temporal=None, reference: Reference | None = None, extra_params: dict | None = None,
                          settings: Settings | None = None, job_id: int | None = None,
                          progress: Progress | None = None) -> FinetuneResult | None:
-    """Train a VSS head on the project's human-labeled frames, register it, and score it on held-out frames.
+    """Train a VSS head on the project's human-labeled frames, register it, and score it on held-out frames
+    (and on `val_videos` whole held-out videos).
 
-    Under torchrun every process trains (gradients averaged); only rank 0 saves, registers and scores,
-    the other ranks return None.
+    With `temporal` (a `TemporalConfig`) the temporal module is trained too (correspondence: the encoder of
+    `pretrained`, raw colour without one), stored in the checkpoint, and every score is given with and
+    without it. Under torchrun every process trains (gradients averaged); only rank 0 saves, registers and
+    scores, the other ranks return None.
 
     Held out: with `reference(video, source index) -> class map or None` (a simulated annotator's ground
     truth; None for videos it does not cover) every frame without a human mask; otherwise a
@@ -142,25 +162,44 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
     frames = load_project(project, settings)
     spec = FeatureSpec(backbone=backbone, weights=pretrained, short_side=short_side)
     feats = features_of(frames, spec, settings, lambda f, m: report(0.3 * f, m))
-    train_keys, val_keys = split_validation(frames.labeled(), 0 if reference else val_fraction, config.seed)
+    held_videos = split_videos(frames, val_videos, config.seed)
+    keys = [(v, i) for v, i in frames.labeled() if v not in held_videos]
+    train_keys, val_keys = split_validation(keys, 0 if reference else val_fraction, config.seed)
     samples = [Sample(v, i, frames.labels[v][i]) for v, i in train_keys]
     out_dir = Path(out_dir)
     trained = vss.train_vss(samples, feats, len(frames.classes), spec, config,
                             frame_paths=frames.videos, state_path=out_dir / "train_state.pt",
-                            progress=lambda f, m: report(0.3 + 0.5 * f, m))
+                            progress=lambda f, m: report(0.3 + 0.4 * f, m))
     if not is_main_process():
         return None
+    temporal_params = {}
+    if temporal is not None:
+        from segloop.platform.vss.temporal import EncoderRef, train_temporal
+
+        encoder = EncoderRef(pretrained, backbone if pretrained else None)
+        trained.temporal = train_temporal(samples, feats, _readers(frames), len(frames.classes), spec, config,
+                                          encoder, temporal, progress=lambda f, m: report(0.7 + 0.1 * f, m))
+        temporal_params = {"temporal": {**temporal.as_dict(), "encoder": pretrained or "pixels"}}
     path = vss.save_vss(out_dir / "vss.pt", trained)
     labeled_ids = [frames.frame_ids[v][i] for v, i in train_keys]
     params = {"classes": frames.classes, "config": config.as_dict(), "spec": spec.as_dict(),
               "labeled_frame_ids": labeled_ids, "validation_frame_ids": [frames.frame_ids[v][i] for v, i in val_keys],
-              "final_loss": float(np.mean(trained.losses[-10:])), **(extra_params or {})}
+              "validation_videos": held_videos, "final_loss": float(np.mean(trained.losses[-10:])),
+              **temporal_params, **(extra_params or {})}
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
         checkpoint = artifacts.add_checkpoint(session, "vss", backbone, str(path.resolve()), project_id=info.id,
                                               job_id=job_id, step=len(trained.losses), params=params)
     report(0.85, "evaluating")
-    values, count = evaluate_vss_project(trained, feats, frames, val_keys, reference)
+    held_out = set(val_keys) | {(v, i) for v, i in frames.labeled() if v in held_videos}
+    scored = held_out_frames(frames, val_keys, reference, exclude=held_videos)
+    values, count = evaluate_vss_project(trained, feats, frames, scored, reference, held_out)
+    if held_videos:
+        whole = {name: _truth_indices(frames, name, reference) for name in held_videos}
+        video_values, video_count = evaluate_vss_project(trained, feats, frames, whole, reference, held_out)
+        values.update({(HELD_OUT_VIDEOS, key if scope == "overall" else f"{scope} {key}", name): v
+                       for (scope, key, name), v in video_values.items()})
+        count += video_count
     with session_scope(get_engine(settings)) as session:
         metrics.add_metrics(session, [(scope, key, name, v) for (scope, key, name), v in values.items()],
                             job_id=job_id, project_id=checkpoint.project_id, checkpoint_id=checkpoint.id)
@@ -169,47 +208,96 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
     return FinetuneResult(checkpoint.id, str(path), len(samples), summary, count)
 
 
-def evaluate_vss_project(trained, feats, frames: ProjectFrames, val_keys: list[tuple[str, int]],
-                         reference: Reference | None) -> tuple[dict[tuple[str, str, str], float], int]:
-    """({(scope, key, name): value}, frames scored): mIoU, per-class IoU and J&F, temporal stability."""
-    from segloop.platform.evaluation import metrics as evaluation
-    from segloop.platform.vss import head as vss
+HELD_OUT_VIDEOS = "held-out videos"
+WITHOUT_TEMPORAL = "_without_temporal"
 
-    predictions, truth, chosen = {}, {}, {}
+
+def _readers(frames: ProjectFrames) -> dict[str, FrameFolder]:
+    """Lazy RGB frame readers of every video."""
+    return {name: FrameFolder(paths) for name, paths in frames.videos.items()}
+
+
+def _truth_indices(frames: ProjectFrames, name: str, reference: Reference | None) -> list[int]:
+    """Frames of a video with ground truth: every frame the reference covers, else the human-labelled ones."""
+    if reference is not None and reference(name, frames.source_indices[name][0]) is not None:
+        return list(range(len(frames.videos[name])))
+    return sorted(frames.labels.get(name, {}))
+
+
+def held_out_frames(frames: ProjectFrames, val_keys: list[tuple[str, int]], reference: Reference | None,
+                    exclude: Sequence[str] = ()) -> dict[str, list[int]]:
+    """{video: frame indices} scored as held-out frames: with a reference every unlabelled frame of the videos it
+    covers, else the validation frames; videos in `exclude` (held out whole) are left out."""
     labeled = set(frames.labeled())
+    chosen = {}
     for name in frames.videos:
+        if name in exclude:
+            continue
         if reference is not None:
             if reference(name, frames.source_indices[name][0]) is None:
                 continue
             indices = [i for i in range(len(frames.videos[name])) if (name, i) not in labeled]
         else:
             indices = [i for v, i in val_keys if v == name]
-        if not indices:
-            continue
-        probs = vss.predict_video(trained, feats[name])
+        if indices:
+            chosen[name] = indices
+    return chosen
+
+
+def evaluate_vss_project(trained, feats, frames: ProjectFrames, chosen: dict[str, list[int]],
+                         reference: Reference | None,
+                         held_out: set[tuple[str, int]]) -> tuple[dict[tuple[str, str, str], float], int]:
+    """({(scope, key, name): value}, frames scored) on the `chosen` frames: mIoU, per-class IoU and J&F, temporal
+    flicker and stability, against the majority-class baseline; with a temporal module also every overall score
+    without it (`…_without_temporal`)."""
+    from segloop.platform.vss import head as vss
+    from segloop.platform.vss.temporal import predict_frames
+
+    if not chosen:
+        return {}, 0
+    head_maps, fused_maps, truth = {}, {}, {}
+    for name, indices in chosen.items():
+        probs, fused = predict_frames(trained, feats[name], FrameFolder(frames.videos[name]))
         size = feats[name].size
-        predictions[name] = [vss.class_map(p, size) for p in probs]
+        head_maps[name] = [vss.class_map(p, size) for p in probs]
+        if fused is not None:
+            fused_maps[name] = [vss.class_map(p, size) for p in fused]
         gt = {i: (reference(name, frames.source_indices[name][i]) if reference is not None else frames.labels[name][i])
               for i in indices}
         truth[name] = _Sparse(len(probs), gt, size)
-        chosen[name] = indices
-    if not truth:
-        return {}, 0
-    result = evaluation.evaluate_vss(predictions, truth, trained.num_classes, frames=chosen)
-    values = {("overall", "", "mIoU"): result["mIoU"]}
-    majority = majority_class(frames, set(val_keys))
-    constant = {name: [np.full(feats[name].size, majority, dtype=np.uint8)] * len(predictions[name])
-                for name in predictions}
-    baseline = evaluation.evaluate_vss(constant, truth, trained.num_classes, frames=chosen)["mIoU"]
+    values = _vss_scores(fused_maps or head_maps, truth, chosen, trained.num_classes)
+    if fused_maps:
+        without = _vss_scores(head_maps, truth, chosen, trained.num_classes)
+        values.update({(scope, key, name + WITHOUT_TEMPORAL): v for (scope, key, name), v in without.items()
+                       if scope == "overall"})
+    majority = majority_class(frames, held_out)
+    constant = {name: [np.full(feats[name].size, majority, dtype=np.uint8)] * len(head_maps[name])
+                for name in head_maps}
+    baseline = evaluation_scores(constant, truth, chosen, trained.num_classes)["mIoU"]
     values[("overall", "", "mIoU_majority_baseline")] = baseline
-    values[("overall", "", "below_baseline")] = float(result["mIoU"] <= baseline)
-    if result["temporal_stability"] is not None:
-        values[("overall", "", "temporal_stability")] = result["temporal_stability"]
+    values[("overall", "", "below_baseline")] = float(values[("overall", "", "mIoU")] <= baseline)
+    return values, sum(len(v) for v in chosen.values())
+
+
+def evaluation_scores(predictions, truth, chosen, num_classes: int) -> dict:
+    """`evaluate_vss` of class maps on the chosen frames."""
+    from segloop.platform.evaluation import metrics as evaluation
+
+    return evaluation.evaluate_vss(predictions, truth, num_classes, frames=chosen)
+
+
+def _vss_scores(predictions, truth, chosen, num_classes: int) -> dict[tuple[str, str, str], float]:
+    """Overall mIoU, temporal flicker and stability, per-class IoU and J&F as metric rows."""
+    result = evaluation_scores(predictions, truth, chosen, num_classes)
+    values = {("overall", "", "mIoU"): result["mIoU"]}
+    for measure in ("temporal_flicker", "temporal_stability"):
+        if result[measure] is not None:
+            values[("overall", "", measure)] = result[measure]
     for cls, entry in result["classes"].items():
         for measure in ("IoU", "J&F"):
             if entry.get(measure) is not None:
                 values[("class", cls, measure)] = entry[measure]
-    return values, sum(len(v) for v in chosen.values())
+    return values
 
 
 def majority_class(frames: ProjectFrames, held_out: set[tuple[str, int]]) -> int:
@@ -244,15 +332,20 @@ def prediction_dir(settings: Settings, checkpoint_id: int) -> Path:
 
 def predict_project(project: str, checkpoint_id: int, *, settings: Settings | None = None, job_id: int | None = None,
                     progress: Progress | None = None) -> dict:
-    """Predict every frame of the project with a VSS checkpoint: .npz per video + uncertainty frame scores."""
+    """Predict every frame of the project with a VSS checkpoint (and its temporal module, if any) or a VOS one
+    (propagated from each video's human masks): .npz per video + uncertainty frame scores."""
     from segloop.platform.vss import head as vss
+    from segloop.platform.vss.temporal import predict_frames
 
     settings = settings or load_settings()
     report = progress or (lambda fraction, message: None)
     with session_scope(get_engine(settings)) as session:
         checkpoint = artifacts.get_checkpoint(session, checkpoint_id)
+    if checkpoint.kind == "vos":
+        return predict_vos_project(project, checkpoint, settings=settings, job_id=job_id, progress=progress)
     if checkpoint.kind != "vss":
-        raise FinetuneError(f"checkpoint {checkpoint_id} is a {checkpoint.kind!r} checkpoint; predict needs a vss one")
+        raise FinetuneError(f"checkpoint {checkpoint_id} is a {checkpoint.kind!r} checkpoint; "
+                            "predict needs a vss or vos one")
     trained, backbone = vss.load_vss(checkpoint.path)
     frames = load_project(project, settings)
     if backbone is not None:
@@ -263,17 +356,75 @@ def predict_project(project: str, checkpoint_id: int, *, settings: Settings | No
     signals: dict[str, dict[int, float]] = {}
     written = []
     for position, name in enumerate(frames.videos):
-        probs = vss.predict_video(trained, feats[name])
+        probs, fused = predict_frames(trained, feats[name], FrameFolder(frames.videos[name]))
+        probs = probs if fused is None else fused
         written.append(str(vss.save_predictions(out_dir / f"{frames.video_ids[name]}.npz", name, probs,
                                                 feats[name].size, frames.frame_ids[name])))
         for signal, values in vss.uncertainty_signals(probs).items():
             signals.setdefault(signal, {}).update(zip(frames.frame_ids[name], values.tolist()))
         report(0.5 + 0.5 * (position + 1) / len(frames.videos), f"predicted {name}")
+    _store_signals(settings, signals, job_id, checkpoint_id)
+    return {"checkpoint_id": checkpoint_id, "files": written, "frames": sum(len(v) for v in frames.videos.values()),
+            "signals": sorted(signals), "temporal": trained.temporal is not None}
+
+
+def predict_vos_project(project: str, checkpoint, *, settings: Settings, job_id: int | None = None,
+                        progress: Progress | None = None) -> dict:
+    """Propagate each video's human masks with a registered memory VOS model: per video an .npz of object
+    probabilities at stride 4 (channel = object id; the VSS prediction format), per frame `vos_uncertainty`.
+    Videos without a human mask are skipped (listed in the result)."""
+    from segloop.platform.services.models import VOS_MODEL, ProjectModels, make_propagator
+    from segloop.platform.services.propagation import UNCERTAINTY_SIGNAL
+    from segloop.platform.vos import propagation as vos
+    from segloop.platform.vss import head as vss
+
+    report = progress or (lambda fraction, message: None)
+    frames = load_project(project, settings, object_labels=True)
+    models = ProjectModels(checkpoint.project_id or 0, vos=checkpoint)
+    if models.vos_model_dir is None:
+        raise FinetuneError(f"checkpoint {checkpoint.id}: not a memory VOS model folder (train one with finetune vos)")
+    propagator = make_propagator(models, VOS_MODEL, vos.PropagationConfig())
+    out_dir = prediction_dir(settings, checkpoint.id)
+    uncertainty: dict[int, float] = {}
+    written, skipped = [], []
+    for position, name in enumerate(frames.videos):
+        keyframes = frames.labels.get(name) or {}
+        if not keyframes:
+            skipped.append(name)
+            continue
+        reader = FrameFolder(frames.videos[name])
+        objects = max(int(m.max()) for m in keyframes.values()) + 1
+        probs = []
+        for item in vos.iter_propagate(reader, keyframes, propagator):
+            probs.append(object_probabilities(item.mask, objects))
+            certain = item.confidence.get("fg_mean_max_prob") or item.confidence.get("mean_max_prob", 1.0)
+            uncertainty[frames.frame_ids[name][item.index]] = 0.0 if item.index in keyframes else 1.0 - certain
+        written.append(str(vss.save_predictions(out_dir / f"{frames.video_ids[name]}.npz", name, np.stack(probs),
+                                                reader.size, frames.frame_ids[name])))
+        report((position + 1) / len(frames.videos), f"propagated {name}")
+    signals = {UNCERTAINTY_SIGNAL: uncertainty} if uncertainty else {}
+    _store_signals(settings, signals, job_id, checkpoint.id)
+    return {"checkpoint_id": checkpoint.id, "files": written,
+            "frames": sum(len(frames.videos[n]) for n in frames.videos if n not in skipped),
+            "signals": sorted(signals), "skipped_videos": skipped}
+
+
+def object_probabilities(mask: np.ndarray, objects: int, stride: int = 4) -> np.ndarray:
+    """(objects, H/stride, W/stride) float32: each object id's share of every stride × stride cell of a label map."""
+    import cv2
+
+    height, width = mask.shape
+    size = (max(1, width // stride), max(1, height // stride))
+    return np.stack([cv2.resize((mask == k).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+                     for k in range(objects)])
+
+
+def _store_signals(settings: Settings, signals: dict[str, dict[int, float]], job_id: int | None,
+                   checkpoint_id: int) -> None:
+    """Per-frame uncertainty signals as frame scores of the checkpoint."""
     with session_scope(get_engine(settings)) as session:
         for signal, values in signals.items():
             scores.add_frame_scores(session, signal, values, job_id=job_id, checkpoint_id=checkpoint_id)
-    return {"checkpoint_id": checkpoint_id, "files": written, "frames": sum(len(v) for v in frames.videos.values()),
-            "signals": sorted(signals)}
 
 
 def _features_with(backbone, frames: ProjectFrames, spec: FeatureSpec):

@@ -135,8 +135,8 @@ def _video_ids(session: Session, video_ids: list[int], params: Any) -> None:
 
 
 def _checkpoint(session: Session, checkpoint_id: int, kind: str) -> None:
-    """The checkpoint exists, is of the kind the field needs, and has its file."""
-    artifacts.usable_checkpoint(session, checkpoint_id, (kind,))
+    """The checkpoint exists, is of a kind the field needs ('vss|vos': either), and has its file."""
+    artifacts.usable_checkpoint(session, checkpoint_id, tuple(kind.split("|")))
 
 
 def _embedding_set(session: Session, embedding_set_id: int, params: Any) -> None:

@@ -39,7 +39,8 @@ _OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("finetune_vos", p.FinetuneVOSParams,
               "Train the propagation-refinement decoder on a project's masks; J&F plain vs refined."),
     Operation("predict", p.PredictParams,
-              "Predict every frame of a project with a VSS checkpoint; uncertainty scores."),
+              "Predict every frame of a project with a VSS checkpoint (or a VOS one: propagated from the human "
+              "masks); uncertainty scores."),
     Operation("loop_round", p.LoopRoundParams,
               "One round: select, label (oracle) or wait, fine-tune, predict, evaluate."),
     Operation("map2d", p.Map2dParams,

@@ -133,6 +133,12 @@ class FinetuneVSSParams(FinetuneBase):
                                 help="Labeled frames held out for evaluation (none below 5 labeled frames).")
     oracle: str | None = param(None, ref="path",
                                help="Ground truth (DAVIS root or <dir>/<video>/%05d.png): score every unlabeled frame.")
+    val_videos: int = param(0, min=0,
+                            help="Whole videos held out from training (chosen by seed) and scored on every frame with "
+                                 "ground truth (the oracle's, else their human masks).")
+    temporal: bool = param(False, help="Temporal module: the previous frame's probabilities carried through the "
+                                       "pretrained encoder's dense correspondence, fused by a gate trained on the "
+                                       "labelled frames; stored with the checkpoint and used by predict.")
     seed: int = param(0, help="Random seed.")
 
 
@@ -148,9 +154,10 @@ class FinetuneVOSParams(FinetuneBase):
 
 @dataclass
 class PredictParams:
-    """Predict every frame of a project with a VSS checkpoint; per-frame uncertainty scores."""
+    """Predict every frame of a project with a VSS checkpoint (its temporal module too, when it has one) or a VOS
+    checkpoint (propagated from each video's human masks); per-frame uncertainty scores."""
 
-    checkpoint_id: int = param(ref="checkpoint:vss", help="A VSS checkpoint id.")
+    checkpoint_id: int = param(ref="checkpoint:vss|vos", help="A VSS or VOS checkpoint id.")
     project: str = _project()
 
 

@@ -22,6 +22,7 @@ def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "aut
     from segloop.platform.services.finetuning import finetune_vss_project, load_project
     from segloop.platform.services.loop import oracle_from, oracle_reference
     from segloop.platform.vss.head import VSSConfig
+    from segloop.platform.vss.temporal import TemporalConfig
 
     settings = settings or load_settings()
     truth = oracle_from(params.oracle)
@@ -34,7 +35,9 @@ def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "aut
     _say(progress, f"encoder: {encoder.source}")
     return finetune_vss_project(params.project, out_dir, pretrained=encoder.weights,
                                 backbone=encoder.backbone, short_side=params.short_side, config=config,
-                                val_fraction=params.val_fraction, reference=reference, settings=settings,
+                                val_fraction=params.val_fraction, val_videos=params.val_videos,
+                                temporal=TemporalConfig(seed=params.seed) if params.temporal else None,
+                                reference=reference, settings=settings,
                                 job_id=job_id, progress=progress)
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from segloop.platform.core.device import resolve_device
+from segloop.platform.core.errors import FinetuneError
+from segloop.platform.core.image import image_tensor
 from segloop.platform.core.schedules import cosine
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
-from segloop.platform.vss.head import FinetuneError, image_tensor
 
 PRIOR_CLAMP = 0.9
 FINE = 16

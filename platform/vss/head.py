@@ -8,7 +8,8 @@ stage is kept tiny, 16 channels and no normalisation, so a training step takes t
 Class 0 is background. Training samples labeled frames with replacement (horizontal flips),
 cross-entropy with 255 ignored, AdamW; with `finetune_backbone` the ViT is trained too, its blocks
 at layer-wise decayed learning rates (lr × decay^(depth - i)). Predictions are per-pixel class
-probabilities at the head's resolution, stored as uint8 (p × 255) and upsampled for scoring.
+probabilities at the head's resolution, stored as uint8 (p × 255) and upsampled for scoring. A head
+trained with the temporal module (`temporal.py`) carries its gate in the same checkpoint.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from segloop.platform.core.device import resolve_device
+from segloop.platform.core.errors import FinetuneError
+from segloop.platform.core.image import image_tensor
 from segloop.platform.core.optim import layer_decay_groups
 from segloop.platform.core.schedules import cosine
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
@@ -27,10 +30,6 @@ from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
 IGNORE = 255
 FINE = 16
 HEAD_KINDS = ("linear", "multiscale")
-
-
-class FinetuneError(ValueError):
-    """Settings or labels that cannot be trained on; the message names the field or file."""
 
 
 @dataclass(frozen=True)
@@ -106,13 +105,6 @@ def build_head(kind: str, in_dim: int, layers: int, num_classes: int, hidden: in
     return LinearHead() if kind == "linear" else MultiScaleHead()
 
 
-def image_tensor(images: np.ndarray, device: str):
-    """uint8 (B, 3, H, W) -> float in [-1, 1]."""
-    import torch
-
-    return torch.as_tensor(images, device=device).float().div_(127.5).sub_(1.0)
-
-
 def labels_at(label_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A class map resized (nearest) to (height, width)."""
     import cv2
@@ -142,12 +134,14 @@ class TrainedVSS:
     spec: FeatureSpec
     backbone_state: dict | None = None
     losses: list[float] = field(default_factory=list)
+    temporal: object | None = None  # a `temporal.TemporalModel` when trained with the temporal module
 
     def state(self) -> dict:
         """Everything `load_vss` needs, as a torch-saveable dict."""
         return {"kind": "vss", "head": self.head.state_dict(), "head_kind": self.head_kind,
                 "num_classes": self.num_classes, "in_dim": self.in_dim, "layers": self.layers, "hidden": self.hidden,
-                "spec": self.spec.as_dict(), "backbone_state": self.backbone_state, "losses": self.losses}
+                "spec": self.spec.as_dict(), "backbone_state": self.backbone_state, "losses": self.losses,
+                "temporal": self.temporal.state() if self.temporal is not None else None}
 
 
 def total_steps(config: VSSConfig, samples: int) -> int:
@@ -315,6 +309,10 @@ def load_vss(path: str | Path, device: str = "cpu") -> tuple[TrainedVSS, object 
     spec = FeatureSpec(**state["spec"])
     trained = TrainedVSS(head, state["head_kind"], state["num_classes"], state["in_dim"], state["layers"],
                          state["hidden"], spec, state.get("backbone_state"), state.get("losses", []))
+    if state.get("temporal"):
+        from segloop.platform.vss.temporal import temporal_from_state
+
+        trained.temporal = temporal_from_state(state["temporal"])
     backbone = None
     if trained.backbone_state:
         from segloop.platform.features.backbone import load_backbone

@@ -31,4 +31,5 @@ BENCH_MODULES: list[str] = [
     "segloop.platform.bench.select",
     "segloop.platform.bench.active_learning",
     "segloop.platform.bench.keyframes",
+    "segloop.platform.bench.vss",
 ]

@@ -126,7 +126,8 @@ def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | Non
 @spec_options(PredictParams, names={"checkpoint_id": "--checkpoint"}, required=("project",))
 @friendly_errors
 def predict(**values) -> None:
-    """Predict class probabilities of every frame (stored .npz per video) and per-frame uncertainty scores."""
+    """Predict every frame with a VSS checkpoint (class probabilities; its temporal module when it has one) or a VOS
+    checkpoint (propagated from each video's human masks): .npz per video and per-frame uncertainty scores."""
     from segloop.platform.services.finetuning import predict_project
 
     params = _checked("predict", PredictParams, values, None)
@@ -135,7 +136,10 @@ def predict(**values) -> None:
     print_table(f"predictions of checkpoint {params.checkpoint_id}", ["what", "value"],
                 [("frames", result["frames"]), ("files", len(result["files"])),
                  ("folder", str(Path(result["files"][0]).parent) if result["files"] else ""),
-                 ("uncertainty signals", ", ".join(result["signals"]))])
+                 ("uncertainty signals", ", ".join(result["signals"]))]
+                + ([("temporal module", "yes" if result["temporal"] else "no")] if "temporal" in result else [])
+                + ([("videos without a human mask (skipped)", ", ".join(result["skipped_videos"]))]
+                   if result.get("skipped_videos") else []))
 
 
 @click.group("loop")
