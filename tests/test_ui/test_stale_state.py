@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 import segloop.ui
 from segloop.platform.db.engine import session_scope
+from segloop.platform.db.stores import footage, selections
 from segloop.platform.db.stores import jobs as job_store
 
 from .conftest import page_script
@@ -62,3 +63,78 @@ def test_a_queued_job_becomes_the_shown_one(engine, footage_project) -> None:
         newest = job_store.list_jobs(session)[0]
     assert newest.id != older.id and newest.kind == "pretrain"
     assert app.selectbox(key="jobs_selected").value == newest.id
+
+
+def second_project(engine, settings, tmp_path) -> tuple[int, list]:
+    """A second project, 'zz', with one small synthetic video: (its id, its frames)."""
+    from segloop.platform.db.stores import projects
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+    from segloop.platform.media.synth import SynthOptions, synthesize
+
+    synthesize(tmp_path / "other", SynthOptions(videos=1, frames=6, width=64, height=48, seed=11))
+    assert not ingest_paths([tmp_path / "other" / "videos"], IngestOptions(project="zz"), settings).failed
+    with session_scope(engine) as session:
+        project = projects.get_project(session, "zz")
+        [video] = footage.list_videos(session, project.id)
+        return project.id, footage.list_frames(session, video.id)
+
+
+def test_library_label_this_frame_opens_it_under_its_own_project(engine, settings, footage_project, tmp_path) -> None:
+    """Library → project 'zz' → View frame #3 → Label this frame: the Label page opens on that frame with the
+    project 'zz' and its video's queue, not under the first project's queue."""
+    _, frames = second_project(engine, settings, tmp_path)
+    app = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    app.selectbox(key="library_project").set_value("zz")
+    ok(app.run())
+    ok(app.button(key=f"library_view_{frames[3].id}").click().run())
+    ok(app.button(key="library_to_label").click().run())
+    assert app.selectbox(key="label_project").value == "zz"
+    assert app.selectbox(key="label_queue").value == ("video", frames[3].video_id)
+    assert app.session_state["label_session"].frame_id == frames[3].id
+    assert app.query_params["frame"] == str(frames[3].id)
+
+
+def test_an_empty_selection_run_is_refused_and_never_becomes_the_queue(engine, footage_project, embedded) -> None:
+    """Every frame of a video already picked, then k-center on that video again with min gap 100000: 0 frames →
+    an error that names the constraints, and no run stored, so the Label page's queue is not an empty run."""
+    app = page("select_frames")
+    app.number_input(key="select_budget").set_value(12)
+    app.checkbox(key="select_dup").uncheck()
+    app.multiselect(key="select_videos").select(footage_project.video_ids[0])
+    ok(app.button(key="select_run_go").click().run())
+    with session_scope(engine) as session:
+        [first] = selections.list_selections(session, footage_project.project_id)
+        assert len(selections.selection_items(session, first.id)) == 12
+    app.number_input(key="select_gap").set_value(100_000)
+    ok(app.button(key="select_run_go").click().run())
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and "picked no frame" in errors[0] and "min_gap_frames 100000" in errors[0], errors
+    with session_scope(engine) as session:
+        assert [r.id for r in selections.list_selections(session, footage_project.project_id)] == [first.id]
+
+
+def record_signals(engine, footage_project) -> None:
+    """Two per-frame uncertainty signals on every frame of the project."""
+    from segloop.platform.db.stores import scores
+
+    with session_scope(engine) as session:
+        frames = [f for v in footage_project.video_ids for f in footage.list_frames(session, v)]
+        scores.add_frame_scores(session, "vos_fb_disagreement", {f.id: (f.index % 5) / 5 for f in frames})
+        scores.add_frame_scores(session, "vss_entropy_mean", {f.id: (f.index % 3) / 3 for f in frames})
+
+
+def test_uncertainty_and_hybrid_run_with_their_default_signal(engine, footage_project, embedded) -> None:
+    """With two recorded signals, `uncertainty` and `hybrid` run on the Select page without naming one: the
+    signal picker starts at a recorded signal, and each stores a run of 3 picks ranked by it."""
+    record_signals(engine, footage_project)
+    app = page("select_frames")
+    app.number_input(key="select_budget").set_value(3)
+    for strategy in ("uncertainty", "hybrid"):
+        ok(app.selectbox(key="select_strategy").select(strategy).run())
+        assert app.selectbox(key=f"select_param_{strategy}_signal").value == "vos_fb_disagreement"
+        ok(app.button(key="select_run_go").click().run())
+        assert not app.error, [e.value for e in app.error]
+        with session_scope(engine) as session:
+            run = selections.list_selections(session, footage_project.project_id)[0]
+            picks = selections.selection_items(session, run.id)
+        assert run.strategy == strategy and run.params["signal"] == "vos_fb_disagreement" and len(picks) == 3

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from segloop.platform.services import artifacts, explore, labeling, library
-from segloop.ui import resources
+from segloop.ui import handoff, resources
 
 COLOUR_BY = ("video", "label status", "selection run", "uncertainty")
 STATUS_COLOURS = {"unlabeled": "#9e9e9e", "draft": "#ff9800", "submitted": "#2196f3", "reviewed": "#4caf50"}
@@ -150,8 +150,7 @@ def frame_panel(set_id: int) -> None:
         image = labeling.overlay(image, detail.label_map(), 0.5)
     picture.image(image, width="stretch")
     if side.button("Label this frame", key="explore_to_label"):
-        st.session_state["label_frame_request"] = frame_id
-        side.info("Open the **Label** page: this frame is waiting there.")
+        handoff.open_in_label(detail, side)
     k = int(side.slider("Similar frames", 3, 48, 12, key="explore_k"))
     if side.button("More like this", key="explore_similar", type="primary"):
         st.session_state["explore_similar_of"] = (set_id, frame_id, k)
