@@ -12,6 +12,7 @@ from segloop.platform.db.stores import footage, selections
 from segloop.platform.db.stores import jobs as job_store
 
 from .conftest import page_script
+from .test_e2e_browser import browser_env, served  # noqa: F401 (fixtures)
 
 APP = str(Path(segloop.ui.__file__).parent / "app.py")
 TIMEOUT = 60
@@ -26,6 +27,15 @@ def ok(app: AppTest) -> AppTest:
     """The app after a run that raised nothing."""
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+def open_page(app: AppTest, url_path: str) -> AppTest:
+    """The whole app (entry file) switched to the page of `url_path`, as its link in the navigation does
+    (AppTest.switch_page only knows file pages; a callable page's id is the hash of its URL path)."""
+    from streamlit.util import calc_hash
+
+    app._page_hash = calc_hash(url_path)
+    return ok(app.run())
 
 
 def test_jobs_selector_says_cancel_requested_after_cancelling_a_running_job(engine) -> None:
@@ -83,7 +93,7 @@ def test_library_label_this_frame_opens_it_under_its_own_project(engine, setting
     """Library → project 'zz' → View frame #3 → Label this frame: the Label page opens on that frame with the
     project 'zz' and its video's queue, not under the first project's queue."""
     _, frames = second_project(engine, settings, tmp_path)
-    app = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    app = open_page(ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run()), "library")
     app.selectbox(key="library_project").set_value("zz")
     ok(app.run())
     ok(app.button(key=f"library_view_{frames[3].id}").click().run())
@@ -138,3 +148,22 @@ def test_uncertainty_and_hybrid_run_with_their_default_signal(engine, footage_pr
             run = selections.list_selections(session, footage_project.project_id)[0]
             picks = selections.selection_items(session, run.id)
         assert run.strategy == strategy and run.params["signal"] == "vos_fb_disagreement" and len(picks) == 3
+
+
+def test_every_page_opens_by_its_link_in_a_browser(served) -> None:  # noqa: F811 (the fixture)
+    """`segloop ui` in Chromium: /library (and every other page's URL) opens that page, not "Page not found"."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .test_e2e_browser import CHROMIUM, CHROMIUM_ARGS
+
+    url, _ = served
+    titles = {"library": "Library", "": "segloop", "upload": "Upload", "explore": "Explore",
+              "select": "Select frames to label", "label": "Label", "results": "Results", "jobs": "Jobs"}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        for path, title in titles.items():
+            page.goto(f"{url}/{path}")
+            expect(page.locator("h1").first).to_have_text(title, timeout=60_000)
+            assert "Page not found" not in page.inner_text("body"), path
+        browser.close()
