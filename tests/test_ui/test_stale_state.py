@@ -167,3 +167,23 @@ def test_every_page_opens_by_its_link_in_a_browser(served) -> None:  # noqa: F81
             expect(page.locator("h1").first).to_have_text(title, timeout=60_000)
             assert "Page not found" not in page.inner_text("body"), path
         browser.close()
+
+
+def test_tsne_page_waits_for_its_map2d_job_and_shows_the_map(engine, settings, footage_project, embedded) -> None:
+    """Queueing the t-SNE map shows the job's progress in place (a fragment polls it every 2 s and reruns the page
+    when it has finished); once the worker has finished, the map is on the page without going to the Jobs page."""
+    from segloop.platform.services.explore import compute_map
+
+    app = page("explore")
+    ok(app.radio(key="explore_method").set_value("tsne").run())
+    ok(app.button(key="explore_tsne_go").click().run())
+    with session_scope(engine) as session:
+        [job] = job_store.list_jobs(session)
+    assert any(f"map2d job {job.id} · queued" in p.proto.text for p in app.get("progress"))
+    with session_scope(engine) as session:
+        job_store.claim_next_job(session, "w")
+    compute_map(embedded, settings, "tsne", job.params["max_points"], 0, perplexity=5.0)
+    with session_scope(engine) as session:
+        job_store.finish_job(session, job.id, {"points": 24})
+    ok(app.run())
+    assert len(app.get("vega_lite_chart")) == 1 and not app.get("progress")
