@@ -134,14 +134,14 @@ def _job_kind(session, job_id: int) -> str | None:
         return None
 
 
-def class_names(engine: Engine, checkpoint_id: int) -> list[str]:
-    """The class names of a VSS checkpoint by class index (background first)."""
+def project_class_names(engine: Engine, project_id: int | None) -> list[str]:
+    """Class names by the index VSS training gives them: background, then the project's label classes in order
+    ('object' when it has none), as `finetuning.load_project` numbers them."""
+    if project_id is None:
+        return ["background", "object"]
     with session_scope(engine) as session:
-        info = artifacts.get_checkpoint(session, checkpoint_id)
-        fallback = ["background"] + ([c.name for c in projects.list_label_classes(session, info.project_id)]
-                                     if info.project_id is not None else [])
-    names = info.params.get("classes")
-    return [str(n) for n in names] if isinstance(names, list) and names else fallback
+        names = [c.name for c in projects.list_label_classes(session, project_id)]
+    return ["background"] + (names or ["object"])
 
 
 @dataclass(frozen=True)
