@@ -198,7 +198,7 @@ def frame_panel(set_id: int) -> None:
     if side.button("Label this frame", key="explore_to_label"):
         handoff.open_in_label(detail, side)
     k = int(side.slider("Similar frames", 3, 48, 12, key="explore_k"))
-    other_videos = side.toggle("Only from other videos", value=True, key="explore_other_videos",
+    other_videos = side.toggle("Only from other videos", value=False, key="explore_other_videos",
                                help="Leave out the frame's own video (its neighbours are near-copies of it).")
     if side.button("More like this", key="explore_similar", type="primary"):
         st.session_state["explore_similar_of"] = (set_id, frame_id, k, other_videos)
