@@ -12,21 +12,7 @@ from segloop.platform.db.stores import artifacts
 from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.services import jobs as job_service
 
-from .conftest import page_script
-
-
-def jobs_page() -> AppTest:
-    """The Jobs page, run once without exceptions."""
-    app = AppTest.from_string(page_script("jobs"), default_timeout=60).run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
-def submit(app: AppTest, kind: str) -> AppTest:
-    """Press a kind's queue button."""
-    app.button(key=f"FormSubmitter:jobs_{kind}_form-Queue {kind} job").click().run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+from .test_jobs_page import jobs_page, submit
 
 
 def queued(engine) -> list:
