@@ -9,21 +9,23 @@ from __future__ import annotations
 import streamlit as st
 
 from segloop.ui import resources, signin
-from segloop.ui.views import admin, explore, jobs, label, library, results, review, select_frames, upload
+from segloop.ui.views import admin, explore, home, jobs, label, library, results, review, select_frames, upload
 
 st.set_page_config(page_title="segloop", layout="wide")
 actor = signin.gate(resources.engine(), str(st.get_option("server.address") or "127.0.0.1"))
-PAGES = [  # (roles that see it, page)
+EVERYONE = {"admin", "reviewer", "annotator"}
+PAGES = [  # (roles that see it, page); the default page is the one served at `/` only, so it is Home
+    (EVERYONE, st.Page(home.render, title="Home", url_path="home", default=True, icon=":material/home:")),
     ({"admin"}, st.Page(upload.render, title="Upload", url_path="upload", icon=":material/upload:")),
-    ({"admin", "reviewer", "annotator"}, st.Page(library.render, title="Library", url_path="library", default=True,
+    (EVERYONE, st.Page(library.render, title="Library", url_path="library",
                                                  icon=":material/photo_library:")),
-    ({"admin", "reviewer", "annotator"}, st.Page(explore.render, title="Explore", url_path="explore",
+    (EVERYONE, st.Page(explore.render, title="Explore", url_path="explore",
                                                  icon=":material/scatter_plot:")),
     ({"admin"}, st.Page(select_frames.render, title="Select", url_path="select", icon=":material/checklist:")),
-    ({"admin", "reviewer", "annotator"}, st.Page(label.render, title="Label", url_path="label",
+    (EVERYONE, st.Page(label.render, title="Label", url_path="label",
                                                  icon=":material/brush:")),
     ({"admin", "reviewer"}, st.Page(review.render, title="Review", url_path="review", icon=":material/fact_check:")),
-    ({"admin", "reviewer", "annotator"}, st.Page(results.render, title="Results", url_path="results",
+    (EVERYONE, st.Page(results.render, title="Results", url_path="results",
                                                  icon=":material/insights:")),
     ({"admin"}, st.Page(jobs.render, title="Jobs", url_path="jobs", icon=":material/work:")),
     ({"admin"}, st.Page(admin.render, title="Admin", url_path="admin", icon=":material/admin_panel_settings:")),

@@ -192,6 +192,15 @@ def map_points(engine: Engine, settings: Settings, embedding_set: EmbeddingSetIn
     return points
 
 
+def points_in_box(points: list[MapPoint], box: dict) -> list[MapPoint]:
+    """The map points inside a box selection ({"x": [a, b], "y": [c, d]} as the chart reports it)."""
+    try:
+        (x0, x1), (y0, y1) = sorted(map(float, box["x"])), sorted(map(float, box["y"]))
+    except (KeyError, TypeError, ValueError):
+        return []
+    return [p for p in points if x0 <= p.x <= x1 and y0 <= p.y <= y1]
+
+
 def thumbnail_data_uri(data_dir: Path, thumb_path: str, max_side: int = 112) -> str:
     """A small JPEG of a frame's thumbnail as a data: URI (for chart tooltips); '' when unreadable."""
     from PIL import Image
@@ -237,15 +246,36 @@ def similarity_index(embedding_set: EmbeddingSetInfo, settings: Settings):
     return index
 
 
-def similar_frames(index, frame_id: int, k: int = 12) -> list[tuple[int, float]]:
-    """(frame id, cosine similarity) of the k frames most like `frame_id`, most similar first."""
+def similar_frames(index, frame_id: int, k: int = 12, engine: Engine | None = None, other_videos: bool = False
+                   ) -> list[tuple[int, float]]:
+    """(frame id, cosine similarity) of the k frames most like `frame_id`, most similar first; with `other_videos`
+    (and the engine to look videos up) only frames of other videos than the frame's own."""
     from segloop.selectors.index import VectorIndexError
 
-    try:
-        found = index.search_by_id(np.array([frame_id]), k)
-    except VectorIndexError as exc:
-        raise ExploreError(f"frame {frame_id}: not in this embedding set ({exc})") from None
-    return [(int(f), float(s)) for f, s in zip(found.frame_ids[0], found.scores[0]) if f >= 0]
+    total = max(len(index) - 1, 0)
+    wanted = min(k, total)
+    while True:
+        try:
+            found = index.search_by_id(np.array([frame_id]), max(wanted, 1))
+        except VectorIndexError as exc:
+            raise ExploreError(f"frame {frame_id}: not in this embedding set ({exc})") from None
+        pairs = [(int(f), float(s)) for f, s in zip(found.frame_ids[0], found.scores[0]) if f >= 0]
+        if other_videos and engine is not None:
+            rows = frame_rows(engine, [frame_id] + [f for f, _ in pairs])
+            own = rows[frame_id][0].video_id if frame_id in rows else None
+            pairs = [(f, s) for f, s in pairs if f in rows and rows[f][0].video_id != own]
+        if len(pairs) >= k or wanted >= total:
+            return pairs[:k]
+        wanted = min(wanted * 4, total)
+
+
+def queue_frames(engine: Engine, project_id: int, frame_ids: Sequence[int], reason: str) -> SelectionInfo:
+    """Queue hand-picked frames for labeling: a selection run ('manual') with the frames in the given order."""
+    if not frame_ids:
+        raise ExploreError("no frame chosen: draw a box around some points first")
+    with session_scope(engine) as session:
+        return selections.add_selection(session, project_id, "manual", len(frame_ids),
+                                        [(int(f), 1.0, reason) for f in frame_ids])
 
 
 # ---------------------------------------------------------------- selection review

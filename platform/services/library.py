@@ -207,3 +207,32 @@ def job_kind_defaults() -> dict[str, tuple[str, dict]]:
 
     return {kind: (description, {f.name: to_json(f.default) for f in jobs.operation_fields(kind)})
             for kind, description in jobs.operation_descriptions().items()}
+
+
+EXPORT_FORMATS = {"davis": "DAVIS palette PNGs (zip)", "coco": "COCO JSON with RLE masks"}
+
+
+def export_annotations(engine: Engine, project: str, fmt: str, settings=None, *,
+                       actor: Actor | None = None) -> tuple[str, bytes, str]:
+    """(file name, bytes, MIME type) of a project's newest annotations as a zipped DAVIS root or a COCO JSON file
+    (the `segloop export` writers, into a temporary folder; admins; audited)."""
+    import io
+    import tempfile
+    import zipfile
+
+    from segloop.platform.media.exchange import export_project
+
+    access.require(engine, actor, "export", project)
+    with tempfile.TemporaryDirectory(prefix="segloop-export-") as folder:
+        out = Path(folder) / (f"{project}-davis" if fmt == "davis" else f"{project}-coco.json")
+        report = export_project(project, fmt, out, settings)
+        with session_scope(engine) as session:
+            audit.record(session, actor_name(actor), "export", project, detail={"format": fmt, "masks": report.masks})
+        if fmt == "coco":
+            return out.name, out.read_bytes(), "application/json"
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(out.parent))
+        return f"{out.name}.zip", buffer.getvalue(), "application/zip"

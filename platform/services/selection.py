@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from segloop.platform.core.errors import NotFoundError
+from segloop.platform.core.errors import NotFoundError, ValidationError
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo, SelectionInfo, SelectionItemInfo
@@ -89,6 +89,9 @@ def _dense_signal(values: dict[int, float], frame_ids: np.ndarray) -> np.ndarray
     return np.array([values.get(int(i), fill) for i in frame_ids], dtype=np.float64)
 
 
+LIMITING_CONSTRAINTS = ("budget", "min_gap_frames", "min_gap_seconds", "max_per_video", "videos", "time_range")
+
+
 def run_selection(
     project: str,
     strategy: str,
@@ -98,12 +101,23 @@ def run_selection(
     *,
     settings: Settings | None = None,
     job_id: int | None = None,
+    allow_empty: bool = True,
 ) -> SelectionRun:
-    """Run a strategy on the project's pool and store the run with every pick's rank, score and reason."""
+    """Run a strategy on the project's pool and store the run with every pick's rank, score and reason.
+
+    With `allow_empty=False` a run that picks nothing is refused (ValidationError naming the constraints) and not
+    stored, so it cannot become anyone's labeling queue.
+    """
     settings = settings or load_settings()
     params = dict(params or {})
     pool, embedding_set = build_pool(project, embedding_set_id, settings)
     picks: list[Pick] = run_strategy(strategy, pool, constraints, **params)
+    if not picks and not allow_empty:
+        set_constraints = {k: v for k, v in _constraints_dict(constraints).items()
+                           if k in LIMITING_CONSTRAINTS and v not in (None, 0, 0.0, [], ())}
+        raise ValidationError(f"{strategy} picked no frame: no frame of the {len(pool.frame_ids)} in the pool "
+                              f"satisfies the constraints ({', '.join(f'{k} {v}' for k, v in set_constraints.items())}"
+                              "); nothing was stored")
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
         recorded = {**params, "constraints": _constraints_dict(constraints)}

@@ -184,3 +184,31 @@ def test_keyframes_are_the_most_recently_labeled(engine, footage_project) -> Non
     assert params["keyframes"] == "9" and params["video_ids"] == [video_id]
     with pytest.raises(labeling.LabelingError, match="propagation method"):
         labeling.propagation_params(engine, video_id, labeling.PropagationRequest(method="magic"))
+
+
+def test_more_like_this_from_other_videos_only(engine, settings, footage_project, embedded) -> None:
+    """With other_videos, the k neighbours all come from the other video (12 frames there), most similar first."""
+    index = explore.similarity_index(embedded, settings)
+    with session_scope(engine) as session:
+        frame = footage.list_frames(session, footage_project.video_ids[0])[3]
+    found = explore.similar_frames(index, frame.id, 5, engine, other_videos=True)
+    rows = explore.frame_rows(engine, [f for f, _ in found])
+    assert len(found) == 5 and {rows[f][0].video_id for f, _ in found} == {footage_project.video_ids[1]}
+    assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    everything = explore.similar_frames(index, frame.id, 40, engine, other_videos=True)
+    assert len(everything) == 12 and frame.id not in {f for f, _ in everything}
+
+
+def test_a_box_on_the_map_queues_its_frames(engine, settings, footage_project, embedded) -> None:
+    """The points inside a box (corners in any order) become a 'manual' selection run in map order."""
+    points = explore.map_points(engine, settings, embedded, "pca", 100, 0)
+    xs = sorted(p.x for p in points)
+    box = {"x": [xs[10], xs[0]], "y": [min(p.y for p in points), max(p.y for p in points)]}
+    inside = explore.points_in_box(points, box)
+    assert len(inside) == 11 and explore.points_in_box(points, {}) == []
+    run = explore.queue_frames(engine, footage_project.project_id, [p.frame_id for p in inside], "box on the map")
+    with session_scope(engine) as session:
+        items = selections.selection_items(session, run.id)
+    assert run.strategy == "manual" and [i.frame_id for i in items] == [p.frame_id for p in inside]
+    with pytest.raises(explore.ExploreError, match="no frame chosen"):
+        explore.queue_frames(engine, footage_project.project_id, [], "box")

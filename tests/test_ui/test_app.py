@@ -220,3 +220,66 @@ def test_pyproject_ships_the_views_and_the_canvas_assets() -> None:
     assert {"*.js", "*.css"} <= set(setuptools.get("package-data", {}).get("segloop.ui", []))
     for asset in ("mask_canvas.js", "mask_canvas.css"):
         assert (Path(segloop.ui.__file__).parent / asset).is_file()
+
+
+def page_text(app: AppTest) -> list[str]:
+    """Every message a person reads on the page: alerts, markdown, captions, and any exception shown."""
+    texts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption")
+             for e in getattr(app, kind)]
+    return texts + [e.value for e in app.exception]
+
+
+def assert_friendly(texts: list[str], data_dir: Path) -> None:
+    """No traceback, no server path, no exception class name in any message."""
+    import re
+
+    for text in texts:
+        assert "Traceback" not in text and 'File "' not in text, text
+        assert str(data_dir) not in text and "site-packages" not in text and "/tmp/" not in text, text
+        assert not re.search(r"\b[A-Z][A-Za-z]*(Error|Exception)\b", text), text
+
+
+def test_bad_inputs_never_show_a_traceback_a_path_or_a_class_name(engine, settings, footage_project) -> None:
+    """Bad values through the Jobs forms, the Select page and the Upload page: each is refused with a message, and
+    no message shows a traceback, a server path or an exception class name."""
+    from segloop.platform.db.stores import artifacts
+
+    with session_scope(engine) as session:
+        artifacts.add_checkpoint(session, "pretrain", "vit_tiny_patch16_224", str(settings.data_dir / "gone.pth"),
+                                 project_id=footage_project.project_id)
+    jobs = page("jobs")
+    bad = {"ingest": ("text_area", "paths", "no-such-folder"), "pretrain": ("text_input", "config", "{bad"),
+           "embed": None, "select": ("text_input", "params", "[1]"),
+           "propagate": ("text_input", "keyframes", "banana"),
+           "finetune_vss": ("text_input", "oracle", "nowhere/truth"),
+           "finetune_vos": ("text_input", "weights", "missing.pth"), "predict": None,
+           "loop_round": ("text_input", "strategy_params", "x=1"), "map2d": None}
+    refusals = []
+    for kind, change in bad.items():
+        if change is not None:
+            widget, name, value = change
+            getattr(jobs, widget)(key=f"jobs_{kind}_{name}").set_value(value)
+        jobs.button(key=f"FormSubmitter:jobs_{kind}_form-Queue {kind} job").click().run()
+        refusals += [e.value for e in jobs.error]
+        assert_friendly(page_text(jobs), settings.data_dir)
+    assert len(refusals) == len(bad), refusals
+    with session_scope(engine) as session:
+        assert job_store.list_jobs(session) == []
+    select = page("select_frames")
+    select.selectbox(key="select_embed_backbone").set_value("vit_tiny_patch16_224")
+    select.number_input(key="select_embed_size").set_value(32)
+    select.button(key="select_embed_inline").click().run()  # the preselected encoder's file is gone: refused
+    assert any("weights file is missing" in e.value for e in select.error)
+    assert_friendly(page_text(select), settings.data_dir)
+    select.selectbox(key="select_embed_checkpoint").select_index(0)  # random init
+    select.button(key="select_embed_inline").click().run()
+    select.selectbox(key="select_strategy").select("uncertainty").run()
+    select.button(key="select_run_go").click().run()
+    assert any("Selection not run" in e.value for e in select.error)
+    assert_friendly(page_text(select), settings.data_dir)
+    upload = page("upload")
+    upload.file_uploader[0].set_value([("broken.zip", b"PK\x03\x04 no", "application/zip")])
+    upload.run()
+    upload.button(key="upload_go").click().run()
+    assert upload.error
+    assert_friendly(page_text(upload), settings.data_dir)

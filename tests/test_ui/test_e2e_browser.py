@@ -140,7 +140,7 @@ def test_upload_ingest_select_label_in_a_browser(served, tmp_path: Path) -> None
             page.get_by_text("default: 1 video(s)").wait_for()
             shot(page, "upload")
 
-            page.goto(f"{url}/")  # the Library is the default page, served at /
+            page.goto(f"{url}/library")
             expect(page.get_by_role("img")).to_have_count(10, timeout=WAIT_MS)
             page.get_by_role("button", name="View").first.click()
             page.get_by_text("frame #0 · unlabeled").wait_for()

@@ -173,12 +173,13 @@ def test_results_scores_curves_and_drill_down(engine, settings, footage_project)
                                                                      "sequences": 2}]}))
     (bench / "ingest.json").write_text(json.dumps({"frames_per_second": 100}))
     app = page("results")
-    table = app.dataframe[0].value
+    assert app.dataframe[0].value["checkpoint"].tolist() == [checkpoint.id]  # the models table
+    table = app.dataframe[1].value
     assert table["sequence"].tolist() == ["clip-a", "clip-b", "mean"]
     assert table["propagate: pixels"].tolist() == pytest.approx([0.25, 0.75, 0.5])
-    assert app.dataframe[1].value.to_dict("records") == [
+    assert app.dataframe[2].value.to_dict("records") == [
         {"model": f"checkpoint {checkpoint.id} (vss, vit_tiny_patch16_224)", "mIoU": 0.4}]
-    assert app.dataframe[2].value["class"].tolist() == ["1", "mean"]
+    assert app.dataframe[3].value["class"].tolist() == ["object", "mean"]  # class 1 by name
     assert len(app.get("vega_lite_chart")) == 3
     assert app.expander[0].label == "Other benchmark files (1)"
     images = app.get("image")

@@ -7,13 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from segloop.platform.services import artifacts, explore, labeling, library
-from segloop.ui import resources
+from segloop.ui import handoff, resources
 
 COLOUR_BY = ("video", "label status", "selection run", "uncertainty")
 STATUS_COLOURS = {"unlabeled": "#9e9e9e", "draft": "#ff9800", "submitted": "#2196f3", "reviewed": "#4caf50"}
 PICK_COLOURS = {"not picked": "#cfd8dc", "proposed": "#ff9800", "accepted": "#4caf50", "rejected": "#e53935"}
 TOOLTIP_THUMBS = 1_000
 SIMILAR_COLUMNS = 6
+WAIT_SECONDS = 2.0
 
 
 def render() -> None:
@@ -48,7 +49,7 @@ def render() -> None:
         return
     st.caption(f"{len(points)} of {by_id[set_id].count} frames shown · hover a point for its thumbnail · "
                "click it to open the frame below")
-    draw_map(points, colour)
+    draw_map(points, colour, summary.project.id)
     frame_panel(set_id)
 
 
@@ -84,7 +85,27 @@ def tsne_missing(set_id: int, max_points: int) -> None:
         except ValueError as exc:
             st.error(str(exc))
         else:
-            st.success(f"Queued map2d job {job.id}; follow it on the **Jobs** page, then come back.")
+            st.session_state["explore_tsne_job"] = job.id
+    job_id = st.session_state.get("explore_tsne_job")
+    if job_id is not None:
+        st.fragment(wait_for_map, run_every=WAIT_SECONDS)(job_id)
+
+
+def wait_for_map(job_id: int) -> None:
+    """The map2d job's progress; once it has finished the page reruns and shows the map (no manual refresh)."""
+    try:
+        job = library.get_job(resources.engine(), job_id)
+    except LookupError:
+        st.session_state.pop("explore_tsne_job", None)
+        return
+    if job.status in ("queued", "running"):
+        st.progress(job.progress, text=f"map2d job {job.id} · {job.status} · {job.message or 'waiting for a worker'}")
+        return
+    st.session_state.pop("explore_tsne_job", None)
+    if job.status == "failed":
+        st.error(job.error or f"map2d job {job.id} failed")
+        return
+    st.rerun(scope="app")
 
 
 def map_frame(points: list[explore.MapPoint]) -> pd.DataFrame:
@@ -116,10 +137,11 @@ def colour_encoding(colour: str) -> alt.Color:
     return alt.Color("video:N", legend=alt.Legend(columns=1, symbolLimit=30))
 
 
-def draw_map(points: list[explore.MapPoint], colour: str) -> None:
-    """The scatter plot; a click on a point opens that frame."""
+def draw_map(points: list[explore.MapPoint], colour: str, project_id: int) -> None:
+    """The scatter plot; a click on a point opens that frame, a box dragged around points gathers frames to queue."""
     frame = map_frame(points)
     pick = alt.selection_point(name="frame", fields=["frame_id"], on="click")
+    box = alt.selection_interval(name="box", encodings=["x", "y"])
     tooltip = [alt.Tooltip("image:N", title="image"), "video:N", "frame:Q", "status:N"]
     if colour == "selection run":
         tooltip += ["selection:N", "rank:Q"]
@@ -128,14 +150,38 @@ def draw_map(points: list[explore.MapPoint], colour: str) -> None:
     chart = (alt.Chart(frame).mark_circle(size=45, opacity=0.8)
              .encode(x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=colour_encoding(colour),
                      tooltip=tooltip, size=alt.condition(pick, alt.value(140), alt.value(45)))
-             .add_params(pick).properties(height=520))
-    event = st.altair_chart(chart, on_select="rerun", selection_mode="frame", key="explore_chart", width="stretch")
-    chosen = (event or {}).get("selection", {}).get("frame", [])
+             .add_params(pick, box).properties(height=520))
+    event = st.altair_chart(chart, on_select="rerun", selection_mode=["frame", "box"], key="explore_chart",
+                            width="stretch")
+    selected = (event or {}).get("selection", {})
+    chosen = selected.get("frame", [])
     if chosen and chosen[0].get("frame_id") is not None:
         frame_id = int(chosen[0]["frame_id"])
         if st.session_state.get("explore_clicked") != frame_id:
             st.session_state["explore_clicked"] = frame_id
             st.session_state["explore_frame_id"] = frame_id
+    boxed = explore.points_in_box(points, selected.get("box") or {})
+    box_panel(boxed, project_id)
+
+
+def box_panel(boxed: list[explore.MapPoint], project_id: int) -> None:
+    """What a box drawn on the map holds, and a button that queues those frames for labeling."""
+    if not boxed:
+        st.caption("Drag on the map to draw a box around frames and queue them for labeling.")
+        return
+    videos = sorted({p.video for p in boxed})
+    left, right = st.columns([3, 1], vertical_alignment="center")
+    left.markdown(f"**{len(boxed)} frame(s) in the box** from {len(videos)} video(s): {', '.join(videos[:6])}"
+                  + (" …" if len(videos) > 6 else ""))
+    if right.button(f"Queue these {len(boxed)} frames for labeling", key="explore_queue_box", type="primary"):
+        try:
+            run = explore.queue_frames(resources.engine(), project_id, [p.frame_id for p in boxed], "box on the map")
+        except ValueError as exc:
+            st.error(str(exc))
+            return
+        st.session_state["label_queue"] = ("selection", run.id)
+        resources.forget_reads()
+        st.success(f"Queued {len(boxed)} frame(s) as selection run {run.id}: the **Label** page's queue.")
 
 
 def frame_panel(set_id: int) -> None:
@@ -150,25 +196,27 @@ def frame_panel(set_id: int) -> None:
         image = labeling.overlay(image, detail.label_map(), 0.5)
     picture.image(image, width="stretch")
     if side.button("Label this frame", key="explore_to_label"):
-        st.session_state["label_frame_request"] = frame_id
-        side.info("Open the **Label** page: this frame is waiting there.")
+        handoff.open_in_label(detail, side)
     k = int(side.slider("Similar frames", 3, 48, 12, key="explore_k"))
+    other_videos = side.toggle("Only from other videos", value=False, key="explore_other_videos",
+                               help="Leave out the frame's own video (its neighbours are near-copies of it).")
     if side.button("More like this", key="explore_similar", type="primary"):
-        st.session_state["explore_similar_of"] = (set_id, frame_id, k)
-    if st.session_state.get("explore_similar_of") == (set_id, frame_id, k):
-        similar_grid(set_id, frame_id, k)
+        st.session_state["explore_similar_of"] = (set_id, frame_id, k, other_videos)
+    if st.session_state.get("explore_similar_of") == (set_id, frame_id, k, other_videos):
+        similar_grid(set_id, frame_id, k, other_videos)
 
 
-def similar_grid(set_id: int, frame_id: int, k: int) -> None:
+def similar_grid(set_id: int, frame_id: int, k: int, other_videos: bool) -> None:
     """Thumbnails of the k frames most similar to the open one (FAISS, cosine), each can be opened."""
     try:
         index = resources.similarity_index(resources.settings().db_url, set_id)
-        found = explore.similar_frames(index, frame_id, k)
+        found = explore.similar_frames(index, frame_id, k, resources.engine(), other_videos)
     except ValueError as exc:
         st.error(str(exc))
         return
     rows = explore.frame_rows(resources.engine(), [f for f, _ in found])
-    st.markdown(f"**{len(found)} frames most like this one** (cosine similarity of the embeddings)")
+    where = " in other videos" if other_videos else ""
+    st.markdown(f"**{len(found)} frames most like this one{where}** (cosine similarity of the embeddings)")
     data_dir = resources.settings().data_dir
     columns = st.columns(SIMILAR_COLUMNS)
     for position, (similar_id, score) in enumerate(found):

@@ -11,20 +11,21 @@ from typing import Any
 
 import streamlit as st
 
-from segloop.platform.core.specs import FieldSpec
+from segloop.platform.services import forms, library, uploads
 from segloop.platform.services import jobs as job_service
-from segloop.platform.services import library, uploads
 from segloop.ui import resources
 
 REFRESH_SECONDS = 2.0
 ACTIVE = ("queued", "running")
+SELECTED = "jobs_selected"
 
 
 def render() -> None:
     """Draw the page."""
     st.title("Jobs")
+    project = page_project()
     for kind, description in job_service.operation_descriptions().items():
-        kind_form(kind, description)
+        kind_form(kind, description, project)
     jobs = library.recent_jobs(resources.engine())
     if not jobs:
         st.info("No jobs yet. Launch one above (or with `segloop jobs submit`) and run `segloop worker`.")
@@ -33,71 +34,87 @@ def render() -> None:
     st.fragment(job_board, run_every=REFRESH_SECONDS if pending else None)(pending)
 
 
-def kind_form(kind: str, description: str) -> None:
-    """A form of one job kind: one widget per params field, its defaults from the spec; queues on submit."""
+def page_project() -> str | None:
+    """The project the forms work on (its videos, checkpoints and embedding sets fill the pickers)."""
+    names = project_names()
+    if not names:
+        st.caption("No project yet: an ingest job creates one.")
+        return None
+    return st.selectbox("Project", names, key="jobs_project",
+                        help="The forms below work on this project: its videos, checkpoints and embedding sets.")
+
+
+def kind_form(kind: str, description: str, project: str | None) -> None:
+    """A form of one job kind: one widget per params field, its defaults and bounds from the spec; queues on submit."""
     article = "an" if kind[:1] in "aeiou" else "a"
     with st.expander(f"Launch {article} {kind} job", expanded=False):
         st.caption(description)
+        fields = forms.job_form(resources.engine(), kind, project)
         with st.form(f"jobs_{kind}_form"):
-            values = {spec.name: field_widget(kind, spec) for spec in job_service.operation_fields(kind)}
+            values = {f.name: field_widget(kind, f) for f in fields}
             submitted = st.form_submit_button(f"Queue {kind} job", type="primary")
         if submitted:
-            queue(kind, {name: value for name, value in values.items() if value is not None})
+            queue(kind, forms.form_params(fields, values))
 
 
-def field_widget(kind: str, spec: FieldSpec) -> Any:
-    """The widget of one params field; returns its value as JSON (None: the spec's default)."""
-    key, label, help_text = f"jobs_{kind}_{spec.name}", spec.name.replace("_", " ").capitalize(), spec.help or None
-    choices = list(spec.rules.choices) if spec.rules.choices is not None else job_service.reference_choices(
-        spec.rules.ref)
-    if spec.rules.ref == "project":
-        choices = project_names()
-    if spec.kind == "bool":
-        return st.checkbox(label, value=bool(spec.default), key=key, help=help_text)
-    if choices:
-        options = ([None] if spec.optional else []) + choices
-        index = options.index(spec.default) if spec.default in options else 0
-        default_label = "(the project's newest)" if spec.rules.ref == "checkpoint:pretrain" else "(default)"
-        return st.selectbox(label, options, index=index, key=key, help=help_text,
-                            format_func=lambda v: default_label if v is None else str(v))
-    if spec.kind in ("int", "float") and not spec.optional and not spec.required:
-        return st.number_input(label, value=spec.default, step=1 if spec.kind == "int" else None, key=key,
-                               help=help_text, format=None if spec.kind == "int" else "%g")
-    default = form_default(kind, spec)
-    if spec.kind in ("list", "tuple"):
-        text = st.text_area(label, value="\n".join(map(str, default or [])), key=key, help=f"{help_text} One a line.")
-        return [_scalar(part, spec.item_kind) for part in text.replace(",", "\n").splitlines() if part.strip()]
-    if spec.kind == "dict":
-        text = st.text_input(label, value=json.dumps(default or {}), key=key, help=f"{help_text} A JSON object.")
-        return _json(text)
-    text = st.text_input(label, value="" if default is None else str(default), key=key, help=help_text)
-    return _scalar(text, spec.kind) if text.strip() else None
+def field_widget(kind: str, field: forms.FormField) -> Any:
+    """The widget of one form field; returns its value as JSON (None: the spec's default)."""
+    key, label, help_text = f"jobs_{kind}_{field.name}", field.label, field.help or None
+    if field.widget == forms.PROJECT:
+        st.session_state[key] = field.default or ""  # follows the page's project picker
+        st.text_input(label, disabled=True, key=key, help="The project chosen at the top of the page.")
+        return field.default
+    if field.widget == forms.NEW_PROJECT:
+        return st.text_input(label, value=field.default or "", key=key, help=help_text).strip() or None
+    if field.widget == forms.CHECKBOX:
+        return st.checkbox(label, value=bool(field.default), key=key, help=help_text)
+    if field.widget in (forms.SELECT, forms.MULTISELECT):
+        forget_gone_choice(key, field.options)
+        picker = st.selectbox if field.widget == forms.SELECT else st.multiselect
+        extra = ({"index": field.options.index(field.default) if field.default in field.options else 0}
+                 if field.widget == forms.SELECT else {"default": field.default})
+        return picker(label, list(field.options), key=key, help=help_text, format_func=field.shown, **extra)
+    if field.widget == forms.NUMBER:
+        step = 1 if field.integer else None
+        value = field.default if field.default is None or not field.integer else int(field.default)
+        return st.number_input(label, value=value, min_value=_bound(field.min_value, field.integer),
+                               max_value=_bound(field.max_value, field.integer), step=step, key=key,
+                               help=help_text, format=None if field.integer else "%g",
+                               placeholder="(default)" if field.optional else None)
+    if field.widget == forms.LINES:
+        default = field.default or form_default(kind, field.name) or []
+        text = st.text_area(label, value="\n".join(map(str, default)), key=key, help=f"{help_text} One a line.")
+        return forms.lines_value(text, field.integer)
+    if field.widget == forms.JSON_TEXT:
+        return forms.json_value(st.text_input(label, value=json.dumps(field.default), key=key,
+                                              help=f"{help_text} A JSON object."))
+    text = st.text_input(label, value="" if field.default is None else str(field.default), key=key, help=help_text)
+    return text.strip() or None
 
 
-def form_default(kind: str, spec: FieldSpec) -> Any:
-    """A field's prefilled value: the spec's default, or footage found on this machine for an ingest's paths."""
-    if kind == "ingest" and spec.name == "paths":
+def forget_gone_choice(key: str, options: tuple) -> None:
+    """Drop a picker's remembered choice once it is no longer offered (a job ran, a checkpoint appeared), so the
+    picker starts at its default instead of showing a stale value."""
+    if key not in st.session_state:
+        return
+    value = st.session_state[key]
+    if isinstance(value, list):
+        if any(v not in options for v in value):
+            st.session_state[key] = [v for v in value if v in options]
+    elif value not in options:
+        del st.session_state[key]
+
+
+def _bound(value: float | None, integer: bool) -> float | int | None:
+    """A spec bound as the widget takes it (an int for integer fields)."""
+    return None if value is None else (int(value) if integer else float(value))
+
+
+def form_default(kind: str, name: str) -> Any:
+    """A field's prefilled value beyond the spec: footage found on this machine for an ingest's paths."""
+    if kind == "ingest" and name == "paths":
         return uploads.default_ingest_paths(resources.settings())
-    return spec.default
-
-
-def _scalar(text: str, kind: str | None) -> Any:
-    """A typed-in value as the field's type when it reads as one (else the text, which the spec check refuses)."""
-    text = text.strip()
-    if kind in ("int", "float"):
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    return text
-
-
-def _json(text: str) -> Any:
-    """A JSON value typed in (else the text, which the spec check refuses naming the field)."""
-    try:
-        return json.loads(text or "{}")
-    except ValueError:
-        return text
+    return None
 
 
 def queue(kind: str, params: dict) -> None:
@@ -108,6 +125,7 @@ def queue(kind: str, params: dict) -> None:
         st.error(str(exc))
     else:
         resources.forget_reads()
+        st.session_state[SELECTED] = job.id  # the job just queued becomes the one shown below
         st.success(f"Queued {kind} job {job.id}. A running `segloop worker` picks it up.")
 
 
@@ -124,17 +142,26 @@ def job_board(pending: bool) -> None:
         resources.forget_reads()
         st.rerun()
     st.dataframe(
-        [{"id": j.id, "kind": j.kind, "status": j.status, "progress": j.progress, "message": j.message,
+        [{"id": j.id, "kind": j.kind, "status": shown_status(j), "progress": j.progress, "message": j.message,
           "attempts": j.attempts, "created": j.created_at.strftime("%Y-%m-%d %H:%M:%S"), "error": j.error or ""}
          for j in jobs],
         hide_index=True,
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
     )
     by_id = {j.id: j for j in jobs}
-    chosen = st.selectbox("Job", list(by_id), key="jobs_selected",
-                          format_func=lambda i: f"job {i} · {by_id[i].kind} · {by_id[i].status}")
+    if st.session_state.get(SELECTED) not in by_id:
+        st.session_state.pop(SELECTED, None)
+    chosen = st.selectbox("Job", list(by_id), key=SELECTED,
+                          format_func=lambda i: f"job {i} · {by_id[i].kind} · {shown_status(by_id[i])}")
     if chosen is not None:
         job_detail(by_id[chosen])
+
+
+def shown_status(job) -> str:
+    """A job's status as a person reads it: a running job asked to stop says so until its worker stops it."""
+    if job.status == "running" and job.cancel_requested:
+        return "running · cancel requested"
+    return job.status
 
 
 def job_detail(job) -> None:
@@ -143,9 +170,10 @@ def job_detail(job) -> None:
     engine = resources.engine()
     if job.error:
         st.error(job.error)
-    st.progress(job.progress, text=f"job {job.id} · {job.status} · {job.progress:.0%} · {job.message}")
+    st.progress(job.progress, text=f"job {job.id} · {shown_status(job)} · {job.progress:.0%} · {job.message}")
     cancel_col, retry_col, _ = st.columns([1, 1, 4])
-    if cancel_col.button("Cancel job", key=f"jobs_cancel_{job.id}", disabled=job.status not in ACTIVE):
+    cancellable = job.status in ACTIVE and not job.cancel_requested
+    if cancel_col.button("Cancel job", key=f"jobs_cancel_{job.id}", disabled=not cancellable):
         act(lambda: library.cancel_job(engine, job.id), "cancel requested")
     if retry_col.button("Retry job", key=f"jobs_retry_{job.id}", disabled=job.status not in ("failed", "cancelled")):
         act(lambda: library.retry_job(engine, job.id), "queued again")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from segloop.platform.services import labeling, library
-from segloop.ui import resources
+from segloop.ui import handoff, resources
 
 PAGE_SIZE = 24
 COLUMNS = 6
@@ -119,5 +119,4 @@ def frame_viewer() -> None:
     else:
         facts.caption("No masks on this frame yet.")
     if facts.button("Label this frame", key="library_to_label"):
-        st.session_state["label_frame_request"] = frame_id
-        facts.info("Open the **Label** page: this frame is waiting there.")
+        handoff.open_in_label(detail, facts)

@@ -8,8 +8,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from segloop.platform.services import explore, labeling, models
-from segloop.ui import resources
+from segloop.platform.services import checkpoints, explore, labeling, library, models
+from segloop.ui import resources, signin
 from segloop.ui.views import review as review_view
 
 PREFERRED_METRICS = ("J&F", "J", "F", "mIoU")
@@ -20,6 +20,8 @@ def render() -> None:
     """Draw the page."""
     st.title("Results")
     summary = resources.project_picker("results_project")
+    if summary is not None:
+        models_section(summary.project.id)
     metrics_section(summary.project.id if summary else None)
     overall_section(summary.project.id if summary else None)
     if summary is not None:
@@ -28,6 +30,65 @@ def render() -> None:
     if summary is not None:
         drill_down(summary.project.id)
         review_view.annotator_figures_section(summary.project.id)
+        if signin.may("export"):
+            export_section(summary.project.name)
+
+
+def models_section(project_id: int) -> None:
+    """The project's models with date, job, parameters and score against the baseline; one model's training curve."""
+    found = checkpoints.checkpoint_summaries(resources.engine(), project_id)
+    st.subheader("Models")
+    if not found:
+        st.info("No model yet: pretrain or fine-tune on the **Jobs** page.")
+        return
+    st.dataframe([s.row() for s in found], hide_index=True,
+                 column_config={"value": st.column_config.NumberColumn("value", format="%.3f"),
+                                "baseline value": st.column_config.NumberColumn("baseline value", format="%.3f")})
+    below = [s for s in found if s.below_baseline]
+    if below:
+        st.warning("Below its baseline (no better than " + ", ".join(
+            f"{s.baseline_name}: checkpoint {s.info.id} {s.score_name} {s.score:.3f} ≤ {s.baseline:.3f}"
+            for s in below) + "). Label more frames or check the encoder before trusting these models.")
+    by_id = {s.info.id: s for s in found}
+    chosen = st.selectbox("Training curve of", list(by_id), key="results_curve_model",
+                          format_func=lambda i: by_id[i].label)
+    training_curve(chosen)
+
+
+def training_curve(checkpoint_id: int) -> None:
+    """Loss per step of one model's training, and its validation scores."""
+    curve = checkpoints.training_curve(resources.engine(), checkpoint_id, resources.settings())
+    if curve.validation:
+        st.caption("Validation: " + " · ".join(f"{k} {v:.3f}" for k, v in sorted(curve.validation.items())))
+    if not curve.points:
+        st.caption(f"No per-step values for checkpoint {checkpoint_id}: {curve.source}.")
+        return
+    chart = (alt.Chart(pd.DataFrame(curve.points)).mark_line()
+             .encode(x=alt.X("step:Q", title="step"), y=alt.Y("value:Q", title="loss"), color="series:N",
+                     tooltip=["series", "step", alt.Tooltip("value:Q", format=".4f")])
+             .properties(height=260))
+    st.altair_chart(chart, width="stretch")
+    st.caption(f"Source: {curve.source}.")
+
+
+def export_section(project: str) -> None:
+    """Download the project's newest annotations as DAVIS palette PNGs (zip) or COCO JSON with RLE masks."""
+    st.subheader("Export annotations")
+    fmt_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
+    fmt = fmt_col.radio("Format", list(library.EXPORT_FORMATS), horizontal=True, key="results_export_format",
+                        format_func=library.EXPORT_FORMATS.get)
+    if button_col.button("Prepare the download", key="results_export_go"):
+        try:
+            st.session_state["results_export"] = (project, fmt, *library.export_annotations(
+                resources.engine(), project, fmt, resources.settings()))
+        except (ValueError, LookupError) as exc:
+            st.error(f"Export failed: {exc}")
+            return
+    ready = st.session_state.get("results_export")
+    if ready and ready[:2] == (project, fmt):
+        _, _, name, data, mime = ready
+        st.download_button(f"Download {name} ({len(data) / 1024:.0f} KiB)", data, file_name=name, mime=mime,
+                           key="results_export_download", type="primary")
 
 
 def model_choice_section(project_id: int) -> None:
@@ -81,9 +142,16 @@ def overall_section(project_id: int | None) -> None:
         names = sorted({r.metric for r in per_class})
         metric = st.radio("Per-class metric", names, horizontal=True, key="results_class_metric")
         models, table = explore.metric_table(per_class, metric)
-        st.dataframe([{("class" if k == "sequence" else k): v for k, v in row.items()} for row in table],
+        names = checkpoints.project_class_names(engine, project_id)
+        st.dataframe([{("class" if k == "sequence" else k): (class_name(v, names) if k == "sequence" else v)
+                       for k, v in row.items()} for row in table],
                      hide_index=True, column_config={m: st.column_config.NumberColumn(m, format="%.3f")
                                                      for m in models})
+
+
+def class_name(key: str, names: list[str]) -> str:
+    """A class index as its name ('1' → 'person'); other keys (the mean row) unchanged."""
+    return names[int(key)] if key.isdigit() and int(key) < len(names) else key
 
 
 def bench_section() -> None:

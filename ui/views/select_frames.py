@@ -99,9 +99,7 @@ def strategy_params(info: StrategyInfo, project_id: int) -> dict[str, Any]:
         column = columns[position % len(columns)]
         key = f"select_param_{info.name}_{name}"
         if name == "signal":
-            options = [None] + explore.score_names(engine, project_id)
-            values[name] = column.selectbox("signal", options, key=key,
-                                            format_func=lambda s: "(newest / only signal)" if s is None else s)
+            values[name] = signal_picker(column, key, explore.score_names(engine, project_id))
         elif name == "video_id":
             names = {v.id: v.name for v in library.project_videos(engine, project_id)}
             values[name] = column.selectbox("video", [None, *names], key=key,
@@ -120,6 +118,17 @@ def strategy_params(info: StrategyInfo, project_id: int) -> dict[str, Any]:
             text = column.text_input(name, value="" if default is None else str(default), key=key)
             values[name] = text.strip() or None
     return {k: v for k, v in values.items() if v != info.params[k]}
+
+
+def signal_picker(column, key: str, names: list[str]) -> str | None:
+    """The uncertainty signal a strategy ranks by: one the project has recorded, the first by default (a
+    strategy given no name fails as soon as a project has two signals); None, with a warning, when it has none."""
+    if not names:
+        column.warning("No per-frame uncertainty recorded yet: propagate masks or predict with a VSS model first.")
+        return None
+    if st.session_state.get(key) not in names:
+        st.session_state.pop(key, None)
+    return column.selectbox("signal", names, key=key, help="The per-frame uncertainty the strategy ranks by.")
 
 
 def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
@@ -162,7 +171,7 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
             return
         with st.spinner(f"Running {strategy} on {by_id[set_id].count} frames…"):
             run = selection.run_selection(project.name, strategy, constraints, params, set_id,
-                                          settings=resources.settings())
+                                          settings=resources.settings(), allow_empty=False)
     except (ValueError, LookupError) as exc:
         st.error(f"Selection not run: {exc}")
         return
