@@ -460,6 +460,7 @@ function render(state) {
   state.info.textContent = `${state.history.length} edit(s)${pending} · zoom ${Math.round(view.scale * 100)}%`;
   state.root.dataset.edits = String(state.history.length);
   state.root.dataset.zoom = view.scale.toFixed(3);
+  state.root.dataset.view = `${view.scale},${view.tx},${view.ty}`;
 }
 
 function drawTimeline(state) {
@@ -523,7 +524,7 @@ function drawSide(state) {
 // ------------------------------------------------------------------ talking to Python
 
 function storeKey(state) {
-  return STORE_PREFIX + state.frameId;
+  return STORE_PREFIX + state.labelsFrameId;
 }
 
 function scheduleStore(state) {
@@ -532,6 +533,7 @@ function scheduleStore(state) {
 }
 
 function storeLocally(state) {
+  if (state.labelsFrameId === undefined) return;
   try {
     if (!isDirty(state)) { localStorage.removeItem(storeKey(state)); return; }
     localStorage.setItem(storeKey(state), JSON.stringify({
@@ -564,8 +566,12 @@ function restoreLocally(state) {
 function send(state, kind, extra = {}, withLabels = true) {
   const id = `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
   const action = { id, kind, token: state.token, frame_id: state.frameId, dirty: isDirty(state), ...extra };
-  if (withLabels) { action.labels = encodeRuns(state.labels); action.classes = state.classes; }
-  storeLocally(state);
+  clearTimeout(state.storeTimer);
+  if (withLabels) {
+    action.labels = encodeRuns(state.labels);
+    action.classes = state.classes;
+    storeLocally(state);
+  }
   state.pendingAction = action;
   state.root.dataset.busy = kind;
   state.setStateValue("action", action);
@@ -750,6 +756,8 @@ function strokeTo(state, point, event) {
     if (state.latencies.length > 200) state.latencies.shift();
     state.root.dataset.strokeMs = onScreen.toFixed(1);
     state.root.dataset.strokeMaxMs = Math.max(...state.latencies).toFixed(1);
+    const sorted = [...state.latencies].sort((a, b) => a - b);
+    state.root.dataset.strokeMedianMs = sorted[Math.floor(sorted.length / 2)].toFixed(1);
     state.root.dataset.paintMs = painted.toFixed(1);
   });
 }
@@ -920,6 +928,7 @@ function acceptData(state, data) {
 }
 
 function loadFrame(state, data) {
+  clearTimeout(state.storeTimer);
   state.token = data.token;
   state.frameId = data.frame_id;
   state.width = data.width;
@@ -933,6 +942,7 @@ function loadFrame(state, data) {
     state.image = image;
     state.base = base;
     state.labels = base.slice();
+    state.labelsFrameId = data.frame_id;
     state.classes = { ...(data.object_classes || {}) };
     state.classesDirty = false;
     state.history = [];

@@ -161,7 +161,8 @@ def save_frame_labels(
     status: str = "draft",
     author: str = "",
 ) -> SaveOutcome:
-    """Store changed objects as new versions; on submit / review also move unchanged objects to `status`.
+    """Store changed objects (and drafts a person saved) as new versions; on submit / review also move unchanged objects
+    to `status`.
 
     `loaded_versions` are the versions the editor started from; if any object of the frame has a
     newer version now, nothing is saved and ConflictError says which object changed.
@@ -186,6 +187,7 @@ def save_frame_labels(
             current = latest.get(object_id)
             class_id = classes.get(object_id, current.class_id if current else None)
             unchanged = (current is not None and current.class_id == class_id
+                         and current.source in annotation_store.HUMAN_SOURCES  # saving a draft makes it human
                          and np.array_equal(annotation_store.annotation_mask(current), mask))
             if current is None and not mask.any():
                 continue

@@ -218,35 +218,13 @@ def _open_end_check(window: _CachedFrames, masks: list[np.ndarray], first: int, 
     return found
 
 
-def propagate_window(
-    video_id: int,
-    lo: int,
-    hi: int,
-    featurizer,
-    config: vos.PropagationConfig | None = None,
-    *,
-    settings: Settings | None = None,
-    on_frame: Callable[[int, int], None] | None = None,
-) -> VideoPropagation:
-    """Propagate the human masks among frames lo..hi to that span's other frames (stored as `propagated` drafts).
-
-    Each draft's confidence is the disagreement of a forward and a backward pass: between two keyframes both
-    passes exist; past the span's last (or before its first) keyframe, a check pass runs back from the span's
-    far end. Frame features are computed once for both passes.
-    """
-    settings = settings or load_settings()
-    config = config or vos.PropagationConfig()
-    engine = get_engine(settings)
-    with session_scope(engine) as session:
-        video = footage.get_video(session, video_id)
-        frames = footage.list_frames(session, video_id)
-        human = human_label_maps(session, video)
-    if not 0 <= lo <= hi < len(frames):
-        raise vos.PropagationError(f"video {video.name}: frames {lo}..{hi} are outside 0..{len(frames) - 1}")
+def _span_masks(frames_info, human: dict[int, np.ndarray], lo: int, hi: int, featurizer, config, settings,
+                on_frame) -> tuple[list[np.ndarray], dict[int, float], list[int]]:
+    """(masks of frames lo..hi, {position: disagreement}, keyframe indices) propagated from the human masks there."""
     keys = {i - lo: human[i] for i in range(lo, hi + 1) if i in human}
     if not keys:
-        raise vos.PropagationError(f"video {video.name}: frames {lo}..{hi} hold no human mask to propagate from")
-    reader = vos.FrameFolder([resolve_inside(settings.data_dir, f.image_path) for f in frames[lo:hi + 1]])
+        raise vos.PropagationError(f"frames {lo}..{hi} hold no human mask to propagate from")
+    reader = vos.FrameFolder([resolve_inside(settings.data_dir, f.image_path) for f in frames_info[lo:hi + 1]])
     window = _CachedFrames(reader, range(len(reader)))
     model = featurizer if isinstance(featurizer, str) or hasattr(featurizer, "iter_propagate") \
         else _MemoFeaturizer(featurizer)
@@ -264,16 +242,60 @@ def propagate_window(
             flipped._cache = window._cache
             back = _open_end_check(flipped, masks[head::-1], 0, model, config)
             disagreement.update({head - p: v for p, v in back.items()})
-    result = VideoPropagation(video_id, video.name, sorted(i + lo for i in keys))
-    drafts = [(frames[lo + p].id, mask) for p, mask in enumerate(masks) if lo + p not in human]
-    object_ids = sorted({int(v) for k in keys.values() for v in np.unique(k) if v})
-    result.drafts = _save_drafts(engine, drafts, object_ids)
+    return masks, disagreement, sorted(i + lo for i in keys)
+
+
+def _video_span(video_id: int, lo: int, hi: int, settings: Settings):
+    """(engine, video, frames, human label maps) of a video, after checking lo..hi is inside it."""
+    engine = get_engine(settings)
+    with session_scope(engine) as session:
+        video = footage.get_video(session, video_id)
+        frames = footage.list_frames(session, video_id)
+        human = human_label_maps(session, video)
+    if not 0 <= lo <= hi < len(frames):
+        raise vos.PropagationError(f"video {video.name}: frames {lo}..{hi} are outside 0..{len(frames) - 1}")
+    return engine, video, frames, human
+
+
+def span_masks(video_id: int, lo: int, hi: int, featurizer, config: vos.PropagationConfig | None = None, *,
+               settings: Settings | None = None) -> list[np.ndarray]:
+    """The masks `propagate_window` would store for frames lo..hi (human frames keep theirs); nothing is saved."""
+    settings = settings or load_settings()
+    _, _, frames, human = _video_span(video_id, lo, hi, settings)
+    return _span_masks(frames, human, lo, hi, featurizer, config or vos.PropagationConfig(), settings, None)[0]
+
+
+def propagate_window(
+    video_id: int,
+    lo: int,
+    hi: int,
+    featurizer,
+    config: vos.PropagationConfig | None = None,
+    *,
+    settings: Settings | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> VideoPropagation:
+    """Propagate the human masks among frames lo..hi to that span's other frames (stored as `propagated` drafts).
+
+    Each draft's confidence is the disagreement of a forward and a backward pass: between two keyframes both
+    passes exist; past the span's last (or before its first) keyframe, a check pass runs back from the span's
+    far end. Frame features are computed once for both passes.
+    """
+    settings = settings or load_settings()
+    engine, video, frames, human = _video_span(video_id, lo, hi, settings)
+    try:
+        masks, disagreement, keyframes = _span_masks(frames, human, lo, hi, featurizer,
+                                                     config or vos.PropagationConfig(), settings, on_frame)
+    except vos.PropagationError as exc:
+        raise vos.PropagationError(f"video {video.name}: {exc}") from None
+    result = VideoPropagation(video_id, video.name, keyframes)
+    drafted = [p for p in range(len(masks)) if lo + p not in human]
+    object_ids = sorted({int(v) for k in keyframes for v in np.unique(human[k]) if v})
+    result.drafts = _save_drafts(engine, [(frames[lo + p].id, masks[p]) for p in drafted], object_ids)
     with session_scope(engine) as session:
         scores.add_frame_scores(session, DISAGREEMENT_SIGNAL,
-                                {frames[lo + p].id: disagreement.get(p, 0.0) for p in range(len(masks))
-                                 if lo + p not in human})
-    result.scores = {"disagreement_mean": float(np.mean([disagreement.get(p, 0.0) for p in range(len(masks))
-                                                         if lo + p not in human] or [0.0]))}
+                                {frames[lo + p].id: disagreement.get(p, 0.0) for p in drafted})
+    result.scores = {"disagreement_mean": float(np.mean([disagreement.get(p, 0.0) for p in drafted] or [0.0]))}
     return result
 
 

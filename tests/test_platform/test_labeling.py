@@ -167,3 +167,17 @@ def test_overlay_blends_only_labeled_pixels() -> None:
     assert (out[0, 0] == 100).all()
     red = labeling.palette_rgb()[1]
     np.testing.assert_array_equal(out[0, 1], ((100 + red.astype(int)) / 2).astype(np.uint8))
+
+
+def test_timeline_worst_draft_and_the_span_a_correction_affects() -> None:
+    """Keyframes at 0 and 9 with drafts between: correcting draft 4 re-propagates 0..9; a draft run ending at an
+    unlabelled frame stops there; the worst draft is the one with the highest disagreement."""
+    from segloop.platform.services.timeline import Timeline
+
+    kinds = "hdddddddds" + "dd.."
+    scores = tuple(None if k != "d" else 0.1 * (i % 5) for i, k in enumerate(kinds))
+    line = Timeline(1, tuple(range(len(kinds))), kinds, scores)
+    assert line.worst_draft() == 4
+    assert line.affected_span(4) == (0, 9)
+    assert line.affected_span(10) == (9, 11)
+    assert line.affected_span(13) is None

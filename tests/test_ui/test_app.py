@@ -233,7 +233,8 @@ def test_label_add_class_is_set_on_the_object_and_saved(engine, footage_project)
     assert [(a.object_id, a.class_id) for a in newest(engine, state.frame_id)] == [(1, created[0].id)]
 
 
-def test_label_frame_from_the_library_opens_under_its_own_project(engine, settings, synth_root, footage_project) -> None:
+def test_label_frame_from_the_library_opens_under_its_own_project(engine, settings, synth_root,
+                                                                  footage_project) -> None:
     """Stale-state bug: Library → *Label this frame* opened a frame of another project under the first project's
     queue. Now the page switches to the frame's project and its video's queue."""
     from segloop.platform.media.ingest import IngestOptions, ingest_paths
