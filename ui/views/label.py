@@ -236,7 +236,8 @@ def editor(source: Source, frame_id: int) -> None:
 
 def handle(source: Source, session: EditorState, action: dict, progress) -> EditorState | None:
     """Carry out one action from the browser; returns the editor state to show next (None: unchanged)."""
-    session.replies = {"acknowledged": action.get("id")}
+    kept = {k: v for k, v in session.replies.items() if k in ("conflict", "superpixels")}
+    session.replies = {**kept, "acknowledged": action.get("id")}
     kind = action.get("kind")
     if action.get("frame_id") != session.frame_id or action.get("token") != session.token:
         session.notes = [("warning", "That action was made on a frame that is no longer open here; nothing was done. "
