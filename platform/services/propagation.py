@@ -7,7 +7,7 @@ are scored (J&F, stored as metrics rows). Per-frame uncertainty goes to `frame_s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from segloop.platform.vos import propagation as vos
 UNCERTAINTY_SIGNAL = "vos_uncertainty"
 DISAGREEMENT_SIGNAL = "vos_fb_disagreement"
 SAVE_EVERY = 32
+CHECK_PASS_RECENT_FRAMES = 1  # the backward check pass reads its seed and the last frame only: a quarter of the cost
 
 
 @dataclass
@@ -212,7 +213,8 @@ def _open_end_check(window: _CachedFrames, masks: list[np.ndarray], first: int, 
     if len(masks) - first < 3:
         return {}
     view = window.reversed_from(first)
-    backward = {len(masks) - 1 - r.index: r.mask for r in vos.iter_propagate(view, {0: masks[-1]}, featurizer, config)}
+    check = replace(config, n_last=min(config.n_last, CHECK_PASS_RECENT_FRAMES))
+    backward = {len(masks) - 1 - r.index: r.mask for r in vos.iter_propagate(view, {0: masks[-1]}, featurizer, check)}
     found = {p: vos.pass_disagreement(masks[p], backward[p]) for p in range(first + 1, len(masks) - 1)}
     found[len(masks) - 1] = found[len(masks) - 2]  # the seed of the backward pass: its neighbour's value
     return found
