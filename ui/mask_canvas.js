@@ -891,16 +891,20 @@ function bind(state) {
 
 // ------------------------------------------------------------------ data from Python
 
-function acceptData(state, data) {
-  state.data = data;
-  state.palette = data.palette.map(hexToRgb);
-  state.colors = data.palette;
+function acknowledge(state, data) {
   if (data.acknowledged && state.pendingAction && data.acknowledged === state.pendingAction.id) {
     const done = state.pendingAction;
     state.pendingAction = null;
     delete state.root.dataset.busy;
     if (data.saved && done.labels) localStorage.removeItem(STORE_PREFIX + done.frame_id);
   }
+}
+
+function acceptData(state, data) {
+  state.data = data;
+  state.palette = data.palette.map(hexToRgb);
+  state.colors = data.palette;
+  acknowledge(state, data);
   const proposal = data.proposal;
   if (proposal && !state.seen.has(proposal.id) && proposal.frame_id === data.frame_id && state.token === data.token) {
     state.seen.add(proposal.id);
@@ -978,7 +982,9 @@ export default function (component) {
   state.palette = data.palette.map(hexToRgb);
   state.colors = data.palette;
   const fresh = state.token !== data.token;
+  acknowledge(state, data);  // before a new frame looks for a browser copy: a saved one is gone by then
   if (fresh) {
+    state.dialog.hidden = true;
     state.superpixels = state.superpixels && state.superpixels.frameId === data.frame_id ? state.superpixels : null;
     loadFrame(state, data).then(() => acceptData(state, data));
   } else {
