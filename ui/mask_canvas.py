@@ -1,4 +1,5 @@
-"""The mask canvas: a Streamlit v2 component (static JS/CSS shipped next to this file) for brush and polygon edits."""
+"""The mask editor: a Streamlit v2 component (static JS/CSS shipped next to this file) that keeps every edit in the
+browser and reports only actions (save, navigate, propagate, assist requests) with the label map as runs."""
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,7 @@ _COMPONENT = st.components.v2.component(
     js=(_HERE / "mask_canvas.js").read_text(encoding="utf-8"),
     css=(_HERE / "mask_canvas.css").read_text(encoding="utf-8"),
 )
-_PALETTE = {str(i): labeling.object_color(i) for i in range(1, 256)}
+_PALETTE = [labeling.object_color(i) for i in range(256)]
 
 
 def data_url(image: np.ndarray, fmt: str) -> str:
@@ -34,38 +35,28 @@ def data_url(image: np.ndarray, fmt: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(encoded.tobytes()).decode('ascii')}"
 
 
-def mask_canvas(
-    *,
-    key: str,
-    image: np.ndarray,
-    labels: np.ndarray,
-    token: str,
-    tool: str,
-    erase: bool,
-    object_id: int,
-    radius: float,
-    alpha: float = 0.5,
-    display_width: int = 960,
-) -> list[labeling.Edit]:
-    """Draw the frame with its label map; returns the edits made since `token` last changed."""
+def mask_canvas(*, key: str, frame_id: int, token: str, image: np.ndarray, labels: np.ndarray, title: str,
+                extra: dict[str, Any]) -> dict | None:
+    """Draw the editor for one frame; returns the last action the browser sent (or None)."""
     height, width = labels.shape
     data: dict[str, Any] = {
+        "frame_id": int(frame_id),
+        "token": token,
+        "title": title,
         "image": data_url(image, "jpeg"),
-        "overlay": data_url(labeling.colorize(labels), "png"),
+        "labels": labeling.label_runs(labels),
         "width": int(width),
         "height": int(height),
-        "token": token,
-        "tool": tool,
-        "erase": bool(erase),
-        "object_id": int(object_id),
-        "color": labeling.object_color(object_id),
         "palette": _PALETTE,
-        "radius": float(radius),
-        "alpha": float(alpha),
-        "display_width": int(display_width),
+        **extra,
     }
-    result = _COMPONENT(key=key, data=data, default={"edits": None}, on_edits_change=lambda: None)
-    edits = getattr(result, "edits", None)
-    if not isinstance(edits, dict) or edits.get("token") != token:
-        return []
-    return labeling.parse_edits(edits)
+    result = _COMPONENT(key=key, data=data, default={"action": None}, on_action_change=lambda: None)
+    action = getattr(result, "action", None)
+    return action if isinstance(action, dict) else None
+
+
+def pending_action(key: str) -> dict | None:
+    """The action the browser sent with this rerun (read before the component is drawn again), if any."""
+    state = st.session_state.get(key)
+    action = state.get("action") if hasattr(state, "get") else None
+    return action if isinstance(action, dict) else None

@@ -7,7 +7,6 @@ whole save when any object was saved by someone else since the editor loaded it 
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,26 +28,11 @@ from segloop.platform.db.stores.annotations import ConflictError
 from segloop.platform.services import access
 from segloop.platform.services.access import Actor
 
-TOOLS = ("brush", "polygon")
-MAX_OPS = 5_000
-MAX_POINTS_PER_OP = 100_000
-MAX_RADIUS = 500.0
 MAX_MASK_UPLOAD_BYTES = 64 * 1024 * 1024
 
 
 class LabelingError(ValueError):
     """Edits, masks or requests the labeling service cannot use; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One brush stroke or polygon in image pixel coordinates; `erase` clears every object under it."""
-
-    tool: str
-    object_id: int
-    points: tuple[tuple[float, float], ...]
-    radius: float = 0.0
-    erase: bool = False
 
 
 @dataclass
@@ -62,6 +46,12 @@ class FrameLabels:
     classes: dict[int, int | None] = field(default_factory=dict)
     statuses: dict[int, str] = field(default_factory=dict)
     annotation_ids: dict[int, int] = field(default_factory=dict)
+    sources: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def is_propagated_draft(self) -> bool:
+        """Whether the frame holds only propagation drafts (no human mask yet)."""
+        return bool(self.sources) and all(s == "propagated" for s in self.sources.values())
 
 
 @dataclass(frozen=True)
@@ -95,77 +85,53 @@ class QueuePage:
     total: int
 
 
-# ---------------------------------------------------------------- edits
+# ---------------------------------------------------------------- the canvas's label map (run lengths)
 
 
-def parse_edits(payload: Any) -> list[Edit]:
-    """Edits from the canvas JSON ({'ops': [...]} or a list), or LabelingError naming the bad field."""
-    ops = payload.get("ops") if isinstance(payload, dict) else payload
-    if ops is None:
+def label_runs(labels: np.ndarray) -> list[int]:
+    """An integer map (label map, superpixel ids) as row-major runs [value, length, ...] (what the canvas reads)."""
+    flat = np.asarray(labels).ravel()
+    if flat.size == 0:
         return []
-    if not isinstance(ops, list):
-        raise LabelingError(f"edits: expected a list of operations, got {type(ops).__name__}")
-    if len(ops) > MAX_OPS:
-        raise LabelingError(f"edits: {len(ops)} operations, at most {MAX_OPS} allowed")
-    return [_parse_edit(i, op) for i, op in enumerate(ops)]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1])
+    lengths = np.diff(np.concatenate([starts, [flat.size]]))
+    return np.stack([flat[starts].astype(np.int64), lengths]).T.ravel().tolist()
 
 
-def _parse_edit(position: int, op: Any) -> Edit:
-    """One edit from its JSON object."""
-    where = f"edits[{position}]"
-    if not isinstance(op, dict):
-        raise LabelingError(f"{where}: expected an object, got {type(op).__name__}")
-    tool = op.get("tool")
-    if tool not in TOOLS:
-        raise LabelingError(f"{where}.tool: {tool!r} is not one of {', '.join(TOOLS)}")
-    object_id = op.get("object_id")
-    if isinstance(object_id, bool) or not isinstance(object_id, int) or not 1 <= object_id <= 255:
-        raise LabelingError(f"{where}.object_id: {object_id!r} is not an integer in 1..255")
-    points = op.get("points")
-    if not isinstance(points, list) or not points or len(points) > MAX_POINTS_PER_OP:
-        raise LabelingError(f"{where}.points: expected 1..{MAX_POINTS_PER_OP} [x, y] pairs")
-    parsed = []
-    for point in points:
-        if not isinstance(point, (list, tuple)) or len(point) != 2 or not all(_is_finite_number(v) for v in point):
-            raise LabelingError(f"{where}.points: {point!r} is not a finite [x, y] pair")
-        parsed.append((float(point[0]), float(point[1])))
-    radius = op.get("radius", 0.0)
-    if tool == "brush" and (not isinstance(radius, (int, float)) or isinstance(radius, bool)
-                            or not 0.5 <= radius <= MAX_RADIUS):
-        raise LabelingError(f"{where}.radius: {radius!r} is not a number in 0.5..{MAX_RADIUS:g}")
-    if tool == "polygon" and len(parsed) < 3:
-        raise LabelingError(f"{where}.points: a polygon needs at least 3 points, got {len(parsed)}")
-    return Edit(tool, object_id, tuple(parsed), float(radius) if tool == "brush" else 0.0, bool(op.get("erase", False)))
+def labels_from_runs(runs: Any, height: int, width: int) -> np.ndarray:
+    """The label map (height×width uint8) of runs from the canvas, or LabelingError naming what is wrong."""
+    if not isinstance(runs, list) or len(runs) % 2 or len(runs) > 2 * height * width:
+        raise LabelingError("labels: expected a list of [value, length] pairs")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in runs):
+        raise LabelingError("labels: values and lengths must be integers")
+    pairs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+    values, lengths = pairs[:, 0], pairs[:, 1]
+    if ((values < 0) | (values > 255)).any():
+        raise LabelingError("labels: object ids must be in 0..255")
+    if (lengths < 1).any() or int(lengths.sum()) != height * width:
+        raise LabelingError(f"labels: runs cover {int(lengths[lengths > 0].sum())} pixels, the frame has "
+                            f"{width}x{height} = {height * width}")
+    return np.repeat(values.astype(np.uint8), lengths).reshape(height, width)
 
 
-def _is_finite_number(value: Any) -> bool:
-    """Whether a JSON value is a finite int or float (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def rasterize(edit: Edit, height: int, width: int) -> np.ndarray:
-    """The pixels an edit covers (bool, height×width): a round-capped stroke or a filled polygon."""
-    canvas = np.zeros((height, width), dtype=np.uint8)
-    points = np.round(np.asarray(edit.points, dtype=np.float64)).astype(np.int32)
-    if edit.tool == "polygon":
-        cv2.fillPoly(canvas, [points.reshape(-1, 1, 2)], 1)
-        return canvas.astype(bool)
-    radius = max(int(round(edit.radius)), 0)
-    if len(points) > 1:
-        cv2.polylines(canvas, [points.reshape(-1, 1, 2)], False, 1, thickness=max(2 * radius, 1), lineType=cv2.LINE_8)
-    for x, y in points[[0, -1]] if len(points) > 1 else points:
-        cv2.circle(canvas, (int(x), int(y)), radius, 1, thickness=-1)
-    return canvas.astype(bool)
-
-
-def apply_edits(labels: np.ndarray, edits: list[Edit]) -> np.ndarray:
-    """A copy of the label map with the edits applied in order (paint sets the object id, erase sets 0)."""
-    result = np.array(labels, dtype=np.uint8, copy=True)
-    height, width = result.shape
-    for edit in edits:
-        covered = rasterize(edit, height, width)
-        result[covered] = 0 if edit.erase else edit.object_id
-    return result
+def object_classes_from(payload: Any, known: set[int]) -> dict[int, int | None]:
+    """{object id: class id or None} sent by the canvas, checked against the project's classes."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise LabelingError("classes: expected an object of {object id: class id}")
+    classes: dict[int, int | None] = {}
+    for key, value in payload.items():
+        try:
+            object_id = int(key)
+        except (TypeError, ValueError):
+            raise LabelingError(f"classes: {key!r} is not an object id") from None
+        if not 1 <= object_id <= 255:
+            raise LabelingError(f"classes: object id {object_id} is not in 1..255")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value not in known):
+            raise LabelingError(f"classes: object {object_id} has class {value!r}, which this project does not have")
+        classes[object_id] = value
+    return classes
 
 
 # ---------------------------------------------------------------- loading and saving
@@ -184,6 +150,7 @@ def load_frame_labels(engine: Engine, frame_id: int) -> FrameLabels:
         classes={a.object_id: a.class_id for a in latest},
         statuses={a.object_id: a.status for a in latest},
         annotation_ids={a.object_id: a.id for a in latest},
+        sources={a.object_id: a.source for a in latest},
     )
 
 
@@ -198,7 +165,8 @@ def save_frame_labels(
     author: str = "",
     actor: Actor | None = None,
 ) -> SaveOutcome:
-    """Store changed objects as new versions; on submit / review also move unchanged objects to `status`.
+    """Store changed objects (and drafts a person saved) as new versions; on submit / review also move unchanged objects
+    to `status`.
 
     `loaded_versions` are the versions the editor started from; if any object of the frame has a
     newer version now, nothing is saved and ConflictError says which object changed. With an actor (or in
@@ -228,6 +196,7 @@ def save_frame_labels(
             current = latest.get(object_id)
             class_id = classes.get(object_id, current.class_id if current else None)
             unchanged = (current is not None and current.class_id == class_id
+                         and current.source in annotation_store.HUMAN_SOURCES  # saving a draft makes it human
                          and np.array_equal(annotation_store.annotation_mask(current), mask))
             if current is None and not mask.any():
                 continue
@@ -243,6 +212,11 @@ def save_frame_labels(
         if status == "submitted" and (saved or restatused):
             review_store.record_event(session, frame_id, "submitted", author, author)
     return SaveOutcome(saved, tuple(restatused))
+
+
+def frame_status(statuses: dict[int, str]) -> str:
+    """A frame's label status from its objects' statuses (as the Library shows it)."""
+    return annotation_store.status_from_annotations(list(statuses.values())) if statuses else "unlabeled"
 
 
 def _check_not_stale(frame_id: int, latest: dict[int, Any], loaded_versions: dict[int, int]) -> None:
@@ -382,6 +356,13 @@ def add_label_class(engine: Engine, project_id: int, name: str, *, actor: Actor 
         raise LabelingError("label class name: must not be empty")
     with session_scope(engine) as session:
         return projects.get_or_create_label_class(session, project_id, name.strip())
+
+
+def frame_project(engine: Engine, frame_id: int) -> tuple[str, int]:
+    """(project name, video id) of a frame, e.g. to open a frame the Library asked for under its own project."""
+    with session_scope(engine) as session:
+        video = footage.get_video(session, footage.get_frame(session, frame_id).video_id)
+        return projects.get_project_by_id(session, video.project_id).name, video.id
 
 
 def frame_image(data_dir, frame: FrameInfo) -> np.ndarray:

@@ -15,61 +15,36 @@ from segloop.platform.db.stores.annotations import ConflictError
 from segloop.platform.services import labeling
 
 
-def brush(points, radius, object_id=1, erase=False):
-    """A brush edit as the canvas sends it."""
-    return {"tool": "brush", "object_id": object_id, "radius": radius, "points": points, "erase": erase}
+def test_label_runs_round_trip_and_count_runs() -> None:
+    """A 3x4 map with runs 0×5, 2×3, 0×4 encodes as [0, 5, 2, 3, 0, 4] and decodes back exactly."""
+    labels = np.zeros((3, 4), np.uint8)
+    labels.flat[5:8] = 2
+    runs = labeling.label_runs(labels)
+    assert runs == [0, 5, 2, 3, 0, 4]
+    np.testing.assert_array_equal(labeling.labels_from_runs(runs, 3, 4), labels)
 
 
-def polygon(points, object_id=1, erase=False):
-    """A polygon edit as the canvas sends it."""
-    return {"tool": "polygon", "object_id": object_id, "points": points, "erase": erase}
-
-
-def test_polygon_fills_its_inside_and_border() -> None:
-    """A 4x3 axis-aligned rectangle polygon covers the 5x4 pixels from (2,1) to (6,4) inclusive."""
-    edits = labeling.parse_edits({"ops": [polygon([[2, 1], [6, 1], [6, 4], [2, 4]], object_id=3)]})
-    result = labeling.apply_edits(np.zeros((8, 10), np.uint8), edits)
-    expected = np.zeros((8, 10), np.uint8)
-    expected[1:5, 2:7] = 3
-    np.testing.assert_array_equal(result, expected)
-
-
-def test_brush_dot_is_a_disc_of_the_radius() -> None:
-    """A single-point brush of radius 2 covers exactly the 13 pixels with dx² + dy² <= 4."""
-    result = labeling.apply_edits(np.zeros((9, 9), np.uint8), labeling.parse_edits([brush([[4, 4]], 2)]))
-    yy, xx = np.mgrid[:9, :9]
-    np.testing.assert_array_equal(result, ((xx - 4) ** 2 + (yy - 4) ** 2 <= 4).astype(np.uint8))
-
-
-def test_brush_stroke_covers_the_segment_with_its_width() -> None:
-    """A horizontal stroke of radius 1 from x=2 to x=12 at y=5 paints rows 4..6 and round caps to x=1 and x=13."""
-    result = labeling.apply_edits(np.zeros((11, 16), np.uint8), labeling.parse_edits([brush([[2, 5], [12, 5]], 1)]))
-    expected = np.zeros((11, 16), np.uint8)
-    expected[4:7, 2:13] = 1
-    expected[5, 1] = expected[5, 13] = 1
-    np.testing.assert_array_equal(result, expected)
-
-
-def test_erase_clears_every_object_and_order_matters() -> None:
-    """Paint object 1, paint object 2 over half of it, then erase a column: later edits win."""
-    ops = [polygon([[0, 0], [9, 0], [9, 9], [0, 9]], 1), polygon([[5, 0], [9, 0], [9, 9], [5, 9]], 2),
-           polygon([[4, 0], [5, 0], [5, 9], [4, 9]], 1, erase=True)]
-    result = labeling.apply_edits(np.zeros((10, 10), np.uint8), labeling.parse_edits(ops))
-    assert (result[:, :4] == 1).all() and (result[:, 4:6] == 0).all() and (result[:, 6:] == 2).all()
-
-
-@pytest.mark.parametrize("payload, message", [
-    ({"ops": [{"tool": "spray", "object_id": 1, "points": [[0, 0]]}]}, "tool"),
-    ({"ops": [brush([[0, 0]], 2, object_id=0)]}, "object_id"),
-    ({"ops": [brush([[0, 0]], 0.1)]}, "radius"),
-    ({"ops": [brush([[0, float("nan")]], 2)]}, "points"),
-    ({"ops": [polygon([[0, 0], [1, 1]])]}, "at least 3"),
-    ({"ops": "draw"}, "list"),
+@pytest.mark.parametrize("runs, message", [
+    ([0, 5, 2, 3], "cover 8 pixels"),
+    ([0, 12, 1], "pairs"),
+    ([300, 12], "0..255"),
+    ([0, 0, 1, 12], "cover"),
+    ([0, 6.5, 1, 5.5], "integers"),
+    ("0,12", "pairs"),
 ])
-def test_bad_edits_are_refused_with_the_field(payload, message) -> None:
-    """Malformed canvas payloads raise LabelingError naming the field."""
+def test_bad_label_runs_are_refused_with_the_reason(runs, message) -> None:
+    """Malformed label maps from the canvas raise LabelingError saying what is wrong."""
     with pytest.raises(labeling.LabelingError, match=message):
-        labeling.parse_edits(payload)
+        labeling.labels_from_runs(runs, 3, 4)
+
+
+def test_object_classes_are_checked_against_the_project() -> None:
+    """Classes sent by the canvas: known ids and None pass; an unknown class id or object id is refused."""
+    assert labeling.object_classes_from({"1": 7, "2": None}, {7}) == {1: 7, 2: None}
+    with pytest.raises(labeling.LabelingError, match="does not have"):
+        labeling.object_classes_from({"1": 8}, {7})
+    with pytest.raises(labeling.LabelingError, match="1..255"):
+        labeling.object_classes_from({"0": 7}, {7})
 
 
 def first_frame(engine, video_id: int):
@@ -192,3 +167,17 @@ def test_overlay_blends_only_labeled_pixels() -> None:
     assert (out[0, 0] == 100).all()
     red = labeling.palette_rgb()[1]
     np.testing.assert_array_equal(out[0, 1], ((100 + red.astype(int)) / 2).astype(np.uint8))
+
+
+def test_timeline_worst_draft_and_the_span_a_correction_affects() -> None:
+    """Keyframes at 0 and 9 with drafts between: correcting draft 4 re-propagates 0..9; a draft run ending at an
+    unlabelled frame stops there; the worst draft is the one with the highest disagreement."""
+    from segloop.platform.services.timeline import Timeline
+
+    kinds = "hdddddddds" + "dd.."
+    scores = tuple(None if k != "d" else 0.1 * (i % 5) for i, k in enumerate(kinds))
+    line = Timeline(1, tuple(range(len(kinds))), kinds, scores)
+    assert line.worst_draft() == 4
+    assert line.affected_span(4) == (0, 9)
+    assert line.affected_span(10) == (9, 11)
+    assert line.affected_span(13) is None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import footage
 from segloop.platform.db.stores import jobs as job_store
-from segloop.platform.services import labeling
+from segloop.platform.services import labeling, timeline
 
 from .conftest import page_script
 
@@ -106,46 +107,65 @@ def test_upload_queues_one_ingest_job_per_file(engine, synth_root: Path) -> None
     assert progress and f"job {jobs[0].id} · queued" in progress[0].proto.text
 
 
-def canvas_edits(app: AppTest, ops: list[dict]) -> None:
-    """Put edits on the mask canvas as the browser component would send them for the open frame."""
-    token = app.session_state["label_session"].token
-    app.session_state["label_canvas"] = {"edits": {"token": token, "ops": ops}}
+_ACTIONS = itertools.count(1)
 
 
-SQUARE = [{"tool": "polygon", "object_id": 1, "points": [[0, 0], [19, 0], [19, 9], [0, 9]]}]
-
-
-def test_label_save_makes_a_version_and_a_stale_save_is_refused(engine, footage_project) -> None:
-    """Save draft stores version 1; after someone else saves version 2, saving again shows a conflict and keeps v2."""
-    app = page("label")
-    frame_id = app.session_state["label_session"].frame_id
-    canvas_edits(app, SQUARE)
+def canvas_action(app: AppTest, kind: str, labels: np.ndarray | None = None, **extra) -> AppTest:
+    """Send an action from the mask editor as the browser does (labels as runs), and rerun the page."""
+    state = app.session_state["label_session"]
+    action = {"id": f"test-{next(_ACTIONS)}", "kind": kind, "token": state.token, "frame_id": state.frame_id,
+              "dirty": labels is not None, **extra}
+    if labels is not None:
+        action["labels"] = labeling.label_runs(labels)
+    app.session_state["label_canvas"] = {"action": action}
     app.run()
-    assert app.dataframe[-1].value["area px"].tolist() == [200]
-    app.button(key="label_save").click().run()
-    assert not app.exception
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def square(state, object_id: int = 1, rows=slice(0, 10), cols=slice(0, 20)) -> np.ndarray:
+    """The open frame's saved labels with a rectangle of `object_id` painted on."""
+    labels = state.base.copy()
+    labels[rows, cols] = object_id
+    return labels
+
+
+def newest(engine, frame_id: int) -> list:
+    """The newest annotation of each object on a frame."""
     with session_scope(engine) as session:
-        latest = annotation_store.latest_annotations(session, frame_id)
-    assert [(a.object_id, a.version, a.area, a.status, a.source) for a in latest] == [(1, 1, 200, "draft", "manual")]
+        return annotation_store.latest_annotations(session, frame_id)
+
+
+def test_label_save_makes_a_version_and_a_conflict_keeps_the_edits(engine, footage_project) -> None:
+    """Save draft stores version 1; after someone else saves version 2, saving again keeps the edits on the canvas
+    (same token) next to the newer version; "keep mine" then stores version 3 with the user's pixels."""
+    app = page("label")
+    state = app.session_state["label_session"]
+    canvas_action(app, "save", square(state), status="draft")
+    assert [(a.object_id, a.version, a.area, a.status, a.source) for a in newest(engine, state.frame_id)] == [
+        (1, 1, 200, "draft", "manual")]
     assert any("object 1 → version 1" in s.value for s in app.success)
-    # Someone else saves version 2 of object 1 meanwhile.
-    other = labeling.load_frame_labels(engine, frame_id)
+    other = labeling.load_frame_labels(engine, state.frame_id)
     other_labels = other.labels.copy()
     other_labels[30:40, 30:40] = 1
-    labeling.save_frame_labels(engine, frame_id, other_labels, other.versions, author="someone else")
-    canvas_edits(app, [{"tool": "brush", "object_id": 1, "radius": 3, "points": [[50, 20], [60, 20]]}])
-    app.run()
-    app.button(key="label_save").click().run()
+    labeling.save_frame_labels(engine, state.frame_id, other_labels, other.versions, author="someone else")
+    mine = app.session_state["label_session"]
+    edited = square(mine, rows=slice(50, 60))
+    canvas_action(app, "save", edited, status="draft")
     assert any("Not saved" in e.value and "version 2 was saved meanwhile" in e.value for e in app.error)
-    with session_scope(engine) as session:
-        latest = annotation_store.latest_annotations(session, frame_id)
-    assert [(a.version, a.author) for a in latest] == [(2, "someone else")]
-    app.button(key="label_reload").click().run()
-    assert app.session_state["label_session"].versions == {1: 2}
+    kept = app.session_state["label_session"]
+    assert kept.token == mine.token and kept.conflict is not None and kept.conflict.versions == {1: 2}
+    assert kept.replies["conflict"]["overlay"].startswith("data:image/png")
+    assert [(a.version, a.author) for a in newest(engine, state.frame_id)] == [(2, "someone else")]
+    canvas_action(app, "resolve", edited, choice="mine", status="draft")
+    latest = newest(engine, state.frame_id)
+    assert [a.version for a in latest] == [3]
+    np.testing.assert_array_equal(annotation_store.annotation_mask(latest[0]), edited == 1)
 
 
-def test_label_import_png_and_submit(engine, footage_project) -> None:
-    """An imported 0/255 PNG replaces the canvas; Submit stores it as a submitted version; the queue moves on."""
+def test_label_import_png_and_submit_moves_to_the_next_frame(engine, footage_project) -> None:
+    """An imported 0/255 PNG replaces the canvas; Submit stores it and the editor opens the next queue frame;
+    Previous returns to the submitted frame."""
     app = page("label")
     state = app.session_state["label_session"]
     height, width = state.base.shape
@@ -158,14 +178,30 @@ def test_label_import_png_and_submit(engine, footage_project) -> None:
     app.run()
     app.button(key="label_import_go").click().run()
     assert not app.exception
-    app.button(key="label_submit").click().run()
-    with session_scope(engine) as session:
-        latest = annotation_store.latest_annotations(session, state.frame_id)
+    imported = app.session_state["label_session"]
+    canvas_action(app, "save", imported.base, status="submitted")
+    latest = newest(engine, state.frame_id)
     assert [(a.object_id, a.status, a.area) for a in latest] == [(1, "submitted", 200)]
     np.testing.assert_array_equal(annotation_store.annotation_mask(latest[0]), mask > 0)
-    app.button(key="label_step_1").click().run()
-    assert app.session_state["label_session"].frame_id != state.frame_id
-    assert app.expander[0].label == "Queue: 11 frame(s) to label"
+    after = app.session_state["label_session"]
+    assert after.frame_id != state.frame_id and after.frame.index == state.frame.index + 1
+    assert app.expander[-1].label == "Queue: 11 frame(s) to label"
+    canvas_action(app, "goto", target="prev")
+    assert app.session_state["label_session"].frame_id == state.frame_id
+
+
+def test_label_next_with_unsaved_edits_saves_a_draft_first(engine, footage_project) -> None:
+    """Next with "save draft and go" stores the edits as a draft version before opening the next frame; Next
+    without edits stores nothing."""
+    app = page("label")
+    state = app.session_state["label_session"]
+    canvas_action(app, "goto", square(state, 2), target="next", save=True)
+    assert [(a.object_id, a.version, a.status) for a in newest(engine, state.frame_id)] == [(2, 1, "draft")]
+    second = app.session_state["label_session"]
+    assert second.frame_id != state.frame_id
+    canvas_action(app, "goto", target="next", save=False)
+    assert newest(engine, second.frame_id) == []
+    assert app.session_state["label_session"].frame_id not in (state.frame_id, second.frame_id)
 
 
 def test_label_queue_follows_a_selection_run(engine, footage_project) -> None:
@@ -178,10 +214,88 @@ def test_label_queue_follows_a_selection_run(engine, footage_project) -> None:
                                        [(frames[9].id, 1.0, "far"), (frames[4].id, 0.5, "far")])
     app = page("label")
     assert app.selectbox(key="label_queue").value == ("selection", run.id)
-    assert app.expander[0].label == "Queue: 2 frame(s) to label"
+    assert app.expander[-1].label == "Queue: 2 frame(s) to label"
     assert app.session_state["label_session"].frame_id == frames[9].id
-    app.button(key="label_step_1").click().run()
+    canvas_action(app, "goto", target="next")
     assert app.session_state["label_session"].frame_id == frames[4].id
+
+
+def test_label_add_class_is_set_on_the_object_and_saved(engine, footage_project) -> None:
+    """Stale-state bug: *Add class* created the class but the save stored class NULL. Now the new class is set on the
+    object at once and a save stores it."""
+    app = page("label")
+    state = app.session_state["label_session"]
+    canvas_action(app, "add_class", name="car", object_id=1)
+    created = labeling.label_classes(engine, footage_project.project_id)
+    assert [c.name for c in created] == ["car"]
+    assert app.session_state["label_session"].replies["assign"]["class_id"] == created[0].id
+    canvas_action(app, "save", square(state), status="draft")
+    assert [(a.object_id, a.class_id) for a in newest(engine, state.frame_id)] == [(1, created[0].id)]
+
+
+def test_label_frame_from_the_library_opens_under_its_own_project(engine, settings, synth_root,
+                                                                  footage_project) -> None:
+    """Stale-state bug: Library → *Label this frame* opened a frame of another project under the first project's
+    queue. Now the page switches to the frame's project and its video's queue."""
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+
+    assert not ingest_paths([synth_root / "videos"], IngestOptions(project="zzz-other"), settings).failed
+    with session_scope(engine) as session:
+        from segloop.platform.db.stores import projects
+
+        other = projects.get_project(session, "zzz-other")
+        video = footage.list_videos(session, other.id)[1]
+        frame = footage.list_frames(session, video.id)[3]
+    app = AppTest.from_string(page_script("label"), default_timeout=TIMEOUT)
+    app.session_state["label_frame_request"] = frame.id
+    app.run()
+    assert not app.exception
+    assert app.selectbox(key="label_project").value == "zzz-other"
+    assert app.selectbox(key="label_queue").value == ("video", video.id)
+    assert app.session_state["label_session"].frame_id == frame.id
+
+
+def test_label_assist_replies_with_a_grabcut_proposal_and_superpixels(engine, footage_project) -> None:
+    """A box becomes a GrabCut proposal inside it for the chosen object; the smart brush gets SLIC superpixels; a box
+    outside the frame is refused with the field named."""
+    app = page("label")
+    state = app.session_state["label_session"]
+    height, width = state.base.shape
+    canvas_action(app, "grabcut", box=[10, 8, 60, 50], object_id=2)
+    proposal = app.session_state["label_session"].replies["proposal"]
+    assert proposal["object_id"] == 2 and proposal["box"] == [10, 8, 60, 50]
+    mask = labeling.labels_from_runs(proposal["runs"], height, width)
+    assert mask[:8].sum() == 0 and mask[:, 60:].sum() == 0 and mask[50:].sum() == 0
+    canvas_action(app, "superpixels")
+    runs = np.asarray(app.session_state["label_session"].replies["superpixels"]["runs"]).reshape(-1, 2)
+    ids = np.repeat(runs[:, 0], runs[:, 1])
+    assert ids.size == height * width and len(np.unique(ids)) > 10
+    canvas_action(app, "grabcut", box=[500, 500, 600, 600], object_id=1)
+    assert any("box:" in e.value for e in app.error)
+
+
+def test_label_propagate_then_correct_the_worst_draft(engine, footage_project) -> None:
+    """Propagate 5 frames forward from a labelled frame: 5 drafts with a disagreement each on the timeline; opening
+    the worst draft and submitting a correction makes it a keyframe and re-propagates only the drafts next to it."""
+    app = page("label")
+    state = app.session_state["label_session"]
+    canvas_action(app, "propagate", square(state, rows=slice(20, 40), cols=slice(30, 60)), direction=1, count=5)
+    assert any("Propagated 5 draft frame(s) forward" in s.value for s in app.success)
+    line = timeline.video_timeline(engine, state.video.id)
+    assert line.kinds[:7] == "hddddd." and all(v is not None for v in line.disagreement[1:6])
+    canvas_action(app, "goto", target="worst")
+    worst = app.session_state["label_session"]
+    assert worst.frame.index == line.worst_draft() and worst.is_propagated_draft
+    corrected = worst.base.copy()
+    corrected[0:5, 0:5] = 1
+    canvas_action(app, "save", corrected, status="submitted")
+    after = timeline.video_timeline(engine, state.video.id)
+    assert after.kinds[worst.frame.index] == "s" and after.kinds[6] == "."
+    with session_scope(engine) as session:
+        versions = {f.index: [a.version for a in annotation_store.latest_annotations(session, f.id)]
+                    for f in footage.list_frames(session, state.video.id)[:7]}
+    assert versions[0] == [1] and versions[worst.frame.index] == [2] and versions[6] == []
+    assert all(versions[i] == [2] for i in range(1, 6) if i != worst.frame.index)
 
 
 def test_jobs_form_list_cancel_and_retry(engine) -> None:

@@ -107,9 +107,11 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"e2e-{name}.png"), full_page=True)
 
 
-def image_to_page(box: dict, width: int, height: int, x: float, y: float) -> tuple[float, float]:
-    """Page coordinates of image pixel (x, y) on a canvas element shown in `box`."""
-    return box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height
+def image_to_page(page, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of image pixel (x, y) on the mask editor under its current zoom and pan (data-view)."""
+    scale, tx, ty = (float(v) for v in page.locator(".segloop-canvas").get_attribute("data-view").split(","))
+    box = page.locator("canvas.segloop-surface").bounding_box()
+    return box["x"] + tx + (x + 0.5) * scale, box["y"] + ty + (y + 0.5) * scale
 
 
 def test_upload_ingest_select_label_in_a_browser(served, tmp_path: Path) -> None:
@@ -155,27 +157,23 @@ def test_upload_ingest_select_label_in_a_browser(served, tmp_path: Path) -> None
 
             page.goto(f"{url}/label")
             page.get_by_text("Queue: 3 frame(s) to label").wait_for()
-            canvas = page.locator("canvas.segloop-surface")
             page.locator(".segloop-canvas[data-ready=ready]").wait_for()
-            box = canvas.bounding_box()
             # A brush stroke across the top left, then a polygon (image pixels 100..160 x 60..110) for the same object.
-            page.mouse.move(*image_to_page(box, 192, 128, 10, 10))
+            page.mouse.move(*image_to_page(page, 10, 10))
             page.mouse.down()
             for step in range(1, 11):
-                page.mouse.move(*image_to_page(box, 192, 128, 10 + 5 * step, 10 + 2 * step))
+                page.mouse.move(*image_to_page(page, 10 + 5 * step, 10 + 2 * step))
             page.mouse.up()
             expect(page.get_by_text("1 edit(s)")).to_be_visible()
-            page.get_by_text("polygon", exact=True).click()
-            # The canvas takes the tool on its next render: clicking before then would paint brush dots.
+            page.keyboard.press("p")
             page.locator(".segloop-canvas[data-tool=polygon]").wait_for()
             corners = [(100, 60), (160, 60), (160, 110), (100, 110)]
             for x, y in corners:
-                page.mouse.click(*image_to_page(box, 192, 128, x, y))
-            page.mouse.click(*image_to_page(box, 192, 128, *corners[0]))
+                page.mouse.click(*image_to_page(page, x, y))
+            page.mouse.click(*image_to_page(page, *corners[0]))
             expect(page.get_by_text("2 edit(s)")).to_be_visible()
-            page.wait_for_timeout(1000)
             page.get_by_role("button", name="Save draft").click()
-            page.get_by_text("Saved as draft: object 1 → version 1").wait_for()
+            page.get_by_text("Saved as draft: object 1 → version 1").first.wait_for()
             shot(page, "label")
 
             page.goto(f"{url}/results")

@@ -67,7 +67,7 @@ def test_select_embeds_runs_and_accepts_into_the_label_queue(engine, footage_pro
     assert statuses.pop(dropped) == "rejected" and set(statuses.values()) == {"accepted"}
     label = page("label")
     assert label.selectbox(key="label_queue").value == ("selection", runs[0].id)
-    assert label.expander[0].label == "Queue: 3 frame(s) to label"
+    assert label.expander[-1].label == "Queue: 3 frame(s) to label"
     assert label.session_state["label_session"].frame_id == items[0].frame_id
 
 
