@@ -468,7 +468,8 @@ def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str |
                                               "config": (config or memory_train.MemoryTrainConfig()).as_dict(),
                                               "labeled_frame_ids": [frames.frame_ids[v][i]
                                                                     for v, i in frames.labeled()],
-                                              "propagation": {"short_side": prop_short_side}})
+                                              "propagation": {"short_side": prop_short_side},
+                                              "losses": [round(float(x), 5) for x in trained.losses]})
         metrics.add_metrics(session, [("overall", "", k, v) for k, v in values.items()], job_id=job_id,
                             project_id=info.id, checkpoint_id=checkpoint.id)
     return FinetuneResult(checkpoint.id, str(folder), trained.labelled_frames, values, len(frames.labeled()))

@@ -82,7 +82,8 @@ def choose_source() -> Source | None:
     if not summaries:
         st.info("Nothing to label yet: upload footage on the Upload page first.")
         return None
-    follow_frame_request(engine)
+    frame_from_link()
+    follow_frame_request(engine, {s.project.name for s in summaries})
     project_col, queue_col, done_col = st.columns([1, 2, 1], vertical_alignment="bottom")
     names = [s.project.name for s in summaries]
     chosen = project_col.selectbox("Project", names, key="label_project")
@@ -113,8 +114,20 @@ def choose_source() -> Source | None:
     return Source(project.id, ident if kind == "video" else None, ident if kind == "selection" else None, include_done)
 
 
-def follow_frame_request(engine) -> None:
-    """A frame asked for by the Library or Explore opens under its own project, in its video's queue."""
+def frame_from_link() -> None:
+    """A link to `/label?frame=ID` asks for that frame once (pages handing a frame over also ask directly)."""
+    raw = st.query_params.get("frame")
+    if raw is None or st.session_state.get("label_link_frame") == raw:
+        return
+    st.session_state["label_link_frame"] = raw
+    if not raw.isdigit():
+        st.warning(f"frame: {raw!r} in the link is not a frame id")
+        return
+    st.session_state.setdefault("label_frame_request", int(raw))
+
+
+def follow_frame_request(engine, visible: set[str]) -> None:
+    """A frame asked for by the Library, Explore or a link opens under its own project, in its video's queue."""
     requested = st.session_state.get("label_frame_request")
     if requested is None:
         return
@@ -123,6 +136,10 @@ def follow_frame_request(engine) -> None:
     except LookupError as exc:
         st.session_state.pop("label_frame_request", None)
         st.warning(user_message(exc))
+        return
+    if project_name not in visible:
+        st.session_state.pop("label_frame_request", None)
+        st.warning(f"frame {requested}: not found in the projects you can open")
         return
     st.session_state["label_project"] = project_name
     st.session_state["label_queue"] = ("video", video_id)

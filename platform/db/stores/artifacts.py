@@ -44,7 +44,7 @@ def usable_checkpoint(session: Session, checkpoint_id: int, kinds: tuple[str, ..
     if checkpoint.kind not in kinds:
         raise ValidationError(f"checkpoint {checkpoint_id} is a {checkpoint.kind} checkpoint; "
                               f"a {' or '.join(kinds)} checkpoint is needed here")
-    if not Path(checkpoint.path).is_file():
+    if not Path(checkpoint.path).exists():  # a file, or a folder for a VOS model
         raise NotFoundError(f"checkpoint {checkpoint_id}: its weights file is missing")
     return checkpoint
 
