@@ -202,6 +202,13 @@ def test_predict_with_a_vos_checkpoint_propagates_from_the_human_masks(synth_roo
         assert len(uncertainty) == 24 and all(0.0 <= v <= 1.0 for v in uncertainty.values())
         first_frames = [footage.list_frames(session, v)[0].id for v in truth]
         assert all(uncertainty[f] == 0.0 for f in first_frames)
+    from click.testing import CliRunner
+
+    from segloop.platform.cli import main
+
+    ran = CliRunner().invoke(main, ["predict", "--checkpoint", str(trained.checkpoint_id), "--project", "vp"])
+    assert ran.exit_code == 0, ran.output  # the command accepts a VOS checkpoint (a folder, not a weights file)
+    assert f"predictions of checkpoint {trained.checkpoint_id}" in ran.output and "vos_uncertainty" in ran.output
 
 
 def test_finetune_vss_command_has_the_temporal_and_held_out_video_options(cli) -> None:
