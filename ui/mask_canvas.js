@@ -401,6 +401,13 @@ function fit(state) {
   state.view = { scale, tx: (cw - state.width * scale) / 2, ty: (ch - state.height * scale) / 2 };
 }
 
+function requestRender(state) {
+  // pointer events can come faster than frames: draw once per frame, with everything the events changed
+  if (state.renderQueued) return;
+  state.renderQueued = true;
+  requestAnimationFrame(() => { state.renderQueued = false; render(state); });
+}
+
 function render(state) {
   const { canvas, viewport, view } = state;
   const dpr = window.devicePixelRatio || 1;
@@ -750,7 +757,7 @@ function strokeTo(state, point, event) {
     updateOverlay(state, rect);
   }
   state.hover = point;
-  render(state);
+  requestRender(state);
   const start = event.timeStamp;
   const painted = performance.now() - start;
   requestAnimationFrame(() => {
@@ -771,7 +778,7 @@ function onPointerMove(state, event) {
   if (drag && drag.pan) {
     state.view.tx = drag.tx + event.clientX - drag.x;
     state.view.ty = drag.ty + event.clientY - drag.y;
-    render(state);
+    requestRender(state);
     return;
   }
   if (drag && drag.vertex !== undefined && state.editPoly) {
@@ -782,7 +789,7 @@ function onPointerMove(state, event) {
   if (state.box) { state.box[2] = point[0]; state.box[3] = point[1]; render(state); return; }
   if (state.stroke) { strokeTo(state, point, event); return; }
   state.hover = point;
-  render(state);
+  requestRender(state);
 }
 
 function onPointerUp(state) {

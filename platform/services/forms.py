@@ -22,9 +22,6 @@ from segloop.platform.services.models import project_encoder
 
 CHECKBOX, SELECT, MULTISELECT, NUMBER, TEXT, LINES, JSON_TEXT, PROJECT, NEW_PROJECT = (
     "checkbox", "select", "multiselect", "number", "text", "lines", "json", "project", "new_project")
-ENCODER_FIELDS = ("checkpoint_id",)
-
-
 @dataclass(frozen=True)
 class FormField:
     """One widget of a job form: what it edits, how it is drawn, where it starts and what it may hold."""
@@ -101,10 +98,11 @@ def _project_id(engine: Engine, project: str | None) -> int | None:
 def _checkpoint_field(engine: Engine, kind: str, spec: FieldSpec, base: dict, project: str | None,
                       project_id: int | None, checkpoint_kind: str) -> FormField:
     """A checkpoint picker (date, kind, backbone, job, score); an encoder field starts at the project's own."""
-    found = checkpoint_summaries(engine, project_id, (checkpoint_kind,)) if project_id is not None else []
+    kinds = tuple(checkpoint_kind.split("|"))  # "pretrain", "vss", "vss|vos"
+    found = checkpoint_summaries(engine, project_id, kinds) if project_id is not None else []
     labels = {s.info.id: s.label for s in found}
     default = found[0].info.id if found else None
-    if spec.name in ENCODER_FIELDS and project_id is not None:
+    if kinds == ("pretrain",) and project_id is not None:
         choice = project_encoder(project, None, None, "", engine)
         default = choice.checkpoint_id
         labels[None] = ("(the project's newest pretrained encoder when the job runs)" if found

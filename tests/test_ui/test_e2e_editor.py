@@ -193,6 +193,7 @@ def editor_loop(page, url: str, timings: dict[str, float], sent: list[float]) ->
     page.wait_for_timeout(500)
     assert len(sent) == before, "painting sends nothing to the server"
     timings["stroke_to_pixels_max_ms"] = float(canvas.attr("stroke-max-ms"))
+    timings["stroke_to_pixels_median_ms"] = float(canvas.attr("stroke-median-ms"))
     shot(page, "3-painted")
 
     page.keyboard.press("1")

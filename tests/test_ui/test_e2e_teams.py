@@ -76,8 +76,13 @@ def shot(page, name: str) -> None:
 def sign_in(page, url: str, name: str) -> None:
     """Open the app and sign in through the login form."""
     page.goto(url)
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password", exact=True).fill(PASSWORDS[name])
+    page.get_by_text("Sign in to continue.").wait_for()
+    for _ in range(3):  # the form can be drawn again while the first script run ends, emptying what was typed
+        page.get_by_label("User name").fill(name)
+        page.get_by_label("Password", exact=True).fill(PASSWORDS[name])
+        page.wait_for_timeout(300)
+        if page.get_by_label("User name").input_value() == name:
+            break
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_text(f"Signed in as {name}").wait_for()
 
@@ -94,11 +99,10 @@ def paint(page, x0: int, y0: int, x1: int, y1: int) -> None:
     from playwright.sync_api import expect
 
     page.locator(".segloop-canvas[data-ready=ready]").wait_for()
-    box = page.locator("canvas.segloop-surface").bounding_box()
-    page.mouse.move(*image_to_page(box, MAX_SIDE, 180, x0, y0))
+    page.mouse.move(*image_to_page(page, x0, y0))
     page.mouse.down()
     for step in range(1, 11):
-        page.mouse.move(*image_to_page(box, MAX_SIDE, 180, x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10))
+        page.mouse.move(*image_to_page(page, x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10))
     page.mouse.up()
     expect(page.get_by_text("1 edit(s)")).to_be_visible()
     page.wait_for_timeout(800)
@@ -129,7 +133,7 @@ def test_three_users_submit_reject_fix_accept(team_server) -> None:
             ann.get_by_role("button", name="Sign in", exact=True).click()
             ann.get_by_text("Wrong user name or password.").wait_for()
             sign_in(ann, url, "ann")
-            assert nav_pages(ann) == {"Library", "Explore", "Label", "Results"}
+            assert nav_pages(ann) == {"Home", "Library", "Explore", "Label", "Results"}
             ann.reload()
             ann.get_by_text("Signed in as ann").wait_for()  # the session cookie survived the reload
             expect(ann.get_by_text("Sign in to continue.")).to_have_count(0)
@@ -143,12 +147,12 @@ def test_three_users_submit_reject_fix_accept(team_server) -> None:
             ann.keyboard.press("Escape")
             paint(ann, 100, 60, 200, 120)
             ann.get_by_role("button", name="Submit", exact=True).click()
-            ann.get_by_text("Saved as submitted: object 1 → version 1").wait_for()
+            ann.get_by_text("Saved as submitted: object 1 → version 1").first.wait_for()
             shot(ann, "03-annotator-submitted")
 
             current = rev
             sign_in(rev, url, "rev")
-            assert nav_pages(rev) == {"Library", "Explore", "Label", "Review", "Results"}
+            assert nav_pages(rev) == {"Home", "Library", "Explore", "Label", "Review", "Results"}
             rev.goto(f"{url}/review")
             rev.get_by_text("Waiting for review: 1 frame(s)").wait_for()
             comment = rev.get_by_label("What to fix (shown to the annotator)")
@@ -164,7 +168,7 @@ def test_three_users_submit_reject_fix_accept(team_server) -> None:
             ann.get_by_text(f"Sent back by rev: {COMMENT}").wait_for()
             paint(ann, 80, 40, 220, 140)
             ann.get_by_role("button", name="Submit", exact=True).click()
-            ann.get_by_text("Saved as submitted: object 1 → version 2").wait_for()
+            ann.get_by_text("Saved as submitted: object 1 → version 2").first.wait_for()
             shot(ann, "05-annotator-fixed-resubmitted")
 
             current = rev

@@ -37,7 +37,8 @@ def pretrain_checkpoint(engine, project_id: int, path: Path) -> int:
 def test_every_kind_has_a_form_test_here() -> None:
     """The kinds below are every built-in kind: a new kind needs its form test."""
     tested = {name.removeprefix("test_").removesuffix("_form") for name in globals() if name.endswith("_form")}
-    assert set(job_service.operation_descriptions()) <= tested | {"test-sleep"}
+    built_in = {kind for kind in job_service.operation_descriptions() if not kind.startswith("test-")}
+    assert built_in <= tested  # kinds named test-* come from the suite's job plugins
 
 
 def test_ingest_form(engine, synth_root) -> None:

@@ -80,6 +80,7 @@ def choose_source() -> Source | None:
     engine = resources.engine()
     summaries = resources.project_summaries(resources.settings().db_url)
     if not summaries:
+        st.title("Label")  # with a frame open the editor's own title line names the page (it fits one screen)
         st.info("Nothing to label yet: upload footage on the Upload page first.")
         return None
     frame_from_link()

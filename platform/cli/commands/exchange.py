@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import DatabaseError
 
 from segloop.platform.core.console import console
-from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.errors import friendly_errors, user_message
 from segloop.platform.core.storage import interrupt_on_sigterm
 from segloop.platform.db.migrate import ensure_db
 
@@ -24,7 +25,10 @@ def export_cmd(project: str, fmt: str, out: Path) -> None:
     interrupt_on_sigterm()
     engine = ensure_db()
     report = export_project(project, fmt, out)
-    record_event(engine, "export", project, {"format": fmt, "masks": report.masks})
+    try:
+        record_event(engine, "export", project, {"format": fmt, "masks": report.masks})
+    except DatabaseError as exc:  # a read-only database can still be exported from; say the audit row is missing
+        console.print(f"note: this export is not in the audit trail ({user_message(exc)})")
     console.print(f"exported {report.masks} masks on {report.frames} frames of {report.videos} videos to {out}")
 
 
