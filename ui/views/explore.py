@@ -53,7 +53,8 @@ def render() -> None:
         st.info("None of this set's frames are in the database any more.")
         return
     st.caption(f"{len(points)} of {by_id[set_id].count} frames shown · hover a point for its video, frame and status "
-               "· click it to open the frame below · lasso or box (map toolbar) to queue or tag frames")
+               "· click it to open the frame below · lasso or box (map toolbar; back to pan to click again) "
+               "to queue or tag frames")
     draw_map(points, colour, summary.project.id, choice.tag_name)
     frame_panel(set_id)
 
