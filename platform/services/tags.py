@@ -82,38 +82,44 @@ def tag_frames(engine: Engine, project: int | str, name: str, frame_ids: Sequenc
                actor: Actor | None = None, client: str = "") -> TagChange:
     """Attach the tag `name` (created if new) to frames of the project, audited; frames already carrying it stay
     as they are (tagging only those writes nothing). Nothing is written when a name or a frame is refused."""
-    name = check_tag_name(name)
-    ids = check_frame_ids(frame_ids)
-    access.require(engine, actor, "label", project)
-    who = actor_name(actor)
-    with session_scope(engine) as session:
-        info = _project(session, project)
-        _checked_frames(session, info, ids)
-        tag = tag_store.get_or_create_tag(session, info.id, name)
-        added = tag_store.add_frames(session, tag.id, ids, who)
-        if added:
-            audit.record(session, who, "tag_frames", f"project {info.name}", client,
-                         {"tag": tag.name, "added": added, "frames": len(ids)})
-    return TagChange(tag, added, len(ids) - added)
+    return _change(engine, project, name, frame_ids, actor, client, add=True)
 
 
 def untag_frames(engine: Engine, project: int | str, name: str, frame_ids: Sequence[int], *,
                  actor: Actor | None = None, client: str = "") -> TagChange:
-    """Detach the tag `name` from frames of the project (frames without it stay as they are)."""
+    """Detach the tag `name` from frames of the project, audited (frames without it stay as they are)."""
+    return _change(engine, project, name, frame_ids, actor, client, add=False)
+
+
+def _change(engine: Engine, project: int | str, name: str, frame_ids: Sequence[int], actor: Actor | None,
+            client: str, *, add: bool) -> TagChange:
+    """Tag (add) or untag frames of the project after the checks; audited when something changed."""
     name = check_tag_name(name)
     ids = check_frame_ids(frame_ids)
     access.require(engine, actor, "label", project)
     who = actor_name(actor)
     with session_scope(engine) as session:
         info = _project(session, project)
-        tag = tag_store.find_tag(session, info.id, name)
-        if tag is None:
-            raise NotFoundError(f"tag {name!r} does not exist in project {info.name!r}")
-        removed = tag_store.remove_frames(session, tag.id, ids)
-        if removed:
-            audit.record(session, who, "untag_frames", f"project {info.name}", client,
-                         {"tag": tag.name, "removed": removed, "frames": len(ids)})
-    return TagChange(tag, removed, len(ids) - removed)
+        if add:
+            _checked_frames(session, info, ids)
+            tag = tag_store.get_or_create_tag(session, info.id, name)
+            changed = tag_store.add_frames(session, tag.id, ids, who)
+        else:
+            tag = _existing_tag(session, info, name)
+            changed = tag_store.remove_frames(session, tag.id, ids)
+        if changed:
+            action, count = ("tag_frames", "added") if add else ("untag_frames", "removed")
+            audit.record(session, who, action, f"project {info.name}", client,
+                         {"tag": tag.name, count: changed, "frames": len(ids)})
+    return TagChange(tag, changed, len(ids) - changed)
+
+
+def _existing_tag(session, project: ProjectInfo, name: str) -> FrameTagInfo:
+    """The project's tag of that name, or NotFoundError."""
+    tag = tag_store.find_tag(session, project.id, name)
+    if tag is None:
+        raise NotFoundError(f"tag {name!r} does not exist in project {project.name!r}")
+    return tag
 
 
 def project_tags(engine: Engine, project: int | str, *, actor: Actor | None = None) -> list[TagSummary]:
@@ -129,10 +135,7 @@ def tagged_frames(engine: Engine, project: int | str, name: str, *, actor: Actor
     access.require(engine, actor, "view", project)
     with session_scope(engine) as session:
         info = _project(session, project)
-        tag = tag_store.find_tag(session, info.id, check_tag_name(name))
-        if tag is None:
-            raise NotFoundError(f"tag {name!r} does not exist in project {info.name!r}")
-        return tag_store.tagged_frame_ids(session, tag.id)
+        return tag_store.tagged_frame_ids(session, _existing_tag(session, info, check_tag_name(name)).id)
 
 
 def frames_with_tag(engine: Engine, tag_id: int, frame_ids: Sequence[int]) -> set[int]:
