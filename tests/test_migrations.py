@@ -8,7 +8,7 @@ from segloop.platform.db.migrate import current_revision, downgrade, head_revisi
 
 TABLES = {"projects", "videos", "frames", "annotations", "label_classes", "embedding_sets", "selections",
           "selection_items", "jobs", "checkpoints", "metrics", "frame_scores", "users", "project_grants",
-          "user_sessions", "audit_events", "review_events"}
+          "user_sessions", "audit_events", "review_events", "frame_tags", "frame_tag_items"}
 
 
 def _tables(engine) -> set[str]:

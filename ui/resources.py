@@ -1,8 +1,6 @@
 """Cached resources shared by the pages: the database engine per URL (migrated once) and short-lived reads."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 from sqlalchemy import Engine
 
@@ -74,21 +72,14 @@ def forget_reads() -> None:
 
 @st.cache_data(ttl=60, show_spinner="Placing frames on the map…", max_entries=16)
 def map_points(url: str, embedding_set_id: int, method: str, max_points: int, seed: int, signal: str | None,
-               selection_id: int | None) -> list | None:
+               selection_id: int | None, tag_id: int | None = None) -> list | None:
     """The sampled frames of an embedding set on a 2-D map (cached a minute: PCA and lookups of 5,000 points)."""
     from segloop.platform.services import explore
 
     engine = _migrated_engine(url)
     embedding_set = artifacts.embedding_set(engine, embedding_set_id)
-    return explore.map_points(engine, settings(), embedding_set, method, max_points, seed, signal, selection_id)
-
-
-@st.cache_data(show_spinner=False, max_entries=50_000)
-def thumbnail_uri(data_dir: str, thumb_path: str) -> str:
-    """A frame thumbnail as a small data: URI for chart tooltips (cached per frame)."""
-    from segloop.platform.services import explore
-
-    return explore.thumbnail_data_uri(Path(data_dir), thumb_path)
+    return explore.map_points(engine, settings(), embedding_set, method, max_points, seed, signal, selection_id,
+                              tag_id)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the similarity index…")

@@ -198,12 +198,14 @@ class MetricInfo:
 
 @dataclass(frozen=True)
 class FrameFilter:
-    """Which frames of a project to list: optionally one video, one label status, one near-duplicate group."""
+    """Which frames of a project to list: optionally one video, one label status, one near-duplicate group, one
+    tag (its id)."""
 
     project_id: int
     video_id: int | None = None
     label_status: str = "any"
     dup_group: int | None = None
+    tag_id: int | None = None
 
 
 @dataclass
@@ -286,4 +288,14 @@ class ReviewEventInfo:
     actor: str
     annotator: str
     comment: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FrameTagInfo:
+    """A user-named tag of a project."""
+
+    id: int
+    project_id: int
+    name: str
     created_at: datetime

@@ -322,3 +322,24 @@ class ReviewEvent(Base):
     annotator: Mapped[str] = mapped_column(String(120))
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FrameTag(Base):
+    """A user-named tag of a project ("night", "blurry", "occluded") that many frames can carry."""
+
+    __tablename__ = "frame_tags"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FrameTagItem(Base):
+    """One frame carrying one tag: who tagged it and when (a frame carries a tag at most once)."""
+
+    __tablename__ = "frame_tag_items"
+    tag_id: Mapped[int] = mapped_column(ForeignKey("frame_tags.id", ondelete="CASCADE"), primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"), primary_key=True, index=True)
+    actor: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -6,7 +6,6 @@ loads every frame row of a large project.
 """
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
@@ -25,6 +24,7 @@ from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo, FrameInfo, JobInfo, SelectionInfo
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, scores, selections
+from segloop.platform.db.stores import tags as tag_store
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
 from segloop.platform.services.embedding import EmbeddingSetError
 from segloop.platform.services.library import jobs_by_id
@@ -142,6 +142,7 @@ class MapPoint:
     uncertainty: float | None
     selection: str
     selection_rank: int | None
+    tagged: bool = False
 
 
 def frame_rows(engine: Engine, frame_ids: Sequence[int]) -> dict[int, tuple[FrameInfo, str]]:
@@ -164,8 +165,9 @@ def selection_ranks(engine: Engine, selection_id: int) -> dict[int, tuple[int, s
 
 def map_points(engine: Engine, settings: Settings, embedding_set: EmbeddingSetInfo, method: str = "pca",
                max_points: int = DEFAULT_MAX_POINTS, seed: int = 0, signal: str | None = None,
-               selection_id: int | None = None) -> list[MapPoint] | None:
-    """The sampled frames of an embedding set on a 2-D map (None when a t-SNE map is not computed yet)."""
+               selection_id: int | None = None, tag_id: int | None = None) -> list[MapPoint] | None:
+    """The sampled frames of an embedding set on a 2-D map (None when a t-SNE map is not computed yet); with
+    `tag_id`, each point says whether its frame carries that tag."""
     if method == "pca":
         vectors, frame_ids = sample_vectors(embedding_set, settings, max_points, seed)
         coords = pca_2d(vectors)
@@ -179,6 +181,7 @@ def map_points(engine: Engine, settings: Settings, embedding_set: EmbeddingSetIn
     with session_scope(engine) as session:
         rows = footage.frames_with_video_names(session, frame_ids)
         statuses = annotation_store.frame_statuses(session, list(rows))
+        tagged = tag_store.frames_carrying(session, tag_id, list(rows)) if tag_id is not None else set()
     values = latest_scores(engine, list(rows), signal) if signal else {}
     picks = selection_ranks(engine, selection_id) if selection_id is not None else {}
     points = []
@@ -188,32 +191,83 @@ def map_points(engine: Engine, settings: Settings, embedding_set: EmbeddingSetIn
         frame, video_name = rows[frame_id]
         rank, picked = picks.get(frame_id, (None, "not picked"))
         points.append(MapPoint(frame_id, float(x), float(y), video_name, frame.index, statuses[frame_id],
-                               frame.thumb_path, values.get(frame_id), picked, rank))
+                               frame.thumb_path, values.get(frame_id), picked, rank, frame_id in tagged))
     return points
+
+
+def _box_corners(box: dict) -> tuple[float, float, float, float] | None:
+    """(x0, x1, y0, y1) sorted, of a box ({"x": [a, b], "y": [c, d]}); None when it is not one."""
+    try:
+        (x0, x1), (y0, y1) = sorted(map(float, box["x"])), sorted(map(float, box["y"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return x0, x1, y0, y1
 
 
 def points_in_box(points: list[MapPoint], box: dict) -> list[MapPoint]:
     """The map points inside a box selection ({"x": [a, b], "y": [c, d]} as the chart reports it)."""
-    try:
-        (x0, x1), (y0, y1) = sorted(map(float, box["x"])), sorted(map(float, box["y"]))
-    except (KeyError, TypeError, ValueError):
+    corners = _box_corners(box)
+    if corners is None:
         return []
+    x0, x1, y0, y1 = corners
     return [p for p in points if x0 <= p.x <= x1 and y0 <= p.y <= y1]
 
 
-def thumbnail_data_uri(data_dir: Path, thumb_path: str, max_side: int = 112) -> str:
-    """A small JPEG of a frame's thumbnail as a data: URI (for chart tooltips); '' when unreadable."""
-    from PIL import Image
+def points_in_lasso(points: list[MapPoint], lasso: dict) -> list[MapPoint]:
+    """The map points inside a lasso ({"x": [...], "y": [...]}: the vertices of the drawn polygon)."""
+    from matplotlib.path import Path as Polygon
 
     try:
-        with Image.open(resolve_inside(data_dir, thumb_path)) as image:
-            image = image.convert("RGB")
-            image.thumbnail((max_side, max_side))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=70)
-    except (OSError, ValueError):
-        return ""
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        vertices = np.column_stack([np.asarray(lasso["x"], dtype=float), np.asarray(lasso["y"], dtype=float)])
+    except (KeyError, TypeError, ValueError):
+        return []
+    if len(vertices) < 3 or not points or not np.isfinite(vertices).all():
+        return []
+    inside = Polygon(vertices).contains_points(np.array([(p.x, p.y) for p in points]))
+    return [p for p, keep in zip(points, inside.tolist()) if keep]
+
+
+@dataclass(frozen=True)
+class MapSelection:
+    """What a selection on the map picked: one clicked frame to open, or the frames gathered by lasso, box or
+    several clicks (in map order), and how they were gathered."""
+
+    clicked: int | None
+    gathered: list[MapPoint]
+    how: str
+
+
+def _picked_frame_ids(picked: list) -> list[int]:
+    """Frame ids of a chart event's points (each point's customdata starts with its frame id)."""
+    ids = []
+    for point in picked:
+        data = point.get("customdata") if isinstance(point, dict) else None
+        value = data[0] if isinstance(data, list) and data else data
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+            ids.append(int(value))
+    return ids
+
+
+def read_map_selection(points: list[MapPoint], selection: dict | None) -> MapSelection:
+    """The frames a Plotly selection event picked on the map ({"points", "box", "lasso"} as Streamlit reports
+    it): points inside any lasso or box, or the points clicked; frames not on the map are ignored."""
+    selection = selection if isinstance(selection, dict) else {}
+    boxes = [b for b in selection.get("box") or [] if isinstance(b, dict)]
+    lassos = [a for a in selection.get("lasso") or [] if isinstance(a, dict)]
+    by_id = {p.frame_id: p for p in points}
+    picked = [f for f in _picked_frame_ids(selection.get("points") or []) if f in by_id]
+    if boxes or lassos:
+        chosen = set(picked)
+        for box in boxes:
+            chosen.update(p.frame_id for p in points_in_box(points, box))
+        for lasso in lassos:
+            chosen.update(p.frame_id for p in points_in_lasso(points, lasso))
+        how = " and ".join(word for word, shapes in (("lasso", lassos), ("box", boxes)) if shapes)
+        return MapSelection(None, [p for p in points if p.frame_id in chosen], how)
+    if len(picked) == 1:
+        return MapSelection(picked[0], [], "click")
+    chosen = set(picked)
+    return MapSelection(None, [p for p in points if p.frame_id in chosen], "clicks" if chosen else "")
 
 
 def score_names(engine: Engine, project_id: int) -> list[str]:
@@ -272,7 +326,7 @@ def similar_frames(index, frame_id: int, k: int = 12, engine: Engine | None = No
 def queue_frames(engine: Engine, project_id: int, frame_ids: Sequence[int], reason: str) -> SelectionInfo:
     """Queue hand-picked frames for labeling: a selection run ('manual') with the frames in the given order."""
     if not frame_ids:
-        raise ExploreError("no frame chosen: draw a box around some points first")
+        raise ExploreError("no frame chosen: draw a lasso or a box around some points first")
     with session_scope(engine) as session:
         return selections.add_selection(session, project_id, "manual", len(frame_ids),
                                         [(int(f), 1.0, reason) for f in frame_ids])

@@ -186,3 +186,12 @@ class Map2dParams:
     max_points: int = param(5_000, min=10, help="Frames sampled from the set.")
     seed: int = param(0, help="Random seed of the sample and of t-SNE.")
     perplexity: float = param(30.0, min=1, help="t-SNE perplexity.")
+
+
+@dataclass
+class TagFramesParams:
+    """Attach a user-named tag to frames of a project (created when new), or detach it."""
+
+    tag: str = param(help="Tag name, e.g. night, blurry, occluded (at most 60 characters).")
+    project: str = _project()
+    frame_ids: list[int] = param(default_factory=list, min_items=1, help="Ids of the frames.")

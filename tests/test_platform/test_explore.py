@@ -212,3 +212,40 @@ def test_a_box_on_the_map_queues_its_frames(engine, settings, footage_project, e
     assert run.strategy == "manual" and [i.frame_id for i in items] == [p.frame_id for p in inside]
     with pytest.raises(explore.ExploreError, match="no frame chosen"):
         explore.queue_frames(engine, footage_project.project_id, [], "box")
+
+
+def _grid_points(size: int = 5) -> list[explore.MapPoint]:
+    """Map points on an integer grid 0..size-1 in x and y (frame id = 100 + 10 x + y)."""
+    return [explore.MapPoint(100 + 10 * x + y, float(x), float(y), f"v{x % 2}", y, "unlabeled", "", None,
+                             "not picked", None) for x in range(size) for y in range(size)]
+
+
+def test_a_lasso_event_gathers_the_points_inside_its_polygon() -> None:
+    """A Plotly lasso event (an L-shaped polygon, not convex) gathers exactly the grid points inside the L, in map
+    order, whether or not the event also lists the points; a box does the same for a rectangle; lasso and box
+    together gather both; a single clicked point opens that frame; several clicks gather them; ids not on the map
+    and malformed events are ignored."""
+    points = _grid_points()
+    # The L: x in [-0.5, 1.5] for any y in [-0.5, 4.5], plus y in [-0.5, 1.5] for any x in [-0.5, 4.5].
+    lasso = {"xref": "x", "yref": "y", "x": [-0.5, 4.5, 4.5, 1.5, 1.5, -0.5], "y": [-0.5, -0.5, 1.5, 1.5, 4.5, 4.5]}
+    inside_l = [p.frame_id for p in points if p.x <= 1 or p.y <= 1]
+    assert len(inside_l) == 25 - 9
+    for listed in ([], [{"customdata": [p.frame_id, "v"], "x": p.x, "y": p.y} for p in points if p.x <= 1]):
+        picked = explore.read_map_selection(points, {"points": listed, "box": [], "lasso": [lasso]})
+        assert picked.clicked is None and picked.how == "lasso"
+        assert [p.frame_id for p in picked.gathered] == inside_l
+    box = {"xref": "x", "yref": "y", "x": [4.5, 2.5], "y": [4.2, 2.8]}
+    boxed = explore.read_map_selection(points, {"points": [], "box": [box], "lasso": []})
+    assert [p.frame_id for p in boxed.gathered] == [133, 134, 143, 144] and boxed.how == "box"
+    both = explore.read_map_selection(points, {"points": [], "box": [box], "lasso": [lasso]})
+    assert [p.frame_id for p in both.gathered] == sorted(inside_l + [133, 134, 143, 144])
+    assert both.how == "lasso and box"
+    clicked = explore.read_map_selection(points, {"points": [{"customdata": [122, "v0", 2]}], "box": [], "lasso": []})
+    assert clicked.clicked == 122 and clicked.gathered == [] and clicked.how == "click"
+    clicks = explore.read_map_selection(points, {"points": [{"customdata": [141]}, {"customdata": [100]},
+                                                            {"customdata": [999]}]})
+    assert clicks.clicked is None and [p.frame_id for p in clicks.gathered] == [100, 141] and clicks.how == "clicks"
+    for junk in (None, {}, {"points": "x"}, {"lasso": [{"x": [0, 1], "y": [0, 1]}]}, {"lasso": [{"x": "ab"}]},
+                 {"box": [{"x": ["a", 1], "y": [0, 1]}]}, {"points": [{"customdata": [True]}, {"customdata": "7"}]}):
+        empty = explore.read_map_selection(points, junk)
+        assert empty.clicked is None and empty.gathered == []

@@ -70,6 +70,26 @@ def test_library_filters_pages_and_viewer(engine, footage_project) -> None:
     assert app.dataframe[-1].value["object"].tolist() == [2]
 
 
+def test_library_filters_frames_by_tag(engine, footage_project) -> None:
+    """The Library's tag filter lists the tags with their counts and shows only the tagged frames (with a video
+    chosen too: the tagged frames of that video)."""
+    from segloop.platform.services import tags
+
+    with session_scope(engine) as session:
+        first, second = ([f.id for f in footage.list_frames(session, v)] for v in footage_project.video_ids)
+    night = tags.tag_frames(engine, "ui", "night", [first[2], first[5], second[0]]).tag
+    tags.tag_frames(engine, "ui", "blurry", [second[1]])
+    app = page("library")
+    tag_filter = app.selectbox(key="library_tag")
+    assert tag_filter.options == ["any", "blurry (1)", "night (3)"] and len(app.get("image")) == 24
+    tag_filter.select(night.id).run()
+    assert not app.exception and len(app.get("image")) == 3
+    assert [image.captions[0].split(" · ")[0] for image in app.get("image")] == [
+        "synth-007-000 #2", "synth-007-000 #5", "synth-007-001 #0"]
+    app.selectbox(key="library_video").select(footage_project.video_ids[1]).run()
+    assert [image.captions[0].split(" · ")[0] for image in app.get("image")] == ["synth-007-001 #0"]
+
+
 def test_library_pages_with_keyboard_buttons(engine, footage_project, monkeypatch) -> None:
     """With pages of 10, the 24 frames span 3 pages; Next / Previous (← / → shortcuts) move between them."""
     from segloop.ui.views import library as library_page

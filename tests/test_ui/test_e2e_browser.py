@@ -199,19 +199,37 @@ def test_upload_ingest_select_label_in_a_browser(served, tmp_path: Path) -> None
 
 
 def explore_map(page, url: str) -> None:
-    """On the Explore page: hovering a point shows its thumbnail, clicking it opens the frame, then similar frames."""
+    """On the Explore page: hovering a point shows its video and frame, clicking it opens the frame, then similar
+    frames; a lasso drawn with the mouse around the whole map gathers all 10 frames, which are tagged 'night'."""
     from playwright.sync_api import expect
 
     page.goto(f"{url}/explore")
     page.get_by_text("10 of 10 frames shown").wait_for()
-    points = page.locator(".vega-embed g.role-mark.mark-symbol path")
+    points = page.locator(".js-plotly-plot .scatterlayer .point")
     expect(points).to_have_count(10)
-    points.first.hover()
-    expect(page.locator("#vg-tooltip-element img")).to_be_visible()
-    points.first.click()
+    points.first.hover(force=True)  # Plotly's drag layer lies on top of the points and finds the nearest one
+    expect(page.locator(".js-plotly-plot .hoverlayer .hovertext")).to_contain_text("#")
+    points.first.click(force=True)
     page.get_by_role("button", name="More like this").click()
     page.get_by_text("9 frames most like this one").wait_for()
     page.get_by_text("frame #0 · unlabeled").wait_for()
+    shot(page, "explore-similar")
+    page.locator(".js-plotly-plot").hover()
+    page.locator('.modebar-btn[data-title="Lasso Select"]').click()
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    left, top = area["x"] + 3, area["y"] + 3
+    right, bottom = area["x"] + area["width"] - 3, area["y"] + area["height"] - 3
+    page.mouse.move(left, top)
+    page.mouse.down()
+    for x, y in ((right, top), (right, bottom), (left, bottom), (left, top + 6)):
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.get_by_text("10 frame(s) gathered with the lasso").wait_for()
+    tag = page.get_by_label("Tag", exact=True)
+    tag.fill("night")
+    tag.press("Enter")
+    page.get_by_role("button", name="Tag these 10 frames").click()
+    page.get_by_text("10 frame(s) tagged 'night'").wait_for()
 
 
 def fill(page, label: str, value: str) -> None:

@@ -12,7 +12,7 @@ from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, selections
 from segloop.platform.db.stores import jobs as job_store
-from segloop.platform.services import labeling
+from segloop.platform.services import labeling, tags
 
 from .conftest import page_script
 
@@ -90,17 +90,20 @@ def test_select_other_strategy_with_params_and_as_a_job(engine, footage_project,
 
 
 def test_explore_map_open_frame_and_more_like_this(engine, settings, footage_project, embedded) -> None:
-    """The PCA map holds all 24 frames; an opened frame lists its 5 most similar frames; t-SNE is queued as a
-    map2d job, and once computed the map shows it."""
+    """The PCA map holds all 24 frames (one trace per video, each point carrying its frame id); a clicked point
+    opens its frame, which lists its 5 most similar frames; t-SNE is queued as a map2d job, and once computed the
+    map shows it."""
     app = page("explore")
-    charts = app.get("vega_lite_chart")
+    charts = app.get("plotly_chart")
     assert len(charts) == 1 and "24 of 24 frames shown" in app.caption[0].value
-    spec = json.loads(charts[0].proto.spec)
-    assert spec["params"][0]["name"] == "frame" and spec["encoding"]["tooltip"][0]["title"] == "image"
+    figure = json.loads(charts[0].proto.spec)
+    assert [len(trace["x"]) for trace in figure["data"]] == [12, 12]
+    assert {trace["name"] for trace in figure["data"]} == {"synth-007-000", "synth-007-001"}
     with session_scope(engine) as session:
         frame = footage.list_frames(session, footage_project.video_ids[1])[4]
-    app.session_state["explore_frame_id"] = frame.id
-    ok(app.run())
+    clicked = next(p for p in figure["data"][1]["customdata"] if p[0] == frame.id)
+    ok(select_on_map(app, {"points": [{"customdata": clicked, "x": 0.0, "y": 0.0}], "box": [], "lasso": []}))
+    assert app.session_state["explore_frame_id"] == frame.id
     assert app.subheader[0].value.endswith("frame #4 · unlabeled")
     app.slider(key="explore_k").set_value(5)
     ok(app.button(key="explore_similar").click().run())
@@ -118,7 +121,64 @@ def test_explore_map_open_frame_and_more_like_this(engine, settings, footage_pro
 
     compute_map(embedded, settings, "tsne", job.params["max_points"], 0, perplexity=5.0)
     ok(app.run())
-    assert len(app.get("vega_lite_chart")) == 1
+    assert len(app.get("plotly_chart")) == 1
+
+
+def run_as_browser(app: AppTest, values: dict[str, str], click: str | None = None) -> AppTest:
+    """Rerun the page with widget values as the browser sends them ({element id: string value}), optionally with a
+    button (by key) clicked in the same run: for what AppTest cannot do itself (a Plotly selection, a new option
+    typed into a selectbox)."""
+    states = app._tree.get_widget_states()
+    by_id = {state.id: state for state in states.widgets}
+    for element_id, value in values.items():
+        state = by_id.get(element_id) or states.widgets.add()
+        state.id, state.string_value = element_id, value
+    if click is not None:
+        by_id[app.button(key=click).id].trigger_value = True
+    return app._run(states)
+
+
+def select_on_map(app: AppTest, selection: dict) -> AppTest:
+    """Rerun the page as after a selection on the Explore map: the chart's value is Streamlit's
+    {"selection": {"points", "box", "lasso"}} of the event."""
+    chart = app.get("plotly_chart")[0].proto.id
+    return run_as_browser(app, {chart: json.dumps({"selection": {"point_indices": [], **selection}})})
+
+
+def test_explore_lasso_queues_and_tags_the_gathered_frames(engine, footage_project, embedded) -> None:
+    """A lasso around the first video's frames gathers those 12 frames: queued as a 'manual' run that becomes the
+    Label queue, tagged 'night' (suggested the next time), coloured by that tag on the map; an empty tag name is
+    refused naming the field."""
+    app = page("explore")
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    first = figure["data"][0]
+    xs, ys = first["x"], first["y"]
+    ring = [min(xs) - 1e-3, max(xs) + 1e-3, min(ys) - 1e-3, max(ys) + 1e-3]
+    others = figure["data"][1]
+    if any(ring[0] <= x <= ring[1] and ring[2] <= y <= ring[3] for x, y in zip(others["x"], others["y"])):
+        pytest.skip("the two videos overlap on this map: no lasso holds one video only")
+    lasso = {"x": [ring[0], ring[1], ring[1], ring[0]], "y": [ring[2], ring[2], ring[3], ring[3]]}
+    wanted = [p[0] for p in first["customdata"]]
+    points = [{"customdata": p, "x": x, "y": y} for p, x, y in zip(first["customdata"], xs, ys)]
+    ok(select_on_map(app, {"points": points, "box": [], "lasso": [lasso]}))
+    assert "12 frame(s) gathered with the lasso" in app.markdown[0].value
+    ok(app.button(key="explore_queue_box").click().run())
+    with session_scope(engine) as session:
+        [run] = selections.list_selections(session, footage_project.project_id)
+        items = selections.selection_items(session, run.id)
+    assert run.strategy == "manual" and sorted(i.frame_id for i in items) == sorted(wanted)
+    assert {i.reason for i in items} == {"lasso on the map"}
+    assert app.session_state["label_queue"] == ("selection", run.id)
+    ok(app.button(key="explore_tag_add").click().run())
+    assert "tag name: must not be empty" in app.error[0].value
+    ok(run_as_browser(app, {app.selectbox(key="explore_tag_name").id: "night"}, click="explore_tag_add"))
+    assert "12 frame(s) tagged 'night'" in [s.value for s in app.success]
+    assert sorted(tags.tagged_frames(engine, "ui", "night")) == sorted(wanted)
+    assert app.selectbox(key="explore_tag_name").options == ["night"]
+    ok(app.selectbox(key="explore_colour").select("tag").run())
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    by_name = {trace["name"]: sorted(p[0] for p in trace["customdata"]) for trace in figure["data"]}
+    assert by_name == {"tagged night": sorted(wanted), "not tagged": sorted(p[0] for p in others["customdata"])}
 
 
 def test_label_propagate_queues_a_job_or_runs_inline(engine, footage_project, monkeypatch) -> None:

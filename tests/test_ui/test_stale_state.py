@@ -186,4 +186,4 @@ def test_tsne_page_waits_for_its_map2d_job_and_shows_the_map(engine, settings, f
     with session_scope(engine) as session:
         job_store.finish_job(session, job.id, {"points": 24})
     ok(app.run())
-    assert len(app.get("vega_lite_chart")) == 1 and not app.get("progress")
+    assert len(app.get("plotly_chart")) == 1 and not app.get("progress")

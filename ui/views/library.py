@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from segloop.platform.services import labeling, library
+from segloop.platform.services import labeling, library, tags
 from segloop.ui import handoff, resources
 
 PAGE_SIZE = 24
@@ -34,9 +34,9 @@ def render() -> None:
 
 
 def choose_filter(summaries: list[library.ProjectSummary]) -> library.FrameFilter | None:
-    """The project, video, label status and near-duplicate group chosen in the filter bar."""
+    """The project, video, label status, near-duplicate group and tag chosen in the filter bar."""
     names = [s.project.name for s in summaries]
-    project_col, video_col, status_col, group_col = st.columns([1, 2, 1, 1])
+    project_col, video_col, status_col, group_col, tag_col = st.columns([1, 2, 1, 1, 1])
     chosen = project_col.selectbox("Project", names, key="library_project")
     project = next(s.project for s in summaries if s.project.name == chosen)
     videos = library.project_videos(resources.engine(), project.id)
@@ -57,7 +57,11 @@ def choose_filter(summaries: list[library.ProjectSummary]) -> library.FrameFilte
                                     format_func=lambda g: "any" if g is None else f"group {g} ({sizes[g]} frames)")
     else:
         group_col.selectbox("Near-duplicate group", ["choose a video"], disabled=True, key="library_group_off")
-    flt = library.FrameFilter(project_id=project.id, video_id=video_id, label_status=status, dup_group=group)
+    found = {t.tag.id: t for t in tags.project_tags(resources.engine(), project.id)}
+    tag_id = tag_col.selectbox("Tag", [None] + list(found), key="library_tag",
+                               format_func=lambda i: "any" if i is None else f"{found[i].tag.name} ({found[i].frames})")
+    flt = library.FrameFilter(project_id=project.id, video_id=video_id, label_status=status, dup_group=group,
+                              tag_id=tag_id)
     if st.session_state.get("library_filter") != flt:
         st.session_state["library_filter"] = flt
         st.session_state["library_page"] = 1

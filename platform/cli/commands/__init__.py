@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "segloop.platform.cli.commands.demo",
     "segloop.platform.cli.commands.ui",
     "segloop.platform.cli.commands.users",
+    "segloop.platform.cli.commands.tags",
     "segloop.platform.cli.commands.select",
     "segloop.platform.cli.commands.eval",
     "segloop.platform.cli.commands.vos",

@@ -11,6 +11,7 @@ from segloop.platform.db.entities import FrameFilter, FrameInfo, NewVideo, Video
 from segloop.platform.db.orm import Frame, SelectionItem, Video
 from segloop.platform.db.stores import SQL_CHUNK, get_row, id_chunks
 from segloop.platform.db.stores.annotations import frame_status_condition
+from segloop.platform.db.stores.tags import tag_condition
 
 
 def find_video_by_hash(session: Session, project_id: int, sha256: str) -> VideoInfo | None:
@@ -173,6 +174,8 @@ def _filtered_query(flt: FrameFilter):
         query = query.where(Frame.dup_group == flt.dup_group)
     if flt.label_status != "any":
         query = query.where(frame_status_condition(flt.label_status))
+    if flt.tag_id is not None:
+        query = query.where(tag_condition(flt.tag_id))
     return query
 
 
