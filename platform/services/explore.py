@@ -26,6 +26,8 @@ from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, scores, selections
 from segloop.platform.db.stores import tags as tag_store
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
+from segloop.platform.services import access
+from segloop.platform.services.access import Actor
 from segloop.platform.services.embedding import EmbeddingSetError
 from segloop.platform.services.library import jobs_by_id
 
@@ -323,10 +325,12 @@ def similar_frames(index, frame_id: int, k: int = 12, engine: Engine | None = No
         wanted = min(wanted * 4, total)
 
 
-def queue_frames(engine: Engine, project_id: int, frame_ids: Sequence[int], reason: str) -> SelectionInfo:
+def queue_frames(engine: Engine, project_id: int, frame_ids: Sequence[int], reason: str, *,
+                 actor: Actor | None = None) -> SelectionInfo:
     """Queue hand-picked frames for labeling: a selection run ('manual') with the frames in the given order."""
     if not frame_ids:
         raise ExploreError("no frame chosen: draw a lasso or a box around some points first")
+    access.require(engine, actor, "label", project_id)
     with session_scope(engine) as session:
         return selections.add_selection(session, project_id, "manual", len(frame_ids),
                                         [(int(f), 1.0, reason) for f in frame_ids])

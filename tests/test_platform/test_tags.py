@@ -149,3 +149,18 @@ def test_cli_tags_add_list_and_refusals(cli, engine, footage_project) -> None:
     assert bad.exit_code == 1 and "tag name: 'a/b' contains a path separator" in bad.output
     assert "Traceback" not in bad.output
     assert tags.tagged_frames(engine, "ui", "night") == frames[1:3]
+
+
+def test_queueing_frames_from_the_map_needs_the_label_grant(engine, footage_project) -> None:
+    """Frames gathered on the Explore map are queued by an annotator of the project, not by one of another."""
+    from segloop.platform.services import explore
+
+    user = auth.add_user(engine, "ann2", "annotator", "Queue-Access-Pass-2")
+    auth.grant(engine, "ann2", "ui")
+    annotator = Actor(user.name, "annotator", user.id)
+    frames = _frame_ids(engine, footage_project.video_ids[0])
+    assert explore.queue_frames(engine, footage_project.project_id, frames[:2], "lasso", actor=annotator).budget == 2
+    with session_scope(engine) as session:
+        other = projects.get_or_create_project(session, "elsewhere")
+    with pytest.raises(AccessDenied, match="ann2 has no access to this project"):
+        explore.queue_frames(engine, other.id, frames[:2], "lasso", actor=annotator)
