@@ -1,7 +1,8 @@
 """Every multi-row write is all-or-nothing, on SQLite and PostgreSQL: a failure injected after some rows
 (a real database trigger that refuses the N-th insert) leaves every table exactly as it was.
 
-Writes covered: DAVIS import, COCO import, ingest with masks, selection runs, review actions.
+Writes covered: DAVIS import, COCO import, ingest with masks, selection runs, review actions (a reviewer's
+save on the Label page, and accept/reject on the Review page).
 """
 from __future__ import annotations
 
@@ -138,6 +139,26 @@ def test_review_failing_midway_changes_nothing(davis_video, settings, engine) ->
     assert annotation_state(engine) == states
     outcome = labeling.save_frame_labels(engine, frame.id, labels, loaded.versions, status="reviewed")
     assert changed in outcome.saved and len(outcome.restatused) >= 2
+
+
+def test_review_decision_failing_midway_changes_nothing(davis_video, settings, engine) -> None:
+    """Rejecting a submitted frame moves its masks back to draft, then records the decision; a failure on that
+    record leaves the masks submitted, with no review event and no audit row."""
+    from segloop.platform.services import labeling, review
+
+    with session_scope(engine) as session:
+        frame = footage.list_frames(session, davis_video.id, limit=1)[0]
+    loaded = labeling.load_frame_labels(engine, frame.id)
+    labels = loaded.labels.copy()
+    labels[:4, :4] = 9
+    labeling.save_frame_labels(engine, frame.id, labels, loaded.versions, status="submitted")
+    before, states = table_counts(engine), annotation_state(engine)
+    with fail_insert_after(engine, "review_events", 0), pytest.raises(DBAPIError):
+        review.reject(engine, frame.id, "the left edge is off")
+    assert table_counts(engine) == before
+    assert annotation_state(engine) == states
+    assert review.reject(engine, frame.id, "the left edge is off").kind == "rejected"
+    assert set(labeling.load_frame_labels(engine, frame.id).statuses.values()) == {"draft"}
 
 
 def test_savepoints_roll_back_with_the_transaction(engine) -> None:
