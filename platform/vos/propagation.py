@@ -24,7 +24,6 @@ any indexable sequence of H×W×3 uint8 RGB arrays (a (T, H, W, 3) array or `Fra
 from __future__ import annotations
 
 import functools
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -409,6 +408,40 @@ def window_blocks(keys, key_labels, grid: tuple[int, int], radius: int, tile: in
     )
 
 
+class RecentBlocks:
+    """The window blocks of the last `size` propagated frames side by side in one buffer (oldest overwritten), so a
+    query scores all of them with one matrix product and one top-k."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.count, self.next = size, 0, 0
+        self.buffer: WindowBlocks | None = None
+
+    def push(self, block: WindowBlocks) -> None:
+        """Add the newest frame's block, replacing the oldest when full."""
+        width = block.keys.shape[2]
+        if self.buffer is None:
+            keys, labels, valid, total = block.keys, block.labels, block.valid, width * self.size
+            self.buffer = WindowBlocks(keys.new_zeros(*keys.shape[:2], total),
+                                       labels.new_zeros(labels.shape[0], total, labels.shape[2]),
+                                       valid.new_zeros(*valid.shape[:2], total))
+        at = slice(self.next * width, (self.next + 1) * width)
+        self.buffer.keys[:, :, at] = block.keys
+        self.buffer.labels[:, at] = block.labels
+        self.buffer.valid[:, :, at] = block.valid
+        self.next = (self.next + 1) % self.size
+        self.count = min(self.count + 1, self.size)
+
+    def blocks(self) -> list[WindowBlocks]:
+        """The kept frames as one block (none before the first push)."""
+        if self.buffer is None:
+            return []
+        if self.count == self.size:
+            return [self.buffer]
+        width = self.buffer.keys.shape[2] // self.size * self.count
+        return [WindowBlocks(self.buffer.keys[:, :, :width], self.buffer.labels[:, :width],
+                             self.buffer.valid[:, :, :width])]
+
+
 def _tile_size(grid: tuple[int, int], tile: int) -> int:
     """The query tile edge actually used on a grid."""
     return max(1, min(tile, grid[0], grid[1]))
@@ -715,12 +748,12 @@ def _run_pass(store: _FeatureStore, order: list[int], source: int, keyframes: li
     context = _context_keyframes(source, keyframes, config.max_keyframes_in_context)
     fixed = window_blocks(torch.stack([store.pin(k) for k in context]),
                           torch.stack([keyframe_labels[k] for k in context]), grid, config.radius)
+    recent = RecentBlocks(config.n_last)
     recent_radius = config.recent_window()
-    recent: deque = deque(maxlen=config.n_last)
     for index, features in store.iterate(order):
-        soft = topk_from_blocks(features, [fixed, *recent], grid, config.topk, config.temperature)
+        soft = topk_from_blocks(features, [fixed, *recent.blocks()], grid, config.topk, config.temperature)
         if config.n_last:
-            recent.append(window_blocks(features[None], soft[None], grid, recent_radius))
+            recent.push(window_blocks(features[None], soft[None], grid, recent_radius))
         yield index, soft
 
 

@@ -411,3 +411,25 @@ def test_a_pretrain_run_folder_gives_its_dense_encoder(tmp_path) -> None:
                          [(12, 4, 4), (1, 4, 1), (12, None, 12), (0, 4, 4), (12, 0, 12)])
 def test_recent_window_is_never_wider_than_the_keyframe_window(radius, recent, expected):
     assert vos.PropagationConfig(radius=radius, recent_radius=recent).recent_window() == expected
+
+
+@pytest.mark.parametrize("pushed", [3, 9])
+def test_recent_frames_in_one_buffer_vote_like_separate_blocks(pushed: int) -> None:
+    """The last n_last frames kept in one ring buffer give the labels of the same frames as separate blocks,
+    before the buffer is full and after it wrapped around (oldest frames dropped)."""
+    from segloop.platform.vos.propagation import RecentBlocks, topk_from_blocks, window_blocks
+
+    torch.manual_seed(0)
+    grid, channels, depth, kept = (13, 21), 8, 3, 7
+    cells = grid[0] * grid[1]
+    keyframe = window_blocks(torch.randn(1, cells, channels), torch.rand(1, cells, depth), grid, 5)
+    frames = [window_blocks(torch.randn(1, cells, channels), torch.rand(1, cells, depth), grid, 2)
+              for _ in range(pushed)]
+    ring = RecentBlocks(kept)
+    for block in frames:
+        ring.push(block)
+    query = torch.randn(cells, channels)
+    separate = topk_from_blocks(query, [keyframe, *frames[-kept:]], grid, 5, 0.1)
+    together = topk_from_blocks(query, [keyframe, *ring.blocks()], grid, 5, 0.1)
+    torch.testing.assert_close(together, separate)
+    assert len(ring.blocks()) == 1 and ring.count == min(pushed, kept)
