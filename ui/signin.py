@@ -15,7 +15,7 @@ from segloop.platform.services.access import Actor
 
 COOKIE = "segloop_session"
 GATED_KEY = "signin_gated"
-ACTOR_KEY, TOKEN_KEY, COOKIE_KEY, OIDC_KEY = "signin_actor", "signin_token", "signin_cookie", "signin_oidc"
+ACTOR_KEY, TOKEN_KEY, OIDC_KEY = "signin_actor", "signin_token", "signin_oidc"
 
 
 def _signed_in_actor() -> Actor | None:
@@ -48,10 +48,10 @@ def client_address() -> str:
         return ""
 
 
-def _write_cookie(token: str | None, max_age: int) -> None:
+def _write_cookie(token: str | None, max_age: int, where=st) -> None:
     """Set (or, with no token, delete) the session cookie in the browser."""
     value = token or ""
-    st.html(f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict'"
+    where.html(f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict'"
             " + (location.protocol === 'https:' ? '; Secure' : '');</script>", unsafe_allow_javascript=True)
 
 
@@ -94,9 +94,12 @@ def gate(engine: Engine, server_address: str) -> Actor:
         login_form(engine)
         st.stop()
     st.session_state[ACTOR_KEY] = actor
-    pending = st.session_state.pop(COOKIE_KEY, None)
-    if pending is not None:
-        _write_cookie(pending, int(auth.AuthPolicy().session_hours * 3600))
+    signed_in_here = st.session_state.get(TOKEN_KEY)
+    if signed_in_here and st.context.cookies.get(COOKIE) != signed_in_here:
+        # Written on every run of this browser session (the sidebar's end, no gap in the page): a run cut short
+        # by a rerun may never have delivered the script, and the cookie is what keeps the user signed in on
+        # a reload or another address. A new page load reads it back and stops this.
+        _write_cookie(signed_in_here, int(auth.AuthPolicy().session_hours * 3600), where=st.sidebar)
     return actor
 
 
@@ -120,7 +123,6 @@ def login_form(engine: Engine) -> None:
         return
     st.session_state[ACTOR_KEY] = result.actor
     st.session_state[TOKEN_KEY] = result.token
-    st.session_state[COOKIE_KEY] = result.token
     st.session_state.pop("signin_password", None)
     st.rerun()
 
@@ -131,7 +133,7 @@ def logout_button(engine: Engine, actor: Actor) -> None:
     if actor.user_id is None or not st.sidebar.button("Sign out", key="signin_logout"):
         return
     auth.logout(engine, st.session_state.get(TOKEN_KEY) or st.context.cookies.get(COOKIE), actor, client_address())
-    for key in (ACTOR_KEY, TOKEN_KEY, COOKIE_KEY, OIDC_KEY):
+    for key in (ACTOR_KEY, TOKEN_KEY, OIDC_KEY):
         st.session_state.pop(key, None)
     st.session_state["signin_logged_out"] = True
     if _oidc_configured() and st.user.get("is_logged_in"):

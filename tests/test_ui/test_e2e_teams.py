@@ -85,6 +85,25 @@ def sign_in(page, url: str, name: str) -> None:
             break
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_text(f"Signed in as {name}").wait_for()
+    wait_for_cookie(page)
+
+
+def wait_for_cookie(page, timeout_ms: int = 20_000) -> None:
+    """Wait until the browser holds the session cookie (a script on the page writes it after sign-in), so that
+    opening another address keeps the session."""
+    for _ in range(timeout_ms // 100):
+        if any(c["name"] == "segloop_session" and c["value"] for c in page.context.cookies()):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("the session cookie was not written after sign-in")
+
+
+def page_text(page) -> str:
+    """The visible text of a page (shown when a step fails, since CI keeps no screenshots)."""
+    try:
+        return " | ".join(page.inner_text("body", timeout=5_000).split("\n"))[:2000]
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        return f"(page text unavailable: {exc})"
 
 
 def nav_pages(page) -> set[str]:
@@ -195,9 +214,9 @@ def test_three_users_submit_reject_fix_accept(team_server) -> None:
             ann.get_by_text("Sign in to continue.").wait_for()
             ann.reload()
             ann.get_by_text("Sign in to continue.").wait_for()  # logged out stays logged out after a reload
-        except Exception:
+        except Exception as exc:
             shot(current, "failure")
-            raise
+            raise AssertionError(f"{exc}\n--- page at the failure: {current.url}: {page_text(current)}") from exc
         finally:
             browser.close()
     check_database(env)
