@@ -124,6 +124,9 @@ class DenseConfig:
     crop box (area share `crop_scale` of a frame decoded at short side `load_side`) resized to
     `crop_size`; the target frame's Lab cells are reconstructed from the reference frame's through a
     softmax(cos / `temperature`) affinity over a `radius`-cell window. `weight` 0 switches it off.
+    The encoder's input has one random Lab channel zeroed with probability `channel_dropout` (1.0, every
+    frame, by default: with 0.5, half the pairs can be matched by copying colour; 4-minute runs on the
+    DAVIS sample gave 0.686 J&F with 1.0 vs 0.672 with 0.5).
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
     the inference features (0: learned features only).
     """
@@ -142,7 +145,7 @@ class DenseConfig:
     max_gap: int = 8
     radius: int = param(6, min=1)
     temperature: float = param(0.05, min=0, min_exclusive=True)
-    channel_dropout: float = param(0.5, min=0, max=1)
+    channel_dropout: float = param(1.0, min=0, max=1)
     lr: float = param(1e-3, min=0, min_exclusive=True)
 
 
