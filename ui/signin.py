@@ -96,7 +96,7 @@ def gate(engine: Engine, server_address: str) -> Actor:
     st.session_state[ACTOR_KEY] = actor
     signed_in_here = st.session_state.get(TOKEN_KEY)
     if signed_in_here and st.context.cookies.get(COOKIE) != signed_in_here:
-        # Written on every run of this browser session (the sidebar's end, no gap in the page): a run cut short
+        # Written on every run of this browser session (in the sidebar: no gap in the page): a run cut short
         # by a rerun may never have delivered the script, and the cookie is what keeps the user signed in on
         # a reload or another address. A new page load reads it back and stops this.
         _write_cookie(signed_in_here, int(auth.AuthPolicy().session_hours * 3600), where=st.sidebar)
