@@ -91,8 +91,10 @@ def sign_in(page, url: str, name: str) -> None:
 def wait_for_cookie(page, timeout_ms: int = 20_000) -> None:
     """Wait until the browser holds the session cookie (a script on the page writes it after sign-in), so that
     opening another address keeps the session."""
+    from segloop.ui.signin import COOKIE
+
     for _ in range(timeout_ms // 100):
-        if any(c["name"] == "segloop_session" and c["value"] for c in page.context.cookies()):
+        if any(c["name"] == COOKIE and c["value"] for c in page.context.cookies()):
             return
         page.wait_for_timeout(100)
     raise AssertionError("the session cookie was not written after sign-in")
