@@ -129,6 +129,12 @@ class DenseConfig:
     10-minute runs gave 0.692 J&F with 1.0 vs 0.672-0.677 with 0.5).
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
     the inference features (0: learned features only).
+    Ablation knobs, off by default (none beat the default beyond seed noise in 4-minute runs on the
+    sample): `references` > 1 draws that many reference frames per anchor and rebuilds each frame from
+    all the others through one softmax (MAST's multi-frame memory); `box_jitter` shifts each reference's
+    crop box by up to that share of its size; `photometric` jitters each frame's lightness and chroma
+    in the encoder's input by up to that share; `cycle_weight` adds the contrastive random walk's
+    palindrome loss over the frames' feature cells.
     """
 
     weight: float = param(1.0, min=0, help="0 switches the dense encoder off")
@@ -141,11 +147,15 @@ class DenseConfig:
     crop_scale: tuple[float, float] = (0.1, 0.4)
     load_side: int = 480
     pairs: int = param(1, min=1)
+    references: int = param(1, min=1)
     min_gap: int = 1
     max_gap: int = 8
     radius: int = param(6, min=1)
     temperature: float = param(0.05, min=0, min_exclusive=True)
     channel_dropout: float = param(1.0, min=0, max=1)
+    photometric: float = param(0.0, min=0, max=1)
+    box_jitter: float = param(0.0, min=0, max=0.5)
+    cycle_weight: float = param(0.0, min=0)
     lr: float = param(1e-3, min=0, min_exclusive=True)
 
 

@@ -174,16 +174,19 @@ class VideoClipDataset(Dataset):
         return 0 if anchor >= length - 1 - anchor else length - 1
 
     def _pairs(self, video: int, anchor: int, rng: random.Random) -> torch.Tensor:
-        """(pairs, 2, 3, S, S) uint8 RGB: reference and target frame cut with one crop box and one flip."""
+        """(pairs, 1 + references, 3, S, S) uint8 RGB: the anchor and its reference frames, one crop box
+        (each reference's shifted by up to `box_jitter`) and one flip."""
         size, out = self.dense.crop_size, []
         for _ in range(self.dense.pairs):
-            indices = [anchor, self.pair_frame(video, anchor, rng)]
+            indices = [anchor] + [self.pair_frame(video, anchor, rng) for _ in range(self.dense.references)]
             first = self.frame(self.videos[video][indices[0]])
             box = resized_crop_box(first.width, first.height, tuple(self.dense.crop_scale), rng)
             flip = rng.random() < 0.5
             frames = []
-            for frame_index in indices:
-                image = crop_resize(self.frame(self.videos[video][frame_index]), box, size)
+            for position, frame_index in enumerate(indices):
+                frame_box = box if position == 0 else jitter_box(box, first.width, first.height,
+                                                                 self.dense.box_jitter, rng)
+                image = crop_resize(self.frame(self.videos[video][frame_index]), frame_box, size)
                 if flip:
                     image = image.transpose(Image.FLIP_LEFT_RIGHT)
                 array = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()

@@ -20,7 +20,7 @@ from segloop.pretrain.backbones import create_backbone, patch_size
 from segloop.pretrain.config import ConfigError, DenseConfig, PretrainConfig
 from segloop.pretrain.dense.colour import rgb_to_lab
 from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
-from segloop.pretrain.dense.objective import pair_loss
+from segloop.pretrain.dense.objective import frame_group_loss
 from segloop.pretrain.heads import DINOHead
 from segloop.pretrain.losses import DINOLoss, IBOTPatchLoss, KoLeoLoss, random_walk_loss
 
@@ -158,10 +158,11 @@ class SSLModel(nn.Module):
         return random_walk_loss(features, loss.random_walk_temp, loss.random_walk_edge_dropout, generator)
 
     def dense_loss(self, pair: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Colour-reconstruction loss of the dense encoder on (B, 2, 3, S, S) uint8 RGB frame pairs."""
+        """Colour-reconstruction loss of the dense encoder on (B, T, 3, S, S) uint8 RGB frame groups."""
         dense = self.config.dense
         lab = rgb_to_lab(pair.flatten(0, 1).float().div(255.0)).unflatten(0, pair.shape[:2])
-        return pair_loss(self.dense, lab, dense.radius, dense.temperature, dense.channel_dropout, generator)
+        return frame_group_loss(self.dense, lab, dense.radius, dense.temperature, dense.channel_dropout,
+                                generator, dense.photometric, dense.cycle_weight)
 
     def forward(self, views: Views, teacher_temp: float,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:

@@ -13,13 +13,20 @@ import torch.nn.functional as F
 
 
 def _check(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, radius: int, temperature: float) -> None:
-    """Raise ValueError unless the maps are (B, C, H, W) / (B, D, H, W) on one grid."""
-    if query.dim() != 4 or query.shape != key.shape:
-        raise ValueError(f"query {tuple(query.shape)} and key {tuple(key.shape)} must both be (B, C, H, W)")
-    if value.dim() != 4 or value.shape[0] != query.shape[0] or value.shape[2:] != query.shape[2:]:
-        raise ValueError(f"value {tuple(value.shape)} must be (B, D, H, W) on the query grid {tuple(query.shape)}")
+    """Raise ValueError unless query (B, C, H, W), key (B, R, C, H, W) and value (B, R, D, H, W) share one grid."""
+    if query.dim() != 4 or key.dim() != 5 or key.shape[:1] + key.shape[2:] != query.shape:
+        raise ValueError(f"query {tuple(query.shape)} must be (B, C, H, W) and key {tuple(key.shape)} (B, C, H, W) or "
+                         "(B, R, C, H, W) on the same grid")
+    if value.dim() != 5 or value.shape[:2] != key.shape[:2] or value.shape[3:] != query.shape[2:]:
+        raise ValueError(f"value {tuple(value.shape)} must be (B, D, H, W) or (B, R, D, H, W) on the query grid "
+                         f"{tuple(query.shape)}, one map per key map")
     if radius < 0 or temperature <= 0:
         raise ValueError(f"radius must be >= 0 and temperature > 0 (got {radius}, {temperature})")
+
+
+def _references(key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key and value with a reference axis: a single (B, C, H, W) map becomes (B, 1, C, H, W)."""
+    return (key[:, None] if key.dim() == 4 else key), (value[:, None] if value.dim() == 4 else value)
 
 
 def _window_mask(tile: int, radius: int, device: torch.device) -> torch.Tensor:
@@ -33,30 +40,37 @@ def _window_mask(tile: int, radius: int, device: torch.device) -> torch.Tensor:
 
 def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, radius: int,
                     temperature: float, tile: int = 8) -> torch.Tensor:
-    """(B, D, H, W): softmax(q·k / temperature) over each query's (2r+1)² key window, applied to value."""
+    """(B, D, H, W): softmax(q·k / temperature) over each query's (2r+1)² key window, applied to value.
+
+    `key`/`value` are one map (B, C|D, H, W) or R reference maps (B, R, C|D, H, W); with several, one
+    softmax spans the query's window in every reference.
+    """
+    key, value = _references(key, value)
     _check(query, key, value, radius, temperature)
     batch, channels, height, width = query.shape
-    depth = value.shape[1]
+    refs, depth = key.shape[1], value.shape[2]
     tile = max(1, min(tile, max(height, width)))
     pad_h, pad_w = -height % tile, -width % tile
     halo = tile + 2 * radius
     valid = torch.ones(1, 1, height, width, dtype=query.dtype, device=query.device)
     q = F.pad(query, (0, pad_w, 0, pad_h))
     padding = (radius, radius + pad_w, radius, radius + pad_h)
-    k, v, inside = (F.pad(x, padding) for x in (key, value, valid))
+    k, v, inside = (F.pad(x, padding) for x in (key.flatten(0, 1), value.flatten(0, 1), valid))
     grid_h, grid_w = (height + pad_h) // tile, (width + pad_w) // tile
     tiles = grid_h * grid_w
+    window = refs * halo * halo
     q_tiles = F.unfold(q, tile, stride=tile).view(batch, channels, tile * tile, tiles)
-    k_tiles = F.unfold(k, halo, stride=tile).view(batch, channels, halo * halo, tiles)
-    v_tiles = F.unfold(v, halo, stride=tile).view(batch, depth, halo * halo, tiles)
+    k_tiles = F.unfold(k, halo, stride=tile).view(batch, refs, channels, halo * halo, tiles)
+    v_tiles = F.unfold(v, halo, stride=tile).view(batch, refs, depth, halo * halo, tiles)
     in_tiles = F.unfold(inside, halo, stride=tile).view(1, 1, halo * halo, tiles) > 0
     q_tiles = q_tiles.permute(0, 3, 2, 1).reshape(batch * tiles, tile * tile, channels)
-    k_tiles = k_tiles.permute(0, 3, 1, 2).reshape(batch * tiles, channels, halo * halo)
-    v_tiles = v_tiles.permute(0, 3, 2, 1).reshape(batch * tiles, halo * halo, depth)
+    k_tiles = k_tiles.permute(0, 4, 2, 1, 3).reshape(batch * tiles, channels, window)
+    v_tiles = v_tiles.permute(0, 4, 1, 3, 2).reshape(batch * tiles, window, depth)
     allowed = _window_mask(tile, radius, query.device)[None, None] & in_tiles.permute(0, 3, 1, 2)
-    logits = torch.bmm(q_tiles, k_tiles).view(batch, tiles, tile * tile, halo * halo) / temperature
+    allowed = allowed.repeat(1, 1, 1, refs)
+    logits = torch.bmm(q_tiles, k_tiles).view(batch, tiles, tile * tile, window) / temperature
     weights = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
-    out = torch.bmm(weights.view(batch * tiles, tile * tile, halo * halo), v_tiles)
+    out = torch.bmm(weights.view(batch * tiles, tile * tile, window), v_tiles)
     out = out.view(batch, tiles, tile * tile, depth).permute(0, 3, 2, 1).reshape(batch, depth * tile * tile, tiles)
     out = F.fold(out, (height + pad_h, width + pad_w), tile, stride=tile)
     return out[:, :, :height, :width]
@@ -64,13 +78,15 @@ def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 
 def dense_masked_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, radius: int,
                            temperature: float) -> torch.Tensor:
-    """Reference for tests: the full (H·W)² affinity, masked outside the window, then softmax."""
+    """Reference for tests: the full (H·W)² affinity to every reference, masked outside the window, then softmax."""
+    key, value = _references(key, value)
     _check(query, key, value, radius, temperature)
     batch, channels, height, width = query.shape
     rows = torch.arange(height, device=query.device).repeat_interleave(width)
     cols = torch.arange(width, device=query.device).repeat(height)
     near = ((rows[:, None] - rows[None, :]).abs() <= radius) & ((cols[:, None] - cols[None, :]).abs() <= radius)
-    logits = torch.einsum("bcq,bck->bqk", query.flatten(2), key.flatten(2)) / temperature
-    weights = torch.softmax(logits.masked_fill(~near, float("-inf")), dim=2)
-    out = torch.einsum("bqk,bdk->bdq", weights, value.flatten(2))
-    return out.view(batch, value.shape[1], height, width)
+    logits = torch.einsum("bcq,brck->bqrk", query.flatten(2), key.flatten(3)) / temperature
+    logits = logits.masked_fill(~near[None, :, None, :], float("-inf")).flatten(2)
+    weights = torch.softmax(logits, dim=2)
+    out = torch.einsum("bqk,bdk->bdq", weights, value.transpose(1, 2).flatten(2))
+    return out.view(batch, value.shape[2], height, width)

@@ -1,9 +1,9 @@
-"""MAST-style self-supervised objective: reconstruct a frame's Lab colour from a reference frame of
+"""MAST-style self-supervised objective: reconstruct a frame's Lab colour from reference frames of
 the same video through the local affinity of the encoder's features (Lai et al., "MAST", 2020).
 
 The encoder sees Lab frames with one channel dropped at random (colour dropout, so that colour
-copying alone does not solve the task); the values are the reference frame's full Lab cells and the
-loss is the Huber (smooth-L1) error of the reconstructed target cells, both directions of the pair.
+copying alone does not solve the task); the values are the reference frames' full Lab cells and the
+loss is the Huber (smooth-L1) error of the reconstructed cells, each frame of a group in turn.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from segloop.pretrain.dense.colour import lab_cells
 from segloop.pretrain.dense.local_attention import local_attention
+from segloop.pretrain.losses.random_walk import random_walk_loss
 
 
 def channel_dropout(lab: torch.Tensor, probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -26,10 +27,22 @@ def channel_dropout(lab: torch.Tensor, probability: float, generator: torch.Gene
     return lab * keep.view(batch, 3, 1, 1)
 
 
+def photometric_jitter(lab: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Lab frames with, per frame, lightness gain/offset and chroma gain drawn within ±`strength`."""
+    if strength <= 0:
+        return lab
+    batch = lab.shape[0]
+    draws = (torch.rand(batch, 3, generator=generator, device=lab.device) * 2 - 1) * strength
+    gain, offset, chroma = (1 + draws[:, 0]), 0.5 * draws[:, 1], (1 + draws[:, 2])
+    lightness = lab[:, :1] * gain.view(batch, 1, 1, 1) + offset.view(batch, 1, 1, 1)
+    return torch.cat([lightness, lab[:, 1:] * chroma.view(batch, 1, 1, 1)], dim=1)
+
+
 def reconstruct(query: torch.Tensor, key: torch.Tensor, reference_values: torch.Tensor, radius: int,
                 temperature: float) -> torch.Tensor:
     """Target-frame values predicted from the reference values via the unit-norm feature affinity."""
-    return local_attention(F.normalize(query, dim=1), F.normalize(key, dim=1), reference_values, radius, temperature)
+    key = F.normalize(key, dim=-3)
+    return local_attention(F.normalize(query, dim=1), key, reference_values, radius, temperature)
 
 
 def reconstruction_loss(target_features: torch.Tensor, reference_features: torch.Tensor, target_values: torch.Tensor,
@@ -39,13 +52,27 @@ def reconstruction_loss(target_features: torch.Tensor, reference_features: torch
     return F.smooth_l1_loss(predicted, target_values, beta=0.1)
 
 
-def pair_loss(encoder: torch.nn.Module, pair_lab: torch.Tensor, radius: int, temperature: float,
-              dropout: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Symmetric reconstruction loss of (B, 2, 3, H, W) Lab frame pairs under colour dropout."""
-    batch = pair_lab.shape[0]
-    frames = pair_lab.flatten(0, 1)
-    features = encoder(channel_dropout(frames, dropout, generator)).unflatten(0, (batch, 2))
-    values = lab_cells(frames, encoder.stride, 2).unflatten(0, (batch, 2))
-    forward = reconstruction_loss(features[:, 1], features[:, 0], values[:, 1], values[:, 0], radius, temperature)
-    backward = reconstruction_loss(features[:, 0], features[:, 1], values[:, 0], values[:, 1], radius, temperature)
-    return 0.5 * (forward + backward)
+def frame_group_loss(encoder: torch.nn.Module, group_lab: torch.Tensor, radius: int, temperature: float,
+              dropout: float, generator: torch.Generator | None = None, photometric: float = 0.0,
+              cycle_weight: float = 0.0) -> torch.Tensor:
+    """Reconstruction loss of (B, T, 3, H, W) Lab frames of one video, each rebuilt from the other T - 1.
+
+    T = 2 is the symmetric pair loss; with T > 2 one softmax spans the windows of every reference frame.
+    `cycle_weight` > 0 adds that multiple of the contrastive random walk's palindrome loss over the T
+    frames' feature cells (Jabri et al., 2020).
+    """
+    batch, count = group_lab.shape[:2]
+    frames = group_lab.flatten(0, 1)
+    inputs = channel_dropout(photometric_jitter(frames, photometric, generator), dropout, generator)
+    features = encoder(inputs).unflatten(0, (batch, count))
+    values = lab_cells(frames, encoder.stride, 2).unflatten(0, (batch, count))
+    losses = []
+    for target in range(count):
+        others = [index for index in range(count) if index != target]
+        losses.append(reconstruction_loss(features[:, target], features[:, others], values[:, target],
+                                          values[:, others], radius, temperature))
+    loss = torch.stack(losses).mean()
+    if cycle_weight > 0:
+        cells = features.flatten(3).transpose(2, 3)
+        loss = loss + cycle_weight * random_walk_loss(cells, edge_dropout=0.1, generator=generator)
+    return loss

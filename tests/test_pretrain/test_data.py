@@ -117,3 +117,14 @@ def test_jitter_box_keeps_size_and_stays_inside():
     for left, top, right, bottom in shifted:
         assert right - left == 40 and bottom - top == 30 and left >= 0 and top >= 0 and right <= 100
         assert left <= 10 and top <= 8
+
+
+def test_dense_sample_holds_the_anchor_and_its_references(tiny, videos):
+    config = config_from_dict(tiny(dense={"pairs": 2, "references": 2}))
+    pairs = VideoClipDataset(videos, config.data, config.dense)[(3, 123)]["pair"]
+    assert pairs.shape == (2, 3, 3, 64, 64) and pairs.dtype == torch.uint8
+    still = config_from_dict(tiny(dense={"references": 2}))
+    jittered = config_from_dict(tiny(dense={"references": 2, "box_jitter": 0.5}))
+    same_box = VideoClipDataset(videos, still.data, still.dense)[(3, 123)]["pair"]
+    moved = VideoClipDataset(videos, jittered.data, jittered.dense)[(3, 123)]["pair"]
+    assert torch.equal(same_box[:, 0], moved[:, 0]) and not torch.equal(same_box[:, 1:], moved[:, 1:])

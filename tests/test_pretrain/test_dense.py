@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from segloop.pretrain.config import ConfigError, config_from_dict
 from segloop.pretrain.dense import (
@@ -22,7 +23,8 @@ from segloop.pretrain.dense import (
 )
 from segloop.pretrain.dense.colour import lab_cells, rgb_to_lab
 from segloop.pretrain.dense.encoder import EncoderConfigError
-from segloop.pretrain.dense.objective import channel_dropout, pair_loss
+from segloop.pretrain.dense.objective import channel_dropout, frame_group_loss, photometric_jitter
+from segloop.pretrain.losses.random_walk import random_walk_loss
 from segloop.pretrain.schedules import Schedules
 
 
@@ -49,9 +51,33 @@ def test_local_attention_only_sees_its_window():
     assert out[0, 0, 4, 4] == 0 and out[0, 0, 1, 1] == pytest.approx(1 / 16)  # corner-adjacent: 4x4 window
 
 
+@pytest.mark.parametrize("height,width,radius,tile", [(7, 9, 2, 8), (10, 13, 4, 5), (3, 3, 5, 8)])
+def test_local_attention_over_several_references_equals_the_dense_masked_version(height, width, radius, tile):
+    generator = torch.Generator().manual_seed(height * 100 + width)
+    query = torch.randn(2, 6, height, width, generator=generator, requires_grad=True)
+    key = torch.randn(2, 3, 6, height, width, generator=generator, requires_grad=True)
+    value = torch.randn(2, 3, 4, height, width, generator=generator)
+    local = local_attention(query, key, value, radius, 0.3, tile=tile)
+    torch.testing.assert_close(local, dense_masked_attention(query, key, value, radius, 0.3), atol=1e-5, rtol=1e-5)
+    grads_local = torch.autograd.grad(local.square().sum(), (query, key))
+    grads_dense = torch.autograd.grad(dense_masked_attention(query, key, value, radius, 0.3).square().sum(),
+                                      (query, key))
+    for a, b in zip(grads_local, grads_dense):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_one_softmax_spans_every_reference():
+    query, value = torch.ones(1, 2, 5, 5), torch.stack([torch.zeros(1, 5, 5), torch.ones(1, 5, 5)])[None]
+    key = torch.stack([torch.ones(2, 5, 5), torch.ones(2, 5, 5)])[None]  # two equally similar references
+    out = local_attention(query, key, value, radius=1, temperature=1.0)
+    torch.testing.assert_close(out, torch.full((1, 1, 5, 5), 0.5))  # half the weight on each reference
+
+
 def test_local_attention_rejects_mismatched_maps():
-    with pytest.raises(ValueError, match="must both be"):
+    with pytest.raises(ValueError, match="same grid"):
         local_attention(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4), 1, 0.1)
+    with pytest.raises(ValueError, match="one map per key map"):
+        local_attention(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 2, 4, 4), torch.zeros(1, 3, 1, 4, 4), 1, 0.1)
 
 
 def test_identity_affinity_reconstructs_exactly():
@@ -60,6 +86,18 @@ def test_identity_affinity_reconstructs_exactly():
     values = torch.randn(1, 3, 3, 4, generator=generator)
     loss = reconstruction_loss(codes, codes, values, values, radius=2, temperature=0.01)
     assert float(loss) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_matching_reference_is_found_among_several():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.eye(12)[torch.randperm(12, generator=generator)].T.reshape(1, 12, 3, 4)
+    other = -codes  # a reference whose every cell is dissimilar to every query
+    values = torch.randn(1, 3, 3, 4, generator=generator)
+    noise = torch.randn(1, 3, 3, 4, generator=generator)
+    keys, refs = torch.stack([other, codes], dim=1), torch.stack([noise, values], dim=1)
+    both = reconstruction_loss(codes, keys, values, refs, radius=2, temperature=0.01)
+    assert float(both) == pytest.approx(0.0, abs=1e-6)
+    assert float(reconstruction_loss(codes, keys[:, :1], values, refs[:, :1], radius=2, temperature=0.01)) > 0.1
 
 
 def test_reconstruction_loss_matches_a_hand_computation():
@@ -74,13 +112,44 @@ def test_reconstruction_loss_matches_a_hand_computation():
     assert float(loss) == pytest.approx(sum(huber) / 2, rel=1e-5)
 
 
-def test_pair_loss_is_finite_and_trains_the_encoder():
+def _tiny_encoder_and_groups(count: int) -> tuple[DenseEncoder, torch.Tensor]:
+    """A small encoder in eval mode and two random Lab groups of `count` 32x32 frames."""
     torch.manual_seed(0)
-    encoder = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16))
-    lab = rgb_to_lab(torch.rand(4, 3, 32, 32)).unflatten(0, (2, 2))
-    loss = pair_loss(encoder, lab, radius=2, temperature=0.1, dropout=0.5)
-    loss.backward()
-    assert torch.isfinite(loss) and encoder.project.weight.grad.abs().sum() > 0
+    encoder = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16)).eval()
+    return encoder, rgb_to_lab(torch.rand(2 * count, 3, 32, 32)).unflatten(0, (2, count))
+
+
+def test_group_loss_of_two_frames_is_the_symmetric_pair_loss_and_more_frames_train_the_encoder():
+    encoder, lab = _tiny_encoder_and_groups(3)
+    features = F.normalize(encoder(lab[:, :2].flatten(0, 1)), dim=1).unflatten(0, (2, 2))
+    values = lab_cells(lab[:, :2].flatten(0, 1), 8, 2).unflatten(0, (2, 2))
+    both = [reconstruction_loss(features[:, t], features[:, 1 - t], values[:, t], values[:, 1 - t], 2, 0.1)
+            for t in (0, 1)]
+    torch.testing.assert_close(frame_group_loss(encoder, lab[:, :2], 2, 0.1, dropout=0.0), (both[0] + both[1]) / 2)
+    for group in (lab[:, :2], lab):
+        encoder.zero_grad()
+        loss = frame_group_loss(encoder.train(), group, radius=2, temperature=0.1, dropout=1.0)
+        loss.backward()
+        assert torch.isfinite(loss) and encoder.project.weight.grad.abs().sum() > 0
+
+
+def test_cycle_weight_adds_the_random_walk_over_the_frames_cells():
+    encoder, lab = _tiny_encoder_and_groups(3)
+    cells = F.normalize(encoder(lab.flatten(0, 1)), dim=1).unflatten(0, (2, 3)).flatten(3).transpose(2, 3)
+    plain = frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0)
+    with_cycle = frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0, generator=torch.Generator().manual_seed(1),
+                                  cycle_weight=0.5)
+    walk = random_walk_loss(cells, edge_dropout=0.1, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(with_cycle, plain + 0.5 * walk)
+
+
+def test_photometric_jitter_changes_each_frame_within_its_strength():
+    lab = torch.zeros(8, 3, 2, 2) + torch.tensor([0.2, 0.1, -0.1]).view(1, 3, 1, 1)
+    jittered = photometric_jitter(lab, 0.2, torch.Generator().manual_seed(0))
+    lightness = jittered[:, 0, 0, 0]
+    assert lightness.unique().numel() == 8 and ((lightness - 0.2).abs() <= 0.2 * 0.2 + 0.1 + 1e-6).all()
+    assert ((jittered[:, 1, 0, 0] - 0.1).abs() <= 0.1 * 0.2 + 1e-6).all()
+    assert torch.equal(photometric_jitter(lab, 0.0), lab)
 
 
 def test_channel_dropout_zeroes_one_channel_per_frame():
