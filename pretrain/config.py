@@ -129,12 +129,12 @@ class DenseConfig:
     10-minute runs gave 0.692 J&F with 1.0 vs 0.672-0.677 with 0.5).
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
     the inference features (0: learned features only).
-    Ablation knobs, off by default (none beat the default beyond seed noise in 4-minute runs on the
-    sample): `references` > 1 draws that many reference frames per anchor and rebuilds each frame from
-    all the others through one softmax (MAST's multi-frame memory); `box_jitter` shifts each reference's
-    crop box by up to that share of its size; `photometric` jitters each frame's lightness and chroma
-    in the encoder's input by up to that share; `cycle_weight` adds the contrastive random walk's
-    palindrome loss over the frames' feature cells.
+    Ablation knobs, off by default (none beat the default beyond seed noise on the sample: 4-minute
+    runs, and two 10-minute seeds with `references` 2): `references` > 1 draws that many reference
+    frames per anchor and rebuilds each frame from all the others through one softmax (MAST's
+    multi-frame memory); `box_jitter` shifts each reference's crop box by up to that share of its size;
+    `photometric` jitters each frame's lightness and chroma in the encoder's input by up to that share;
+    `cycle_weight` adds the contrastive random walk's palindrome loss over the frames' feature cells.
     """
 
     weight: float = param(1.0, min=0, help="0 switches the dense encoder off")
