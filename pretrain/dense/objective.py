@@ -53,8 +53,8 @@ def reconstruction_loss(target_features: torch.Tensor, reference_features: torch
 
 
 def frame_group_loss(encoder: torch.nn.Module, group_lab: torch.Tensor, radius: int, temperature: float,
-              dropout: float, generator: torch.Generator | None = None, photometric: float = 0.0,
-              cycle_weight: float = 0.0) -> torch.Tensor:
+                     dropout: float, generator: torch.Generator | None = None, photometric: float = 0.0,
+                     cycle_weight: float = 0.0) -> torch.Tensor:
     """Reconstruction loss of (B, T, 3, H, W) Lab frames of one video, each rebuilt from the other T - 1.
 
     T = 2 is the symmetric pair loss; with T > 2 one softmax spans the windows of every reference frame.
