@@ -74,7 +74,7 @@ class Views:
 def encoder_config(dense: DenseConfig) -> EncoderConfig:
     """The dense encoder's architecture from the run config's dense section."""
     return EncoderConfig(stride=dense.stride, width=dense.width, blocks=dense.blocks, dim=dense.dim,
-                         skip_weight=dense.skip_weight)
+                         skip_weight=dense.skip_weight, dropout_views=dense.inference_views)
 
 
 def image_terms_active(config: PretrainConfig) -> bool:
@@ -162,7 +162,8 @@ class SSLModel(nn.Module):
         dense = self.config.dense
         lab = rgb_to_lab(pair.flatten(0, 1).float().div(255.0)).unflatten(0, pair.shape[:2])
         return frame_group_loss(self.dense, lab, dense.radius, dense.temperature, dense.channel_dropout,
-                                generator, dense.photometric, dense.cycle_weight)
+                                generator, dense.photometric, dense.cycle_weight, dense.shift_weight,
+                                dense.shift_cells, dense.shift_photometric)
 
     def forward(self, views: Views, teacher_temp: float,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:

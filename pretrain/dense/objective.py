@@ -54,12 +54,14 @@ def reconstruction_loss(target_features: torch.Tensor, reference_features: torch
 
 def frame_group_loss(encoder: torch.nn.Module, group_lab: torch.Tensor, radius: int, temperature: float,
                      dropout: float, generator: torch.Generator | None = None, photometric: float = 0.0,
-                     cycle_weight: float = 0.0) -> torch.Tensor:
+                     cycle_weight: float = 0.0, shift_weight: float = 0.0, shift_cells: int = 4,
+                     shift_photometric: float = 0.2) -> torch.Tensor:
     """Reconstruction loss of (B, T, 3, H, W) Lab frames of one video, each rebuilt from the other T - 1.
 
     T = 2 is the symmetric pair loss; with T > 2 one softmax spans the windows of every reference frame.
     `cycle_weight` > 0 adds that multiple of the contrastive random walk's palindrome loss over the T
-    frames' feature cells (Jabri et al., 2020).
+    frames' feature cells (Jabri et al., 2020); `shift_weight` > 0 adds that multiple of `shift_loss` on
+    every frame (windows up to `shift_cells` cells apart, each view jittered by `shift_photometric`).
     """
     batch, count = group_lab.shape[:2]
     frames = group_lab.flatten(0, 1)
@@ -75,4 +77,55 @@ def frame_group_loss(encoder: torch.nn.Module, group_lab: torch.Tensor, radius: 
     if cycle_weight > 0:
         cells = features.flatten(3).transpose(2, 3)
         loss = loss + cycle_weight * random_walk_loss(cells, edge_dropout=0.1, generator=generator)
+    if shift_weight > 0:
+        loss = loss + shift_weight * shift_loss(encoder, frames, shift_cells, radius, temperature, dropout,
+                                                shift_photometric, generator)
     return loss
+
+
+def shifted_views(lab: torch.Tensor, stride: int, max_cells: int,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Two windows of the same frames, cut `max_cells` cells smaller and offset by whole cells; (dy, dx) of b in a."""
+    height, width = lab.shape[-2:]
+    if max_cells < 1 or height // stride <= max_cells or width // stride <= max_cells:
+        raise ValueError(f"shifted_views: a shift of {max_cells} cells does not fit frames of {height}x{width} px "
+                         f"at stride {stride}")
+    starts = torch.randint(0, max_cells + 1, (4,), generator=generator).tolist()
+    size_h, size_w = height - max_cells * stride, width - max_cells * stride
+    ya, xa, yb, xb = (s * stride for s in starts)
+    view_a = lab[..., ya:ya + size_h, xa:xa + size_w]
+    view_b = lab[..., yb:yb + size_h, xb:xb + size_w]
+    return view_a, view_b, (starts[2] - starts[0], starts[3] - starts[1])
+
+
+def shift_correspondence_loss(features_a: torch.Tensor, features_b: torch.Tensor, shift: tuple[int, int],
+                              radius: int, temperature: float) -> torch.Tensor:
+    """Cross-entropy of each b cell's windowed affinity to a against its true cell, b = a shifted by (dy, dx) cells.
+
+    Cells whose true match falls outside a or outside the window do not count; with none left the loss is 0.
+    """
+    batch, _, height, width = features_a.shape
+    cells = height * width
+    identity = torch.eye(cells, dtype=features_a.dtype, device=features_a.device)
+    identity = identity.view(1, 1, cells, height, width).expand(batch, 1, cells, height, width)
+    mass = local_attention(F.normalize(features_b, dim=1), F.normalize(features_a, dim=1)[:, None], identity,
+                           radius, temperature)
+    dy, dx = shift
+    rows = torch.arange(height, device=mass.device)[:, None] + dy
+    cols = torch.arange(width, device=mass.device)[None, :] + dx
+    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    if max(abs(dy), abs(dx)) > radius or not bool(valid.any()):
+        return features_a.sum() * 0.0
+    target = (rows.clamp(0, height - 1) * width + cols.clamp(0, width - 1)).expand(height, width)
+    picked = mass.gather(1, target.reshape(1, 1, height, width).expand(batch, 1, height, width))[:, 0]
+    return -torch.log(picked.clamp_min(1e-8))[:, valid].mean()
+
+
+def shift_loss(encoder: torch.nn.Module, frames: torch.Tensor, max_cells: int, radius: int, temperature: float,
+               dropout: float, photometric: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Synthetic-correspondence loss on (N, 3, H, W) Lab frames: two independently augmented, cell-shifted windows."""
+    view_a, view_b, shift = shifted_views(frames, encoder.stride, max_cells, generator)
+    views = torch.cat([view_a, view_b])
+    inputs = channel_dropout(photometric_jitter(views, photometric, generator), dropout, generator)
+    features_a, features_b = encoder(inputs).chunk(2)
+    return shift_correspondence_loss(features_a, features_b, shift, radius, temperature)

@@ -23,7 +23,15 @@ from segloop.pretrain.dense import (
 )
 from segloop.pretrain.dense.colour import lab_cells, rgb_to_lab
 from segloop.pretrain.dense.encoder import EncoderConfigError
-from segloop.pretrain.dense.objective import channel_dropout, frame_group_loss, photometric_jitter
+from segloop.pretrain.dense.features import frames_to_lab
+from segloop.pretrain.dense.objective import (
+    channel_dropout,
+    frame_group_loss,
+    photometric_jitter,
+    shift_correspondence_loss,
+    shift_loss,
+    shifted_views,
+)
 from segloop.pretrain.losses.random_walk import random_walk_loss
 from segloop.pretrain.schedules import Schedules
 
@@ -143,6 +151,35 @@ def test_cycle_weight_adds_the_random_walk_over_the_frames_cells():
     torch.testing.assert_close(with_cycle, plain + 0.5 * walk)
 
 
+def test_shifted_views_cut_the_same_pixels_whole_cells_apart():
+    frames = torch.arange(2 * 3 * 48 * 56, dtype=torch.float32).view(2, 3, 48, 56)
+    for seed in range(5):
+        view_a, view_b, (dy, dx) = shifted_views(frames, 8, 2, torch.Generator().manual_seed(seed))
+        assert view_a.shape == view_b.shape == (2, 3, 32, 40) and max(abs(dy), abs(dx)) <= 2
+        rows, cols = slice(max(dy, 0) * 8, 32 + min(dy, 0) * 8), slice(max(dx, 0) * 8, 40 + min(dx, 0) * 8)
+        rows_b = slice(max(-dy, 0) * 8, 32 + min(-dy, 0) * 8)
+        cols_b = slice(max(-dx, 0) * 8, 40 + min(-dx, 0) * 8)
+        assert torch.equal(view_b[..., rows_b, cols_b], view_a[..., rows, cols])  # b(i, j) = a(i + dy, j + dx)
+    with pytest.raises(ValueError, match="does not fit"):
+        shifted_views(frames, 8, 6)
+
+
+def test_shift_loss_is_near_zero_for_matching_features_and_high_for_the_wrong_shift():
+    features_a = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    features_b = torch.roll(features_a, shifts=(-1, -2), dims=(2, 3))  # b(i, j) = a(i + 1, j + 2)
+    right = shift_correspondence_loss(features_a, features_b, (1, 2), radius=3, temperature=0.01)
+    wrong = shift_correspondence_loss(features_a, features_b, (0, 0), radius=3, temperature=0.01)
+    assert right < 1e-3 and wrong > 5.0
+    uniform = shift_correspondence_loss(torch.ones(1, 4, 5, 5), torch.ones(1, 4, 5, 5), (0, 0), 1, 0.1)
+    corner, edge, inner = math.log(4), math.log(6), math.log(9)  # uniform affinity over each cell's window
+    assert uniform.item() == pytest.approx((4 * corner + 12 * edge + 9 * inner) / 25, rel=1e-5)
+    encoder, lab = _tiny_encoder_and_groups(2)
+    with_shift = frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0, generator=torch.Generator().manual_seed(1),
+                                  shift_weight=0.5, shift_cells=2)
+    term = shift_loss(encoder, lab.flatten(0, 1), 2, 2, 0.1, 0.0, 0.2, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(with_shift, frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0) + 0.5 * term)
+
+
 def test_photometric_jitter_changes_each_frame_within_its_strength():
     lab = torch.zeros(8, 3, 2, 2) + torch.tensor([0.2, 0.1, -0.1]).view(1, 3, 1, 1)
     jittered = photometric_jitter(lab, 0.2, torch.Generator().manual_seed(0))
@@ -182,9 +219,32 @@ def test_features_shape_stride_and_unit_norm():
         dense_features(encoder, frames[:, :45])
 
 
+def test_dropout_views_average_the_three_one_channel_dropped_inputs():
+    torch.manual_seed(0)
+    plain = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16)).eval()
+    views = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16, dropout_views=True)).eval()
+    views.load_state_dict(plain.state_dict())
+    lab = rgb_to_lab(torch.rand(2, 3, 32, 40))
+    with torch.no_grad():
+        by_hand = sum(F.normalize(plain(lab * (1 - torch.eye(3)[c].view(1, 3, 1, 1))), dim=1) for c in range(3))
+        torch.testing.assert_close(views.features(lab), F.normalize(by_hand, dim=1))
+        torch.testing.assert_close(plain.features(lab), F.normalize(plain(lab), dim=1))
+        assert not torch.allclose(views.features(lab), plain.features(lab))
+    frames = np.random.default_rng(2).integers(0, 255, (3, 32, 40, 3), dtype=np.uint8)
+    with torch.no_grad():
+        expected = views.features(frames_to_lab(frames))  # NCHW; dense_features runs the encoder NHWC
+    torch.testing.assert_close(dense_features(views, frames, batch_size=2), expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(EncoderConfigError, match="dropout_views"):
+        EncoderConfig(dropout_views="yes")
+    from segloop.pretrain.model import encoder_config
+
+    assert not encoder_config(config_from_dict({}).dense).dropout_views
+    assert encoder_config(config_from_dict({"dense": {"inference_views": True}}).dense).dropout_views
+
+
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
-    encoder = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16, skip_weight=0.25))
+    encoder = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16, skip_weight=0.25, dropout_views=True))
     encoder.train()
     encoder(torch.randn(2, 3, 32, 32))  # move the batch-norm running statistics away from their init
     path = save_dense_encoder(encoder, tmp_path)
@@ -194,6 +254,10 @@ def test_save_load_round_trip(tmp_path):
     frames = np.random.default_rng(1).integers(0, 255, (2, 32, 40, 3), dtype=np.uint8)
     torch.testing.assert_close(dense_features(loaded, frames), dense_features(encoder, frames))
     assert load_dense_encoder(path, skip_weight=0.0).config.skip_weight == 0.0
+    older = torch.load(path, weights_only=True)
+    del older["config"]["dropout_views"]  # written before the option existed: full-colour inference, as then
+    torch.save(older, tmp_path / "older.pth")
+    assert not load_dense_encoder(tmp_path / "older.pth").config.dropout_views
 
 
 def test_load_errors_name_the_file(tmp_path):
@@ -215,6 +279,8 @@ def test_bad_settings_are_named():
         config_from_dict({"dense": {"crop_size": 100}})
     with pytest.raises(ConfigError, match="dense.min_gap"):
         config_from_dict({"dense": {"min_gap": 0}})
+    with pytest.raises(ConfigError, match="dense.shift_cells"):
+        config_from_dict({"dense": {"shift_weight": 0.1, "shift_cells": 7}})
 
 
 def test_time_budget_sets_the_schedule_horizon():

@@ -198,6 +198,7 @@ def test_run_folder_holds_a_loadable_dense_encoder(tiny, videos, tmp_path):
     result = pretrain(config_from_dict(tiny(run={"steps": 2})), videos, tmp_path / "run")
     assert result.dense_path == tmp_path / "run" / "dense_encoder.pth" and result.dense_path.is_file()
     encoder = load_dense_encoder(tmp_path / "run")
+    assert not encoder.config.dropout_views  # full-colour inference unless dense.inference_views is set
     frames = np.zeros((2, 64, 80, 3), dtype=np.uint8)
     assert dense_features(encoder, frames).shape == (2, 16, 8, 10)
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
