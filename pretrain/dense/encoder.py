@@ -4,9 +4,9 @@ Stem conv (stride 2) then stages of basic residual blocks (He et al., 2016), eac
 resolution and doubling the width, as in the ResNet-18 trunks of CRW / MAST but thinner so that it
 trains on a CPU. `features()` returns unit-norm features; with `skip_weight` w > 0 the learned
 features and the frame's own Lab cells are each L2-normalised and concatenated as (√(1-w)·learned,
-√w·colour), so that a cosine similarity is (1 - w)·cos(learned) + w·cos(colour). An encoder trained with
-one Lab channel zeroed in every input (`dropout_views`) never saw a full-colour frame: its learned
-features are the normalised mean of the unit-norm features of the three inputs with one channel zeroed.
+√w·colour), so that a cosine similarity is (1 - w)·cos(learned) + w·cos(colour). With `dropout_views`
+(meant for an encoder trained with one Lab channel zeroed in every input, which never saw a full-colour
+frame) the learned features are the normalised mean of those of the three inputs with one channel zeroed.
 """
 from __future__ import annotations
 
