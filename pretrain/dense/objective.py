@@ -105,17 +105,17 @@ def shift_correspondence_loss(features_a: torch.Tensor, features_b: torch.Tensor
     Cells whose true match falls outside a or outside the window do not count; with none left the loss is 0.
     """
     batch, _, height, width = features_a.shape
+    dy, dx = shift
+    rows = torch.arange(height, device=features_a.device)[:, None] + dy
+    cols = torch.arange(width, device=features_a.device)[None, :] + dx
+    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    if max(abs(dy), abs(dx)) > radius or not bool(valid.any()):
+        return features_a.sum() * 0.0
     cells = height * width
     identity = torch.eye(cells, dtype=features_a.dtype, device=features_a.device)
     identity = identity.view(1, 1, cells, height, width).expand(batch, 1, cells, height, width)
     mass = local_attention(F.normalize(features_b, dim=1), F.normalize(features_a, dim=1)[:, None], identity,
                            radius, temperature)
-    dy, dx = shift
-    rows = torch.arange(height, device=mass.device)[:, None] + dy
-    cols = torch.arange(width, device=mass.device)[None, :] + dx
-    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    if max(abs(dy), abs(dx)) > radius or not bool(valid.any()):
-        return features_a.sum() * 0.0
     target = (rows.clamp(0, height - 1) * width + cols.clamp(0, width - 1)).expand(height, width)
     picked = mass.gather(1, target.reshape(1, 1, height, width).expand(batch, 1, height, width))[:, 0]
     return -torch.log(picked.clamp_min(1e-8))[:, valid].mean()
