@@ -126,10 +126,15 @@ class DenseConfig:
     softmax(cos / `temperature`) affinity over a `radius`-cell window. `weight` 0 switches it off.
     The encoder's input has one random Lab channel zeroed with probability `channel_dropout` (1.0, every
     frame, by default: with 0.5, half the pairs can be matched by copying colour; on the DAVIS sample,
-    10-minute runs gave 0.692 J&F with 1.0 vs 0.672-0.677 with 0.5). `inference_views` saves the encoder
-    so that its inference features average its three one-channel-dropped inputs, the only inputs it saw
-    in training (`EncoderConfig.dropout_views`): +0.004 to +0.016 J&F on five 10-minute sample runs (mean
-    +0.010, none worse; random init -0.008 to +0.002) for about 20 % fewer frames/s at 480p, so off by default.
+    10-minute runs gave 0.692 J&F with 1.0 vs 0.672-0.677 with 0.5). The encoder thus never sees a
+    full-colour frame; the normalised mean of its three one-channel-dropped inputs' features propagates
+    better than its full-colour features (`inference_views`, `EncoderConfig.dropout_views`: +0.004 to +0.016
+    J&F on five 10-minute sample runs) but takes three passes (about 20 % fewer frames/s at 480p).
+    `distil_share` (0.2) spends that last share of the run teaching a copy of the encoder to give the
+    three-view mean from the full-colour frame in one pass (`pretrain.dense.distil`, at `distil_lr`); the
+    copy is the saved encoder. 10-minute sample runs, seeds 0 / 1: 0.698 / 0.698 J&F vs 0.692 / 0.686 without.
+    Pulling the full-colour features towards the views inside the reconstruction loss instead (shared
+    weights, weight 0.1 / 1.0) made the views alike and lost 0.013 / 0.055.
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
     the inference features (0: learned features only).
     Ablation knobs, off by default (none beat the default beyond seed noise on the sample: 4-minute
@@ -167,6 +172,10 @@ class DenseConfig:
     shift_weight: float = param(0.0, min=0)
     shift_cells: int = param(4, min=1)
     shift_photometric: float = param(0.2, min=0, max=1)
+    distil_share: float = param(0.2, min=0, max=0.5,
+                                help="last share of the run spent teaching a one-pass full-colour copy the "
+                                     "three dropped-channel views' features")
+    distil_lr: float = param(3e-4, min=0, min_exclusive=True)
     lr: float = param(1e-3, min=0, min_exclusive=True)
 
 

@@ -31,6 +31,8 @@ from segloop.pretrain.checkpoint import (
 )
 from segloop.pretrain.config import PretrainConfig, config_to_dict, save_config
 from segloop.pretrain.data import dataloader
+from segloop.pretrain.dense.colour import rgb_to_lab
+from segloop.pretrain.dense.distil import distil_loss, full_colour_student
 from segloop.pretrain.dense.io import DENSE_NAME, save_dense_encoder
 from segloop.pretrain.model import SSLModel, Views, param_groups
 from segloop.pretrain.schedules import Schedules, StepValues
@@ -57,6 +59,8 @@ class PretrainResult:
     last_loss: float | None
     stopped_by_time: bool
     dense_path: Path | None = None
+    distil_steps: int = 0
+    distil_loss: float | None = None
 
 
 def resolve_device(config: PretrainConfig, local_rank: int = 0) -> torch.device:
@@ -188,25 +192,27 @@ def pretrain(config: PretrainConfig, videos: Sequence[Sequence[Path]], out_dir: 
 def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: PretrainConfig, out_dir: Path,
           step: int, started: float, metrics: MetricsLog | None, progress: Progress | None,
           where: dist.DistInfo, device: torch.device) -> PretrainResult:
-    """Steps until run.steps, or until the wall-clock budget (then the schedules' horizon) is spent;
-    checkpoints every run.checkpoint_every steps."""
-    total, schedules = config.run.steps, Schedules(config)
+    """Steps until run.steps, or until the wall-clock budget (then the schedules' horizon) is spent,
+    checkpointing every run.checkpoint_every steps; then the last `dense.distil_share` of the run (of the
+    budget, or of run.steps plus the distillation steps) distils the dense encoder."""
+    share = config.dense.distil_share if model.dense is not None else 0.0
     budget = None if config.run.max_minutes is None else config.run.max_minutes * 60.0
-    if budget is not None:
-        total = 2**62  # the budget, not a step count, ends a time-limited run
-    per_step_images = images_per_step(config, where.world_size)
+    main_budget = None if budget is None else budget * (1.0 - share)
+    total = 2**62 if budget is not None else config.run.steps  # with a budget, time ends the run
+    distil_steps = None if budget is not None else int(round(total * share / (1.0 - share)))
+    schedules, per_step_images = Schedules(config), images_per_step(config, where.world_size)
     record: dict | None = None
     stopped_by_time = False
     last_saved = step
     batches = iter(loader)
     step_seconds = 0.0
     while step < total:
-        if budget is not None and _out_of_time(started, budget, step_seconds, device):
+        if main_budget is not None and _out_of_time(started, main_budget, step_seconds, device):
             stopped_by_time = True
             break
         tick = time.monotonic()
         views = Views.from_batch(next(batches), device)
-        values = schedules.at(step, None if budget is None else (tick - started) / budget)
+        values = schedules.at(step, None if main_budget is None else (tick - started) / main_budget)
         generator = torch.Generator(device=device).manual_seed(config.run.seed * 1_000_003 + step)
         parts = train_step(model, optimizer, views, values, config, generator)
         if not math.isfinite(parts["loss"]):
@@ -224,17 +230,53 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
             _checkpoint(model, optimizer, step, config, out_dir, where)
             last_saved = step
         if progress is not None and where.is_main:
-            fraction = step / total if budget is None else (time.monotonic() - started) / budget
-            shown = total if budget is None else f"~{round(step / max(fraction, 1e-9))}"
+            if main_budget is None:
+                fraction, shown = step / (total + distil_steps), total
+            else:
+                fraction = (time.monotonic() - started) / budget
+                shown = f"~{round(step * main_budget / max(time.monotonic() - started, 1e-9))}"
             progress(min(1.0, fraction), _describe(step, shown, record))
     if last_saved != step or not (out_dir / CHECKPOINT_NAME).exists():
         _checkpoint(model, optimizer, step, config, out_dir, where)
+    distilled, distilled_loss = 0, None
+    if share > 0:
+        distilled, distilled_loss = _distil(model, batches, config, out_dir, started, budget, distil_steps,
+                                            progress, where, device)
     if stopped_by_time and progress is not None and where.is_main:
         progress(1.0, f"stopped at step {step}: run.max_minutes={config.run.max_minutes} spent")
     dense_path = out_dir / DENSE_NAME if model.dense is not None else None
     return PretrainResult(out_dir, step, step if budget is not None else total, out_dir / TEACHER_NAME,
                           out_dir / CHECKPOINT_NAME, out_dir / METRICS_NAME, None if record is None else record["loss"],
-                          stopped_by_time, dense_path)
+                          stopped_by_time, dense_path, distilled, distilled_loss)
+
+
+def _distil(model: SSLModel, batches, config: PretrainConfig, out_dir: Path, started: float, budget: float | None,
+            steps: int | None, progress: Progress | None, where: dist.DistInfo,
+            device: torch.device) -> tuple[int, float | None]:
+    """Train a one-pass full-colour copy of the dense encoder on its three dropped-channel views' mean, until
+    the budget is spent (or for `steps`), then save it as the run's dense encoder; (steps, last loss)."""
+    teacher = model.dense.eval()
+    student = full_colour_student(teacher)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.dense.distil_lr, weight_decay=0.0)
+    done, loss, step_seconds = 0, None, 0.0
+    while done < steps if budget is None else not _out_of_time(started, budget, step_seconds, device):
+        tick = time.monotonic()
+        pair = Views.from_batch(next(batches), device).pair
+        term = distil_loss(student, teacher, rgb_to_lab(pair.flatten(0, 1).float().div(255.0)))
+        optimizer.zero_grad(set_to_none=True)
+        term.backward()
+        dist.average_gradients(list(student.parameters()))
+        optimizer.step()
+        done, loss, step_seconds = done + 1, float(term.detach()), time.monotonic() - tick
+        if progress is not None and where.is_main:
+            elapsed, run_steps = time.monotonic() - started, config.run.steps
+            fraction = elapsed / budget if budget is not None else (run_steps + done) / (run_steps + steps)
+            progress(min(1.0, fraction), f"distilling the dense encoder into one full-colour pass: step {done}, "
+                                         f"cosine distance {loss:.4f}")
+    if where.is_main:
+        save_dense_encoder(student, out_dir / DENSE_NAME)
+    dist.barrier()
+    return done, loss
 
 
 def _out_of_time(started: float, budget: float, step_seconds: float, device: torch.device) -> bool:

@@ -57,5 +57,6 @@ def register_pretrain_checkpoint(project: str, config, result, *, settings: Sett
             session, "pretrain", config.model.backbone, str(Path(result.teacher_path).resolve()),
             project_id=info.id, job_id=job_id, step=result.step,
             params={"out_dir": str(Path(result.out_dir).resolve()), "last_loss": result.last_loss,
-                    "stopped_by_time": result.stopped_by_time, "total_steps": result.total_steps},
+                    "stopped_by_time": result.stopped_by_time, "total_steps": result.total_steps,
+                    "distil_steps": result.distil_steps},
         )

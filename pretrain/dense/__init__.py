@@ -4,7 +4,8 @@ compared through a local windowed affinity, reconstruct one frame's Lab colour f
 
 Modules: `colour` RGB -> CIE-Lab and Lab cells; `local_attention` windowed softmax affinity (cost
 linear in pixels) and its dense reference; `encoder` the conv net + Lab skip; `objective` the
-colour-reconstruction loss; `io` save/load of the encoder; `features` frames -> dense features.
+colour-reconstruction loss; `distil` one-pass distillation of the three dropped-channel views; `io`
+save/load of the encoder; `features` frames -> dense features.
 """
 from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
 from segloop.pretrain.dense.features import dense_features

@@ -122,6 +122,10 @@ class DenseEncoder(nn.Module):
         """Unit-norm learned features; with `dropout_views`, the mean over the three one-channel-dropped inputs."""
         if not self.config.dropout_views:
             return F.normalize(self(lab), dim=1)
+        return self.dropout_view_features(lab)
+
+    def dropout_view_features(self, lab: torch.Tensor) -> torch.Tensor:
+        """Normalised mean of the unit-norm features of the three inputs with one Lab channel zeroed."""
         keep = 1.0 - torch.eye(3, dtype=lab.dtype, device=lab.device)
         total = sum(F.normalize(self(lab * keep[channel].view(1, 3, 1, 1)), dim=1) for channel in range(3))
         return F.normalize(total, dim=1)  # one view at a time: a 3x batch is 2-4x slower on CPU

@@ -22,6 +22,7 @@ from segloop.pretrain.dense import (
     save_dense_encoder,
 )
 from segloop.pretrain.dense.colour import lab_cells, rgb_to_lab
+from segloop.pretrain.dense.distil import cosine_distance, distil_loss, full_colour_student
 from segloop.pretrain.dense.encoder import EncoderConfigError
 from segloop.pretrain.dense.features import frames_to_lab
 from segloop.pretrain.dense.objective import (
@@ -180,6 +181,43 @@ def test_shift_loss_is_near_zero_for_matching_features_and_high_for_the_wrong_sh
     torch.testing.assert_close(with_shift, frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0) + 0.5 * term)
 
 
+def test_cosine_distance_is_one_minus_the_cosine_per_cell_with_no_gradient_to_the_target():
+    cells = torch.randn(2, 8, 3, 3, generator=torch.Generator().manual_seed(0))
+    target = cells.clone().requires_grad_(True)
+    features = (2.5 * cells).requires_grad_(True)
+    assert cosine_distance(features, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert cosine_distance(-cells, cells).item() == pytest.approx(2.0, abs=1e-6)
+    first, second = torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1)
+    first[:, 0], second[:, 1] = 1.0, 3.0
+    assert cosine_distance(first, second).item() == pytest.approx(1.0, abs=1e-6)
+    cosine_distance(torch.randn(2, 8, 3, 3) * features, target).backward()
+    assert target.grad is None and features.grad.abs().sum() > 0
+
+
+def test_distillation_teaches_a_one_pass_copy_the_three_view_mean_and_leaves_the_teacher_alone():
+    torch.manual_seed(0)
+    teacher = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16)).eval()
+    before = {name: value.clone() for name, value in teacher.state_dict().items()}
+    student = full_colour_student(teacher)
+    assert not student.config.dropout_views and not student.training and teacher.config == EncoderConfig(
+        width=8, blocks=1, dim=16)
+    lab = rgb_to_lab(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        torch.testing.assert_close(student.learned_features(lab), teacher.learned_features(lab))
+        target = teacher.dropout_view_features(lab)
+    start = distil_loss(student, teacher, lab)
+    assert start.item() == pytest.approx(cosine_distance(teacher(lab), target).item(), rel=1e-5) and start > 1e-3
+    optimiser = torch.optim.Adam(student.parameters(), lr=1e-3)
+    for _ in range(60):
+        optimiser.zero_grad()
+        distil_loss(student, teacher, lab).backward()
+        optimiser.step()
+    assert distil_loss(student, teacher, lab) < 0.3 * start
+    assert all(p.grad is None for p in teacher.parameters())
+    for name, value in teacher.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
 def test_photometric_jitter_changes_each_frame_within_its_strength():
     lab = torch.zeros(8, 3, 2, 2) + torch.tensor([0.2, 0.1, -0.1]).view(1, 3, 1, 1)
     jittered = photometric_jitter(lab, 0.2, torch.Generator().manual_seed(0))
@@ -281,6 +319,8 @@ def test_bad_settings_are_named():
         config_from_dict({"dense": {"min_gap": 0}})
     with pytest.raises(ConfigError, match="dense.shift_cells"):
         config_from_dict({"dense": {"shift_weight": 0.1, "shift_cells": 7}})
+    with pytest.raises(ConfigError, match="dense.distil_share"):
+        config_from_dict({"dense": {"distil_share": 0.7}})
 
 
 def test_time_budget_sets_the_schedule_horizon():

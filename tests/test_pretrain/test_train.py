@@ -34,7 +34,8 @@ def test_run_writes_checkpoints_config_and_metrics(tiny, videos, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert {"loss", "dino", "ibot", "koleo", "random_walk", "img_per_s", "lr"} <= set(records[0])
-    assert messages[-1][0] == 1.0 and "img/s" in messages[-1][1]
+    assert "img/s" in messages[-2][1] and messages[-2][0] == pytest.approx(0.8)  # dense.distil_share 0.2: 4 + 1
+    assert messages[-1][0] == 1.0 and "distilling" in messages[-1][1]
     with pytest.raises(PretrainError, match="--resume"):
         pretrain(config_from_dict(tiny()), videos, tmp_path / "run")
 
@@ -95,17 +96,19 @@ def _ddp_worker(rank: int, world_size: int, port: int, overrides: dict, videos: 
 
     result = pretrain(config_from_dict(overrides), videos, out)
     state = torch.load(Path(out) / "checkpoint.pth", map_location="cpu", weights_only=False)
-    torch.save({"step": result.step, "world": dist.info().world_size, "ckpt_world": state["world_size"]},
+    torch.save({"step": result.step, "world": dist.info().world_size, "ckpt_world": state["world_size"],
+                "distil_steps": result.distil_steps},
                Path(out) / f"rank{rank}.pth")
     dist.shutdown()
 
 
 def test_two_process_ddp_on_cpu(tiny, videos, tmp_path):
-    overrides = tiny(run={"steps": 2, "batch_size": 2})
+    overrides = tiny(run={"steps": 2, "batch_size": 2}, dense={"distil_share": 0.5})
     out = str(tmp_path / "ddp")
     torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), overrides, videos, out), nprocs=2, join=True)
     reports = [torch.load(Path(out) / f"rank{r}.pth", weights_only=False) for r in range(2)]
     assert all(r["step"] == 2 and r["world"] == 2 and r["ckpt_world"] == 2 for r in reports)
+    assert [r["distil_steps"] for r in reports] == [2, 2]  # both processes distil in step (averaged gradients)
     records = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     state = _state(Path(out))
@@ -205,6 +208,26 @@ def test_run_folder_holds_a_loadable_dense_encoder(tiny, videos, tmp_path):
     assert all("dense" in r for r in records)
 
 
+def test_distil_share_ends_the_run_by_distilling_the_dense_encoder(tiny, videos, tmp_path):
+    from segloop.pretrain.dense import load_dense_encoder
+
+    config = config_from_dict(tiny(run={"steps": 3, "checkpoint_every": 2}, dense={"distil_share": 0.5}))
+    messages = []
+    result = pretrain(config, videos, tmp_path / "run", progress=lambda f, m: messages.append((f, m)))
+    assert result.step == 3 and result.distil_steps == 3 and 0 < result.distil_loss < 2
+    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]  # run.steps counts the main steps
+    assert "distilling" in messages[-1][1] and messages[-1][0] == 1.0
+    assert max(f for f, m in messages if not m.startswith("distilling")) == pytest.approx(0.5)
+    student = load_dense_encoder(tmp_path / "run")
+    teacher = {k[len("dense."):]: v for k, v in _state(tmp_path / "run").items() if k.startswith("dense.")}
+    assert not student.config.dropout_views and teacher.keys() == student.state_dict().keys()
+    assert not torch.equal(teacher["project.weight"], student.state_dict()["project.weight"])
+    for name, value in student.state_dict().items():
+        if "running" in name or "num_batches" in name:
+            assert torch.equal(value, teacher[name]), name  # batch-norm statistics stay the teacher's
+
+
 def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path, monkeypatch):
     import types
 
@@ -217,6 +240,12 @@ def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path, monkeypatc
     assert result.stopped_by_time and 1 < result.step < 30 and result.total_steps == result.step
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
     assert records[-1]["lr"] < records[len(records) // 2]["lr"]  # the schedule follows the budget, not run.steps
+    config = config_from_dict(tiny(run={"steps": 1, "max_minutes": 0.5, "checkpoint_every": 1000},
+                                   dense={"distil_share": 0.5}))
+    distilled = pretrain(config, videos, tmp_path / "distilled")
+    assert distilled.stopped_by_time and 1 <= distilled.step < result.step and distilled.distil_steps >= 1
+    records = [json.loads(line) for line in distilled.metrics_path.read_text().splitlines()]
+    assert records[-1]["lr"] < records[0]["lr"]  # the main schedule ends with the main phase
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

@@ -165,6 +165,9 @@ def _report(result, frames: int, videos: int) -> None:
                                                    for c in columns] for r in rows])
     stop = " (stopped by --max-minutes)" if result.stopped_by_time else ""
     console.print(f"trained on {frames} frames of {videos} videos: step {result.step}/{result.total_steps}{stop}")
+    if result.distil_steps:
+        console.print(f"dense encoder distilled into one full-colour pass: {result.distil_steps} steps, "
+                      f"cosine distance to its three dropped-channel views {result.distil_loss:.4f}")
     console.print(f"teacher backbone: {result.teacher_path}")
     console.print(f"checkpoint:       {result.checkpoint_path}")
     console.print(f"metrics:          {result.metrics_path}" + (f"\nloss curve:       {png}" if png else ""))

@@ -77,7 +77,8 @@ def run_pretrain(params: PretrainParams, ctx: JobContext) -> dict[str, Any]:
     result, checkpoint = pretrain_project(params.project, pretrain_config(params), out_dir, resume=True,
                                           job_id=ctx.job_id, progress=ctx.progress)
     return {"checkpoint_id": checkpoint.id, "teacher": str(result.teacher_path), "step": result.step,
-            "last_loss": result.last_loss, "stopped_by_time": result.stopped_by_time}
+            "last_loss": result.last_loss, "stopped_by_time": result.stopped_by_time,
+            "distil_steps": result.distil_steps}
 
 
 @job_kind("embed")
