@@ -132,7 +132,8 @@ class DenseConfig:
     J&F on five 10-minute sample runs) but takes three passes (about 20 % fewer frames/s at 480p).
     `distil_share` (0.2) spends that last share of the run teaching a copy of the encoder to give the
     three-view mean from the full-colour frame in one pass (`pretrain.dense.distil`, at `distil_lr`); the
-    copy is the saved encoder. 10-minute sample runs, seeds 0 / 1: 0.698 / 0.698 J&F vs 0.692 / 0.686 without.
+    copy is the saved encoder (with `inference_views` the encoder is saved as trained, three passes, and
+    nothing is distilled). 10-minute sample runs, seeds 0 / 1: 0.698 / 0.698 J&F vs 0.692 / 0.686 without.
     Pulling the full-colour features towards the views inside the reconstruction loss instead (shared
     weights, weight 0.1 / 1.0) made the views alike and lost 0.013 / 0.055.
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into

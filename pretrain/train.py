@@ -195,7 +195,8 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
     """Steps until run.steps, or until the wall-clock budget (then the schedules' horizon) is spent,
     checkpointing every run.checkpoint_every steps; then the last `dense.distil_share` of the run (of the
     budget, or of run.steps plus the distillation steps) distils the dense encoder."""
-    share = config.dense.distil_share if model.dense is not None else 0.0
+    distils = model.dense is not None and not config.dense.inference_views  # the views run as they are
+    share = config.dense.distil_share if distils else 0.0
     budget = None if config.run.max_minutes is None else config.run.max_minutes * 60.0
     main_budget = None if budget is None else budget * (1.0 - share)
     total = 2**62 if budget is not None else config.run.steps  # with a budget, time ends the run

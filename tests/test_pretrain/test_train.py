@@ -226,6 +226,10 @@ def test_distil_share_ends_the_run_by_distilling_the_dense_encoder(tiny, videos,
     for name, value in student.state_dict().items():
         if "running" in name or "num_batches" in name:
             assert torch.equal(value, teacher[name]), name  # batch-norm statistics stay the teacher's
+    views = config_from_dict(tiny(run={"steps": 2}, dense={"distil_share": 0.5, "inference_views": True}))
+    result = pretrain(views, videos, tmp_path / "views")
+    assert result.step == 2 and result.distil_steps == 0  # three-pass inference asked for: nothing to distil
+    assert load_dense_encoder(tmp_path / "views").config.dropout_views
 
 
 def test_time_budget_runs_past_the_step_count(tiny, videos, tmp_path, monkeypatch):
