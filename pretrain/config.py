@@ -133,7 +133,9 @@ class DenseConfig:
     `distil_share` (0.2) spends that last share of the run teaching a copy of the encoder to give the
     three-view mean from the full-colour frame in one pass (`pretrain.dense.distil`, at `distil_lr`); the
     copy is the saved encoder (with `inference_views` the encoder is saved as trained, three passes, and
-    nothing is distilled). 10-minute sample runs, seeds 0 / 1: 0.698 / 0.698 J&F vs 0.692 / 0.686 without.
+    nothing is distilled). 10-minute sample runs, seeds 0 / 1: 0.698 / 0.698 J&F vs 0.692 / 0.686 without;
+    seed 2: 0.683 vs 0.681 for its own encoder before distillation (three views 0.696): a gain of +0.002 to
+    +0.012, never a loss, smaller than the three views' own.
     Pulling the full-colour features towards the views inside the reconstruction loss instead (shared
     weights, weight 0.1 / 1.0) made the views alike and lost 0.013 / 0.055.
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
