@@ -77,6 +77,11 @@ def encoder_config(dense: DenseConfig) -> EncoderConfig:
                          skip_weight=dense.skip_weight, dropout_views=dense.inference_views)
 
 
+def pair_lab(pair: torch.Tensor) -> torch.Tensor:
+    """(B*T, 3, S, S) normalised Lab of (B, T, 3, S, S) uint8 RGB frame groups."""
+    return rgb_to_lab(pair.flatten(0, 1).float().div(255.0))
+
+
 def image_terms_active(config: PretrainConfig) -> bool:
     """True when any ViT image term (DINO, iBOT, KoLeo) has a positive weight."""
     loss = config.loss
@@ -160,7 +165,7 @@ class SSLModel(nn.Module):
     def dense_loss(self, pair: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Colour-reconstruction loss of the dense encoder on (B, T, 3, S, S) uint8 RGB frame groups."""
         dense = self.config.dense
-        lab = rgb_to_lab(pair.flatten(0, 1).float().div(255.0)).unflatten(0, pair.shape[:2])
+        lab = pair_lab(pair).unflatten(0, pair.shape[:2])
         return frame_group_loss(self.dense, lab, dense.radius, dense.temperature, dense.channel_dropout,
                                 generator, dense.photometric, dense.cycle_weight, dense.shift_weight,
                                 dense.shift_cells, dense.shift_photometric)

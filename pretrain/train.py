@@ -31,10 +31,9 @@ from segloop.pretrain.checkpoint import (
 )
 from segloop.pretrain.config import PretrainConfig, config_to_dict, save_config
 from segloop.pretrain.data import dataloader
-from segloop.pretrain.dense.colour import rgb_to_lab
 from segloop.pretrain.dense.distil import distil_loss, full_colour_student
 from segloop.pretrain.dense.io import DENSE_NAME, save_dense_encoder
-from segloop.pretrain.model import SSLModel, Views, param_groups
+from segloop.pretrain.model import SSLModel, Views, pair_lab, param_groups
 from segloop.pretrain.schedules import Schedules, StepValues
 
 Progress = Callable[[float, str], None]
@@ -262,8 +261,8 @@ def _distil(model: SSLModel, batches, config: PretrainConfig, out_dir: Path, sta
     done, loss, step_seconds = 0, None, 0.0
     while done < steps if budget is None else not _out_of_time(started, budget, step_seconds, device):
         tick = time.monotonic()
-        pair = Views.from_batch(next(batches), device).pair
-        term = distil_loss(student, teacher, rgb_to_lab(pair.flatten(0, 1).float().div(255.0)))
+        pair = next(batches)["pair"].to(device, non_blocking=True)  # the ViT's crops stay where they are
+        term = distil_loss(student, teacher, pair_lab(pair))
         optimizer.zero_grad(set_to_none=True)
         term.backward()
         dist.average_gradients(list(student.parameters()))

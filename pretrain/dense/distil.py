@@ -23,8 +23,6 @@ def full_colour_student(teacher: DenseEncoder) -> DenseEncoder:
     """A trainable copy of `teacher` that reads full-colour input in one pass (batch norm frozen in eval mode)."""
     student = copy.deepcopy(teacher)
     student.config = dataclasses.replace(teacher.config, dropout_views=False)
-    for parameter in student.parameters():
-        parameter.requires_grad_(True)
     return student.eval()
 
 
