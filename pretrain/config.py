@@ -131,11 +131,13 @@ class DenseConfig:
     better than its full-colour features (`inference_views`, `EncoderConfig.dropout_views`: +0.004 to +0.016
     J&F on five 10-minute sample runs) but takes three passes (about 20 % fewer frames/s at 480p).
     `distil_share` (0.2) spends that last share of the run teaching a copy of the encoder to give the
-    three-view mean from the full-colour frame in one pass (`pretrain.dense.distil`, at `distil_lr`); the
+    three views' result from the full-colour frame in one pass (`pretrain.dense.distil`, at `distil_lr`); the
     copy is the saved encoder (with `inference_views` the encoder is saved as trained, three passes, and
-    nothing is distilled). 10-minute sample runs, seeds 0 / 1: 0.698 / 0.698 J&F vs 0.692 / 0.686 without;
-    seed 2: 0.683 vs 0.681 for its own encoder before distillation (three views 0.696): a gain of +0.002 to
-    +0.012, never a loss, smaller than the three views' own.
+    nothing is distilled). `distil_target` "affinity" (default) matches the views' windowed affinity between
+    two frames of a pair (KL, `radius`, `temperature`), "features" their mean features (cosine). Copies of
+    three frozen encoders (2-4 minutes each): affinity 0.692 / 0.697 / 0.700 J&F vs features 0.685 / 0.698 /
+    0.700 (full colour 0.681 / 0.692 / 0.686, three views 0.696 / 0.696 / 0.702). 10-minute sample runs,
+    seeds 0 / 1 / 2: affinity 0.702 / 0.696 / 0.689, features 0.698 / 0.698 / 0.683, none 0.692 / 0.686 / 0.681.
     Pulling the full-colour features towards the views inside the reconstruction loss instead (shared
     weights, weight 0.1 / 1.0) made the views alike and lost 0.013 / 0.055.
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
@@ -179,6 +181,9 @@ class DenseConfig:
                                 help="last share of the run spent teaching a one-pass full-colour copy the "
                                      "three dropped-channel views' features")
     distil_lr: float = param(3e-4, min=0, min_exclusive=True)
+    distil_target: str = param("affinity", choices=("affinity", "features"),
+                               help="what the one-pass copy learns from the views: their windowed affinity "
+                                    "between two frames (KL) or their features (cosine)")
     lr: float = param(1e-3, min=0, min_exclusive=True)
 
 

@@ -29,9 +29,9 @@ from segloop.pretrain.checkpoint import (
     restore_rng_state,
     save_training_state,
 )
-from segloop.pretrain.config import PretrainConfig, config_to_dict, save_config
+from segloop.pretrain.config import DenseConfig, PretrainConfig, config_to_dict, save_config
 from segloop.pretrain.data import dataloader
-from segloop.pretrain.dense.distil import distil_loss, full_colour_student
+from segloop.pretrain.dense.distil import affinity_distil_loss, distil_loss, full_colour_student
 from segloop.pretrain.dense.io import DENSE_NAME, save_dense_encoder
 from segloop.pretrain.model import SSLModel, Views, pair_lab, param_groups
 from segloop.pretrain.schedules import Schedules, StepValues
@@ -262,7 +262,7 @@ def _distil(model: SSLModel, batches, config: PretrainConfig, out_dir: Path, sta
     while done < steps if budget is None else not _out_of_time(started, budget, step_seconds, device):
         tick = time.monotonic()
         pair = next(batches)["pair"].to(device, non_blocking=True)  # the ViT's crops stay where they are
-        term = distil_loss(student, teacher, pair_lab(pair))
+        term = _distil_term(student, teacher, pair, config.dense)
         optimizer.zero_grad(set_to_none=True)
         term.backward()
         dist.average_gradients(list(student.parameters()))
@@ -272,11 +272,20 @@ def _distil(model: SSLModel, batches, config: PretrainConfig, out_dir: Path, sta
             elapsed, run_steps = time.monotonic() - started, config.run.steps
             fraction = elapsed / budget if budget is not None else (run_steps + done) / (run_steps + steps)
             progress(min(1.0, fraction), f"distilling the dense encoder into one full-colour pass: step {done}, "
-                                         f"cosine distance {loss:.4f}")
+                                         f"{config.dense.distil_target} loss {loss:.4f}")
     if where.is_main:
         save_dense_encoder(student, out_dir / DENSE_NAME)
     dist.barrier()
     return done, loss
+
+
+def _distil_term(student: torch.nn.Module, teacher: torch.nn.Module, pair: torch.Tensor,
+                 dense: DenseConfig) -> torch.Tensor:
+    """The distillation loss of one batch of (B, T, 3, S, S) uint8 frame groups, for `dense.distil_target`."""
+    lab = pair_lab(pair)
+    if dense.distil_target == "features":
+        return distil_loss(student, teacher, lab)
+    return affinity_distil_loss(student, teacher, lab.unflatten(0, pair.shape[:2]), dense.radius, dense.temperature)
 
 
 def _out_of_time(started: float, budget: float, step_seconds: float, device: torch.device) -> bool:

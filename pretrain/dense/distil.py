@@ -3,10 +3,11 @@
 Trained with one Lab channel zeroed in every input, the encoder never sees a full-colour frame; the
 normalised mean of its three one-channel-dropped views' features propagates labels better than its
 full-colour features but costs three passes. A copy of the encoder (the student) learns, on full-colour
-crops, to output that mean in one pass: the teacher is frozen, the student's batch-norm statistics stay
-those of the teacher, and the loss is the mean cosine distance per feature cell. Pulling the full-colour
-features towards the dropped views inside the reconstruction objective, with shared weights, instead made
-the views alike and the features worse (see `DenseConfig`).
+crops, to match that mean in one pass: the teacher is frozen and the student's batch-norm statistics stay
+those of the teacher. The target is either the teacher's windowed affinity between two frames of one
+video (KL per query cell: what propagation reads; the default) or its features (cosine distance per
+cell). Pulling the full-colour features towards the dropped views inside the reconstruction objective,
+with shared weights, instead made the views alike and the features worse (see `DenseConfig`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from segloop.pretrain.dense.encoder import DenseEncoder
+from segloop.pretrain.dense.local_attention import local_affinity_kl
 
 
 def full_colour_student(teacher: DenseEncoder) -> DenseEncoder:
@@ -37,3 +39,19 @@ def distil_loss(student: DenseEncoder, teacher: DenseEncoder, lab: torch.Tensor)
     with torch.no_grad():
         target = teacher.dropout_view_features(lab)
     return cosine_distance(student(lab), target)
+
+
+def affinity_distil_loss(student: DenseEncoder, teacher: DenseEncoder, group_lab: torch.Tensor, radius: int,
+                         temperature: float) -> torch.Tensor:
+    """KL from the teacher's three-view windowed affinity to the student's full-colour one, each frame of a
+    (B, T >= 2, 3, H, W) group of one video attending to the next frame of its group."""
+    if group_lab.dim() != 5 or group_lab.shape[1] < 2:
+        raise ValueError(f"affinity distillation needs (B, T >= 2, 3, H, W) frame groups, got {tuple(group_lab.shape)}")
+    batch, count = group_lab.shape[:2]
+    frames = group_lab.flatten(0, 1)
+    with torch.no_grad():
+        target = teacher.dropout_view_features(frames).unflatten(0, (batch, count))
+    features = F.normalize(student(frames), dim=1).unflatten(0, (batch, count))
+    following = [(index + 1) % count for index in range(count)]
+    return local_affinity_kl(target.flatten(0, 1), target[:, following].flatten(0, 1), features.flatten(0, 1),
+                             features[:, following].flatten(0, 1), radius, temperature)

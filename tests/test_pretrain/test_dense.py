@@ -17,12 +17,13 @@ from segloop.pretrain.dense import (
     dense_features,
     dense_masked_attention,
     load_dense_encoder,
+    local_affinity_kl,
     local_attention,
     reconstruction_loss,
     save_dense_encoder,
 )
 from segloop.pretrain.dense.colour import lab_cells, rgb_to_lab
-from segloop.pretrain.dense.distil import cosine_distance, distil_loss, full_colour_student
+from segloop.pretrain.dense.distil import affinity_distil_loss, cosine_distance, distil_loss, full_colour_student
 from segloop.pretrain.dense.encoder import EncoderConfigError
 from segloop.pretrain.dense.features import frames_to_lab
 from segloop.pretrain.dense.objective import (
@@ -50,6 +51,47 @@ def test_local_attention_equals_the_dense_masked_version(height, width, radius, 
     grads_dense = torch.autograd.grad(dense.square().sum(), (query, key))
     for a, b in zip(grads_local, grads_dense):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def _dense_masked_kl(teacher_query, teacher_key, student_query, student_key, radius, temperature):
+    """Reference: KL between the two full (H·W)² affinities, each masked outside the window before its softmax."""
+    height, width = teacher_query.shape[2:]
+    rows, cols = torch.arange(height).repeat_interleave(width), torch.arange(width).repeat(height)
+    near = ((rows[:, None] - rows[None, :]).abs() <= radius) & ((cols[:, None] - cols[None, :]).abs() <= radius)
+
+    def log_affinity(query, key):
+        logits = torch.einsum("bcq,bck->bqk", query.flatten(2), key.flatten(2)) / temperature
+        return torch.log_softmax(logits.masked_fill(~near, float("-inf")), dim=2)
+
+    teacher, student = log_affinity(teacher_query, teacher_key).detach(), log_affinity(student_query, student_key)
+    return (teacher.exp() * (teacher - student)).masked_fill(~near, 0.0).sum(dim=2).mean()
+
+
+@pytest.mark.parametrize("height,width,radius,tile", [(7, 9, 2, 8), (7, 9, 2, 3), (16, 16, 6, 8), (5, 11, 1, 4),
+                                                      (10, 13, 4, 5)])
+def test_local_affinity_kl_equals_the_dense_masked_version(height, width, radius, tile):
+    generator = torch.Generator().manual_seed(height * 100 + width)
+    maps = [torch.randn(2, 6, height, width, generator=generator, requires_grad=True) for _ in range(4)]
+    local = local_affinity_kl(*maps, radius, 0.3, tile=tile)
+    dense = _dense_masked_kl(*maps, radius, 0.3)
+    assert local.item() > 0.01
+    torch.testing.assert_close(local, dense, atol=1e-5, rtol=1e-5)
+    grads_local = torch.autograd.grad(local, maps[2:])
+    grads_dense = torch.autograd.grad(dense, maps[2:])
+    for a, b in zip(grads_local, grads_dense):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_local_affinity_kl_is_zero_for_equal_affinities_and_sends_no_gradient_to_the_teacher():
+    generator = torch.Generator().manual_seed(3)
+    query, key = (torch.randn(2, 4, 6, 7, generator=generator, requires_grad=True) for _ in range(2))
+    same = local_affinity_kl(query, key, 2.0 * query.detach(), 0.5 * key.detach(), radius=2, temperature=0.5)
+    assert same.item() == pytest.approx(0.0, abs=1e-6)  # the logits are equal: q·k is scale-matched
+    student = torch.randn(2, 4, 6, 7, generator=generator, requires_grad=True)
+    local_affinity_kl(query, key, student, student, radius=2, temperature=0.5).backward()
+    assert query.grad is None and key.grad is None and student.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="student query"):
+        local_affinity_kl(query, key, student[:, :, :5], student, radius=2, temperature=0.5)
 
 
 def test_local_attention_only_sees_its_window():
@@ -194,7 +236,8 @@ def test_cosine_distance_is_one_minus_the_cosine_per_cell_with_no_gradient_to_th
     assert target.grad is None and features.grad.abs().sum() > 0
 
 
-def test_distillation_teaches_a_one_pass_copy_the_three_view_mean_and_leaves_the_teacher_alone():
+@pytest.mark.parametrize("target", ["features", "affinity"])
+def test_distillation_teaches_a_one_pass_copy_the_three_view_mean_and_leaves_the_teacher_alone(target):
     torch.manual_seed(0)
     teacher = DenseEncoder(EncoderConfig(width=8, blocks=1, dim=16)).eval()
     before = {name: value.clone() for name, value in teacher.state_dict().items()}
@@ -204,15 +247,24 @@ def test_distillation_teaches_a_one_pass_copy_the_three_view_mean_and_leaves_the
     lab = rgb_to_lab(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
     with torch.no_grad():
         torch.testing.assert_close(student.learned_features(lab), teacher.learned_features(lab))
-        target = teacher.dropout_view_features(lab)
-    start = distil_loss(student, teacher, lab)
-    assert start.item() == pytest.approx(cosine_distance(teacher(lab), target).item(), rel=1e-5) and start > 1e-3
+        target_features = teacher.dropout_view_features(lab)
+    groups = lab.unflatten(0, (2, 2))  # two videos of two frames
+    if target == "features":
+        loss = lambda: distil_loss(student, teacher, lab)  # noqa: E731
+        expected = cosine_distance(teacher(lab), target_features)
+    else:
+        loss = lambda: affinity_distil_loss(student, teacher, groups, radius=2, temperature=0.1)  # noqa: E731
+        views, plain = target_features.unflatten(0, (2, 2)), F.normalize(teacher(lab), dim=1).unflatten(0, (2, 2))
+        expected = local_affinity_kl(views.flatten(0, 1), views.flip(1).flatten(0, 1), plain.flatten(0, 1),
+                                     plain.flip(1).flatten(0, 1), 2, 0.1)  # each frame attends to the other
+    start = loss()
+    assert start.item() == pytest.approx(expected.item(), rel=1e-5) and start > 1e-3
     optimiser = torch.optim.Adam(student.parameters(), lr=1e-3)
     for _ in range(60):
         optimiser.zero_grad()
-        distil_loss(student, teacher, lab).backward()
+        loss().backward()
         optimiser.step()
-    assert distil_loss(student, teacher, lab) < 0.3 * start
+    assert loss() < 0.3 * start
     assert all(p.grad is None for p in teacher.parameters())
     for name, value in teacher.state_dict().items():
         assert torch.equal(value, before[name]), name
@@ -321,6 +373,8 @@ def test_bad_settings_are_named():
         config_from_dict({"dense": {"shift_weight": 0.1, "shift_cells": 7}})
     with pytest.raises(ConfigError, match="dense.distil_share"):
         config_from_dict({"dense": {"distil_share": 0.7}})
+    with pytest.raises(ConfigError, match="dense.distil_target"):
+        config_from_dict({"dense": {"distil_target": "logits"}})
 
 
 def test_time_budget_sets_the_schedule_horizon():

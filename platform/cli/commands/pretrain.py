@@ -148,10 +148,10 @@ def _pretrain(frames_root, project, config_file, sets, backbone, img_size, steps
 
         checkpoint = register_pretrain_checkpoint(project, config, result)
         console.print(f"registered checkpoint {checkpoint.id} for project {project!r}")
-    _report(result, sum(len(v) for v in videos), len(videos))
+    _report(result, sum(len(v) for v in videos), len(videos), config.dense.distil_target)
 
 
-def _report(result, frames: int, videos: int) -> None:
+def _report(result, frames: int, videos: int, distil_target: str) -> None:
     """Print where the run's files are, a short loss table, and write the loss-curve PNG."""
     from segloop.platform.core.console import console, print_table
     from segloop.pretrain.plot import loss_table, plot_metrics, read_metrics
@@ -167,7 +167,8 @@ def _report(result, frames: int, videos: int) -> None:
     console.print(f"trained on {frames} frames of {videos} videos: step {result.step}/{result.total_steps}{stop}")
     if result.distil_steps:
         console.print(f"dense encoder distilled into one full-colour pass: {result.distil_steps} steps, "
-                      f"cosine distance to its three dropped-channel views {result.distil_loss:.4f}")
+                      f"final {distil_target} loss against its three dropped-channel views "
+                      f"{result.distil_loss:.4f}")
     console.print(f"teacher backbone: {result.teacher_path}")
     console.print(f"checkpoint:       {result.checkpoint_path}")
     console.print(f"metrics:          {result.metrics_path}" + (f"\nloss curve:       {png}" if png else ""))
