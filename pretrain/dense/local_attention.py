@@ -41,7 +41,7 @@ def _window_mask(tile: int, radius: int, device: torch.device) -> torch.Tensor:
 def _tiled_logits(query: torch.Tensor, key: torch.Tensor, radius: int, temperature: float,
                   tile: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
     """Logits (B, tiles, tile², R·halo²) of each query cell against its tile's halo of keys, the mask of keys
-    inside each query's own window, and the layout (tile, halo, pad_h, pad_w, grid_h, grid_w)."""
+    inside each query's own window, and the layout (tile, halo, pad_h, pad_w)."""
     batch, channels, height, width = query.shape
     refs = key.shape[1]
     tile = max(1, min(tile, max(height, width)))
@@ -60,7 +60,7 @@ def _tiled_logits(query: torch.Tensor, key: torch.Tensor, radius: int, temperatu
     k_tiles = k_tiles.permute(0, 4, 2, 1, 3).reshape(batch * tiles, channels, refs * halo * halo)
     allowed = _window_mask(tile, radius, query.device)[None, None] & in_tiles.permute(0, 3, 1, 2)
     logits = torch.bmm(q_tiles, k_tiles).view(batch, tiles, tile * tile, -1) / temperature
-    return logits, allowed.repeat(1, 1, 1, refs), (tile, halo, pad_h, pad_w, grid_h, grid_w)
+    return logits, allowed.repeat(1, 1, 1, refs), (tile, halo, pad_h, pad_w)
 
 
 def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, radius: int,
@@ -74,7 +74,7 @@ def local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     _check(query, key, value, radius, temperature)
     batch, _, height, width = query.shape
     refs, depth = key.shape[1], value.shape[2]
-    logits, allowed, (tile, halo, pad_h, pad_w, _, _) = _tiled_logits(query, key, radius, temperature, tile)
+    logits, allowed, (tile, halo, pad_h, pad_w) = _tiled_logits(query, key, radius, temperature, tile)
     tiles = logits.shape[1]
     v = F.pad(value.flatten(0, 1), (radius, radius + pad_w, radius, radius + pad_h))
     v_tiles = F.unfold(v, halo, stride=tile).view(batch, refs, depth, halo * halo, tiles)
@@ -100,7 +100,7 @@ def local_affinity_kl(teacher_query: torch.Tensor, teacher_key: torch.Tensor, st
     if radius < 0 or temperature <= 0:
         raise ValueError(f"radius must be >= 0 and temperature > 0 (got {radius}, {temperature})")
     with torch.no_grad():
-        logits, allowed, (tile, _, pad_h, pad_w, _, _) = _tiled_logits(
+        logits, allowed, (tile, _, pad_h, pad_w) = _tiled_logits(
             teacher_query, teacher_key[:, None], radius, temperature, tile)
         blocked = torch.finfo(logits.dtype).min  # finite: a padding cell's empty window gives no NaN
         teacher = torch.log_softmax(logits.masked_fill(~allowed, blocked), dim=-1)
