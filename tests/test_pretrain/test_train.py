@@ -208,10 +208,12 @@ def test_run_folder_holds_a_loadable_dense_encoder(tiny, videos, tmp_path):
     assert all("dense" in r for r in records)
 
 
-def test_distil_share_ends_the_run_by_distilling_the_dense_encoder(tiny, videos, tmp_path):
+@pytest.mark.parametrize("target", ["affinity", "features"])
+def test_distil_share_ends_the_run_by_distilling_the_dense_encoder(tiny, videos, tmp_path, target):
     from segloop.pretrain.dense import load_dense_encoder
 
-    config = config_from_dict(tiny(run={"steps": 3, "checkpoint_every": 2}, dense={"distil_share": 0.5}))
+    config = config_from_dict(tiny(run={"steps": 3, "checkpoint_every": 2},
+                                   dense={"distil_share": 0.5, "distil_target": target}))
     messages = []
     result = pretrain(config, videos, tmp_path / "run", progress=lambda f, m: messages.append((f, m)))
     assert result.step == 3 and result.distil_steps == 3 and 0 < result.distil_loss < 2
