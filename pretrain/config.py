@@ -178,8 +178,8 @@ class DenseConfig:
     shift_cells: int = param(4, min=1)
     shift_photometric: float = param(0.2, min=0, max=1)
     distil_share: float = param(0.2, min=0, max=0.5,
-                                help="last share of the run spent teaching a one-pass full-colour copy the "
-                                     "three dropped-channel views' features")
+                                help="last share of the run spent teaching a one-pass full-colour copy what the "
+                                     "three dropped-channel views give (see distil_target)")
     distil_lr: float = param(3e-4, min=0, min_exclusive=True)
     distil_target: str = param("affinity", choices=("affinity", "features"),
                                help="what the one-pass copy learns from the views: their windowed affinity "

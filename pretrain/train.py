@@ -253,8 +253,9 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
 def _distil(model: SSLModel, batches, config: PretrainConfig, out_dir: Path, started: float, budget: float | None,
             steps: int | None, progress: Progress | None, where: dist.DistInfo,
             device: torch.device) -> tuple[int, float | None]:
-    """Train a one-pass full-colour copy of the dense encoder on its three dropped-channel views' mean, until
-    the budget is spent (or for `steps`), then save it as the run's dense encoder; (steps, last loss)."""
+    """Train a one-pass full-colour copy of the dense encoder on its three dropped-channel views (their affinity
+    or features: `dense.distil_target`) until the budget is spent (or for `steps`), then save it as the run's
+    dense encoder; (steps, last loss)."""
     teacher = model.dense.eval()
     student = full_colour_student(teacher)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.dense.distil_lr, weight_decay=0.0)
