@@ -139,7 +139,10 @@ class DenseConfig:
     0.700 (full colour 0.681 / 0.692 / 0.686, three views 0.696 / 0.696 / 0.702). 10-minute sample runs,
     seeds 0 / 1 / 2: affinity 0.702 / 0.696 / 0.689, features 0.698 / 0.698 / 0.683, none 0.692 / 0.686 / 0.681.
     Pulling the full-colour features towards the views inside the reconstruction loss instead (shared
-    weights, weight 0.1 / 1.0) made the views alike and lost 0.013 / 0.055.
+    weights, weight 0.1 / 1.0) made the views alike and lost 0.013 / 0.055. Tried and not kept (10-minute
+    sample runs): a teacher averaged over the main phase's last 10-50 % of steps (uniform or EMA) was
+    within 0.001 of the last weights (the cosine schedule has already settled them); one extra dense-only
+    update after each main step (a third fewer ViT steps) gave -0.007 / +0.008 on seeds 0 / 2, seed noise.
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
     the inference features (0: learned features only).
     Ablation knobs, off by default (none beat the default beyond seed noise on the sample: 4-minute
