@@ -142,7 +142,8 @@ class DenseConfig:
     weights, weight 0.1 / 1.0) made the views alike and lost 0.013 / 0.055. Tried and not kept (10-minute
     sample runs): a teacher averaged over the main phase's last 10-50 % of steps (uniform or EMA) was
     within 0.001 of the last weights (the cosine schedule has already settled them); one extra dense-only
-    update after each main step (a third fewer ViT steps) gave -0.007 / +0.008 on seeds 0 / 2, seed noise.
+    update after each main step (a third fewer ViT steps) gave -0.007 on seed 0 and +0.003 to +0.008 on
+    seed 2 (against two default runs): seed noise.
     Architecture: `stride`, `width`, `blocks`, `dim`; `skip_weight` fuses the frame's Lab colour into
     the inference features (0: learned features only).
     Ablation knobs, off by default (none beat the default beyond seed noise on the sample: 4-minute
