@@ -52,6 +52,6 @@ def affinity_distil_loss(student: DenseEncoder, teacher: DenseEncoder, group_lab
     with torch.no_grad():
         target = teacher.dropout_view_features(frames).unflatten(0, (batch, count))
     features = F.normalize(student(frames), dim=1).unflatten(0, (batch, count))
-    following = [(index + 1) % count for index in range(count)]
-    return local_affinity_kl(target.flatten(0, 1), target[:, following].flatten(0, 1), features.flatten(0, 1),
-                             features[:, following].flatten(0, 1), radius, temperature)
+    following_target, following_features = target.roll(-1, dims=1), features.roll(-1, dims=1)
+    return local_affinity_kl(target.flatten(0, 1), following_target.flatten(0, 1), features.flatten(0, 1),
+                             following_features.flatten(0, 1), radius, temperature)
