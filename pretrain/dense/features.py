@@ -34,11 +34,11 @@ def dense_features(encoder: DenseEncoder, frames: Sequence[np.ndarray] | np.ndar
         raise ValueError(f"dense_features: frames of {width}x{height} px are not a multiple of the encoder's "
                          f"stride {encoder.stride}; resize them first")
     was_training = encoder.training
-    encoder.eval().to(memory_format=torch.channels_last)  # NHWC convolutions: 1.5-2x faster on CPU, same values
+    encoder.eval().to(memory_format=torch.channels_last)  # NHWC weights too: ~15 % faster at 480p on CPU
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
-            lab = frames_to_lab(frames[start:start + batch_size], device).contiguous(memory_format=torch.channels_last)
+            lab = frames_to_lab(frames[start:start + batch_size], device)  # the encoder makes its input NHWC
             outputs.append(encoder.features(lab, skip_weight).float().contiguous())
     encoder.train(was_training)
     return torch.cat(outputs)
