@@ -18,7 +18,7 @@ from torch import nn
 from segloop.platform.core.optim import biases_norms_and, layer_lr_scale, vit_layer_id
 from segloop.pretrain.backbones import create_backbone, patch_size
 from segloop.pretrain.config import ConfigError, DenseConfig, PretrainConfig
-from segloop.pretrain.dense.colour import rgb_to_lab
+from segloop.pretrain.dense.colour import uint8_rgb_to_lab
 from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
 from segloop.pretrain.dense.objective import frame_group_loss
 from segloop.pretrain.heads import DINOHead
@@ -79,7 +79,7 @@ def encoder_config(dense: DenseConfig) -> EncoderConfig:
 
 def pair_lab(pair: torch.Tensor) -> torch.Tensor:
     """(B*T, 3, S, S) normalised Lab of (B, T, 3, S, S) uint8 RGB frame groups."""
-    return rgb_to_lab(pair.flatten(0, 1).float().div(255.0))
+    return uint8_rgb_to_lab(pair.flatten(0, 1))
 
 
 def image_terms_active(config: PretrainConfig) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform as stdlib_platform
+import statistics
 import time
 from pathlib import Path
 
@@ -89,6 +90,18 @@ def bench_method(featurizer, frames, mask, config) -> dict:
     }
 
 
+def bench_method_median(featurizer, frames, mask, config, repeats: int) -> dict:
+    """`bench_method` run `repeats` times; each rate is the median over the runs (a shared CPU's stalls fall out)."""
+    runs = [bench_method(featurizer, frames, mask, config) for _ in range(repeats)]
+    row = dict(runs[0], repeats=repeats)
+    for key in ("features", "propagation", "end_to_end"):
+        fps = statistics.median(run[f"{key}_fps"] for run in runs)
+        row[f"{key}_fps"] = fps
+        if key != "end_to_end":
+            row[f"{key}_ms_per_frame"] = 1000 / fps
+    return row
+
+
 def default_json_path() -> Path:
     """$SEGLOOP_DATA_DIR/bench/vos.json (or ./segloop-data/bench/vos.json)."""
     from segloop.platform.core.settings import load_settings
@@ -111,11 +124,13 @@ def default_json_path() -> Path:
               type=click.IntRange(min=-1),
               help="Window radius in cells for the last propagated frames; -1: the keyframe radius.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Runs per row; each rate is the median over them.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, type=click.IntRange(min=0), help="torch CPU threads (0: torch default).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
 def command(num_frames: int, height: int, width: int, backbone: str | None, checkpoint: Path | None, methods: str,
-            short_sides: str, recent_radius: int, batch_size: int, device: str, threads: int,
+            short_sides: str, recent_radius: int, batch_size: int, repeats: int, device: str, threads: int,
             json_out: Path | None) -> None:
     """Frames/s of label propagation (features + propagation) on a synthetic video, per working resolution."""
     import torch
@@ -147,7 +162,7 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
                                                  config, device)
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
-            rows.append({"short_side": side, **bench_method(featurizer, frames, mask, config)})
+            rows.append({"short_side": side, **bench_method_median(featurizer, frames, mask, config, repeats)})
     smallest = {}
     for row in rows:
         smallest[row["method"]] = row  # rows are in decreasing short side: the last one per method is the smallest
@@ -155,7 +170,8 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
         base = smallest[row["method"]]
         row["time_ratio_vs_smallest"] = (1 / row["end_to_end_fps"]) / (1 / base["end_to_end_fps"])
         row["pixel_ratio_vs_smallest"] = (row["grid"][0] * row["grid"][1]) / (base["grid"][0] * base["grid"][1])
-    table = Table(title=f"VOS propagation of a {width}x{height} synthetic video, {num_frames} frames, {device}")
+    table = Table(title=f"VOS propagation of a {width}x{height} synthetic video, {num_frames} frames, {device}, "
+                        f"median of {repeats} runs")
     for column in ("method", "short side", "grid", "features f/s", "propagation f/s", "end-to-end f/s",
                    "time/frame ratio", "cells ratio"):
         table.add_column(column, justify="left" if column == "method" else "right")
@@ -167,6 +183,7 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
     payload = {
         "benchmark": "vos",
         "frames": num_frames,
+        "repeats": repeats,
         "size": [height, width],
         "device": device,
         "torch_threads": torch.get_num_threads(),

@@ -10,14 +10,39 @@ _RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
 _WHITE = torch.tensor([0.950456, 1.0, 1.088754])
 
 
+def _srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB values in [0, 1] -> linear light (the sRGB transfer function inverted)."""
+    rgb = rgb.clamp(0.0, 1.0)
+    return torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+
+
+_UINT8_TO_LINEAR = _srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).float()
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> Lab as ((L - 50) / 50, a / 50, b / 50)."""
+    _check_rgb(rgb, "rgb_to_lab")
+    return _linear_to_lab(_srgb_to_linear(rgb))
+
+
+def uint8_rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 RGB -> Lab as `rgb_to_lab` gives it, linearised through a 256-entry table."""
+    _check_rgb(rgb, "uint8_rgb_to_lab")
+    if rgb.dtype != torch.uint8:
+        raise ValueError(f"uint8_rgb_to_lab: expected uint8 values, got {rgb.dtype}")
+    return _linear_to_lab(_UINT8_TO_LINEAR.to(rgb.device)[rgb.long()])
+
+
+def _check_rgb(rgb: torch.Tensor, name: str) -> None:
+    """Raise ValueError unless `rgb` is (B, 3, H, W)."""
     if rgb.dim() != 4 or rgb.shape[1] != 3:
-        raise ValueError(f"rgb_to_lab: expected (B, 3, H, W), got {tuple(rgb.shape)}")
-    rgb = rgb.clamp(0.0, 1.0)
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    matrix = _RGB_TO_XYZ.to(rgb)
-    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / _WHITE.to(rgb).view(1, 3, 1, 1)
+        raise ValueError(f"{name}: expected (B, 3, H, W), got {tuple(rgb.shape)}")
+
+
+def _linear_to_lab(linear: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) linear-light RGB -> normalised Lab."""
+    matrix = _RGB_TO_XYZ.to(linear)
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / _WHITE.to(linear).view(1, 3, 1, 1)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
     lightness = 116.0 * f[:, 1] - 16.0
     a = 500.0 * (f[:, 0] - f[:, 1])

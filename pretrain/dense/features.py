@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from segloop.pretrain.dense.colour import rgb_to_lab
+from segloop.pretrain.dense.colour import uint8_rgb_to_lab
 from segloop.pretrain.dense.encoder import DenseEncoder
 
 
@@ -21,8 +21,7 @@ def frames_to_lab(frames: Sequence[np.ndarray] | np.ndarray, device: str | torch
             raise ValueError(f"dense_features: frame {index} must be H×W×3 uint8 RGB, got {array.shape} {array.dtype}")
         if array.shape != first:
             raise ValueError(f"dense_features: frame {index} has size {array.shape[:2]}, frame 0 {first[:2]}")
-    rgb = torch.from_numpy(np.stack(arrays)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return rgb_to_lab(rgb)
+    return uint8_rgb_to_lab(torch.from_numpy(np.stack(arrays)).to(device).permute(0, 3, 1, 2))
 
 
 def dense_features(encoder: DenseEncoder, frames: Sequence[np.ndarray] | np.ndarray, batch_size: int = 4,

@@ -89,6 +89,20 @@ def test_bench_ingest_writes_json(cli, synth_root: Path, tmp_path: Path) -> None
         assert data[key] > 0
 
 
+def test_bench_vos_reports_the_median_of_its_repeats(cli, tmp_path: Path) -> None:
+    """`segloop bench vos` times each working resolution `--repeats` times and keeps the median rates."""
+    out = tmp_path / "vos.json"
+    result = cli("bench", "vos", "--frames", "3", "--height", "96", "--width", "160", "--methods", "pixels",
+                 "--short-sides", "96,64", "--repeats", "2", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["repeats"] == 2 and [row["short_side"] for row in data["results"]] == [96, 64]
+    for row in data["results"]:
+        assert row["repeats"] == 2 and row["end_to_end_fps"] > 0
+        assert abs(row["features_ms_per_frame"] * row["features_fps"] - 1000) < 1e-6
+    assert data["results"][1]["time_ratio_vs_smallest"] == 1.0
+
+
 def test_bench_scale_small(cli, tmp_path: Path) -> None:
     """`segloop bench scale` on a small synthetic project reports every measure."""
     out = tmp_path / "scale.json"

@@ -22,7 +22,7 @@ from segloop.pretrain.dense import (
     reconstruction_loss,
     save_dense_encoder,
 )
-from segloop.pretrain.dense.colour import lab_cells, rgb_to_lab
+from segloop.pretrain.dense.colour import lab_cells, rgb_to_lab, uint8_rgb_to_lab
 from segloop.pretrain.dense.distil import affinity_distil_loss, cosine_distance, distil_loss, full_colour_student
 from segloop.pretrain.dense.encoder import EncoderConfigError
 from segloop.pretrain.dense.features import frames_to_lab
@@ -294,6 +294,15 @@ def test_rgb_to_lab_matches_opencv():
     ours = ours * 50.0 + np.array([50.0, 0.0, 0.0], dtype=np.float32)
     np.testing.assert_allclose(ours, expected, atol=0.5)
     assert lab_cells(torch.zeros(1, 3, 16, 24), 8, 2).shape == (1, 12, 2, 3)
+
+
+def test_uint8_lab_table_matches_the_float_conversion_on_every_value():
+    """The 256-entry linearisation table gives the float path's Lab for every uint8 value, and rejects floats."""
+    values = torch.arange(256, dtype=torch.uint8)
+    rgb = torch.stack([values, values.flip(0), values.roll(7)]).view(1, 3, 16, 16)
+    torch.testing.assert_close(uint8_rgb_to_lab(rgb), rgb_to_lab(rgb.float() / 255.0), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="uint8"):
+        uint8_rgb_to_lab(rgb.float())
 
 
 def test_features_shape_stride_and_unit_norm():
