@@ -552,7 +552,8 @@ def _frame_result(index: int, forward, backward, left, right, size: tuple[int, i
     lookup = np.asarray(labels, dtype=np.uint8)
     if forward is not None and backward is not None:
         probs = w_fwd * forward + w_bwd * backward
-        disagreement = pass_disagreement(lookup[forward.argmax(0).numpy()], lookup[backward.argmax(0).numpy()])
+        forward_labels, backward_labels = forward.max(0).indices.numpy(), backward.max(0).indices.numpy()  # = argmax(0)
+        disagreement = pass_disagreement(lookup[forward_labels], lookup[backward_labels])
         passes = 2
     else:
         probs = forward if forward is not None else backward

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from segloop.pretrain.config import config_from_dict
 from segloop.pretrain.data import MultiCropCollate, SeededInfiniteSampler, VideoClipDataset
 from segloop.pretrain.frames import FramesError, discover_videos
+from segloop.pretrain.transforms import crop_resize
 
 
 def test_discover_sequence_folders_and_single_folder(videos, tmp_path):
@@ -132,11 +135,6 @@ def test_dense_sample_holds_the_anchor_and_its_references(tiny, videos):
 
 def test_crop_resize_stays_close_to_the_exact_bicubic_resize():
     """The fast two-step resize of a large crop box differs from one exact bicubic pass by under half a grey level."""
-    import numpy as np
-    from PIL import Image
-
-    from segloop.pretrain.transforms import crop_resize
-
     rows, cols = np.mgrid[0:480, 0:854]
     smooth = (127 + 60 * np.sin(rows / 23.0) + 60 * np.cos(cols / 31.0)).astype(np.uint8)
     image = Image.fromarray(np.stack([smooth, smooth[::-1], smooth[:, ::-1]], axis=-1))
