@@ -40,6 +40,8 @@ COPY = "copy"
 DENSE_ENCODER_FILE = "dense_encoder.pth"
 TEACHER_FILE = "teacher_backbone.pth"
 QUERY_TILE = 8  # query cells per tile edge of the windowed top-k: 8 ran 2-4x faster than 16 on CPU (same result)
+LOGIT_CHUNK_BYTES = 8 * 2**20  # logits scored at once (11 tiles against a keyframe and 7 recent frames): kept in cache
+WINDOW_PENALTY = 1e4  # × the largest |query|·|key|: logit offset keeping out-of-window candidates out of the top-k
 
 
 class PropagationError(ValueError):
@@ -369,26 +371,35 @@ def _halo_blocks(maps, tile: int, radius: int):
 
 @dataclass(frozen=True)
 class WindowBlocks:
-    """Context frames cut into the key windows of each query tile: computed once per frame, reused per query."""
+    """Context frames cut into the key windows of each query tile: computed once per frame, reused per query.
 
-    keys: object  # (tiles, C, M·halo²)
+    After the C feature channels each key has 1 + 2·tile penalty channels (`_penalty_channels`): -1 where the
+    candidate is outside the frame or outside the window of a query row / column of the tile, else 0. The
+    query side (`_query_tiles`) carries the matching weights, so one matrix product gives every logit with
+    its window already applied: no mask is built, stored or applied per query.
+    """
+
+    keys: object  # (tiles, C + 1 + 2·tile, M·halo²)
     labels: object  # (tiles, M·halo², L)
-    valid: object  # (tiles, tile², M·halo²) bool: inside the query's window and inside the frame
+    key_norm: float  # largest key feature norm (sizes the penalty so that it outweighs any similarity)
 
 
 @functools.lru_cache(maxsize=16)
-def _window_mask_blocks(grid: tuple[int, int], radius: int, tile: int, device) -> object:
-    """(tiles, tile², halo²) bool: halo cell within `radius` of the query cell and inside the frame."""
+def _penalty_channels(grid: tuple[int, int], radius: int, tile: int, device) -> object:
+    """(tiles, 1 + 2·tile, halo²): -1 for halo cells outside the frame, then outside the window of each
+    query row of the tile, then of each query column; 0 elsewhere."""
     import torch
 
     halo = tile + 2 * radius
     inside = torch.ones(1, 1, *grid, device=device)
-    in_frame = _halo_blocks(inside, tile, radius)[0, :, 0] > 0
+    out_of_frame = _halo_blocks(inside, tile, radius)[0] - 1  # (tiles, 1, halo²)
     rows = torch.arange(tile, device=device)
     offsets = torch.arange(halo, device=device) - radius
-    near = (offsets[None, :] - rows[:, None]).abs() <= radius
-    window = (near[:, None, :, None] & near[None, :, None, :]).reshape(tile * tile, halo * halo)
-    return window[None] & in_frame[:, None, :]
+    far = -((offsets[None, :] - rows[:, None]).abs() > radius).float()  # (tile, halo): query row/col vs halo row/col
+    far_rows = far[:, :, None].expand(tile, halo, halo).reshape(tile, halo * halo)
+    far_cols = far[:, None, :].expand(tile, halo, halo).reshape(tile, halo * halo)
+    window = torch.cat([far_rows, far_cols])[None].expand(out_of_frame.shape[0], -1, -1)
+    return torch.cat([out_of_frame, window], 1).contiguous()
 
 
 def window_blocks(keys, key_labels, grid: tuple[int, int], radius: int, tile: int = QUERY_TILE) -> WindowBlocks:
@@ -398,13 +409,18 @@ def window_blocks(keys, key_labels, grid: tuple[int, int], radius: int, tile: in
     depth = key_labels.shape[-1]
     tile = _tile_size(grid, tile)
     radius = int(radius) if radius and radius > 0 else max(grid_h, grid_w)
-    candidates = num_context * (tile + 2 * radius) ** 2
     key_maps = keys.permute(0, 2, 1).reshape(num_context, channels, grid_h, grid_w)
     label_maps = key_labels.permute(0, 2, 1).reshape(num_context, depth, grid_h, grid_w)
+    halos = _halo_blocks(key_maps, tile, radius)  # (M, tiles, C, halo²)
+    penalty = _penalty_channels(grid, radius, tile, keys.device)
+    tiles, halo_cells = halos.shape[1], halos.shape[3]
+    block_keys = keys.new_empty(tiles, channels + penalty.shape[1], num_context, halo_cells)
+    block_keys[:, :channels] = halos.permute(1, 2, 0, 3)
+    block_keys[:, channels:] = penalty[:, :, None]
     return WindowBlocks(
-        _halo_blocks(key_maps, tile, radius).permute(1, 2, 0, 3).reshape(-1, channels, candidates),
-        _halo_blocks(label_maps, tile, radius).permute(1, 0, 3, 2).reshape(-1, candidates, depth),
-        _window_mask_blocks(grid, radius, tile, keys.device).repeat(1, 1, num_context),
+        block_keys.view(tiles, -1, num_context * halo_cells),
+        _halo_blocks(label_maps, tile, radius).permute(1, 0, 3, 2).reshape(tiles, -1, depth),
+        float(keys.norm(dim=-1).max()) if keys.numel() else 0.0,
     )
 
 
@@ -415,19 +431,19 @@ class RecentBlocks:
     def __init__(self, size: int) -> None:
         self.size, self.count, self.next = size, 0, 0
         self.buffer: WindowBlocks | None = None
+        self.key_norm = 0.0
 
     def push(self, block: WindowBlocks) -> None:
         """Add the newest frame's block, replacing the oldest when full."""
         width = block.keys.shape[2]
         if self.buffer is None:
-            keys, labels, valid, total = block.keys, block.labels, block.valid, width * self.size
+            keys, labels, total = block.keys, block.labels, width * self.size
             self.buffer = WindowBlocks(keys.new_zeros(*keys.shape[:2], total),
-                                       labels.new_zeros(labels.shape[0], total, labels.shape[2]),
-                                       valid.new_zeros(*valid.shape[:2], total))
+                                       labels.new_zeros(labels.shape[0], total, labels.shape[2]), 0.0)
         at = slice(self.next * width, (self.next + 1) * width)
         self.buffer.keys[:, :, at] = block.keys
         self.buffer.labels[:, at] = block.labels
-        self.buffer.valid[:, :, at] = block.valid
+        self.key_norm = max(self.key_norm, block.key_norm)
         self.next = (self.next + 1) % self.size
         self.count = min(self.count + 1, self.size)
 
@@ -435,16 +451,34 @@ class RecentBlocks:
         """The kept frames as one block (none before the first push)."""
         if self.buffer is None:
             return []
-        if self.count == self.size:
-            return [self.buffer]
         width = self.buffer.keys.shape[2] // self.size * self.count
-        return [WindowBlocks(self.buffer.keys[:, :, :width], self.buffer.labels[:, :width],
-                             self.buffer.valid[:, :, :width])]
+        return [WindowBlocks(self.buffer.keys[:, :, :width], self.buffer.labels[:, :width], self.key_norm)]
 
 
 def _tile_size(grid: tuple[int, int], tile: int) -> int:
     """The query tile edge actually used on a grid."""
     return max(1, min(tile, grid[0], grid[1]))
+
+
+def _query_tiles(query, grid: tuple[int, int], tile: int, temperature: float, penalty: float):
+    """(tiles, tile², C + 1 + 2·tile): query features / temperature, then the weights of the keys' penalty
+    channels (the out-of-frame channel, a one-hot of the query's row and of its column, each × penalty)."""
+    import torch
+    import torch.nn.functional as F
+
+    grid_h, grid_w = grid
+    channels = query.shape[1]
+    query_map = F.pad(query.T.reshape(1, channels, grid_h, grid_w), (0, -grid_w % tile, 0, -grid_h % tile))
+    tiles = F.unfold(query_map, tile, stride=tile).view(channels, tile * tile, -1).permute(2, 1, 0)
+    out = query.new_empty(tiles.shape[0], tile * tile, channels + 1 + 2 * tile)
+    out[:, :, :channels] = tiles
+    out[:, :, :channels] /= temperature
+    rows = torch.arange(tile, device=query.device).repeat_interleave(tile)
+    columns = rows.view(tile, tile).T.reshape(-1)
+    weights = torch.cat([torch.ones(tile * tile, 1, device=query.device), F.one_hot(rows, tile).float(),
+                         F.one_hot(columns, tile).float()], 1)
+    out[:, :, channels:] = weights * (penalty / temperature)
+    return out
 
 
 def topk_from_blocks(query, blocks: WindowBlocks | Sequence[WindowBlocks], grid: tuple[int, int], topk: int,
@@ -453,34 +487,44 @@ def topk_from_blocks(query, blocks: WindowBlocks | Sequence[WindowBlocks], grid:
 
     With several blocks (one per context frame or group) each block's own top-k is taken first and the
     final top-k is chosen among those: the same result as one top-k over all candidates, without
-    concatenating every frame's candidates.
+    concatenating every frame's candidates. Tiles are scored `_tile_chunk` at a time so that their logits
+    stay in cache between the matrix product and the top-k.
     """
     import torch
     import torch.nn.functional as F
 
     blocks = [blocks] if isinstance(blocks, WindowBlocks) else list(blocks)
     grid_h, grid_w = grid
-    channels = query.shape[1]
     depth = blocks[0].labels.shape[-1]
     tile = _tile_size(grid, tile)
+    scale = float(query.norm(dim=1).max()) * max(block.key_norm for block in blocks)
+    query_tiles = _query_tiles(query, grid, tile, temperature, WINDOW_PENALTY * max(1.0, scale))
+    chunk = _tile_chunk(tile, sum(block.keys.shape[2] for block in blocks))
+    out = []
+    for start in range(0, query_tiles.shape[0], chunk):
+        at = slice(start, start + chunk)
+        values, labels = [], []
+        for block in blocks:
+            logits = torch.bmm(query_tiles[at], block.keys[at])
+            top, index = logits.topk(min(topk, logits.shape[2]), dim=2)
+            values.append(top)
+            labels.append(torch.gather(block.labels[at], 1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, depth))
+                          .view(*index.shape, depth))
+        values, labels = torch.cat(values, 2), torch.cat(labels, 2)
+        if values.shape[2] > topk:
+            values, index = values.topk(topk, dim=2)
+            labels = torch.gather(labels, 2, index.unsqueeze(-1).expand(-1, -1, -1, depth))
+        out.append((torch.softmax(values, dim=2).unsqueeze(-1) * labels).sum(2))
+    out = torch.cat(out)
     pad_h, pad_w = -grid_h % tile, -grid_w % tile
-    query_map = F.pad(query.T.reshape(1, channels, grid_h, grid_w), (0, pad_w, 0, pad_h))
-    query_tiles = F.unfold(query_map, tile, stride=tile).view(channels, tile * tile, -1).permute(2, 1, 0)
-    values, labels = [], []
-    for block in blocks:
-        logits = torch.bmm(query_tiles, block.keys).div_(temperature).masked_fill_(~block.valid, float("-inf"))
-        top, index = logits.topk(min(topk, logits.shape[2]), dim=2)
-        values.append(top)
-        labels.append(torch.gather(block.labels, 1, index.reshape(index.shape[0], -1, 1).expand(-1, -1, depth))
-                      .view(*index.shape, depth))
-    values, labels = torch.cat(values, 2), torch.cat(labels, 2)
-    if values.shape[2] > topk:
-        values, index = values.topk(topk, dim=2)
-        labels = torch.gather(labels, 2, index.unsqueeze(-1).expand(-1, -1, -1, depth))
-    out = (torch.softmax(values, dim=2).unsqueeze(-1) * labels).sum(2)
     out = F.fold(out.permute(2, 1, 0).reshape(1, depth * tile * tile, -1), (grid_h + pad_h, grid_w + pad_w), tile,
                  stride=tile)
     return out[0, :, :grid_h, :grid_w].reshape(depth, -1).T
+
+
+def _tile_chunk(tile: int, candidates: int) -> int:
+    """Query tiles scored together: their logits (tile² × candidates floats each) fit in LOGIT_CHUNK_BYTES."""
+    return max(1, LOGIT_CHUNK_BYTES // (4 * tile * tile * max(candidates, 1)))
 
 
 def local_topk_labels(query, groups, grid: tuple[int, int], topk: int, temperature: float, tile: int = QUERY_TILE):

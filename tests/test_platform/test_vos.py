@@ -351,10 +351,13 @@ def _dense_reference(query, groups, grid, topk, temperature):
 
 @pytest.mark.parametrize(("grid", "radii", "tile"), [((5, 7), (1, 1), 16), ((9, 6), (2, 1), 3), ((12, 13), (3, 0), 4),
                                                      ((4, 4), (0, 2), 8), ((7, 11), (5, 2), 1)])
-def test_local_propagation_equals_the_dense_masked_affinity(grid, radii, tile) -> None:
-    """Tile-by-tile windowed top-k gives the same soft labels as the dense (h·w)² masked version."""
+@pytest.mark.parametrize("chunk_bytes", [vos.LOGIT_CHUNK_BYTES, 1])
+def test_local_propagation_equals_the_dense_masked_affinity(grid, radii, tile, chunk_bytes, monkeypatch) -> None:
+    """Tile-by-tile windowed top-k gives the same soft labels as the dense (h·w)² masked version, whether all
+    tiles are scored at once or one at a time."""
     import torch
 
+    monkeypatch.setattr(vos, "LOGIT_CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
     cells = grid[0] * grid[1]
     query = torch.nn.functional.normalize(torch.randn(cells, 8), dim=1)
@@ -369,16 +372,18 @@ def test_local_propagation_equals_the_dense_masked_affinity(grid, radii, tile) -
                                                        vos.window_mask(*grid, radii[0])), atol=1e-5)
 
 
-def test_local_propagation_sees_only_its_window() -> None:
-    """A key outside every query's window never votes, however similar it is."""
+@pytest.mark.parametrize("norm", [1.0, 1e3])
+def test_local_propagation_sees_only_its_window(norm: float) -> None:
+    """A key outside every query's window never votes, however similar it is (also for features far from unit
+    norm: the window penalty grows with them)."""
     import torch
 
     grid = (6, 6)
     query = torch.zeros(36, 2)
-    query[:, 0] = 1.0
+    query[:, 0] = norm
     keys = torch.zeros(1, 36, 2)
-    keys[0, :, 1] = 1.0  # orthogonal everywhere...
-    keys[0, 35, 0], keys[0, 35, 1] = 1.0, 0.0  # ...except the bottom-right cell, identical to every query
+    keys[0, :, 1] = norm  # orthogonal everywhere...
+    keys[0, 35, 0], keys[0, 35, 1] = norm, 0.0  # ...except the bottom-right cell, identical to every query
     labels = torch.zeros(1, 36, 2)
     labels[0, :, 0] = 1.0
     labels[0, 35] = torch.tensor([0.0, 1.0])
