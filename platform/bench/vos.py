@@ -40,36 +40,29 @@ def _sync(device: str) -> None:
 
 
 def bench_method(featurizer, frames, mask, config) -> dict:
-    """Feature extraction, propagation-only and end-to-end frames/s of one featurizer."""
-    import torch
+    """Feature extraction, propagation-only and end-to-end frames/s of one featurizer.
 
+    Propagation-only runs the production path (`iter_propagate`: window blocks cut once per context frame,
+    masks at full size, confidences) on features extracted beforehand; end to end extracts them too.
+    """
     from segloop.platform.vos import propagation as vos
+    from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
 
     device = featurizer.device
-    count, size = len(frames), frames.shape[1:3]
+    count = len(frames)
+    video = LoadedFrames(list(frames), "bench")
+    cached = CachedFeaturizer(featurizer)
     featurizer(frames[: config.batch_size])  # warm-up
     _sync(device)
     start = time.perf_counter()
-    features = []
     for begin in range(0, count, config.batch_size):
-        features.extend(featurizer(frames[begin : begin + config.batch_size]))
+        features = cached([video[i] for i in range(begin, min(begin + config.batch_size, count))])
     _sync(device)
     feature_seconds = time.perf_counter() - start
 
-    labels = [0, 1]
-    grid = featurizer.grid(*size)
-    first = torch.from_numpy(vos.keyframe_soft_labels(mask, labels, grid, config.label_downsample)).to(device)
-    recent_feats, recent_labels = [], []
     start = time.perf_counter()
-    for index in range(1, count):
-        groups = [(features[0][None], first[None], config.radius)]
-        if recent_feats[-config.n_last:]:
-            groups.append((torch.stack(recent_feats[-config.n_last:]), torch.stack(recent_labels[-config.n_last:]),
-                           config.recent_window()))
-        soft = vos.local_topk_labels(features[index], groups, grid, config.topk, config.temperature)
-        vos.soft_to_mask(soft, grid, size, labels, config.normalize_channels)
-        recent_feats.append(features[index])
-        recent_labels.append(soft)
+    for _ in vos.iter_propagate(video, {0: mask}, cached, config):
+        pass
     _sync(device)
     propagation_seconds = time.perf_counter() - start
 
@@ -80,8 +73,8 @@ def bench_method(featurizer, frames, mask, config) -> dict:
     total_seconds = time.perf_counter() - start
     return {
         "method": featurizer.name,
-        "grid": list(grid),
-        "feature_dim": int(features[0].shape[-1]),
+        "grid": list(featurizer.grid(*frames.shape[1:3])),
+        "feature_dim": int(features.shape[-1]),
         "features_fps": count / feature_seconds,
         "propagation_fps": (count - 1) / propagation_seconds,
         "end_to_end_fps": count / total_seconds,

@@ -136,9 +136,12 @@ class DenseEncoderFrames:
     kind = "dense"
 
     def __init__(self, encoder, batch_size: int = 4) -> None:
+        from segloop.pretrain.dense import inference_copy
+
         self.encoder = encoder.eval()
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(False)
+        self.inference = inference_copy(self.encoder)  # batch norms folded: the saved state stays the encoder's
         self.stride = int(encoder.stride)
         self.batch_size = batch_size
         self.dim = int(self.encode(np.zeros((self.stride, self.stride, 3), np.uint8)[None]).shape[1])
@@ -147,7 +150,7 @@ class DenseEncoderFrames:
         """Unit-norm dense features of the wrapped encoder."""
         from segloop.pretrain.dense import dense_features
 
-        return dense_features(self.encoder, frames, batch_size=self.batch_size)
+        return dense_features(self.inference, frames, batch_size=self.batch_size)
 
     def spec(self) -> dict:
         """{"kind", "config": the DenseEncoder's EncoderConfig}."""

@@ -194,8 +194,10 @@ class DenseFeaturizer(Featurizer):
     """Features of segloop's dense correspondence encoder (pretrained by `segloop pretrain`), at its stride."""
 
     def __init__(self, encoder, config: PropagationConfig, device: str = "cpu", name: str = "dense") -> None:
+        from segloop.pretrain.dense import inference_copy
+
         super().__init__(config, device)
-        self.encoder = encoder.eval().to(device)
+        self.encoder = inference_copy(encoder).to(device)
         self.patch = int(encoder.stride)
         self.name = name
 

@@ -7,12 +7,12 @@ linear in pixels), the KL between two such affinities, and the dense reference; 
 net + Lab skip; `objective` the colour-reconstruction loss; `distil` one-pass distillation of the
 three dropped-channel views; `io` save/load of the encoder; `features` frames -> dense features.
 """
-from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
+from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig, inference_copy
 from segloop.pretrain.dense.features import dense_features
 from segloop.pretrain.dense.io import DENSE_NAME, DenseLoadError, load_dense_encoder, save_dense_encoder
 from segloop.pretrain.dense.local_attention import dense_masked_attention, local_affinity_kl, local_attention
 from segloop.pretrain.dense.objective import reconstruction_loss
 
 __all__ = ["DENSE_NAME", "DenseEncoder", "DenseLoadError", "EncoderConfig", "dense_features",
-           "dense_masked_attention", "load_dense_encoder", "local_affinity_kl", "local_attention",
+           "dense_masked_attention", "inference_copy", "load_dense_encoder", "local_affinity_kl", "local_attention",
            "reconstruction_loss", "save_dense_encoder"]

@@ -16,6 +16,7 @@ from segloop.pretrain.dense import (
     EncoderConfig,
     dense_features,
     dense_masked_attention,
+    inference_copy,
     load_dense_encoder,
     local_affinity_kl,
     local_attention,
@@ -316,6 +317,26 @@ def test_features_shape_stride_and_unit_norm():
     assert fused.shape[1] == 16 + 3 * 4 + 1
     with pytest.raises(ValueError, match="multiple of the encoder's stride"):
         dense_features(encoder, frames[:, :45])
+
+
+@pytest.mark.parametrize(("stride", "blocks", "views"), [(4, 1, False), (8, 2, False), (8, 1, True)])
+def test_inference_copy_folds_batch_norm_without_changing_the_features(stride, blocks, views):
+    """The folded copy gives the trained encoder's features (batch-norm statistics learnt, not the defaults), has
+    no batch norm left and no trainable parameter; the encoder itself keeps its batch norms."""
+    torch.manual_seed(0)
+    encoder = DenseEncoder(EncoderConfig(stride=stride, width=8, blocks=blocks, dim=16, dropout_views=views))
+    for _ in range(3):  # learn running statistics that differ from the defaults
+        encoder.train()(rgb_to_lab(torch.rand(4, 3, 32, 32)) * 2.0 + 0.3)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.5, 0.5)
+    frames = np.random.default_rng(1).integers(0, 255, (3, 32, 48, 3), dtype=np.uint8)
+    fused = inference_copy(encoder)
+    torch.testing.assert_close(dense_features(fused, frames), dense_features(encoder, frames), atol=1e-5, rtol=0)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert not any(p.requires_grad for p in fused.parameters())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())
 
 
 def test_dropout_views_average_the_three_one_channel_dropped_inputs():
