@@ -476,9 +476,10 @@ def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str |
 
 
 def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, encoder: str | Path | None = None,
-                      config=None, prop_short_side: int = 240, progress: Progress | None = None) -> dict[str, float]:
+                      config=None, prop_short_side: int = 240, progress: Progress | None = None) -> dict:
     """Train the memory VOS model on the masks of `keyframes` of each sequence of a DAVIS root, save it to
-    `out_dir`, and score it against plain propagation (same encoder) on every other annotated frame."""
+    `out_dir`, and score it against plain propagation (same encoder) on every other annotated frame:
+    {"scores": {"J&F_plain", "J&F_model"}, "steps": steps trained, "seconds": training time}."""
     from segloop.platform.core.davis import open_layout
     from segloop.platform.core.masks import read_mask
     from segloop.platform.vos import memory_train
@@ -500,7 +501,8 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
                                               progress=lambda f, m: report(0.6 * f, m))
     save_memory_model(trained.model, Path(out_dir), extra={"root": str(root), "keyframes": keyframes,
                                                           "encoder": str(encoder) if encoder else None})
-    return memory_train.held_out_comparison(videos, truth, chosen, trained.model, prop_short_side,
-                                            lambda f, m: report(0.6 + 0.4 * f, m))
+    scores = memory_train.held_out_comparison(videos, truth, chosen, trained.model, prop_short_side,
+                                              lambda f, m: report(0.6 + 0.4 * f, m))
+    return {"scores": scores, "steps": len(trained.losses), "seconds": trained.seconds}
 
 

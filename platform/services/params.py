@@ -147,7 +147,8 @@ class FinetuneVOSParams(FinetuneBase):
     """Train the memory VOS model on a project's human masks (keys from its pretrained encoder); J&F of plain
     propagation vs the model from each video's first human frame."""
 
-    steps: int = param(250, min=1, help="Optimisation steps (at most about 3 minutes on a 2-core CPU).")
+    steps: int = param(600, min=1, help="Optimisation steps (at most about 3 minutes on a 2-core CPU; the learning "
+                                        "rate anneals over whichever of steps and time runs out first).")
     prop_short_side: int = param(240, min=16, help="Working short side (px) of propagation with the model.")
     seed: int = param(0, help="Random seed.")
 

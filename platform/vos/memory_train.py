@@ -43,7 +43,7 @@ class MemoryTrainConfig:
 
     short_side: int = 240
     crop: int = 192
-    steps: int = 250
+    steps: int = 600
     batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -80,6 +80,7 @@ class TrainingResult:
 
     model: MemoryVOS
     losses: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)  # after each step
     seconds: float = 0.0
     labelled_frames: int = 0
 
@@ -242,7 +243,8 @@ def train_memory_model(frames: dict[str, Sequence[np.ndarray]], labels: dict[str
     """Fine-tune a memory model on `labels` ({video: {frame index: label map}}) of `frames` ({video: frames}).
 
     `encoder` is a frozen `FrameEncoder` (a new model is built with `model_config`) or a `MemoryVOS` to continue.
-    Stops after `steps` or `max_seconds`, whichever comes first.
+    Stops after `steps` or `max_seconds`, whichever comes first; the cosine learning rate follows whichever is
+    nearer its end, so a run cut by the time limit still ends annealed.
     """
     config = config or MemoryTrainConfig()
     torch.manual_seed(config.seed)
@@ -258,6 +260,7 @@ def train_memory_model(frames: dict[str, Sequence[np.ndarray]], labels: dict[str
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     model.train()
     losses: list[float] = []
+    learning_rates: list[float] = []
     started = time.monotonic()
     for step in range(config.steps):
         batch = [loss for loss in (_one_loss(model, items, by_video, config, multiple, rng)
@@ -268,16 +271,22 @@ def train_memory_model(frames: dict[str, Sequence[np.ndarray]], labels: dict[str
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        done = schedule_fraction(step + 1, config.steps, time.monotonic() - started, config.max_seconds)
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / config.steps))
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * done))
         losses.append(float(loss.detach()))
-        elapsed = time.monotonic() - started
-        if progress and (step % 10 == 0 or step == config.steps - 1):
-            progress((step + 1) / config.steps, f"step {step + 1}/{config.steps} loss {losses[-1]:.4f}")
-        if elapsed > config.max_seconds:
+        learning_rates.append(optimizer.param_groups[0]["lr"])
+        if progress and (step % 10 == 0 or done >= 1):
+            progress(done, f"step {step + 1}/{config.steps} loss {losses[-1]:.4f}")
+        if done >= 1:
             break
     model.eval()
-    return TrainingResult(model, losses, time.monotonic() - started, len(items))
+    return TrainingResult(model, losses, learning_rates, time.monotonic() - started, len(items))
+
+
+def schedule_fraction(steps_done: int, steps: int, elapsed: float, max_seconds: float) -> float:
+    """How far training is through its horizon (0 to 1): the larger of the step and the time fractions."""
+    return min(1.0, max(steps_done / steps, elapsed / max_seconds))
 
 
 def _one_loss(model: MemoryVOS, items: list[_Labelled], by_video: dict[str, list[int]], config: MemoryTrainConfig,

@@ -181,6 +181,23 @@ def test_train_memory_model_runs_and_records_losses():
                                    mem.MemoryConfig(hidden=8, value_dim=4, skip_dim=4))
     assert len(result.losses) == 3 and all(np.isfinite(result.losses))
     assert result.labelled_frames == 2 and not result.model.training
+    assert result.learning_rates[0] > 0 and result.learning_rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_schedule_fraction_is_the_nearer_end_of_steps_and_time():
+    assert mt.schedule_fraction(25, 100, 10.0, 100.0) == pytest.approx(0.25)
+    assert mt.schedule_fraction(25, 100, 50.0, 100.0) == pytest.approx(0.5)
+    assert mt.schedule_fraction(100, 100, 10.0, 100.0) == 1.0
+    assert mt.schedule_fraction(10, 100, 500.0, 100.0) == 1.0
+
+
+def test_training_cut_by_the_time_limit_ends_annealed():
+    frames, masks = moving_square_video(count=6)
+    config = mt.MemoryTrainConfig(short_side=64, crop=64, steps=500, batch_size=1, max_seconds=1e-6)
+    result = mt.train_memory_model({"v": frames}, {"v": {0: masks[0], 5: masks[5]}}, mem.LabCellEncoder(), config,
+                                   mem.MemoryConfig(hidden=8, value_dim=4, skip_dim=4))
+    assert len(result.losses) == 1
+    assert result.learning_rates == [pytest.approx(0.0, abs=1e-12)]
 
 
 def test_training_refuses_background_only_labels():

@@ -100,12 +100,14 @@ def _finetune_vos_root(root: Path, keyframes: str, checkpoint: str | None, out: 
     if checkpoint is not None and not Path(checkpoint).is_dir():
         raise click.BadParameter(f"{checkpoint}: with --frames, give a `segloop pretrain --out` folder",
                                  param_hint="--checkpoint")
-    config = MemoryTrainConfig(steps=values.get("steps") or 250, seed=values.get("seed") or 0)
+    config = MemoryTrainConfig(steps=values.get("steps") or MemoryTrainConfig.steps, seed=values.get("seed") or 0)
     with progress_bar("finetune vos") as report:
-        scores = finetune_vos_root(root, keyframes, out, encoder=checkpoint, config=config,
+        result = finetune_vos_root(root, keyframes, out, encoder=checkpoint, config=config,
                                    prop_short_side=values.get("prop_short_side") or 240, progress=report)
     print_table(f"VOS model in {out}: J&F on the annotated non-keyframes", ["propagation", "J&F"],
-                [(name.removeprefix("J&F_"), f"{value:.4f}") for name, value in scores.items()])
+                [(name.removeprefix("J&F_"), f"{value:.4f}") for name, value in result["scores"].items()])
+    console.print(f"trained {result['steps']} of {config.steps} steps in {result['seconds']:.0f} s"
+                  + (" (ended by the time limit)" if result["seconds"] >= config.max_seconds else ""))
 
 
 def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | None, out: Path | None, device: str,
