@@ -13,7 +13,6 @@ on a 2-core CPU (240 px short side, 192 px crops).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segloop.platform.core.schedules import cosine
 from segloop.platform.vos.memory import (
     FrameEncoder,
     MemoryConfig,
@@ -273,7 +273,7 @@ def train_memory_model(frames: dict[str, Sequence[np.ndarray]], labels: dict[str
         optimizer.step()
         done = schedule_fraction(step + 1, config.steps, time.monotonic() - started, config.max_seconds)
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * done))
+            group["lr"] = cosine(done, 1, config.lr, 0.0)  # `done` is the fraction of a horizon of 1
         losses.append(float(loss.detach()))
         learning_rates.append(optimizer.param_groups[0]["lr"])
         if progress and (step % 10 == 0 or done >= 1):
