@@ -10,6 +10,12 @@ keyframes leaves at most g / 2(m + 1) to the nearest one, a gap at either end g 
 the gap that is worst covered, and each gap's keyframes are spaced evenly along the path. Unlike a
 k-center over (appearance, time) points, this never spends a keyframe on the first or last frame just
 because it is far from the rest, and a stretch that changes a lot gets keyframes in proportion.
+Measured against `uniform` (i·T/K) on the DAVIS sample with a 10-minute encoder (`bench keyframes`,
+K = 2 / 3), the gain comes from the placement: a plain even cover in time does as well as this path,
+within -0.007..+0.006 J&F, and so do paths built from the propagator's own difficulty (windowed
+match strength; the label-free round trip of every cell to a frame 1 or 4 steps on and back, raw or
+less each frame's round trip to itself); the excess round trip at one step lost 0.02-0.04 at K = 2,
+and ends covered more tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.018.
 """
 from __future__ import annotations
 
