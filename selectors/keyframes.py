@@ -12,10 +12,12 @@ k-center over (appearance, time) points, this never spends a keyframe on the fir
 because it is far from the rest, and a stretch that changes a lot gets keyframes in proportion.
 Measured against `uniform` (i·T/K) on the DAVIS sample with a 10-minute encoder (`bench keyframes`,
 K = 2 / 3), the gain comes from the placement: a plain even cover in time does as well as this path,
-within -0.007..+0.006 J&F, and so do paths built from the propagator's own difficulty (windowed
-match strength; the label-free round trip of every cell to a frame 1 or 4 steps on and back, raw or
-less each frame's round trip to itself); the excess round trip at one step lost 0.02-0.04 at K = 2,
-and ends covered more tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.018.
+within -0.007..+0.008 J&F, and so do paths built from the propagator's own difficulty (windowed
+match strength; the label-free round trip of every cell to a frame 1 or 4 steps on and back), while
+that round trip less each frame's trip to itself, which marks fast stretches more sharply, lost up to
+0.036 at K = 2 (keyframes drawn into the hard middle leave the ends uncovered); ends covered more
+tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.018 at K = 2
+(-0.011..+0.003 at K = 3).
 """
 from __future__ import annotations
 
