@@ -85,11 +85,12 @@ def load_training_state(path: Path) -> dict:
 def check_resumable(path: Path, saved: dict, current: dict, world_size: int) -> None:
     """Raise CheckpointError if the run's config differs from the checkpoint's in a way resume cannot honour."""
     fixed = [("model", "backbone"), ("model", "head_out_dim"), ("model", "head_bottleneck_dim"),
-             ("model", "head_hidden_dim"), ("model", "head_layers"), ("run", "batch_size"), ("run", "seed")]
+             ("model", "head_hidden_dim"), ("model", "head_layers"), ("run", "batch_size"), ("run", "seed"),
+             ("dense", "stride"), ("dense", "width"), ("dense", "blocks"), ("dense", "dim")]
     for section, key in fixed:
-        if saved[section][key] != current[section][key]:
-            raise CheckpointError(f"{path}: checkpoint has {section}.{key}={saved[section][key]!r} "
-                                  f"but this run has {current[section][key]!r}")
+        was, now = saved.get(section, {}).get(key), current.get(section, {}).get(key)
+        if was != now:
+            raise CheckpointError(f"{path}: checkpoint has {section}.{key}={was!r} but this run has {now!r}")
     if saved.get("world_size", 1) != world_size:
         raise CheckpointError(f"{path}: checkpoint was written by {saved.get('world_size')} processes, "
                               f"this run has {world_size}")

@@ -62,3 +62,13 @@ def test_pretrain_command_line_under_torchrun_with_gloo(tiny, videos, tmp_path: 
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert (out / "teacher_backbone.pth").is_file() and "step 2/2" in result.stdout
+
+
+def test_resume_with_another_dense_architecture_is_refused_by_name(tiny, videos, tmp_path: Path) -> None:
+    """A run resumed with a different dense encoder layout fails naming the key; the run's files are untouched."""
+    out = tmp_path / "run"
+    pretrain(config_from_dict(tiny()), videos, out)
+    before = {name: (out / name).read_bytes() for name in ("checkpoint.pth", "dense_encoder.pth")}
+    with pytest.raises(CheckpointError, match=r"checkpoint has dense\.blocks=1 but this run has 2"):
+        pretrain(config_from_dict(tiny(dense={"blocks": 2})), videos, out, resume=True)
+    assert {name: (out / name).read_bytes() for name in before} == before
