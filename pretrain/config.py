@@ -150,7 +150,8 @@ class DenseConfig:
     0-3, 0.708 / 0.706 / 0.703 / 0.716 J&F against 0.704 / 0.696 / 0.691 / 0.702 with one block (seed 2 again
     on the same machine, which then ran 863 steps against two blocks' 724: 0.701), while the untrained
     encoders stay put (0.591 / 0.568 / 0.594 / 0.573 vs 0.596 / 0.582 / 0.581 / 0.570). Twice the width (32, one
-    block) gave 0.699 for seed 0 (untrained 0.607 / 0.574 / 0.584 / 0.588).
+    block) gave 0.699 for seed 0 (untrained 0.607 / 0.574 / 0.584 / 0.588); three blocks 0.718 for seed 0, but
+    its untrained copies rise too and spread (0.620 / 0.563 / 0.602 / 0.567).
     Ablation knobs, off by default (none beat the default beyond seed noise on the sample: 4-minute
     runs, and two 10-minute seeds with `references` 2): `references` > 1 draws that many reference
     frames per anchor and rebuilds each frame from all the others through one softmax (MAST's
