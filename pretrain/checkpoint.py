@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from segloop.platform.core.storage import atomic_path
+from segloop.pretrain.config import DENSE_LAYOUT
 
 CHECKPOINT_NAME = "checkpoint.pth"
 TEACHER_NAME = "teacher_backbone.pth"
@@ -86,7 +87,7 @@ def check_resumable(path: Path, saved: dict, current: dict, world_size: int) -> 
     """Raise CheckpointError if the run's config differs from the checkpoint's in a way resume cannot honour."""
     fixed = [("model", "backbone"), ("model", "head_out_dim"), ("model", "head_bottleneck_dim"),
              ("model", "head_hidden_dim"), ("model", "head_layers"), ("run", "batch_size"), ("run", "seed"),
-             ("dense", "stride"), ("dense", "width"), ("dense", "blocks"), ("dense", "dim")]
+             *(("dense", name) for name in DENSE_LAYOUT)]
     for section, key in fixed:
         was, now = saved.get(section, {}).get(key), current.get(section, {}).get(key)
         if was != now:

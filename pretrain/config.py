@@ -197,6 +197,9 @@ class DenseConfig:
     lr: float = param(1e-3, min=0, min_exclusive=True)
 
 
+DENSE_LAYOUT = ("stride", "width", "blocks", "dim")  # the DenseConfig fields that shape the encoder's weights
+
+
 @dataclass
 class PretrainConfig:
     """The whole pretraining configuration."""

@@ -17,7 +17,7 @@ from torch import nn
 
 from segloop.platform.core.optim import biases_norms_and, layer_lr_scale, vit_layer_id
 from segloop.pretrain.backbones import create_backbone, patch_size
-from segloop.pretrain.config import ConfigError, DenseConfig, PretrainConfig
+from segloop.pretrain.config import DENSE_LAYOUT, ConfigError, DenseConfig, PretrainConfig
 from segloop.pretrain.dense.colour import uint8_rgb_to_lab
 from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
 from segloop.pretrain.dense.objective import frame_group_loss
@@ -73,8 +73,8 @@ class Views:
 
 def encoder_config(dense: DenseConfig) -> EncoderConfig:
     """The dense encoder's architecture from the run config's dense section."""
-    return EncoderConfig(stride=dense.stride, width=dense.width, blocks=dense.blocks, dim=dense.dim,
-                         skip_weight=dense.skip_weight, dropout_views=dense.inference_views)
+    layout = {name: getattr(dense, name) for name in DENSE_LAYOUT}
+    return EncoderConfig(**layout, skip_weight=dense.skip_weight, dropout_views=dense.inference_views)
 
 
 def pair_lab(pair: torch.Tensor) -> torch.Tensor:
