@@ -6,10 +6,17 @@ segloop emits BEGIN itself, as SQLAlchemy's pysqlite documentation describes. Wr
 with BEGIN IMMEDIATE: a transaction takes the write lock up front (waiting up to the busy timeout), so
 a read-then-write never fails on a snapshot another process changed meanwhile. A database file this
 user cannot write is opened read-only, so read commands still work on it.
+
+A new database file starts in rollback-journal mode; the first connections switch it to WAL (a mode the
+file keeps). When two processes switch the same new file at once, SQLite fails one at once with "database
+is locked" instead of waiting (neither may wait for the other's read lock), so that switch is retried until
+the busy timeout runs out.
 """
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -22,6 +29,7 @@ from segloop.platform.core.settings import Settings, load_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_HEADER = b"SQLite format 3\x00"
+WAL_RETRY_SECONDS = 0.02
 
 
 class DatabaseFileError(ValueError):
@@ -31,11 +39,30 @@ class DatabaseFileError(ValueError):
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     """Turn on WAL, foreign keys and a busy timeout for every new SQLite connection."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused a statement because another connection holds a lock (SQLITE_BUSY)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """PRAGMA journal_mode=WAL, retried while another process switches the same new file (up to the busy timeout)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_SECONDS)
 
 
 def _sqlite_read_only_pragmas(dbapi_connection, _record) -> None:
