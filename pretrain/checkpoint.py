@@ -83,6 +83,15 @@ def load_training_state(path: Path) -> dict:
     return state
 
 
+def _check_same_parts(path: Path, saved: dict, current: dict) -> None:
+    """CheckpointError when dense.weight adds or drops the dense encoder (built only when the weight is > 0)."""
+    was, now = saved.get("dense", {}).get("weight", 0.0), current.get("dense", {}).get("weight", 0.0)
+    had, has = was > 0, now > 0
+    if had != has:
+        raise CheckpointError(f"{path}: checkpoint has {'a' if had else 'no'} dense encoder (dense.weight={was!r}) "
+                              f"but this run has {'one' if has else 'none'} (dense.weight={now!r})")
+
+
 def check_resumable(path: Path, saved: dict, current: dict, world_size: int) -> None:
     """Raise CheckpointError if the run's config differs from the checkpoint's in a way resume cannot honour."""
     fixed = [("model", "backbone"), ("model", "head_out_dim"), ("model", "head_bottleneck_dim"),
@@ -92,6 +101,7 @@ def check_resumable(path: Path, saved: dict, current: dict, world_size: int) -> 
         was, now = saved.get(section, {}).get(key), current.get(section, {}).get(key)
         if was != now:
             raise CheckpointError(f"{path}: checkpoint has {section}.{key}={was!r} but this run has {now!r}")
+    _check_same_parts(path, saved, current)
     if saved.get("world_size", 1) != world_size:
         raise CheckpointError(f"{path}: checkpoint was written by {saved.get('world_size')} processes, "
                               f"this run has {world_size}")

@@ -72,3 +72,18 @@ def test_resume_with_another_dense_architecture_is_refused_by_name(tiny, videos,
     with pytest.raises(CheckpointError, match=r"checkpoint has dense\.blocks=1 but this run has 2"):
         pretrain(config_from_dict(tiny(dense={"blocks": 2})), videos, out, resume=True)
     assert {name: (out / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.parametrize(("first", "second", "message"), [
+    (1.0, 0.0, r"checkpoint has a dense encoder \(dense\.weight=1\.0\) but this run has none \(dense\.weight=0\.0\)"),
+    (0.0, 1.0, r"checkpoint has no dense encoder \(dense\.weight=0\.0\) but this run has one \(dense\.weight=1\.0\)"),
+], ids=["dense-switched-off", "dense-switched-on"])
+def test_resume_that_switches_the_dense_encoder_on_or_off_is_refused_by_name(
+        tiny, videos, tmp_path: Path, first: float, second: float, message: str) -> None:
+    """A resume whose dense.weight adds or drops the dense encoder fails naming the setting; run files untouched."""
+    out = tmp_path / "run"
+    pretrain(config_from_dict(tiny(dense={"weight": first})), videos, out)
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    with pytest.raises(CheckpointError, match=message):
+        pretrain(config_from_dict(tiny(dense={"weight": second})), videos, out, resume=True)
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
