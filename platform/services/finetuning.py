@@ -479,7 +479,8 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
                       config=None, prop_short_side: int = 240, progress: Progress | None = None) -> dict:
     """Train the memory VOS model on the masks of `keyframes` of each sequence of a DAVIS root, save it to
     `out_dir`, and score it against plain propagation (same encoder) on every other annotated frame:
-    {"scores": {"J&F_plain", "J&F_model"}, "steps": steps trained, "seconds": training time}."""
+    {"scores": {"J&F_plain", "J&F_model"}, "steps": steps trained, "seconds": training time}. The model folder's
+    settings record the root, keyframes, encoder, steps, seconds, losses and (once scored) the scores."""
     from segloop.platform.core.davis import open_layout
     from segloop.platform.core.masks import read_mask
     from segloop.platform.vos import memory_train
@@ -499,10 +500,13 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
     labels = {name: {k: truth[name][k] for k in chosen[name]} for name in videos}
     trained = memory_train.train_memory_model(videos, labels, memory_train.frame_encoder(encoder), config,
                                               progress=lambda f, m: report(0.6 * f, m))
-    save_memory_model(trained.model, Path(out_dir), extra={"root": str(root), "keyframes": keyframes,
-                                                          "encoder": str(encoder) if encoder else None})
+    record = {"root": str(root), "keyframes": keyframes, "encoder": str(encoder) if encoder else None,
+              "steps": len(trained.losses), "seconds": round(trained.seconds, 1),
+              "losses": [round(float(x), 5) for x in trained.losses]}
+    save_memory_model(trained.model, Path(out_dir), extra=record)  # kept even if scoring fails
     scores = memory_train.held_out_comparison(videos, truth, chosen, trained.model, prop_short_side,
                                               lambda f, m: report(0.6 + 0.4 * f, m))
+    save_memory_model(trained.model, Path(out_dir), extra={**record, "scores": scores})
     return {"scores": scores, "steps": len(trained.losses), "seconds": trained.seconds}
 
 

@@ -246,3 +246,63 @@ def test_encoder_featurizer_feeds_plain_propagation():
     assert features.shape == (2, 8 * 12, mem.LabCellEncoder().dim)
     result = vos.propagate(frames, {0: masks[0]}, featurizer, config)
     assert result.masks.shape == (len(frames), 64, 96)
+
+
+def _segloop(tmp_path):
+    """Invoke the `segloop` command group in-process with a data dir under `tmp_path`."""
+    from click.testing import CliRunner
+
+    from segloop.platform.cli import main
+
+    runner = CliRunner(env={"SEGLOOP_DATA_DIR": str(tmp_path / "data")})
+    return lambda *args: runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def _davis_root(tmp_path, count: int = 10):
+    """A DAVIS-layout root holding one two-object sequence with a mask for every frame."""
+    from .test_vos import write_davis_root
+
+    frames, masks = moving_square_video(count)
+    root = tmp_path / "root"
+    write_davis_root(root, "sq", frames, np.stack(masks), style="palette")
+    return root
+
+
+def test_finetune_vos_on_a_davis_root_records_the_run_and_serves_propagation(tmp_path):
+    """`finetune vos --frames ROOT --out DIR` prints plain vs model J&F; the folder records the training and those
+    scores; `vos propagate --model DIR` uses it."""
+    import json
+
+    cli, root, out = _segloop(tmp_path), _davis_root(tmp_path), tmp_path / "model"
+    result = cli("finetune", "vos", "--frames", str(root), "--keyframes", "0,9", "--steps", "3",
+                 "--prop-short-side", "64", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / mem.CONFIG_NAME).read_text())["extra"]
+    assert (record["steps"], len(record["losses"]), record["keyframes"]) == (3, 3, "0,9")
+    assert set(record["scores"]) == {"J&F_plain", "J&F_model"}
+    for value in record["scores"].values():
+        assert 0.0 <= value <= 1.0 and f"{value:.4f}" in result.output
+    assert "trained 3 of 3 steps" in result.output
+    predicted = cli("vos", "propagate", str(root), "--model", str(out), "--keyframes", "0",
+                    "--out", str(tmp_path / "pred"))
+    assert predicted.exit_code == 0, predicted.output
+    assert len(list((tmp_path / "pred" / "sq").glob("*.png"))) == 10
+
+
+@pytest.mark.parametrize("problem", ["no-out", "keyframe-without-mask"])
+def test_finetune_vos_on_a_davis_root_refuses_bad_input_by_name(tmp_path, problem):
+    """Without --out, or when no chosen keyframe has a mask, the command fails naming the option or folder and
+    writes no model."""
+    from segloop.platform.core.davis import DavisLayout
+
+    cli, root, out = _segloop(tmp_path), _davis_root(tmp_path, count=6), tmp_path / "model"
+    args = ["finetune", "vos", "--frames", str(root), "--steps", "2", "--keyframes", "3"]
+    if problem == "no-out":
+        expected = "--out"
+    else:
+        DavisLayout(root).mask_path("sq", 3).unlink()
+        args += ["--out", str(out)]
+        expected = "none of keyframes '3' has a mask"
+    result = cli(*args)
+    assert result.exit_code != 0 and expected in result.output, result.output
+    assert "Traceback" not in result.output and not out.exists()
