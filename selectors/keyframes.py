@@ -17,7 +17,9 @@ match strength; the label-free round trip of every cell to a frame 1 or 4 steps 
 that round trip less each frame's trip to itself, which marks fast stretches more sharply, lost up to
 0.036 at K = 2 (keyframes drawn into the hard middle leave the ends uncovered); ends covered more
 tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.018 at K = 2
-(-0.011..+0.003 at K = 3).
+(-0.011..+0.003 at K = 3), and moving each keyframe up to T/12 or T/24 frames onto the frame with the largest
+excess round trip (annotating the hardest frame near each target) lost 0.004-0.020 at K = 2 (-0.010..+0.004
+at K = 3): a hard stretch gains more from keyframes on both sides than from one inside it.
 """
 from __future__ import annotations
 
