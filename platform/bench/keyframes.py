@@ -6,7 +6,9 @@ the other frames, and J&F is computed per the DAVIS protocol (first and last fra
 annotated frames count with their given masks). Strategies: `first` (frames 0..K-1: the classic
 first-frame setting for K = 1), `uniform` (i·T/K), and the `keyframes` selector (an even cover of
 the video's path of appearance change and time, on the frames' CLS embeddings). Each video's frames are
-embedded once and the features reused across strategies and budgets.
+embedded once and the features reused across strategies and budgets. With `--memory`, the memory VOS model
+(`segloop finetune vos`) is trained per strategy and K on the chosen frames' masks, on the same frozen encoder,
+and its masks are scored too: the benchmark then measures placement with the fine-tuned propagator as well.
 """
 from __future__ import annotations
 
@@ -55,11 +57,13 @@ def score_masks(name: str, masks: Sequence[np.ndarray], gt: list[np.ndarray]) ->
 def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence[int], backbone: str,
                   checkpoint: str | None, short_side: int = 240, radius: int = 6, embed_short_side: int = 112,
                   refine: bool = False, refine_steps: int = 300, refine_short_side: int = 192,
+                  memory: bool = False, memory_steps: int = 600,
                   cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """The benchmark's JSON document: J&F per strategy and K, overall and per sequence.
 
     With `refine`, a refinement decoder (`segloop.platform.vos.refiner`) is trained per strategy
-    and K on the annotated frames of all videos, and the refined masks are scored too ("J&F_refined").
+    and K on the annotated frames of all videos, and the refined masks are scored too ("J&F_refined"); with
+    `memory`, the memory VOS model likewise ("J&F_memory").
     """
     from segloop.platform.bench.active_learning import load_davis_root
     from segloop.platform.core.masks import read_mask
@@ -83,14 +87,15 @@ def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence
                         cls / np.maximum(np.linalg.norm(cls, axis=1, keepdims=True), 1e-12))
     refine_spec = FeatureSpec(backbone=backbone, weights=checkpoint, short_side=refine_short_side)
     dense = video_features(data.frames, refine_spec, cache_dir) if refine else {}
+    train_memory = _memory_trainer(checkpoint, short_side, memory_steps, say) if memory else None
     results = []
     for budget in budgets:
         for strategy in strategies:
             picks = {name: pick_keyframes(strategy, len(frames), budget, cls)
                      for name, (frames, _, cls) in videos.items()}
             trained = None
+            labeled = {name: {k: videos[name][1][k] for k in chosen} for name, chosen in picks.items()}
             if refine:
-                labeled = {name: {k: videos[name][1][k] for k in chosen} for name, chosen in picks.items()}
                 trained = refinement.train_refiner(refinement.object_samples(labeled), dense, refine_spec,
                                                    refinement.RefineConfig(steps=refine_steps))
             plain, refined = {}, {}
@@ -111,9 +116,32 @@ def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence
             if refine:
                 row["J&F_refined"] = float(np.mean(list(refined.values())))
                 row["sequences_refined"] = refined
+            if train_memory is not None:
+                propagator = train_memory({name: frames for name, (frames, _, _) in videos.items()}, labeled)
+                row["sequences_memory"] = {
+                    name: score_masks(name, [r.mask for r in vos.iter_propagate(frames, labeled[name], propagator)], gt)
+                    for name, (frames, gt, _) in videos.items()}
+                row["J&F_memory"] = float(np.mean(list(row["sequences_memory"].values())))
+                say(f"K={budget} {strategy}: memory VOS model J&F {row['J&F_memory']:.4f}")
             results.append(row)
     return {"benchmark": "keyframes", "root": str(Path(root).resolve()), "backbone": backbone,
             "checkpoint": checkpoint, "propagation": config.as_dict(), "results": results}
+
+
+def _memory_trainer(checkpoint: str | None, short_side: int, steps: int, say: Callable[[str], None]):
+    """A function training the memory VOS model on {video: {frame: mask}} labels (the checkpoint's frozen dense
+    encoder, else Lab cells) and returning it as a propagator at `short_side`."""
+    from segloop.platform.vos import memory_train
+    from segloop.platform.vos.memory import MemoryPropagationConfig, MemoryPropagator
+
+    encoder = memory_train.frame_encoder(checkpoint)
+
+    def train(frames: dict, labels: dict) -> MemoryPropagator:
+        trained = memory_train.train_memory_model(frames, labels, encoder, memory_train.MemoryTrainConfig(steps=steps))
+        say(f"memory VOS model: {len(trained.losses)} steps in {trained.seconds:.0f} s")
+        return MemoryPropagator(trained.model, MemoryPropagationConfig(short_side=short_side))
+
+    return train
 
 
 @click.command(name="keyframes")
@@ -129,10 +157,15 @@ def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence
 @click.option("--refine/--no-refine", default=False, show_default=True,
               help="Also train the VOS refinement decoder on the annotated frames and score the refined masks.")
 @click.option("--refine-steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--memory/--no-memory", default=False, show_default=True,
+              help="Also train the memory VOS model (`finetune vos`) on each strategy's annotated frames and score "
+                   "its masks.")
+@click.option("--memory-steps", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Default: $SEGLOOP_DATA_DIR/bench/keyframes.json")
 def command(root: Path, budgets: str, strategies: str, backbone: str, checkpoint: Path | None, short_side: int,
-            radius: int, refine: bool, refine_steps: int, json_out: Path | None) -> None:
+            radius: int, refine: bool, refine_steps: int, memory: bool, memory_steps: int,
+            json_out: Path | None) -> None:
     """J&F of propagation from K annotated frames per video, by how the K frames are chosen."""
     from segloop.platform.bench.common import default_json_path, machine_info
     from segloop.platform.core.console import console, err_console, print_table
@@ -150,15 +183,17 @@ def command(root: Path, budgets: str, strategies: str, backbone: str, checkpoint
             raise ValueError("--budgets: give at least one K ≥ 1")
         names = [s.strip() for s in strategies.split(",") if s.strip()]
         document = run_benchmark(root, names, ks, backbone, str(checkpoint) if checkpoint else None, short_side,
-                                 radius, refine=refine, refine_steps=refine_steps,
+                                 radius, refine=refine, refine_steps=refine_steps, memory=memory,
+                                 memory_steps=memory_steps,
                                  cache_dir=load_settings().data_dir / "cache" / "features",
                                  progress=lambda m: err_console.print(m))
         document["machine"] = machine_info()
         sequences = list(document["results"][0]["sequences"])
-        extra = ["J&F refined"] if refine else []
-        print_table("keyframes: J&F of propagated masks (DAVIS protocol)", ["K", "strategy", "J&F", *extra, *sequences],
-                    [(r["budget"], r["strategy"], f"{r['J&F']:.4f}",
-                      *([f"{r['J&F_refined']:.4f}"] if refine else []),
+        extra = [(key, title) for key, title, on in (("J&F_refined", "J&F refined", refine),
+                                                    ("J&F_memory", "J&F memory model", memory)) if on]
+        print_table("keyframes: J&F of propagated masks (DAVIS protocol)",
+                    ["K", "strategy", "J&F", *(title for _, title in extra), *sequences],
+                    [(r["budget"], r["strategy"], f"{r['J&F']:.4f}", *(f"{r[key]:.4f}" for key, _ in extra),
                       *(f"{r['sequences'][s]:.3f}" for s in sequences)) for r in document["results"]])
         path = json_out or default_json_path("keyframes")
         write_json(path, document)

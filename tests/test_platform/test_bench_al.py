@@ -71,6 +71,19 @@ def test_keyframes_json_schema(synth_root: Path, data_dir: Path, tmp_path: Path)
     assert rows[0]["keyframes"]["synth-007-000"] == [0] and rows[4]["keyframes"]["synth-007-000"] == [0, 6]
 
 
+def test_keyframes_with_the_memory_model(synth_root: Path, data_dir: Path, tmp_path: Path) -> None:
+    """--memory trains the memory VOS model per strategy and K (the steps asked for) and scores its masks."""
+    out = tmp_path / "kf.json"
+    result = _cli("bench", "keyframes", str(synth_root), "--budgets", "2", "--strategies", "uniform,keyframes",
+                  "--short-side", "64", "--radius", "3", "--memory", "--memory-steps", "3", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("memory VOS model: 3 steps") == 2 and "J&F memory model" in result.output
+    for row in json.loads(out.read_text())["results"]:
+        assert set(row["sequences_memory"]) == {"synth-007-000", "synth-007-001"}
+        assert all(0.0 <= value <= 1.0 for value in row["sequences_memory"].values())
+        assert row["J&F_memory"] == pytest.approx(sum(row["sequences_memory"].values()) / 2)
+
+
 def test_bad_root_is_named(tmp_path: Path) -> None:
     """A folder without the DAVIS layout is refused with its path."""
     with pytest.raises(BenchError, match="DAVIS-layout"):
