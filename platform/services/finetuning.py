@@ -28,7 +28,7 @@ from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
 from segloop.platform.features.backbone import FeatureSpec, video_features
-from segloop.platform.vos.memory import save_memory_model
+from segloop.platform.vos.memory import save_memory_model, write_memory_settings
 from segloop.platform.vos.propagation import FrameFolder
 from segloop.platform.vss.head import FinetuneError, Sample, VSSConfig
 
@@ -506,7 +506,7 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
     save_memory_model(trained.model, Path(out_dir), extra=record)  # kept even if scoring fails
     scores = memory_train.held_out_comparison(videos, truth, chosen, trained.model, prop_short_side,
                                               lambda f, m: report(0.6 + 0.4 * f, m))
-    save_memory_model(trained.model, Path(out_dir), extra={**record, "scores": scores})
+    write_memory_settings(trained.model, Path(out_dir), extra={**record, "scores": scores})
     return {"scores": scores, "steps": len(trained.losses), "seconds": trained.seconds}
 
 

@@ -407,13 +407,21 @@ def label_masks(mask: np.ndarray, objects: Sequence[int], size: tuple[int, int])
 def save_memory_model(model: MemoryVOS, folder: str | Path, extra: dict | None = None) -> Path:
     """Write the model folder: `memory_vos.json` (format, settings, encoder spec, `extra`) and
     `memory_vos.pth` (trainable weights + encoder tensors), each atomically; returns the folder."""
-    from segloop.platform.core.storage import atomic_write_bytes, write_json
+    from segloop.platform.core.storage import atomic_write_bytes
 
     folder = Path(folder)
     trainable = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "model": trainable, "encoder": model.encoder.state()}, buffer)
     atomic_write_bytes(folder / WEIGHTS_NAME, buffer.getvalue())
+    return write_memory_settings(model, folder, extra)
+
+
+def write_memory_settings(model: MemoryVOS, folder: str | Path, extra: dict | None = None) -> Path:
+    """Write (atomically) the model folder's `memory_vos.json`: format, settings, encoder spec and `extra`."""
+    from segloop.platform.core.storage import write_json
+
+    folder = Path(folder)
     write_json(folder / CONFIG_NAME, {"format": FORMAT, "version": VERSION, "config": model.config.as_dict(),
                                       "encoder": model.encoder.spec(), **({"extra": extra} if extra else {})})
     return folder
