@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from segloop.platform.core.storage import atomic_path
-from segloop.pretrain.config import DENSE_LAYOUT
+from segloop.pretrain.config import DENSE_LAYOUT, dense_encoder_on
 
 CHECKPOINT_NAME = "checkpoint.pth"
 TEACHER_NAME = "teacher_backbone.pth"
@@ -84,9 +84,9 @@ def load_training_state(path: Path) -> dict:
 
 
 def _check_same_parts(path: Path, saved: dict, current: dict) -> None:
-    """CheckpointError when dense.weight adds or drops the dense encoder (built only when the weight is > 0)."""
+    """CheckpointError when dense.weight adds or drops the dense encoder."""
     was, now = saved.get("dense", {}).get("weight", 0.0), current.get("dense", {}).get("weight", 0.0)
-    had, has = was > 0, now > 0
+    had, has = dense_encoder_on(was), dense_encoder_on(now)
     if had != has:
         raise CheckpointError(f"{path}: checkpoint has {'a' if had else 'no'} dense encoder (dense.weight={was!r}) "
                               f"but this run has {'one' if has else 'none'} (dense.weight={now!r})")

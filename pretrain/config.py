@@ -200,6 +200,11 @@ class DenseConfig:
 DENSE_LAYOUT = ("stride", "width", "blocks", "dim")  # the DenseConfig fields that shape the encoder's weights
 
 
+def dense_encoder_on(weight: float) -> bool:
+    """Whether a run with this `dense.weight` builds and trains the dense encoder."""
+    return weight > 0
+
+
 @dataclass
 class PretrainConfig:
     """The whole pretraining configuration."""

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from segloop.pretrain.config import DataConfig, DenseConfig, LossConfig
+from segloop.pretrain.config import DataConfig, DenseConfig, LossConfig, dense_encoder_on
 from segloop.pretrain.masking import sample_masks
 from segloop.pretrain.transforms import (
     PhotometricAugment,
@@ -77,7 +77,7 @@ class VideoClipDataset(Dataset):
         if not self.videos:
             raise DatasetError("no frames to pretrain on: every video is empty")
         self.config = config
-        self.dense = dense if dense is not None and dense.weight > 0 else None
+        self.dense = dense if dense is not None and dense_encoder_on(dense.weight) else None
         self.index = [(v, f) for v, frames in enumerate(self.videos) for f in range(len(frames))]
         self.load_side = 2 * max(config.global_size, config.clip_size)
         if self.dense is not None:

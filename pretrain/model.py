@@ -17,7 +17,7 @@ from torch import nn
 
 from segloop.platform.core.optim import biases_norms_and, layer_lr_scale, vit_layer_id
 from segloop.pretrain.backbones import create_backbone, patch_size
-from segloop.pretrain.config import DENSE_LAYOUT, ConfigError, DenseConfig, PretrainConfig
+from segloop.pretrain.config import DENSE_LAYOUT, ConfigError, DenseConfig, PretrainConfig, dense_encoder_on
 from segloop.pretrain.dense.colour import uint8_rgb_to_lab
 from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig
 from segloop.pretrain.dense.objective import frame_group_loss
@@ -113,7 +113,7 @@ class SSLModel(nn.Module):
         self.ibot_loss = IBOTPatchLoss(config.model.head_out_dim, loss.student_temp, loss.center_momentum)
         self.koleo_loss = KoLeoLoss()
         self._tokens = torch.compile(forward_tokens) if config.model.compile else forward_tokens
-        self.dense = DenseEncoder(encoder_config(config.dense)) if config.dense.weight > 0 else None
+        self.dense = DenseEncoder(encoder_config(config.dense)) if dense_encoder_on(config.dense.weight) else None
 
     def tokens(self, module: nn.ModuleDict, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Output tokens of the student or teacher backbone."""

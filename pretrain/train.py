@@ -29,7 +29,7 @@ from segloop.pretrain.checkpoint import (
     restore_rng_state,
     save_training_state,
 )
-from segloop.pretrain.config import DenseConfig, PretrainConfig, config_to_dict, save_config
+from segloop.pretrain.config import DenseConfig, PretrainConfig, config_to_dict, dense_encoder_on, save_config
 from segloop.pretrain.data import dataloader
 from segloop.pretrain.dense.distil import affinity_distil_loss, distil_loss, full_colour_student
 from segloop.pretrain.dense.io import DENSE_NAME, save_dense_encoder
@@ -156,7 +156,7 @@ def images_per_step(config: PretrainConfig, world_size: int) -> int:
     """Crops processed per optimisation step across processes (global + local + clip frames)."""
     data = config.data
     clip = data.clip_length if config.loss.random_walk_weight > 0 else 0
-    pairs = 2 * config.dense.pairs if config.dense.weight > 0 else 0
+    pairs = 2 * config.dense.pairs if dense_encoder_on(config.dense.weight) else 0
     return config.run.batch_size * world_size * (2 + data.num_local_crops + clip + pairs)
 
 
