@@ -152,19 +152,19 @@ def run_segloop(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
                           cwd=cwd or REPO_ROOT, timeout=timeout)
 
 
-@pytest.fixture
-def cli(settings):
-    """Invoke the `segloop` click group in-process against the test's data dir."""
+def invoke_segloop(*args: str):
+    """Invoke the `segloop` click group in-process with the current environment (e.g. the `data_dir` fixture's)."""
     from click.testing import CliRunner
 
     from segloop.platform.cli import main
 
-    runner = CliRunner()
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
-    def invoke(*args: str):
-        return runner.invoke(main, list(args), catch_exceptions=False)
 
-    return invoke
+@pytest.fixture
+def cli(settings):
+    """Invoke the `segloop` click group in-process against the test's data dir (per database)."""
+    return invoke_segloop
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import pytest
 
 from segloop.platform.bench.active_learning import ALOptions, BenchError, parse_budget, run_benchmark
 
+from ..conftest import invoke_segloop as _cli  # the benchmarks need no database
+
 
 def test_parse_budget() -> None:
     """Percentages of all frames (at least one frame) or absolute counts; nonsense is named."""
@@ -16,15 +18,6 @@ def test_parse_budget() -> None:
     assert parse_budget("5", 24) == ("5", 5)
     with pytest.raises(BenchError, match="--budgets"):
         parse_budget("two", 24)
-
-
-def _cli(*args: str):
-    """Run `segloop` in-process (the benchmarks need no database)."""
-    from click.testing import CliRunner
-
-    from segloop.platform.cli import main
-
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_active_learning_json_schema_and_plot(synth_root: Path, data_dir: Path, tmp_path: Path) -> None:

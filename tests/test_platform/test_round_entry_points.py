@@ -16,6 +16,8 @@ from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 
+from ..conftest import invoke_segloop
+
 BUDGET = 4
 
 
@@ -28,11 +30,7 @@ def _seeded() -> None:
 
 def _cli(*args: str):
     """Run `segloop` in-process; the command must succeed."""
-    from click.testing import CliRunner
-
-    from segloop.platform.cli import main
-
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    result = invoke_segloop(*args)
     assert result.exit_code == 0, result.output
     return result
 

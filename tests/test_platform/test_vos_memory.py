@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from segloop.platform.vos import memory as mem
 from segloop.platform.vos import memory_train as mt
 
+from ..conftest import invoke_segloop as cli
+
 
 def moving_square_video(count: int = 8, size: tuple[int, int] = (64, 96), step: int = 3) -> tuple[np.ndarray, list]:
     """Frames (T, H, W, 3) uint8 with a red square moving right and a static green block, and their label maps."""
@@ -248,16 +250,6 @@ def test_encoder_featurizer_feeds_plain_propagation():
     assert result.masks.shape == (len(frames), 64, 96)
 
 
-def _segloop(tmp_path):
-    """Invoke the `segloop` command group in-process with a data dir under `tmp_path`."""
-    from click.testing import CliRunner
-
-    from segloop.platform.cli import main
-
-    runner = CliRunner(env={"SEGLOOP_DATA_DIR": str(tmp_path / "data")})
-    return lambda *args: runner.invoke(main, list(args), catch_exceptions=False)
-
-
 def _davis_root(tmp_path, count: int = 10):
     """A DAVIS-layout root holding one two-object sequence with a mask for every frame."""
     from .test_vos import write_davis_root
@@ -268,12 +260,12 @@ def _davis_root(tmp_path, count: int = 10):
     return root
 
 
-def test_finetune_vos_on_a_davis_root_records_the_run_and_serves_propagation(tmp_path):
+def test_finetune_vos_on_a_davis_root_records_the_run_and_serves_propagation(data_dir, tmp_path):
     """`finetune vos --frames ROOT --out DIR` prints plain vs model J&F; the folder records the training and those
     scores; `vos propagate --model DIR` uses it."""
     import json
 
-    cli, root, out = _segloop(tmp_path), _davis_root(tmp_path), tmp_path / "model"
+    root, out = _davis_root(tmp_path), tmp_path / "model"
     result = cli("finetune", "vos", "--frames", str(root), "--keyframes", "0,9", "--steps", "3",
                  "--prop-short-side", "64", "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -290,12 +282,12 @@ def test_finetune_vos_on_a_davis_root_records_the_run_and_serves_propagation(tmp
 
 
 @pytest.mark.parametrize("problem", ["no-out", "keyframe-without-mask"])
-def test_finetune_vos_on_a_davis_root_refuses_bad_input_by_name(tmp_path, problem):
+def test_finetune_vos_on_a_davis_root_refuses_bad_input_by_name(data_dir, tmp_path, problem):
     """Without --out, or when no chosen keyframe has a mask, the command fails naming the option or folder and
     writes no model."""
     from segloop.platform.core.davis import DavisLayout
 
-    cli, root, out = _segloop(tmp_path), _davis_root(tmp_path, count=6), tmp_path / "model"
+    root, out = _davis_root(tmp_path, count=6), tmp_path / "model"
     args = ["finetune", "vos", "--frames", str(root), "--steps", "2", "--keyframes", "3"]
     if problem == "no-out":
         expected = "--out"
