@@ -309,6 +309,26 @@ def test_cli_errors(tmp_path, problem):
     assert expected in result.output
 
 
+@pytest.mark.parametrize("problem", ["keyframe outside the short sequence", "second sequence's annotation missing"])
+def test_cli_checks_every_sequence_before_writing_any(tmp_path, problem):
+    long_frames, long_masks = moving_square(num_frames=8)
+    short_frames, short_masks = moving_square(num_frames=4)
+    write_davis_root(tmp_path / "root", "a_long", long_frames, long_masks)
+    write_davis_root(tmp_path / "root", "b_short", short_frames, short_masks)
+    args = ["propagate", str(tmp_path / "root"), "--out", str(tmp_path / "pred"), "--method", "copy"]
+    if problem.startswith("keyframe"):
+        args += ["--keyframes", "0,6"]
+        expected = "b_short (4 frames): keyframes '0,6': frame(s) [6] outside 0..3"
+    else:
+        DavisLayout(tmp_path / "root").mask_path("b_short", 0).unlink()
+        expected = "keyframe annotation not found"
+    result = CliRunner().invoke(vos_command, args)
+    assert result.exit_code != 0
+    assert expected in " ".join(result.output.split())
+    assert "frames" not in result.output.split("Error")[0]  # no progress bar before the refusal
+    assert not (tmp_path / "pred" / "a_long").exists()
+
+
 def test_real_sample_short_sequence(tmp_path):
     sample = DavisLayout(SAMPLE)
     if not (sample.images_dir / "blackswan").is_dir():

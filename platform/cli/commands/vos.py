@@ -186,27 +186,45 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
         "keyframes": keyframes_spec,
         **({} if method == "copy" else config.as_dict()),
     }
+    done = {name for name, paths in plan.items()
+            if not overwrite and is_complete(out_root / name, [p.stem for p in paths], settings)}
+    keyframes = {name: _checked_keyframes(name, paths, masks_dir / name, keyframes_spec)
+                 for name, paths in plan.items() if name not in done}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
         overall = progress.add_task("frames", total=sum(len(p) for p in plan.values()))
         for name, paths in plan.items():
             out_dir = out_root / name
-            if not overwrite and is_complete(out_dir, [p.stem for p in paths], settings):
+            if name in done:
                 progress.console.print(f"{name}: already done, skipped")
                 progress.advance(overall, len(paths))
                 continue
             progress.update(overall, description=name)
-            _propagate_sequence(name, paths, masks_dir / name, out_dir, featurizer, config, keyframes_spec,
+            _propagate_sequence(name, paths, masks_dir / name, out_dir, featurizer, config, keyframes[name],
                                 settings, lambda: progress.advance(overall))
 
 
+def _checked_keyframes(name: str, paths: list[Path], mask_dir: Path, keyframes_spec: str) -> list[int]:
+    """A sequence's keyframe indices, refused (naming the sequence or mask file) before anything is written."""
+    from segloop.platform.vos import propagation as vos
+
+    try:
+        keyframes = vos.parse_keyframes(keyframes_spec, len(paths))
+    except vos.PropagationError as exc:
+        raise vos.PropagationError(f"{name} ({len(paths)} frames): {exc}") from None
+    missing = [path for path in (mask_dir / f"{paths[k].stem}.png" for k in keyframes) if not path.is_file()]
+    if missing:
+        raise vos.PropagationError(f"{missing[0]}: keyframe annotation not found"
+                                   + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return keyframes
+
+
 def _propagate_sequence(name: str, paths: list[Path], mask_dir: Path, out_dir: Path, featurizer, config,
-                        keyframes_spec: str, settings: dict, on_frame) -> None:
+                        keyframes: list[int], settings: dict, on_frame) -> None:
     """Masks and confidence.json of one sequence from the annotations of its keyframes only."""
     from segloop.platform.core.masks import mask_style, read_mask, write_mask
     from segloop.platform.vos import propagation as vos
 
-    keyframes = vos.parse_keyframes(keyframes_spec, len(paths))
     frames = vos.FrameFolder(paths)
     keyframe_masks = {}
     for index in keyframes:
