@@ -164,11 +164,8 @@ class SSLModel(nn.Module):
 
     def dense_loss(self, pair: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Colour-reconstruction loss of the dense encoder on (B, T, 3, S, S) uint8 RGB frame groups."""
-        dense = self.config.dense
         lab = pair_lab(pair).unflatten(0, pair.shape[:2])
-        return frame_group_loss(self.dense, lab, dense.radius, dense.temperature, dense.channel_dropout,
-                                generator, dense.photometric, dense.cycle_weight, dense.shift_weight,
-                                dense.shift_cells, dense.shift_photometric)
+        return frame_group_loss(self.dense, lab, self.config.dense, generator)
 
     def forward(self, views: Views, teacher_temp: float,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:

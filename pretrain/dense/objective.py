@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from segloop.pretrain.config import DenseConfig
 from segloop.pretrain.dense.colour import lab_cells
 from segloop.pretrain.dense.local_attention import local_attention
 from segloop.pretrain.losses.random_walk import random_walk_loss
@@ -52,20 +53,20 @@ def reconstruction_loss(target_features: torch.Tensor, reference_features: torch
     return F.smooth_l1_loss(predicted, target_values, beta=0.1)
 
 
-def frame_group_loss(encoder: torch.nn.Module, group_lab: torch.Tensor, radius: int, temperature: float,
-                     dropout: float, generator: torch.Generator | None = None, photometric: float = 0.0,
-                     cycle_weight: float = 0.0, shift_weight: float = 0.0, shift_cells: int = 4,
-                     shift_photometric: float = 0.2) -> torch.Tensor:
+def frame_group_loss(encoder: torch.nn.Module, group_lab: torch.Tensor, dense: DenseConfig,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Reconstruction loss of (B, T, 3, H, W) Lab frames of one video, each rebuilt from the other T - 1.
 
     T = 2 is the symmetric pair loss; with T > 2 one softmax spans the windows of every reference frame.
-    `cycle_weight` > 0 adds that multiple of the contrastive random walk's palindrome loss over the T
-    frames' feature cells (Jabri et al., 2020); `shift_weight` > 0 adds that multiple of `shift_loss` on
+    The encoder's input is jittered by `dense.photometric` and channel-dropped by `dense.channel_dropout`;
+    `dense.cycle_weight` > 0 adds that multiple of the contrastive random walk's palindrome loss over the T
+    frames' feature cells (Jabri et al., 2020); `dense.shift_weight` > 0 adds that multiple of `shift_loss` on
     every frame (windows up to `shift_cells` cells apart, each view jittered by `shift_photometric`).
     """
     batch, count = group_lab.shape[:2]
     frames = group_lab.flatten(0, 1)
-    inputs = channel_dropout(photometric_jitter(frames, photometric, generator), dropout, generator)
+    radius, temperature, dropout = dense.radius, dense.temperature, dense.channel_dropout
+    inputs = channel_dropout(photometric_jitter(frames, dense.photometric, generator), dropout, generator)
     features = encoder(inputs).unflatten(0, (batch, count))
     values = lab_cells(frames, encoder.stride, 2).unflatten(0, (batch, count))
     losses = []
@@ -74,12 +75,12 @@ def frame_group_loss(encoder: torch.nn.Module, group_lab: torch.Tensor, radius: 
         losses.append(reconstruction_loss(features[:, target], features[:, others], values[:, target],
                                           values[:, others], radius, temperature))
     loss = torch.stack(losses).mean()
-    if cycle_weight > 0:
+    if dense.cycle_weight > 0:
         cells = features.flatten(3).transpose(2, 3)
-        loss = loss + cycle_weight * random_walk_loss(cells, edge_dropout=0.1, generator=generator)
-    if shift_weight > 0:
-        loss = loss + shift_weight * shift_loss(encoder, frames, shift_cells, radius, temperature, dropout,
-                                                shift_photometric, generator)
+        loss = loss + dense.cycle_weight * random_walk_loss(cells, edge_dropout=0.1, generator=generator)
+    if dense.shift_weight > 0:
+        loss = loss + dense.shift_weight * shift_loss(encoder, frames, dense.shift_cells, radius, temperature,
+                                                      dropout, dense.shift_photometric, generator)
     return loss
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segloop.pretrain.config import ConfigError, config_from_dict
+from segloop.pretrain.config import ConfigError, DenseConfig, config_from_dict
 from segloop.pretrain.dense import (
     DENSE_NAME,
     DenseEncoder,
@@ -171,16 +171,21 @@ def _tiny_encoder_and_groups(count: int) -> tuple[DenseEncoder, torch.Tensor]:
     return encoder, rgb_to_lab(torch.rand(2 * count, 3, 32, 32)).unflatten(0, (2, count))
 
 
+def _loss_config(**changes) -> DenseConfig:
+    """The dense settings of these loss tests: radius 2, temperature 0.1, no colour dropout unless changed."""
+    return DenseConfig(**{"radius": 2, "temperature": 0.1, "channel_dropout": 0.0, **changes})
+
+
 def test_group_loss_of_two_frames_is_the_symmetric_pair_loss_and_more_frames_train_the_encoder():
     encoder, lab = _tiny_encoder_and_groups(3)
     features = F.normalize(encoder(lab[:, :2].flatten(0, 1)), dim=1).unflatten(0, (2, 2))
     values = lab_cells(lab[:, :2].flatten(0, 1), 8, 2).unflatten(0, (2, 2))
     both = [reconstruction_loss(features[:, t], features[:, 1 - t], values[:, t], values[:, 1 - t], 2, 0.1)
             for t in (0, 1)]
-    torch.testing.assert_close(frame_group_loss(encoder, lab[:, :2], 2, 0.1, dropout=0.0), (both[0] + both[1]) / 2)
+    torch.testing.assert_close(frame_group_loss(encoder, lab[:, :2], _loss_config()), (both[0] + both[1]) / 2)
     for group in (lab[:, :2], lab):
         encoder.zero_grad()
-        loss = frame_group_loss(encoder.train(), group, radius=2, temperature=0.1, dropout=1.0)
+        loss = frame_group_loss(encoder.train(), group, _loss_config(channel_dropout=1.0))
         loss.backward()
         assert torch.isfinite(loss) and encoder.project.weight.grad.abs().sum() > 0
 
@@ -188,9 +193,8 @@ def test_group_loss_of_two_frames_is_the_symmetric_pair_loss_and_more_frames_tra
 def test_cycle_weight_adds_the_random_walk_over_the_frames_cells():
     encoder, lab = _tiny_encoder_and_groups(3)
     cells = F.normalize(encoder(lab.flatten(0, 1)), dim=1).unflatten(0, (2, 3)).flatten(3).transpose(2, 3)
-    plain = frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0)
-    with_cycle = frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0, generator=torch.Generator().manual_seed(1),
-                                  cycle_weight=0.5)
+    plain = frame_group_loss(encoder, lab, _loss_config())
+    with_cycle = frame_group_loss(encoder, lab, _loss_config(cycle_weight=0.5), torch.Generator().manual_seed(1))
     walk = random_walk_loss(cells, edge_dropout=0.1, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(with_cycle, plain + 0.5 * walk)
 
@@ -218,10 +222,10 @@ def test_shift_loss_is_near_zero_for_matching_features_and_high_for_the_wrong_sh
     corner, edge, inner = math.log(4), math.log(6), math.log(9)  # uniform affinity over each cell's window
     assert uniform.item() == pytest.approx((4 * corner + 12 * edge + 9 * inner) / 25, rel=1e-5)
     encoder, lab = _tiny_encoder_and_groups(2)
-    with_shift = frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0, generator=torch.Generator().manual_seed(1),
-                                  shift_weight=0.5, shift_cells=2)
+    with_shift = frame_group_loss(encoder, lab, _loss_config(shift_weight=0.5, shift_cells=2),
+                                  torch.Generator().manual_seed(1))
     term = shift_loss(encoder, lab.flatten(0, 1), 2, 2, 0.1, 0.0, 0.2, torch.Generator().manual_seed(1))
-    torch.testing.assert_close(with_shift, frame_group_loss(encoder, lab, 2, 0.1, dropout=0.0) + 0.5 * term)
+    torch.testing.assert_close(with_shift, frame_group_loss(encoder, lab, _loss_config()) + 0.5 * term)
 
 
 def test_cosine_distance_is_one_minus_the_cosine_per_cell_with_no_gradient_to_the_target():
