@@ -14,13 +14,26 @@ err_console = Console(stderr=True)
 
 @contextmanager
 def progress_bar(label: str):
-    """A rich progress bar on stderr; yields a (fraction, message) callback for long services."""
+    """A rich progress bar on stderr, drawn from the first report on (so a refusal before any work shows no bar);
+    yields a (fraction, message) callback for long services."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console) as bar:
-        task = bar.add_task("", total=1.0)
-        yield lambda fraction, message="": bar.update(task, completed=fraction, description=message)
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console)
+    task = None
+
+    def report(fraction: float, message: str = "") -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("", total=1.0)
+        bar.update(task, completed=fraction, description=message)
+
+    try:
+        yield report
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

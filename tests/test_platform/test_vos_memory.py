@@ -298,3 +298,4 @@ def test_finetune_vos_on_a_davis_root_refuses_bad_input_by_name(data_dir, tmp_pa
     result = cli(*args)
     assert result.exit_code != 0 and expected in result.output, result.output
     assert "Traceback" not in result.output and not out.exists()
+    assert "%" not in result.output.split("Error")[0]  # no progress bar is drawn before the refusal
