@@ -352,11 +352,6 @@ def plot(document: dict, path: Path) -> Path:
     return Path(path)
 
 
-def _split(text: str) -> list[str]:
-    """Comma-separated items."""
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 @click.command(name="active-learning")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--task", type=click.Choice(["vss", "vos"]), default="vss", show_default=True)
@@ -383,7 +378,7 @@ def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, s
             backbone: str, short_side: int, head: str, min_steps: int, first_round: str, ceiling_folds: int,
             json_out: Path | None, plot_out: Path | None) -> None:
     """Simulate labeling ROOT's frames with each strategy and budget; score the model on the unpicked frames."""
-    from segloop.platform.bench.common import default_json_path, machine_info
+    from segloop.platform.bench.common import comma_items, default_json_path, machine_info
     from segloop.platform.core.console import console, err_console, print_table
     from segloop.platform.core.errors import friendly_errors
     from segloop.platform.core.settings import load_settings
@@ -391,7 +386,8 @@ def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, s
 
     @friendly_errors
     def run() -> None:
-        options = ALOptions(task=task, strategies=_split(strategies), budgets=_split(budgets), rounds=rounds,
+        options = ALOptions(task=task, strategies=comma_items("--strategies", strategies),
+                            budgets=comma_items("--budgets", budgets), rounds=rounds,
                             seeds=seeds, checkpoint=str(checkpoint) if checkpoint else None, backbone=backbone,
                             short_side=short_side, head=head, min_steps=min_steps, first_round=first_round,
                             ceiling_folds=ceiling_folds)

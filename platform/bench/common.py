@@ -47,3 +47,26 @@ def best_of(repeats: int, func: Callable[[], Any]) -> tuple[float, Any]:
         result = func()
         best = min(best, time.perf_counter() - started)
     return best, result
+
+
+def comma_items(option: str, text: str) -> list[str]:
+    """The non-empty comma-separated items of an option's value (BadParameter naming the option when none)."""
+    import click
+
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise click.BadParameter(f"{text!r}: give at least one comma-separated value", param_hint=option)
+    return items
+
+
+def comma_ints(option: str, text: str, minimum: int = 1) -> list[int]:
+    """An option's comma-separated integers, each at least `minimum` (BadParameter naming the option otherwise)."""
+    import click
+
+    try:
+        values = [int(item.replace("_", "")) for item in comma_items(option, text)]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated integers", param_hint=option) from None
+    if min(values) < minimum:
+        raise click.BadParameter(f"{text!r}: values must be at least {minimum}", param_hint=option)
+    return values

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from segloop.platform.bench.common import bench_devices, default_json_path, machine_info
+from segloop.platform.bench.common import bench_devices, comma_ints, default_json_path, machine_info
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
@@ -57,10 +57,7 @@ def command(frames_root: Path | None, backbone: str, sizes: str, batch_size: int
     if not root.is_dir():
         raise click.ClickException(f"{root}: frames folder does not exist (give --frames)")
     paths = [p for video in discover_videos(root) for p in video][:limit]
-    try:
-        img_sizes = [int(s) for s in sizes.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"--sizes {sizes!r}: expected comma-separated integers") from None
+    img_sizes = comma_ints("--sizes", sizes, minimum=16)
     names = bench_devices(devices)
     rows = [measure(paths, backbone, size, batch_size, name, workers) for name in names for size in img_sizes]
     print_table(f"embed throughput ({backbone}, {len(paths)} frames, batch {batch_size})",

@@ -167,7 +167,7 @@ def command(root: Path, budgets: str, strategies: str, backbone: str, checkpoint
             radius: int, refine: bool, refine_steps: int, memory: bool, memory_steps: int,
             json_out: Path | None) -> None:
     """J&F of propagation from K annotated frames per video, by how the K frames are chosen."""
-    from segloop.platform.bench.common import default_json_path, machine_info
+    from segloop.platform.bench.common import comma_ints, comma_items, default_json_path, machine_info
     from segloop.platform.core.console import console, err_console, print_table
     from segloop.platform.core.errors import friendly_errors
     from segloop.platform.core.settings import load_settings
@@ -175,13 +175,7 @@ def command(root: Path, budgets: str, strategies: str, backbone: str, checkpoint
 
     @friendly_errors
     def run() -> None:
-        try:
-            ks = [int(k) for k in budgets.split(",") if k.strip()]
-        except ValueError:
-            raise ValueError(f"--budgets: {budgets!r} must be comma-separated integers") from None
-        if not ks or min(ks) < 1:
-            raise ValueError("--budgets: give at least one K ≥ 1")
-        names = [s.strip() for s in strategies.split(",") if s.strip()]
+        ks, names = comma_ints("--budgets", budgets), comma_items("--strategies", strategies)
         document = run_benchmark(root, names, ks, backbone, str(checkpoint) if checkpoint else None, short_side,
                                  radius, refine=refine, refine_steps=refine_steps, memory=memory,
                                  memory_steps=memory_steps,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from segloop.platform.bench.common import bench_devices, default_json_path, machine_info
+from segloop.platform.bench.common import bench_devices, comma_ints, default_json_path, machine_info
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
@@ -101,10 +101,7 @@ def command(backbone: str, sizes: str, batch_size: int, steps: int, warmup: int,
     Model step only, on synthetic tensors (no decoding): the data loader runs in worker processes.
     """
 
-    try:
-        img_sizes = sorted(int(s) for s in sizes.split(",") if s.strip())
-    except ValueError:
-        raise click.BadParameter(f"--sizes {sizes!r}: expected comma-separated integers") from None
+    img_sizes = sorted(comma_ints("--sizes", sizes, minimum=16))
     names = bench_devices(devices)
     rows = [measure(backbone, size, name, batch_size, steps, warmup) for name in names for size in img_sizes]
     print_table(f"pretrain step throughput ({backbone}, batch {batch_size})",

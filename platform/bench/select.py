@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from segloop.platform.bench.common import default_json_path, machine_info
+from segloop.platform.bench.common import comma_ints, default_json_path, machine_info
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
@@ -201,17 +201,6 @@ def measure_search(
     return rows
 
 
-def _parse_ints(option: str, text: str, minimum: int) -> list[int]:
-    """Comma-separated integers of at least `minimum` (BadParameter naming the option otherwise)."""
-    try:
-        values = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{option} {text!r}: expected comma-separated integers") from None
-    if not values or min(values) < minimum:
-        raise click.BadParameter(f"{option} {text!r}: values must be at least {minimum}")
-    return values
-
-
 def run_benchmark(
     n: int = 100_000, dim: int = 384, budget: int = 1000, naive_picks: int = 20, full_picks: int = 200,
     torch_picks: int = 100, sizes: tuple[int, ...] = (100_000,), queries: int = 1000,
@@ -291,9 +280,9 @@ def command(size: int, dim: int, budget: int, naive_picks: int, full_picks: int,
             json_path: Path | None) -> None:
     """Selector speed: k-center greedy vs naive NumPy, and similarity search queries/s and recall."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before FAISS loads: no spinning on shared cores
-    search_sizes = _parse_ints("--sizes", sizes, 1000)
-    probe_counts = _parse_ints("--nprobe", nprobes, 1)
-    rerank_factors = _parse_ints("--rerank", reranks, 1)
+    search_sizes = comma_ints("--sizes", sizes, 1000)
+    probe_counts = comma_ints("--nprobe", nprobes, 1)
+    rerank_factors = comma_ints("--rerank", reranks, 1)
     if large and 1_000_000 not in search_sizes:
         search_sizes.append(1_000_000)
     if budget > size:

@@ -130,22 +130,20 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
     from rich.console import Console
     from rich.table import Table
 
+    from segloop.platform.bench.common import comma_ints, comma_items
     from segloop.platform.core.device import resolve_device
     from segloop.platform.core.storage import write_json
     from segloop.platform.vos import propagation as vos
 
     if threads:
         torch.set_num_threads(threads)
-    try:
-        sides = sorted({int(s) for s in short_sides.split(",") if s.strip()}, reverse=True)
-    except ValueError:
-        raise click.BadParameter(f"{short_sides!r} is not a comma-separated list of integers",
-                                 param_hint="--short-sides") from None
+    sides = sorted(set(comma_ints("--short-sides", short_sides, minimum=16)), reverse=True)
+    chosen_methods = comma_items("--methods", methods)
     frames, mask = synthetic_video(num_frames, height, width)
     recent = None if recent_radius < 0 else recent_radius
     device = resolve_device(device)
     rows = []
-    for method in [m.strip() for m in methods.split(",") if m.strip()]:
+    for method in chosen_methods:
         if method not in ("backbone", "pixels"):
             raise click.ClickException(f"--methods: unknown method {method!r} (backbone|pixels)")
         for side in sides:

@@ -150,7 +150,7 @@ def run_benchmark(root: str | Path, keyframes: str, checkpoint: str | None, back
 def command(root: Path, keyframes: str, checkpoint: Path | None, backbone: str, variants: str, protocols: str,
             short_side: int, json_out: Path | None) -> None:
     """mIoU and temporal flicker of VSS with and without the temporal module, on held-out frames and videos."""
-    from segloop.platform.bench.common import default_json_path, machine_info
+    from segloop.platform.bench.common import comma_items, default_json_path, machine_info
     from segloop.platform.core.console import console, err_console, print_table
     from segloop.platform.core.errors import friendly_errors
     from segloop.platform.core.settings import load_settings
@@ -158,8 +158,8 @@ def command(root: Path, keyframes: str, checkpoint: Path | None, backbone: str, 
 
     @friendly_errors
     def run() -> None:
-        names = [v.strip().replace("+", ",") for v in variants.split(",") if v.strip()]
-        chosen = [p.strip() for p in protocols.split(",") if p.strip()]
+        names = [v.replace("+", ",") for v in comma_items("--variants", variants)]
+        chosen = comma_items("--protocols", protocols)
         document = run_benchmark(root, keyframes, str(checkpoint) if checkpoint else None, backbone, names, chosen,
                                  short_side, cache_dir=load_settings().data_dir / "cache" / "features",
                                  progress=lambda m: err_console.print(m))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import invoke_segloop
+
 
 def test_help_lists_the_commands(cli) -> None:
     """Every top-level command is registered."""
@@ -101,6 +103,32 @@ def test_bench_vos_reports_the_median_of_its_repeats(cli, tmp_path: Path) -> Non
         assert row["repeats"] == 2 and row["end_to_end_fps"] > 0
         assert abs(row["features_ms_per_frame"] * row["features_fps"] - 1000) < 1e-6
     assert data["results"][1]["time_ratio_vs_smallest"] == 1.0
+
+
+@pytest.mark.parametrize(("args", "option", "reason"), [
+    (("pretrain", "--sizes", ","), "--sizes", "give at least one"),
+    (("pretrain", "--sizes", "8"), "--sizes", "at least 16"),
+    (("embed", "--sizes", " , "), "--sizes", "give at least one"),
+    (("vos", "--methods", ","), "--methods", "give at least one"),
+    (("vos", "--short-sides", "480,x"), "--short-sides", "expected comma-separated integers"),
+    (("select", "--nprobe", ""), "--nprobe", "give at least one"),
+    (("keyframes", "ROOT", "--strategies", ","), "--strategies", "give at least one"),
+    (("keyframes", "ROOT", "--budgets", "2,0"), "--budgets", "at least 1"),
+    (("vss", "ROOT", "--variants", ","), "--variants", "give at least one"),
+    (("vss", "ROOT", "--protocols", ","), "--protocols", "give at least one"),
+    (("active-learning", "ROOT", "--strategies", ","), "--strategies", "give at least one"),
+    (("active-learning", "ROOT", "--budgets", ","), "--budgets", "give at least one"),
+])
+def test_bench_list_options_refuse_an_empty_or_bad_list_by_name(data_dir: Path, synth_root: Path, tmp_path: Path,
+                                                                  args, option, reason) -> None:
+    """A comma-separated benchmark option with no usable value is refused naming the option, and nothing is written
+    (before: an empty table and JSON with exit 0, or a traceback for `bench keyframes --strategies ,`)."""
+    out = tmp_path / "bench.json"
+    args = [str(synth_root) if a == "ROOT" else a for a in args]
+    result = invoke_segloop("bench", *args, "--json", str(out))  # the benchmarks need no database
+    assert result.exit_code == 2, result.output
+    assert option in result.output and reason in result.output
+    assert "Traceback" not in result.output and not out.exists()
 
 
 def test_bench_scale_small(cli, tmp_path: Path) -> None:
