@@ -188,8 +188,8 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
     }
     done = {name for name, paths in plan.items()
             if not overwrite and is_complete(out_root / name, [p.stem for p in paths], settings)}
-    keyframes = {name: _checked_keyframes(name, paths, masks_dir / name, keyframes_spec)
-                 for name, paths in plan.items() if name not in done}
+    keyframe_files = {name: _checked_keyframes(name, paths, masks_dir / name, keyframes_spec)
+                      for name, paths in plan.items() if name not in done}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
         overall = progress.add_task("frames", total=sum(len(p) for p in plan.values()))
@@ -200,42 +200,43 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
                 progress.advance(overall, len(paths))
                 continue
             progress.update(overall, description=name)
-            _propagate_sequence(name, paths, masks_dir / name, out_dir, featurizer, config, keyframes[name],
-                                settings, lambda: progress.advance(overall))
+            _propagate_sequence(name, paths, out_dir, featurizer, config, keyframe_files[name], settings,
+                                lambda: progress.advance(overall))
 
 
-def _checked_keyframes(name: str, paths: list[Path], mask_dir: Path, keyframes_spec: str) -> list[int]:
-    """A sequence's keyframe indices, refused (naming the sequence or mask file) before anything is written."""
+def _checked_keyframes(name: str, paths: list[Path], mask_dir: Path, keyframes_spec: str) -> dict[int, Path]:
+    """A sequence's keyframe indices and their annotation files, refused (naming the sequence or the file)
+    before anything is written."""
     from segloop.platform.vos import propagation as vos
 
     try:
         keyframes = vos.parse_keyframes(keyframes_spec, len(paths))
     except vos.PropagationError as exc:
         raise vos.PropagationError(f"{name} ({len(paths)} frames): {exc}") from None
-    missing = [path for path in (mask_dir / f"{paths[k].stem}.png" for k in keyframes) if not path.is_file()]
+    mask_paths = {index: mask_dir / f"{paths[index].stem}.png" for index in keyframes}
+    missing = [path for path in mask_paths.values() if not path.is_file()]
     if missing:
         raise vos.PropagationError(f"{missing[0]}: keyframe annotation not found"
                                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    return keyframes
+    return mask_paths
 
 
-def _propagate_sequence(name: str, paths: list[Path], mask_dir: Path, out_dir: Path, featurizer, config,
-                        keyframes: list[int], settings: dict, on_frame) -> None:
+def _propagate_sequence(name: str, paths: list[Path], out_dir: Path, featurizer, config,
+                        mask_paths: dict[int, Path], settings: dict, on_frame) -> None:
     """Masks and confidence.json of one sequence from the annotations of its keyframes only."""
     from segloop.platform.core.masks import mask_style, read_mask, write_mask
     from segloop.platform.vos import propagation as vos
 
     frames = vos.FrameFolder(paths)
     keyframe_masks = {}
-    for index in keyframes:
-        mask_path = mask_dir / f"{paths[index].stem}.png"
+    for index, mask_path in mask_paths.items():
         keyframe_masks[index] = read_mask(mask_path)
         if keyframe_masks[index].shape != frames.size:
             raise vos.PropagationError(
                 f"{mask_path}: size {keyframe_masks[index].shape[::-1]} differs from frame {paths[index]} "
                 f"{frames.size[::-1]}"
             )
-    style = mask_style(mask_dir / f"{paths[keyframes[0]].stem}.png")
+    style = mask_style(mask_paths[min(mask_paths)])
     records = []
     for result in vos.iter_propagate(frames, keyframe_masks, featurizer, config):
         write_mask(out_dir / f"{paths[result.index].stem}.png", result.mask, style=style)
@@ -243,7 +244,7 @@ def _propagate_sequence(name: str, paths: list[Path], mask_dir: Path, out_dir: P
         on_frame()
     write_json(out_dir / "confidence.json", {
         "sequence": name,
-        "keyframes": keyframes,
+        "keyframes": sorted(mask_paths),
         "mask_style": style,
         "settings": settings,
         "frames": records,
