@@ -63,6 +63,20 @@ def test_params_are_validated_with_field_names() -> None:
     assert validate_params("ingest", {"paths": ["a"], "fps": 2})["fps"] == 2.0
 
 
+def test_listing_jobs_refuses_an_unknown_status_or_a_limit_below_one(engine, cli, tmp_path: Path) -> None:
+    """`jobs list --status` must name a job status (before: any text gave an empty table and exit 0)."""
+    queued = _submit(engine, "ingest", {"paths": [str(tmp_path)]})
+    with session_scope(engine) as session:
+        assert [j.id for j in job_store.list_jobs(session, status="queued")] == [queued]
+        assert job_store.list_jobs(session, status="failed") == []
+        with pytest.raises(ValidationError, match="'queud' is not a job status .*queued, running, succeeded"):
+            job_store.list_jobs(session, status="queud")
+        with pytest.raises(ValidationError, match="limit must be at least 1"):
+            job_store.list_jobs(session, limit=0)
+    result = cli("jobs", "list", "--status", "queud")
+    assert result.exit_code == 1 and "is not a job status" in result.output and "Traceback" not in result.output
+
+
 def test_worker_runs_an_ingest_job_with_log_and_progress(job_env, engine, synth_root: Path, data_dir: Path) -> None:
     """An ingest job submitted through the CLI is run by a worker process to success."""
     submitted = subprocess.run([*SEGLOOP, "jobs", "submit", "ingest", "--project", "j", "--params",

@@ -7,12 +7,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from segloop.platform.core.errors import ValidationError
 from segloop.platform.db.entities import JobInfo, from_row
 from segloop.platform.db.orm import Job, utcnow
 from segloop.platform.db.stores import get_row
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+STATUSES = (QUEUED, RUNNING, *FINISHED)
 
 
 def submit_job(
@@ -167,7 +169,11 @@ def get_job(session: Session, job_id: int) -> JobInfo:
 
 
 def list_jobs(session: Session, status: str | None = None, limit: int = 50, offset: int = 0) -> list[JobInfo]:
-    """Newest jobs first, optionally of one status."""
+    """Newest jobs first, optionally of one status (ValidationError for an unknown status or a limit below 1)."""
+    if status and status not in STATUSES:
+        raise ValidationError(f"status: {status!r} is not a job status (one of {', '.join(STATUSES)})")
+    if limit < 1 or offset < 0:
+        raise ValidationError(f"limit {limit} / offset {offset}: the limit must be at least 1, the offset at least 0")
     query = select(Job).order_by(Job.id.desc()).offset(offset).limit(limit)
     if status:
         query = query.where(Job.status == status)
