@@ -28,6 +28,18 @@ class WorkerOptions:
     max_jobs: int | None = None
     exit_when_idle: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse options under which a worker would spin, never stop, or wait for jobs no one can submit."""
+        from segloop.platform.core.errors import ValidationError
+        from segloop.platform.jobs.registry import get_kind
+
+        if not self.poll_seconds > 0:
+            raise ValidationError(f"poll: must be > 0 seconds, got {self.poll_seconds}")
+        if self.max_jobs is not None and self.max_jobs < 1:
+            raise ValidationError(f"max-jobs: must be at least 1, got {self.max_jobs}")
+        for kind in self.kinds or []:
+            get_kind(kind)  # ValidationError naming the kind and listing the known ones
+
 
 def default_worker_id() -> str:
     """host:pid:random, unique per worker process."""

@@ -77,6 +77,20 @@ def test_listing_jobs_refuses_an_unknown_status_or_a_limit_below_one(engine, cli
     assert result.exit_code == 1 and "is not a job status" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--kind", "ingest", "--kind", "ingset"], "job kind 'ingset' is unknown; known kinds: embed"),
+    (["--poll", "0"], "poll: must be > 0 seconds"),
+    (["--max-jobs", "0"], "max-jobs: must be at least 1"),
+])
+def test_worker_refuses_options_it_could_never_work_under(tmp_path: Path, args, message) -> None:
+    """A misspelt --kind used to poll forever for jobs no one can queue; a zero poll spun; nothing is created."""
+    data_dir = tmp_path / "data"
+    result = subprocess.run([*SEGLOOP, "worker", *args, "--exit-when-idle"], capture_output=True, text=True,
+                            env=dict(os.environ, SEGLOOP_DATA_DIR=str(data_dir)), timeout=120)
+    assert result.returncode == 1 and message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr and not data_dir.exists()
+
+
 def test_worker_runs_an_ingest_job_with_log_and_progress(job_env, engine, synth_root: Path, data_dir: Path) -> None:
     """An ingest job submitted through the CLI is run by a worker process to success."""
     submitted = subprocess.run([*SEGLOOP, "jobs", "submit", "ingest", "--project", "j", "--params",

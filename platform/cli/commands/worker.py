@@ -19,9 +19,9 @@ def command(kinds: tuple[str, ...], max_jobs: int | None, exit_when_idle: bool, 
     from segloop.platform.db.migrate import ensure_schema
     from segloop.platform.jobs.worker import WorkerOptions, run_worker
 
-    ensure_schema(get_engine())
     options = WorkerOptions(poll_seconds=poll, kinds=list(kinds) or None, max_jobs=max_jobs,
                             exit_when_idle=exit_when_idle)
+    ensure_schema(get_engine())
     try:
         ran = run_worker(options)
     except KeyboardInterrupt:
