@@ -17,6 +17,8 @@ from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.masks import write_mask
 from segloop.platform.core.storage import staging_dir
 
+SIZE_RANGE = (32, 4096)  # pixels per side: objects need room; a frame must fit in memory
+
 
 @dataclass(frozen=True)
 class SynthOptions:
@@ -152,6 +154,9 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
 
 def synthesize(out_dir: Path, options: SynthOptions = SynthOptions()) -> list[str]:
     """Write `options.videos` synthetic sequences under `out_dir`; returns their names."""
+    if not (SIZE_RANGE[0] <= options.width <= SIZE_RANGE[1] and SIZE_RANGE[0] <= options.height <= SIZE_RANGE[1]):
+        raise ValueError(f"synth size {options.width}x{options.height}: width and height must be "
+                         f"{SIZE_RANGE[0]}..{SIZE_RANGE[1]} pixels")
     if options.width % 2 or options.height % 2:
         raise ValueError(f"synth size {options.width}x{options.height}: width and height must be even (yuv420p)")
     if options.videos < 1 or options.frames < 2:

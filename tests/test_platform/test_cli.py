@@ -23,7 +23,11 @@ def test_synth_writes_davis_layout_and_mp4(cli, tmp_path: Path) -> None:
     assert len(list((tmp_path / "s/JPEGImages/480p/synth-003-001").glob("*.jpg"))) == 5
     assert len(list((tmp_path / "s/Annotations/480p/synth-003-001").glob("*.png"))) == 5
     assert (tmp_path / "s/videos/synth-003-000.mp4").stat().st_size > 0
-    assert cli("synth", str(tmp_path / "x"), "--size", "63x48").exit_code != 0
+    for size, reason in (("63x48", "must be even"), ("0x0", "must be 32..4096 pixels"),
+                         ("64x8", "must be 32..4096 pixels"), ("8192x64", "must be 32..4096 pixels")):
+        refused = cli("synth", str(tmp_path / "x"), "--size", size)
+        assert refused.exit_code == 1 and reason in refused.output, refused.output  # 0x0: a cv2 traceback before
+        assert not (tmp_path / "x").exists()
 
 
 def test_demo_runs_the_loop_twice(cli, synth_root: Path) -> None:
