@@ -319,6 +319,11 @@ def test_cli_vos_json_contract_and_davis_root(tmp_path):
                                              "--json", str(out), "--sequences", "toy", "bin"])
     assert both.exit_code == 0, both.output
     assert list(json.loads(out.read_text())["sequences"]) == ["toy", "bin"]
+    out.unlink()
+    none = CliRunner().invoke(eval_command, ["vos", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "davis"),
+                                             "--json", str(out), "--sequences", " , "])
+    assert none.exit_code == 2 and "--sequences" in none.output and "at least one sequence name" in none.output
+    assert not out.exists()  # before: ' , ' meant every sequence
 
 
 def test_cli_vos_exclude_keyframes(tmp_path):

@@ -21,7 +21,10 @@ def sequences_option_values(ctx: click.Context, sequences: tuple[str, ...]) -> l
     """`--sequences a b c`: the option's values plus the bare words click left over after it."""
     if ctx.args and not sequences:
         raise click.UsageError(f"unexpected extra arguments: {' '.join(ctx.args)}")
-    return split_names(sequences, ctx.args)
+    names = split_names(sequences, ctx.args)
+    if sequences and not names:
+        raise click.BadParameter(f"{' '.join(sequences)!r}: give at least one sequence name", param_hint="--sequences")
+    return names
 
 
 def resolve_sequences(ctx: click.Context, sequences: tuple[str, ...], gt_root: Path) -> tuple[Path, list[str]]:
