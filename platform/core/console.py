@@ -6,34 +6,43 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+class LazyProgress(Progress):
+    """A rich Progress that starts drawing at its first update or advance, not on entering its `with` block: a
+    command refused before any work shows no empty bar above its error."""
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Draw from now on, then update the task."""
+        if not self.live.is_started:
+            self.start()
+        super().update(*args, **kwargs)
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        """Draw from now on, then advance the task."""
+        if not self.live.is_started:
+            self.start()
+        super().advance(*args, **kwargs)
+
+
 @contextmanager
 def progress_bar(label: str):
-    """A rich progress bar on stderr, drawn from the first report on (so a refusal before any work shows no bar);
-    yields a (fraction, message) callback for long services."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """A rich progress bar on stderr, drawn from the first report on; yields a (fraction, message) callback for
+    long services."""
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console)
-    task = None
-
-    def report(fraction: float, message: str = "") -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("", total=1.0)
-        bar.update(task, completed=fraction, description=message)
-
-    try:
-        yield report
-    finally:
-        if task is not None:
-            bar.stop()
+    with LazyProgress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console) as bar:
+        task = bar.add_task("", total=1.0)
+        yield lambda fraction, message="": bar.update(task, completed=fraction, description=message)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -64,6 +64,16 @@ def test_no_human_masks_is_a_clear_error(synth_root: Path, settings, engine) -> 
         propagate_video(video.id, vos.COPY, settings=settings)
 
 
+def test_cli_refusal_of_a_video_draws_no_progress_bar(synth_root: Path, settings, engine, cli) -> None:
+    """`vos propagate --video ID` on a video without annotations: the error alone, no empty bar above it."""
+    ingest_paths([synth_root / "videos" / "synth-007-000.mp4"], IngestOptions(project="e"), settings)
+    with session_scope(engine) as session:
+        video = footage.list_videos(session, projects.get_project(session, "e").id)[0]
+    result = cli("vos", "propagate", "--video", str(video.id), "--method", "copy")
+    assert result.exit_code == 1 and "has no human-annotated frame" in result.output
+    assert f"video {video.id}" not in result.output.split("Error")[0]
+
+
 def test_cli_video_mode(davis_video, cli, engine) -> None:
     """`segloop vos propagate --video ID --method copy --keyframes first` stores and prints the J&F."""
     result = cli("vos", "propagate", "--video", str(davis_video.id), "--method", "copy", "--keyframes", "first")

@@ -155,15 +155,16 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
 
 def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None) -> None:
     """Propagate DB videos with a progress bar and print what was stored."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from segloop.platform.core.console import print_table
+    from segloop.platform.core.console import LazyProgress, print_table
     from segloop.platform.db.migrate import ensure_db
     from segloop.platform.services.propagation import propagate_video
 
     ensure_db()
     rows = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+    with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn()) as bar:
         for video_id in video_ids:
             task = bar.add_task(f"video {video_id}", total=None)
             result = propagate_video(video_id, featurizer, config, keyframes,
@@ -176,7 +177,9 @@ def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None)
 def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurizer, config, method: str,
          backbone: str, checkpoint: Path | None, keyframes_spec: str, pixels: dict, overwrite: bool) -> None:
     """Propagate every planned sequence, writing masks and confidence.json; skips finished ones."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from segloop.platform.core.console import LazyProgress
 
     settings = {
         "method": method,
@@ -191,7 +194,7 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
     keyframe_files = {name: _checked_keyframes(name, paths, masks_dir / name, keyframes_spec)
                       for name, paths in plan.items() if name not in done}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    with LazyProgress(*columns) as progress:
         overall = progress.add_task("frames", total=sum(len(p) for p in plan.values()))
         for name, paths in plan.items():
             out_dir = out_root / name
