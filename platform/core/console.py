@@ -20,6 +20,11 @@ class LazyProgress(Progress):
     def __enter__(self) -> LazyProgress:
         return self
 
+    def stop(self) -> None:
+        """Stop drawing, if it ever started (rich's stop would print a blank line otherwise)."""
+        if self.live.is_started:
+            super().stop()
+
     def update(self, *args: Any, **kwargs: Any) -> None:
         """Draw from now on, then update the task."""
         if not self.live.is_started:

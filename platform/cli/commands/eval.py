@@ -73,8 +73,8 @@ def vos_command(ctx: click.Context, pred_root: Path, gt_root: Path, sequences: t
                 json_out: Path | None, exclude_keyframes: bool, all_frames: bool) -> None:
     """DAVIS J&F (mean, recall, decay) of PRED_ROOT against GT_ROOT."""
     from rich.console import Console
-    from rich.progress import Progress
 
+    from segloop.platform.core.console import LazyProgress
     from segloop.platform.evaluation import metrics as ev
 
     try:
@@ -87,7 +87,7 @@ def vos_command(ctx: click.Context, pred_root: Path, gt_root: Path, sequences: t
                 keyframes = set(keyframes_from_confidence(pred_root, name))
                 frames[name] = [i for i in range(count) if i not in keyframes]
         total = sum(len(list((gt_dir / n).glob("*.png"))) for n in names)
-        with Progress(transient=True) as progress:
+        with LazyProgress(transient=True) as progress:
             task = progress.add_task("scoring frames", total=total)
             report = ev.evaluate_vos_folders(
                 pred_root, gt_dir, names, frames=frames, skip_first_last=not all_frames,

@@ -66,15 +66,16 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False):
     """Run `segloop.pretrain.train.pretrain` with a rich progress bar on the main process; the result."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from segloop.platform.core.console import LazyProgress
     from segloop.pretrain import dist
     from segloop.pretrain.train import pretrain
 
     show = not quiet and int(os.environ.get("RANK", "0")) == 0
     columns = (TextColumn("[bold]pretrain"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
-    with (Progress(*columns) if show else contextlib.nullcontext()) as bar:
+    with (LazyProgress(*columns) if show else contextlib.nullcontext()) as bar:
         task = bar.add_task("starting", total=1.0) if show else None
 
         def report(fraction: float, message: str) -> None:
@@ -202,9 +203,7 @@ def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_si
 
 def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_size, out) -> None:
     """Body of `segloop embed --project`: embed the stored frames and register an embedding set."""
-    from rich.progress import Progress
-
-    from segloop.platform.core.console import console
+    from segloop.platform.core.console import LazyProgress, console
     from segloop.platform.db.migrate import ensure_db
     from segloop.platform.services.embedding import embed_project
 
@@ -220,7 +219,7 @@ def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_s
         known = artifacts.list_checkpoints(session, projects.get_project(session, project).id)
     resolved = str(Path(checkpoint).resolve()) if checkpoint else None
     checkpoint_id = next((c.id for c in known if c.path == resolved), None)
-    with Progress() as bar:
+    with LazyProgress() as bar:
         task = bar.add_task("embedding", total=1.0)
         embedding_set = embed_project(project, backbone_name_for(checkpoint, backbone), checkpoint, img_size,
                                       batch_size, checkpoint_id=checkpoint_id,
@@ -246,9 +245,7 @@ def backbone_name_for(checkpoint: Path | None, backbone: str | None) -> str:
 
 def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out) -> None:
     """Body of `segloop embed`."""
-    from rich.progress import Progress
-
-    from segloop.platform.core.console import console
+    from segloop.platform.core.console import LazyProgress, console
     from segloop.pretrain.backbones import create_backbone
     from segloop.pretrain.embed import embed_frames, save_embeddings
     from segloop.pretrain.frames import discover_videos, frame_key
@@ -261,7 +258,7 @@ def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, dev
     model = create_backbone(name, weights=checkpoint)
     paths = [p for video in discover_videos(frames_root, cache_dir=Path(out).parent / "decoded-frames") for p in video]
     resolved = None if device == "auto" else device
-    with Progress() as bar:
+    with LazyProgress() as bar:
         task = bar.add_task("embedding", total=len(paths))
         cls, patch_mean = embed_frames(paths, model, img_size, batch_size, workers, resolved,
                                        progress=lambda f, m: bar.update(task, completed=round(f * len(paths))))
