@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from segloop.platform.cli.options import params_from_options, spec_options
-from segloop.platform.core.console import console, err_console, print_table
+from segloop.platform.core.console import LazyProgress, console, err_console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import interrupt_on_sigterm
 from segloop.platform.db.migrate import ensure_db
@@ -20,7 +20,7 @@ def ingest_with_progress(paths: list[str | Path], options):
     from segloop.platform.media.ingest import ingest_paths
 
     ensure_db()
-    with Progress(
+    with LazyProgress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=False,
     ) as progress:
