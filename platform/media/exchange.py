@@ -237,20 +237,16 @@ def _coco_items(path: Path, videos: dict, max_bytes: int = COCO_MAX_BYTES) -> li
             raise ExchangeError(f"{file}: {size} bytes is over the COCO import limit of {max_bytes} bytes; "
                                 f"split it into several files")
         data = json.loads(file.read_text())
-        images = {img["id"]: img for img in data["images"]}
-        categories = {c["id"]: c["name"] for c in data.get("categories", [])}
-        annotations = data["annotations"]
-        if not isinstance(annotations, list):
-            raise TypeError("'annotations' is not a list")
     except ExchangeError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ExchangeError(f"{file}: not a readable COCO JSON ({_reason(exc)})") from None
+    images, categories, annotations = _coco_document(data, file)
     items = []
     for n, ann in enumerate(annotations):
         where = f"{file}: annotations[{n}]"
         if not isinstance(ann, dict):
-            raise ExchangeError(f"{where}: expected an object, got {type(ann).__name__}")
+            raise ExchangeError(f"{where}: must be an object, got {_json_type(ann)}")
         image = images.get(ann.get("image_id")) if isinstance(ann.get("image_id"), (int, str)) else None
         if image is None:
             raise ExchangeError(f"{where}: image_id {ann.get('image_id')!r} is not in images")
@@ -267,6 +263,49 @@ def _coco_items(path: Path, videos: dict, max_bytes: int = COCO_MAX_BYTES) -> li
         object_id = _coco_object_id(ann, where)
         items.append((videos[name], index, object_id, categories.get(ann.get("category_id"), "object"), mask))
     return items
+
+
+def _coco_list(data: dict, field: str, file: Path, required: bool = True) -> list:
+    """The list under `field` of a COCO document (empty when optional and absent)."""
+    if field not in data:
+        if required:
+            raise ExchangeError(f"{file}: not a COCO JSON: no {field!r} list")
+        return []
+    value = data[field]
+    if not isinstance(value, list):
+        raise ExchangeError(f"{file}: {field!r} must be a list, got {_json_type(value)}")
+    return value
+
+
+def _coco_entries(data: dict, field: str, keys: tuple[str, ...], file: Path, required: bool = True) -> dict:
+    """{id: entry} of a COCO list whose entries are objects with `keys` (`id` first)."""
+    entries = {}
+    for n, entry in enumerate(_coco_list(data, field, file, required)):
+        if not isinstance(entry, dict):
+            raise ExchangeError(f"{file}: {field}[{n}] must be an object, got {_json_type(entry)}")
+        missing = [key for key in keys if key not in entry]
+        if missing:
+            raise ExchangeError(f"{file}: {field}[{n}] has no {missing[0]!r}")
+        if not isinstance(entry["id"], (int, str)) or isinstance(entry["id"], bool):
+            raise ExchangeError(f"{file}: {field}[{n}] id {entry['id']!r} must be an integer or a string")
+        entries[entry["id"]] = entry
+    return entries
+
+
+def _coco_document(data: object, file: Path) -> tuple[dict, dict, list]:
+    """(images by id, category names by id, annotations) of a parsed COCO JSON, its structure checked."""
+    if not isinstance(data, dict):
+        raise ExchangeError(f"{file}: not a COCO JSON: the top level must be an object, got {_json_type(data)}")
+    images = _coco_entries(data, "images", ("id",), file)
+    categories = {key: str(c["name"]) for key, c in
+                  _coco_entries(data, "categories", ("id", "name"), file, required=False).items()}
+    return images, categories, _coco_list(data, "annotations", file)
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a value's type, for messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def _coco_object_id(ann: dict, where: str) -> int:
@@ -286,8 +325,6 @@ def _coco_object_id(ann: dict, where: str) -> int:
 
 def _coco_frame(image: dict, where: str) -> tuple[str, int]:
     """(video name, frame index) of a COCO image entry: our fields, else `<video>/<index>.jpg`."""
-    if not isinstance(image, dict):
-        raise ExchangeError(f"{where}: its image entry is not an object")
     if "video" in image and "frame_index" in image:
         index = image["frame_index"]
         if isinstance(index, bool) or not isinstance(index, int):

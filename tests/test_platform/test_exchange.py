@@ -156,3 +156,50 @@ def test_coco_attributes_as_a_list_and_size_limit(labelled: dict, settings, engi
     assert import_annotations("dst", "coco", out, settings).masks == len(data["annotations"])
     with pytest.raises(ExchangeError, match=r"c.json: \d+ bytes is over the COCO import limit of 1000 bytes"):
         import_annotations("dst", "coco", out, settings, max_bytes=1000)
+
+
+def _break_coco(data: dict, case: str) -> object:
+    """The exported COCO document with one structural defect."""
+    if case == "top level":
+        return [data]
+    if case == "no images":
+        return {key: value for key, value in data.items() if key != "images"}
+    breaks = {
+        "images not a list": ("images", {"0": data["images"][0]}),
+        "image not an object": ("images", [*data["images"][:-1], 7]),
+        "image without id": ("images", [*data["images"][:-1], {"file_name": "a/00000.jpg"}]),
+        "categories not a list": ("categories", 3),
+        "category without name": ("categories", [{"id": 1}]),
+        "annotations not a list": ("annotations", {}),
+        "annotation not an object": ("annotations", [*data["annotations"][:-1], "x"]),
+    }
+    field, value = breaks[case]
+    return {**data, field: value}
+
+
+COCO_STRUCTURE_ERRORS = {
+    "top level": "not a COCO JSON: the top level must be an object, got a list",
+    "no images": "not a COCO JSON: no 'images' list",
+    "images not a list": "'images' must be a list, got an object",
+    "image not an object": r"images\[\d+\] must be an object, got a number",
+    "image without id": r"images\[\d+\] has no 'id'",
+    "categories not a list": "'categories' must be a list, got a number",
+    "category without name": r"categories\[0\] has no 'name'",
+    "annotations not a list": "'annotations' must be a list, got an object",
+    "annotation not an object": r"annotations\[\d+\]: must be an object, got a string",
+}
+
+
+def test_coco_import_names_the_field_whose_structure_is_wrong(labelled: dict, settings, engine,
+                                                              tmp_path: Path) -> None:
+    """A COCO file whose structure is wrong (not an object, a missing or non-list field, an entry that is not an
+    object or lacks its id/name) is refused naming the file and field, in JSON words, and adds nothing."""
+    out = tmp_path / "c.json"
+    export_project("src", "coco", out, settings)
+    data = json.loads(out.read_text())
+    before = _annotation_rows(engine)
+    for case, message in COCO_STRUCTURE_ERRORS.items():
+        out.write_text(json.dumps(_break_coco(data, case)))
+        with pytest.raises(ExchangeError, match=rf"^.*c\.json: {message}$"):
+            import_annotations("dst", "coco", out, settings)
+    assert _annotation_rows(engine) == before
