@@ -37,7 +37,8 @@ _OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("finetune_vss", p.FinetuneVSSParams,
               "Train a VSS head on a project's labeled frames; checkpoint + metrics (a retry resumes training)."),
     Operation("finetune_vos", p.FinetuneVOSParams,
-              "Train the propagation-refinement decoder on a project's masks; J&F plain vs refined."),
+              "Train the memory VOS model (keys from the project's pretrained encoder) on a project's masks; "
+              "J&F of plain propagation vs the model."),
     Operation("predict", p.PredictParams,
               "Predict every frame of a project with a VSS checkpoint (or a VOS one: propagated from the human "
               "masks); uncertainty scores."),

@@ -1,2 +1,2 @@
-"""Video object segmentation: label propagation over feature affinities and the learned refinement model
-(arrays in, arrays out)."""
+"""Video object segmentation: label propagation over feature affinities, the memory VOS model (space-time memory
+read), self-validation of propagators, and the older refinement decoder (arrays in, arrays out)."""

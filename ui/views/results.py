@@ -127,7 +127,7 @@ def metrics_section(project_id: int | None) -> None:
 
 
 def overall_section(project_id: int | None) -> None:
-    """Whole-project scores per model (fine-tuning and evaluation: mIoU, J&F plain vs refined…) and per class."""
+    """Whole-project scores per model (fine-tuning and evaluation: mIoU, J&F plain vs the VOS model…) and per class."""
     engine = resources.engine()
     overall = explore.metric_rows(engine, project_id, scope="overall")
     per_class = explore.metric_rows(engine, project_id, scope="class")
