@@ -7,7 +7,7 @@ import numpy as np
 
 from segloop.selectors.baselines import allocate_proportionally
 from segloop.selectors.constraints import Constraints, ConstraintTracker
-from segloop.selectors.registry import register
+from segloop.selectors.registry import Rule, register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 
@@ -70,7 +70,7 @@ def cluster_shares(
     return allocate_proportionally(deficit, budget, available)
 
 
-@register("cluster")
+@register("cluster", n_clusters=Rule(low=1, special=(-1,)), seed=Rule(low=0), niter=Rule(low=1))
 def cluster(
     pool: CandidatePool, constraints: Constraints, *, n_clusters: int = -1, seed: int = 0, niter: int = 20
 ) -> list[Pick]:
@@ -85,8 +85,6 @@ def cluster(
         return []
     rows = cluster_scope(pool, tracker)
     wanted = constraints.budget if n_clusters == -1 else n_clusters
-    if wanted < 1:
-        raise SelectorError(f"cluster: n_clusters must be -1 or >= 1, got {n_clusters}")
     result = kmeans(pool.embeddings[rows], wanted, seed=seed, niter=niter)
     distance = np.sqrt(np.maximum(result.distances, 0.0))
     members, member_distance = [], []

@@ -1,6 +1,7 @@
 """Constraints every strategy obeys, and the tracker that keeps the set of still-pickable frames."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -30,19 +31,21 @@ class Constraints:
     time_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        """Reject values that cannot describe a selection."""
-        if int(self.budget) != self.budget or self.budget < 0:
-            raise SelectorError(f"Constraints.budget: must be a non-negative integer, got {self.budget!r}")
-        if self.min_gap_frames < 0:
-            raise SelectorError(f"Constraints.min_gap_frames: must be >= 0, got {self.min_gap_frames}")
-        if self.min_gap_seconds < 0:
-            raise SelectorError(f"Constraints.min_gap_seconds: must be >= 0, got {self.min_gap_seconds}")
+        """Reject values that cannot describe a selection (the message names the field)."""
+        if isinstance(self.budget, bool) or int(self.budget) != self.budget or self.budget < 0:
+            raise SelectorError(f"budget: must be a non-negative integer, got {self.budget!r}")
+        if not 0 <= self.min_gap_frames:
+            raise SelectorError(f"min_gap_frames: must be >= 0, got {self.min_gap_frames}")
+        if not 0 <= self.min_gap_seconds < math.inf:
+            raise SelectorError(f"min_gap_seconds: must be a finite number >= 0, got {self.min_gap_seconds}")
         if self.max_per_video is not None and self.max_per_video < 1:
-            raise SelectorError(f"Constraints.max_per_video: must be >= 1, got {self.max_per_video}")
+            raise SelectorError(f"max_per_video: must be >= 1, got {self.max_per_video}")
         if self.time_range is not None:
             start, end = self.time_range
+            if not all(math.isfinite(t) for t in (start, end)):
+                raise SelectorError(f"time_range: start and end must be finite seconds, got {start} and {end}")
             if not start <= end:
-                raise SelectorError(f"Constraints.time_range: start must be <= end, got {self.time_range}")
+                raise SelectorError(f"time_range: start must be <= end, got {start} and {end}")
         if self.videos is not None:
             object.__setattr__(self, "videos", tuple(int(v) for v in self.videos))
 
@@ -93,11 +96,11 @@ class ConstraintTracker:
             mask &= np.isin(pool.video_ids, np.asarray(constraints.videos, dtype=np.int64))
         if constraints.time_range is not None:
             if pool.timestamps is None:
-                raise SelectorError("Constraints.time_range: the candidate pool has no timestamps")
+                raise SelectorError("time_range: the candidate pool has no timestamps")
             start, end = constraints.time_range
             mask &= (pool.timestamps >= start) & (pool.timestamps <= end)
         if constraints.min_gap_seconds > 0 and pool.timestamps is None:
-            raise SelectorError("Constraints.min_gap_seconds: the candidate pool has no timestamps")
+            raise SelectorError("min_gap_seconds: the candidate pool has no timestamps")
         return mask
 
     def _sort_videos_by_time(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:

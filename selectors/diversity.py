@@ -19,9 +19,10 @@ import numpy as np
 from segloop.platform.core.device import DeviceError, cuda_available
 from segloop.platform.core.device import resolve_device as resolve_torch_device
 from segloop.selectors.constraints import Constraints, ConstraintTracker
-from segloop.selectors.registry import register
+from segloop.selectors.registry import Rule, register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError, all_finite
 
+DEVICES = ("auto", "numpy", "cpu", "cuda")  # where distances are computed
 BLOCK_ELEMENTS = 1 << 22
 """Largest row-block x center-block product evaluated at once when seeding with many centers."""
 
@@ -49,8 +50,8 @@ def resolve_device(device: str) -> str:
 
     On Linux, 'auto' skips importing torch when no NVIDIA driver device node exists.
     """
-    if device not in ("auto", "numpy", "cpu", "cuda"):
-        raise SelectorError(f"device: expected auto, numpy, cpu or cuda, got {device!r}")
+    if device not in DEVICES:
+        raise SelectorError(f"device: expected {', '.join(DEVICES)}, got {device!r}")
     if device == "auto":
         return "cuda" if cuda_available(skip_without_driver=True) else "numpy"
     if device == "cuda":
@@ -438,7 +439,7 @@ class ConstrainedFarthestFirst:
             self.take(row, distance, describe(row, distance))
 
 
-@register("kcenter")
+@register("kcenter", device=Rule(choices=DEVICES))
 def kcenter(pool: CandidatePool, constraints: Constraints, *, device: str = "auto") -> list[Pick]:
     """Diversity (coreset): greedy k-center seeded with the labeled frames, farthest frame first.
 

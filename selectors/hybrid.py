@@ -6,9 +6,9 @@ import math
 import numpy as np
 
 from segloop.selectors.constraints import Constraints, ConstraintTracker
-from segloop.selectors.diversity import ConstrainedFarthestFirst
-from segloop.selectors.registry import register
-from segloop.selectors.types import CandidatePool, Pick, SelectorError
+from segloop.selectors.diversity import DEVICES, ConstrainedFarthestFirst
+from segloop.selectors.registry import Rule, register
+from segloop.selectors.types import CandidatePool, Pick
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
@@ -19,7 +19,8 @@ def minmax(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / (values.max() - values.min())
 
 
-@register("hybrid")
+@register("hybrid", mode=Rule(choices=("prefilter", "weighted")), prefilter_factor=Rule(low=1.0),
+          uncertainty_weight=Rule(low=0.0, high=1.0), device=Rule(choices=DEVICES))
 def hybrid(
     pool: CandidatePool, constraints: Constraints, *, signal: str | None = None, mode: str = "prefilter",
     prefilter_factor: float = 5.0, uncertainty_weight: float = 0.5, device: str = "auto",
@@ -32,12 +33,6 @@ def hybrid(
     mode 'weighted': each step picks the frame maximising (1 - w) * d / d_max + w * u, with d its
     distance to the nearest covered frame and u its min-max normalised uncertainty, w = uncertainty_weight.
     """
-    if mode not in ("prefilter", "weighted"):
-        raise SelectorError(f"hybrid: mode must be 'prefilter' or 'weighted', got {mode!r}")
-    if not 0.0 <= uncertainty_weight <= 1.0:
-        raise SelectorError(f"hybrid: uncertainty_weight must lie in [0, 1], got {uncertainty_weight}")
-    if prefilter_factor < 1.0:
-        raise SelectorError(f"hybrid: prefilter_factor must be >= 1, got {prefilter_factor}")
     values = pool.signal(signal)
     tracker = ConstraintTracker(pool, constraints)
     if tracker.done:

@@ -36,7 +36,7 @@ import numpy as np
 from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.diversity import seed_rows
 from segloop.selectors.hybrid import minmax
-from segloop.selectors.registry import register
+from segloop.selectors.registry import Rule, register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 
@@ -145,7 +145,7 @@ def _nearest_open(positions: np.ndarray, eligible: np.ndarray, target: float) ->
     return int(tied[len(tied) // 2])
 
 
-@register("keyframes")
+@register("keyframes", time_weight=Rule(low=0.0), confidence_weight=Rule(low=0.0))
 def keyframes(
     pool: CandidatePool, constraints: Constraints, *, video_id: int | None = None, time_weight: float = 1.0,
     confidence_weight: float = 1.0, signal: str | None = None,
@@ -155,8 +155,6 @@ def keyframes(
     `video_id` may be omitted when the scope holds one video. `signal` names the uncertainty to
     favour (default: the pool's only signal, if any); confidence_weight 0 ignores it.
     """
-    if time_weight < 0 or confidence_weight < 0:
-        raise SelectorError("keyframes: time_weight and confidence_weight must be >= 0")
     tracker = ConstraintTracker(pool, constraints)
     video = _video_of(pool, tracker, video_id)
     if video is None:

@@ -6,7 +6,7 @@ import numpy as np
 from segloop.selectors.clustering import cluster_scope, kmeans
 from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.index import IndexConfig, VectorIndex, knn_graph
-from segloop.selectors.registry import register
+from segloop.selectors.registry import Rule, register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 DENSITY_EPSILON = 1e-12
@@ -35,7 +35,7 @@ def knn_typicality(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     return 1.0 / (mean_distance + DENSITY_EPSILON), mean_distance
 
 
-@register("typicality")
+@register("typicality", k=Rule(low=1), n_clusters=Rule(low=-1), seed=Rule(low=0))
 def typicality(
     pool: CandidatePool, constraints: Constraints, *, k: int = 20, n_clusters: int = -1, seed: int = 0
 ) -> list[Pick]:
@@ -60,8 +60,6 @@ def typicality(
             order, scores, lambda row: f"typical: mean {k}-NN distance {mean_distance[row]:.4g}"
         )
     wanted = constraints.budget if n_clusters == -1 else n_clusters
-    if wanted < 1:
-        raise SelectorError(f"typicality: n_clusters must be -1, 0 or >= 1, got {n_clusters}")
     clusters = kmeans(pool.embeddings[rows], wanted, seed=seed)
     _round_robin(pool, tracker, rows, clusters.assignment, clusters.count, scores, mean_distance, k)
     return tracker.picks()

@@ -166,8 +166,16 @@ def _strategy(session: Session, name: str, params: Any) -> None:
         raise ValidationError(f"strategy {name!r} is unknown; strategies: {', '.join(sorted(known))}")
 
 
+def _strategy_params(session: Session, values: dict, params: Any) -> None:
+    """The parameters suit the params' strategy (names, types, limits)."""
+    from segloop.selectors.registry import check_params
+
+    _strategy(session, params.strategy, params)
+    check_params(params.strategy, values)
+
+
 REFERENCE_CHECKS: dict[str, Callable] = {
     "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "file": _file,
     "video_ids": _video_ids, "checkpoint": _checkpoint, "embedding_set": _embedding_set, "preset": _preset,
-    "pretrain_config": _pretrain_config, "strategy": _strategy,
+    "pretrain_config": _pretrain_config, "strategy": _strategy, "strategy_params": _strategy_params,
 }

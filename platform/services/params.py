@@ -82,7 +82,8 @@ class SelectParams:
     project: str = _project()
     strategy: str = param("kcenter", ref="strategy", help="A registered strategy (`segloop select strategies`).")
     budget: int = param(10, min=1, help="Frames to pick.")
-    params: dict = param(default_factory=dict, help="Strategy parameters, e.g. {\"signal\": \"vss_entropy_mean\"}.")
+    params: dict = param(default_factory=dict, ref="strategy_params",
+                         help="Strategy parameters, e.g. {\"signal\": \"vss_entropy_mean\"}.")
     embedding_set_id: int | None = param(None, ref="embedding_set", help="Default: the project's newest.")
     min_gap_frames: int = param(0, min=0, help="Minimum distance in frames between picks of one video.")
     max_per_video: int | None = param(None, min=1, help="At most this many picks per video.")
@@ -169,7 +170,8 @@ class LoopRoundParams:
     project: str = _project()
     strategy: str = param("kcenter", ref="strategy", help="A registered selection strategy.")
     budget: int = param(8, min=1, help="Frames to pick this round.")
-    strategy_params: dict = param(default_factory=dict, help="Strategy parameters, e.g. {\"signal\": \"vss_margin\"}.")
+    strategy_params: dict = param(default_factory=dict, ref="strategy_params",
+                                  help="Strategy parameters, e.g. {\"signal\": \"vss_margin\"}.")
     checkpoint_id: int | None = _pretrained_id()
     weights: str | None = _weights()
     backbone: str = _backbone()

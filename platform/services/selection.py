@@ -12,7 +12,7 @@ from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo, SelectionInfo, SelectionItemInfo
 from segloop.platform.db.stores import annotations, artifacts, footage, projects, scores, selections
 from segloop.platform.services.embedding import load_embedding_set
-from segloop.selectors.constraints import Constraints
+from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.registry import StrategyInfo, run_strategy
 from segloop.selectors.registry import strategies as registered_strategies
 from segloop.selectors.types import CandidatePool, Pick
@@ -111,13 +111,10 @@ def run_selection(
     settings = settings or load_settings()
     params = dict(params or {})
     pool, embedding_set = build_pool(project, embedding_set_id, settings)
+    _check_scope_videos(constraints, pool, project, embedding_set.id)
     picks: list[Pick] = run_strategy(strategy, pool, constraints, **params)
     if not picks and not allow_empty:
-        set_constraints = {k: v for k, v in _constraints_dict(constraints).items()
-                           if k in LIMITING_CONSTRAINTS and v not in (None, 0, 0.0, [], ())}
-        raise ValidationError(f"{strategy} picked no frame: no frame of the {len(pool.frame_ids)} in the pool "
-                              f"satisfies the constraints ({', '.join(f'{k} {v}' for k, v in set_constraints.items())}"
-                              "); nothing was stored")
+        raise ValidationError(f"{strategy} picked no frame: {_why_nothing(pool, constraints)}; nothing was stored")
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
         recorded = {**params, "constraints": _constraints_dict(constraints)}
@@ -126,6 +123,34 @@ def run_selection(
             params=recorded, seed=params.get("seed"), embedding_set_id=embedding_set.id, job_id=job_id,
         )
         return SelectionRun(run, selections.selection_items(session, run.id))
+
+
+def _why_nothing(pool: CandidatePool, constraints: Constraints) -> str:
+    """Why no frame of the pool could be picked: the constraints set and the frames the exclusions took away."""
+    tracker = ConstraintTracker(pool, constraints)
+    blocked = np.zeros(pool.size, dtype=bool)
+    excluded = []
+    for mask, what, on in ((pool.labeled, "labeled", constraints.exclude_labeled),
+                           (pool.selected, "selected by earlier runs", constraints.exclude_selected)):
+        if on and (mask & tracker.in_scope & ~blocked).any():
+            excluded.append(f"{int((mask & tracker.in_scope & ~blocked).sum())} {what}")
+        blocked |= mask if on else False
+    duplicates = int((tracker.in_scope & ~blocked & ~tracker.eligible).sum())
+    if duplicates:
+        excluded.append(f"{duplicates} near-duplicate{'s' if duplicates != 1 else ''} of those")
+    limits = {k: v for k, v in _constraints_dict(constraints).items()
+              if k in LIMITING_CONSTRAINTS and v not in (None, 0, 0.0, [], ())}
+    return (f"no frame of the {len(pool.frame_ids)} in the pool satisfies the constraints "
+            f"({', '.join(f'{k} {v}' for k, v in limits.items())})"
+            + (f"; excluded: {', '.join(excluded)}" if excluded else ""))
+
+
+def _check_scope_videos(constraints: Constraints, pool: CandidatePool, project: str, embedding_set_id: int) -> None:
+    """Every video the constraints restrict to has frames in the pool (ValidationError naming the others)."""
+    missing = sorted(set(constraints.videos or ()) - {int(v) for v in np.unique(pool.video_ids)})
+    if missing:
+        raise ValidationError(f"videos: {', '.join(map(str, missing))} not in project {project!r} or not embedded "
+                              f"(embedding set {embedding_set_id}); nothing was stored")
 
 
 def _constraints_dict(constraints: Constraints) -> dict[str, Any]:

@@ -63,6 +63,29 @@ def test_params_are_validated_with_field_names() -> None:
     assert validate_params("ingest", {"paths": ["a"], "fps": 2})["fps"] == 2.0
 
 
+def test_strategy_parameters_are_checked_when_a_job_is_submitted(engine, tmp_path: Path) -> None:
+    """A select or loop_round job whose strategy parameters are unknown, of the wrong type or out of their limits is
+    refused at submission naming the field (before: queued, then failed in the worker with a TypeError)."""
+    from segloop.platform.db.stores import projects
+
+    with session_scope(engine) as session:
+        projects.get_or_create_project(session, "p")
+    refusals = [
+        ("select", {"project": "p", "strategy": "random", "params": {"seed": "x"}},
+         "select params: params: random: seed must be an integer, got 'x'"),
+        ("select", {"project": "p", "strategy": "random", "params": {"bogus": 1}},
+         r"select params: params: strategy 'random': unknown parameter\(s\) \['bogus'\]"),
+        ("loop_round", {"project": "p", "strategy": "cluster", "strategy_params": {"niter": 0}},
+         "loop_round params: strategy_params: cluster: niter must be >= 1, got 0"),
+    ]
+    for kind, params, message in refusals:
+        with pytest.raises(ValidationError, match=message):
+            _submit(engine, kind, params)
+    with session_scope(engine) as session:
+        assert job_store.list_jobs(session) == []
+    assert _job(engine, _submit(engine, "select", {"project": "p", "strategy": "random", "params": {"seed": 3}}))
+
+
 def test_listing_jobs_refuses_an_unknown_status_or_a_limit_below_one(engine, cli, tmp_path: Path) -> None:
     """`jobs list --status` must name a job status (before: any text gave an empty table and exit 0)."""
     queued = _submit(engine, "ingest", {"paths": [str(tmp_path)]})

@@ -100,6 +100,25 @@ def test_select_cli(embedded, cli, tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "unknown strategy 'nope'" in bad.output
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    (["--video", "999"], "videos: 999 not in project 'sel' or not embedded"),
+    (["--param", "seed=x"], "random: seed must be an integer, got 'x'"),
+    (["--param", "seed=NaN"], "random: seed must be an integer, got nan"),
+    (["--min-gap-seconds", "inf"], "min_gap_seconds: must be a finite number >= 0, got inf"),
+    (["--time-range", "nan", "4"], "time_range: start and end must be finite seconds"),
+])
+def test_select_cli_refuses_what_cannot_be_picked_by_name(options: list[str], message: str, embedded, cli,
+                                                          engine) -> None:
+    """A video outside the project, a strategy parameter of the wrong type, an infinite gap or a NaN time range is
+    refused naming it, exit 1, no run stored (before: an empty run stored with exit 0, or a TypeError traceback)."""
+    from segloop.platform.db.stores import selections
+
+    result = cli("select", "--project", "sel", "--strategy", "random", "--budget", "2", *options)
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+    with session_scope(engine) as session:
+        assert selections.list_selections(session, projects.get_project(session, "sel").id) == []
+
+
 def test_oracle_labels_exactly_the_picks(embedded, synth_root: Path, settings, engine) -> None:
     """The simulated annotator saves ground-truth masks for the picked frames only, as submitted manual masks."""
     from segloop.platform.core.masks import read_mask
@@ -154,3 +173,18 @@ def test_embed_project_under_torchrun_matches_one_process(embedded, settings, en
     sharded, sharded_ids = load_embedding_set(sets[0], settings)
     assert np.array_equal(single_ids, sharded_ids)
     np.testing.assert_allclose(sharded, single, atol=2e-2)
+
+
+def test_select_cli_refuses_a_run_that_picks_nothing_and_says_why(embedded, cli, engine) -> None:
+    """Once every frame is picked, another `segloop select` is refused naming what excluded the frames and stores
+    nothing (before: an empty table, an empty run stored, exit 0); `--budget 0` is refused like the job's budget."""
+    from segloop.platform.db.stores import selections
+
+    first = cli("select", "--project", "sel", "--strategy", "random", "--budget", "1000", "--include-labeled")
+    assert first.exit_code == 0, first.output
+    second = cli("select", "--project", "sel", "--strategy", "kcenter", "--budget", "3")
+    assert second.exit_code == 1 and "kcenter picked no frame" in second.output, second.output
+    assert "selected by earlier runs" in second.output and "nothing was stored" in second.output
+    assert cli("select", "--project", "sel", "--strategy", "kcenter", "--budget", "0").exit_code == 2
+    with session_scope(engine) as session:
+        assert len(selections.list_selections(session, projects.get_project(session, "sel").id)) == 1

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segloop.selectors.constraints import Constraints
-from segloop.selectors.registry import run_strategy, strategies
+from segloop.selectors.registry import check_params, run_strategy, strategies
 from segloop.selectors.types import NO_GROUP, CandidatePool, Pick, SelectorError
 
 FPS = 10.0
@@ -165,6 +165,50 @@ def test_unknown_strategy_and_parameter_are_named():
         run_strategy("kcenter", pool, Constraints(budget=1), bogus=3)
 
 
+BAD_PARAMETERS = [
+    ("random", {"seed": "x"}, "random: seed must be an integer, got 'x'"),
+    ("random", {"seed": 1.5}, "random: seed must be an integer, got 1.5"),
+    ("random", {"seed": -1}, "random: seed must be >= 0, got -1"),
+    ("random", {"seed": True}, "random: seed must be an integer, got True"),
+    ("typicality", {"k": "x"}, "typicality: k must be an integer, got 'x'"),
+    ("typicality", {"k": 0}, "typicality: k must be >= 1, got 0"),
+    ("cluster", {"niter": -3}, "cluster: niter must be >= 1, got -3"),
+    ("cluster", {"n_clusters": 0}, r"cluster: n_clusters must be >= 1 or -1, got 0"),
+    ("kcenter", {"device": "x"}, "kcenter: device must be one of auto, numpy, cpu, cuda, got 'x'"),
+    ("hybrid", {"prefilter_factor": "x"}, "hybrid: prefilter_factor must be a number, got 'x'"),
+    ("hybrid", {"uncertainty_weight": 2}, r"hybrid: uncertainty_weight must lie in \[0.0, 1.0\], got 2"),
+    ("hybrid", {"mode": "mixed"}, "hybrid: mode must be one of prefilter, weighted, got 'mixed'"),
+    ("keyframes", {"time_weight": float("nan")}, "keyframes: time_weight must be a finite number, got nan"),
+    ("keyframes", {"confidence_weight": float("inf")}, "keyframes: confidence_weight must be a finite number, got inf"),
+    ("keyframes", {"time_weight": -0.5}, r"keyframes: time_weight must be >= 0.0, got -0.5"),
+    ("keyframes", {"signal": 5}, "keyframes: signal must be text, got 5"),
+    ("uncertainty", {"signal": ["u"]}, r"uncertainty: signal must be text, got \['u'\]"),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "message"), BAD_PARAMETERS,
+                         ids=[f"{n}-{next(iter(p))}-{p[next(iter(p))]}" for n, p, _ in BAD_PARAMETERS])
+def test_bad_strategy_parameters_are_refused_by_name(name: str, params: dict, message: str) -> None:
+    """A parameter of the wrong type, not finite, outside its limits or choices is refused naming the strategy,
+    parameter and value: by `check_params` (what job submission calls) and by the strategy itself, so a direct
+    library call gets the same message; nothing is picked."""
+    pool = CandidatePool(np.zeros((4, 2), dtype=np.float32), [1, 2, 3, 4], [0, 0, 0, 0], [0, 1, 2, 3],
+                         uncertainty={"u": np.linspace(0, 1, 4)})
+    with pytest.raises(SelectorError, match=f"^{message}$"):
+        check_params(name, params)
+    with pytest.raises(SelectorError, match=f"^{message}$"):
+        strategies()[name].fn(pool, Constraints(budget=2), **params)
+
+
+def test_good_strategy_parameters_pass_as_given() -> None:
+    """Defaults, special values (-1: one cluster per pick), numpy integers for integer parameters, integers for
+    float ones and None for optional ones are accepted unchanged."""
+    for name, info in strategies().items():
+        assert check_params(name, dict(info.params)) == info.params, name
+    assert check_params("cluster", {"n_clusters": -1, "seed": np.int64(3)}) == {"n_clusters": -1, "seed": 3}
+    assert check_params("keyframes", {"time_weight": 2, "video_id": None}) == {"time_weight": 2, "video_id": None}
+
+
 def test_every_strategy_is_documented():
     """Each registered strategy has a one-line summary for `segloop select --help`."""
     for name, info in strategies().items():
@@ -231,3 +275,20 @@ def test_hand_checked_constraints_on_random():
     for a, b in itertools.combinations(picks, 2):
         if pool.video_ids[a.row] == pool.video_ids[b.row]:
             assert abs(pool.frame_indices[a.row] - pool.frame_indices[b.row]) >= 3
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"budget": -1}, "budget: must be a non-negative integer, got -1"),
+    ({"budget": 1.5}, "budget: must be a non-negative integer, got 1.5"),
+    ({"budget": True}, "budget: must be a non-negative integer, got True"),
+    ({"min_gap_frames": -2}, "min_gap_frames: must be >= 0, got -2"),
+    ({"min_gap_seconds": float("inf")}, "min_gap_seconds: must be a finite number >= 0, got inf"),
+    ({"min_gap_seconds": float("nan")}, "min_gap_seconds: must be a finite number >= 0, got nan"),
+    ({"max_per_video": 0}, "max_per_video: must be >= 1, got 0"),
+    ({"time_range": (float("nan"), 4.0)}, "time_range: start and end must be finite seconds, got nan and 4.0"),
+    ({"time_range": (5.0, 1.0)}, "time_range: start must be <= end, got 5.0 and 1.0"),
+])
+def test_constraints_that_cannot_describe_a_selection_are_refused_by_field(fields: dict, message: str) -> None:
+    """Each impossible constraint is refused naming its field in the words a user typed (no class name)."""
+    with pytest.raises(SelectorError, match=f"^{message}$"):
+        Constraints(**{"budget": 3, **fields})

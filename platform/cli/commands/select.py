@@ -53,7 +53,7 @@ def _run_json(run, where: dict[int, tuple[str, int]]) -> dict[str, Any]:
 @click.group("select", invoke_without_command=True)
 @click.option("--project", default="default", show_default=True)
 @click.option("--strategy", default=None, help="A registered strategy (see `segloop select strategies`).")
-@click.option("--budget", type=click.IntRange(min=0), default=10, show_default=True, help="Frames to pick.")
+@click.option("--budget", type=click.IntRange(min=1), default=10, show_default=True, help="Frames to pick.")
 @click.option("--embedding-set", "embedding_set_id", type=int, default=None, help="Default: the project's newest.")
 @click.option("--param", "param_pairs", multiple=True, help="Strategy parameter KEY=VALUE (repeatable).")
 @click.option("--min-gap-frames", type=click.IntRange(min=0), default=0, show_default=True)
@@ -87,7 +87,7 @@ def command(ctx: click.Context, project: str, strategy: str | None, budget: int,
         min_gap_seconds=min_gap_seconds, max_per_video=max_per_video, videos=tuple(videos) or None,
         time_range=time_range,
     )
-    run = run_selection(project, strategy, constraints, parse_params(param_pairs), embedding_set_id)
+    run = run_selection(project, strategy, constraints, parse_params(param_pairs), embedding_set_id, allow_empty=False)
     shown, where = show_selection(run.selection.id)
     _print_run(shown, where)
     if json_path:
