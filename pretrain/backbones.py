@@ -1,6 +1,7 @@
 """Backbones: any timm ViT by name, randomly initialised or loaded from a local weights file or run folder."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -50,11 +51,47 @@ def create_backbone(
         extra["img_size"] = img_size
     if weights is None:
         return timm.create_model(name, pretrained=False, **extra)
-    path = weights_file(weights)
+    model = timm.create_model(name, pretrained=False, **extra)
+    load_weights(model, name, weights_file(weights))
+    return model
+
+
+def load_weights(model: nn.Module, name: str, path: Path) -> None:
+    """Load a weights file into a timm model as timm's factory would (its checkpoint filter: key layouts, position
+    embeddings resized); BackboneError when the file cannot be read or leaves any tensor of the model unloaded."""
+    import importlib
+
+    from timm.models import load_pretrained
+
+    missing: list[str] = []
+    hook = model.register_load_state_dict_post_hook(lambda _, keys: missing.extend(keys.missing_keys))
+    config = {key: value for key, value in model.pretrained_cfg.items() if key not in ("url", "hf_hub_id")}
+    family = importlib.import_module(type(model).__module__)
     try:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **extra)
-    except Exception as exc:  # timm raises many kinds for a bad file; name the file in one message
-        raise BackboneError(f"{path}: cannot load weights into {name}: {exc}") from None
+        load_pretrained(model, pretrained_cfg={**config, "file": str(path), "custom_load": False}, num_classes=0,
+                        filter_fn=getattr(family, "checkpoint_filter_fn", None), strict=False)
+    except Exception as exc:  # timm and torch raise many kinds for a bad file; name the file in one message
+        raise BackboneError(f"{path}: cannot load weights into {name}: {_load_failure(path, exc)}") from None
+    finally:
+        hook.remove()
+    if missing:
+        total = len(model.state_dict())
+        raise BackboneError(f"{path}: not weights of {name}: {len(missing)} of its {total} tensors are not in the "
+                            f"file (e.g. {missing[0]!r}), so they would keep their random initialisation")
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why a weights file did not load: unreadable as weights, or the first mismatch it has with the model."""
+    from timm.models import load_state_dict
+
+    try:
+        load_state_dict(str(path))
+    except Exception:  # noqa: BLE001 - any failure to read means the same thing to the user
+        return "not a PyTorch (.pth/.pt/.bin) or safetensors weights file"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict") else (
+        lines[0] if lines else "unknown reason")
+    return re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", detail)[:300]
 
 
 def patch_size(model: nn.Module) -> int:

@@ -36,6 +36,47 @@ def test_corrupt_teacher_weights_are_named(tmp_path: Path) -> None:
         create_backbone("vit_tiny_patch16_224", weights=bad)
 
 
+def _saved(path: Path, state: dict) -> Path:
+    """`state` written as a PyTorch weights file at `path`."""
+    import torch
+
+    torch.save(state, path)
+    return path
+
+
+def test_weights_that_would_leave_the_model_at_random_init_are_refused(tmp_path: Path) -> None:
+    """Weights of another layout or model are refused naming the file and the first tensor they lack; before, timm
+    loaded them non-strictly (the classifier differs) and returned a random-init network with only a log line."""
+    import timm
+    import torch
+
+    source = timm.create_model("vit_tiny_patch16_224", num_classes=0)
+    state = source.state_dict()
+    renamed = _saved(tmp_path / "renamed.pth", {f"backbone.{key}": value for key, value in state.items()})
+    partial = _saved(tmp_path / "partial.pth", {k: v for k, v in state.items() if k != "blocks.3.mlp.fc1.weight"})
+    other = _saved(tmp_path / "small.pth", timm.create_model("vit_small_patch16_224", num_classes=0).state_dict())
+    text = tmp_path / "notes.pth"
+    text.write_text("not weights\n")
+    refusals = [
+        (renamed, r"renamed.pth: not weights of vit_tiny_patch16_224: 150 of its 150 tensors are not in the file "
+                  r"\(e.g. 'cls_token'\), so they would keep their random initialisation"),
+        (partial, r"partial.pth: not weights of vit_tiny_patch16_224: 1 of its 150 tensors are not in the file "
+                  r"\(e.g. 'blocks.3.mlp.fc1.weight'\)"),
+        (other, r"small.pth: cannot load weights into vit_tiny_patch16_224: size mismatch for cls_token: copying a "
+                r"param with shape \[1, 1, 384\] from checkpoint"),
+        (text, "notes.pth: cannot load weights into vit_tiny_patch16_224: not a PyTorch"),
+    ]
+    for path, message in refusals:
+        with pytest.raises(BackboneError, match=message):
+            create_backbone("vit_tiny_patch16_224", weights=path)
+    loaded = create_backbone("vit_tiny_patch16_224", weights=_saved(tmp_path / "own.pth", state), img_size=112)
+    assert torch.equal(loaded.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    assert loaded.pos_embed.shape[1] == 1 + 7 * 7  # resized to the requested size by timm's checkpoint filter
+    with_head = timm.create_model("vit_tiny_patch16_224", num_classes=10).state_dict()
+    assert torch.equal(create_backbone("vit_tiny_patch16_224", weights=_saved(tmp_path / "head.pth", with_head))
+                       .cls_token, with_head["cls_token"])  # a classifier in the file is dropped, as before
+
+
 def test_a_folder_without_teacher_weights_is_named(tmp_path: Path) -> None:
     """A folder given as weights must be a pretrain run folder; the error names the folder and the file."""
     folder = tmp_path / "not-a-run"
