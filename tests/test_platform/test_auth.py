@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -181,11 +182,29 @@ def test_loopback_detection() -> None:
 
 def _free_port() -> int:
     """A TCP port nobody listens on right now."""
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_ui_refuses_an_address_or_port_it_cannot_listen_on(engine, settings) -> None:
+    """`segloop ui` on a busy port, a port out of range, an address that does not resolve or is not this machine's:
+    one line naming it, before Streamlit starts (before: a streamlit traceback for --port 99999, a log line for a
+    busy port)."""
+    from tests.conftest import run_segloop
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        cases = [(["--port", port], 1, f"port {port} is in use on 127.0.0.1"),
+                 (["--port", "99999"], 2, "99999 is not in the range 1<=x<=65535"),
+                 (["--address", "999.1.1.1"], 1, "--address '999.1.1.1': not a host name or IP address"),
+                 (["--address", "192.0.2.1"], 1, "--address 192.0.2.1: not an address of this machine")]
+        for options, code, message in cases:
+            refused = run_segloop("ui", *options, timeout=120)
+            assert refused.returncode == code and message in refused.stderr, (options, refused.stderr)
+            assert "Traceback" not in refused.stderr
 
 
 def test_ui_on_all_addresses_needs_an_admin(engine, settings) -> None:
