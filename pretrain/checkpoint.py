@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segloop.platform.core.storage import atomic_path
+from segloop.platform.core.storage import atomic_path, read_torch_file
 from segloop.pretrain.config import DENSE_LAYOUT, dense_encoder_on
 
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -73,10 +73,7 @@ def load_training_state(path: Path) -> dict:
     """The dict written by save_training_state."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated or foreign files raise many kinds
-        raise CheckpointError(f"{path}: cannot read checkpoint: {exc}") from None
+    state = read_torch_file(path, "checkpoint", CheckpointError, weights_only=False)
     missing = {"step", "model", "optimizer", "rng", "config"} - set(state)
     if missing:
         raise CheckpointError(f"{path}: not a segloop pretraining checkpoint (missing {sorted(missing)})")

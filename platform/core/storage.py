@@ -200,6 +200,26 @@ def save_upload(uploads_dir: Path, name: str, data: bytes, max_bytes: int) -> Pa
     return target
 
 
+def read_torch_file(path: Path, what: str, error: type[Exception] = StorageError, *, weights_only: bool = True,
+                    map_location: Any = "cpu") -> Any:
+    """The object saved in a torch file; `error` naming the file and `what` it should hold when it cannot be read."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception:  # truncated or foreign files raise many kinds (zip, pickle, EOF, runtime errors)
+        raise error(f"{path}: cannot read {what}: the file is truncated or not a PyTorch file") from None
+
+
+def resume_state(path: Path, map_location: Any = "cpu") -> dict:
+    """A training state saved to resume from; {} (a fresh start) when it cannot be read."""
+    try:
+        state = read_torch_file(path, "training state", weights_only=False, map_location=map_location)
+    except StorageError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def write_json(path: Path, payload: Any) -> Path:
     """Write JSON atomically (parents created); returns the path."""
     import json

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from segloop.platform.core.errors import ValidationError
 from segloop.platform.core.settings import Settings, load_settings
+from segloop.platform.core.storage import StorageError, read_torch_file
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import CheckpointInfo
 from segloop.platform.db.stores import artifacts, metrics, projects
@@ -212,10 +213,8 @@ def _pretrain_points(weights: Path) -> list[dict]:
 
 def _saved_losses(path: Path) -> list:
     """The per-step losses stored in a VSS head file ([] when unreadable)."""
-    import torch
-
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, ValueError, EOFError):
+        state = read_torch_file(path, "VSS head", weights_only=False)
+    except StorageError:
         return []
     return list(state.get("losses", [])) if isinstance(state, dict) else []

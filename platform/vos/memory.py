@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segloop.platform.core.image import working_size
+from segloop.platform.core.storage import read_torch_file
 from segloop.platform.vos.propagation import (
     Featurizer,
     FrameResult,
@@ -452,10 +453,7 @@ def load_memory_model(folder: str | Path) -> MemoryVOS:
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise MemoryModelError(f"{weights}: missing (the model folder has settings but no weights)")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign files raise many kinds
-        raise MemoryModelError(f"{weights}: corrupt model weights ({type(exc).__name__})") from None
+    state = read_torch_file(weights, "model weights", MemoryModelError)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise MemoryModelError(f"{weights}: not a memory VOS weights file (format tag missing)")
     try:

@@ -21,6 +21,7 @@ from segloop.platform.core.device import resolve_device
 from segloop.platform.core.errors import FinetuneError
 from segloop.platform.core.image import image_tensor
 from segloop.platform.core.schedules import cosine
+from segloop.platform.core.storage import read_torch_file, resume_state
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
 
 PRIOR_CLAMP = 0.9
@@ -164,7 +165,7 @@ def train_refiner(samples: Sequence[ObjectSample], videos: dict[str, VideoFeatur
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start, losses = 0, []
     if state_path is not None and Path(state_path).is_file():
-        saved = torch.load(state_path, map_location=device, weights_only=False)
+        saved = resume_state(Path(state_path), device)
         if saved.get("config") == config.as_dict() and saved.get("count") == len(samples):
             decoder.load_state_dict(saved["decoder"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -225,15 +226,11 @@ def save_refiner(path: str | Path, trained: TrainedRefiner) -> Path:
 
 def load_refiner(path: str | Path, device: str = "cpu") -> TrainedRefiner:
     """A decoder checkpoint written by `save_refiner`; errors name the file."""
-    import torch
 
     path = Path(path)
     if not path.is_file():
         raise FinetuneError(f"{path}: VOS checkpoint does not exist")
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # torch raises several kinds for a bad file
-        raise FinetuneError(f"{path}: unreadable checkpoint ({exc})") from None
+    state = read_torch_file(path, "VOS checkpoint", FinetuneError, weights_only=False, map_location=device)
     if not isinstance(state, dict) or state.get("kind") != "vos":
         raise FinetuneError(f"{path}: not a segloop VOS refinement checkpoint")
     decoder = build_decoder(state["in_dim"], state["layers"], state["hidden"])

@@ -25,6 +25,7 @@ from segloop.platform.core.errors import FinetuneError
 from segloop.platform.core.image import image_tensor
 from segloop.platform.core.optim import layer_decay_groups
 from segloop.platform.core.schedules import cosine
+from segloop.platform.core.storage import read_torch_file, resume_state
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
 
 IGNORE = 255
@@ -202,7 +203,7 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
     steps = total_steps(config, len(samples))
     start_step, losses = 0, []
     if state_path is not None and Path(state_path).is_file():
-        saved = torch.load(state_path, map_location=device, weights_only=False)
+        saved = resume_state(Path(state_path), device)
         if saved.get("config") == config.as_dict() and saved.get("samples") == _sample_keys(samples):
             head.load_state_dict(saved["head"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -292,15 +293,11 @@ def _patch(backbone) -> int:
 
 def load_vss(path: str | Path, device: str = "cpu") -> tuple[TrainedVSS, object | None]:
     """(trained head, fine-tuned backbone or None) from a checkpoint file written by `save_vss`."""
-    import torch
 
     path = Path(path)
     if not path.is_file():
         raise FinetuneError(f"{path}: VSS checkpoint does not exist")
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # torch raises several kinds for a bad file
-        raise FinetuneError(f"{path}: unreadable checkpoint ({exc})") from None
+    state = read_torch_file(path, "VSS checkpoint", FinetuneError, weights_only=False, map_location=device)
     if not isinstance(state, dict) or state.get("kind") != "vss":
         raise FinetuneError(f"{path}: not a segloop VSS checkpoint")
     head = build_head(state["head_kind"], state["in_dim"], state["layers"], state["num_classes"], state["hidden"])

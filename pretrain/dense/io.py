@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from segloop.platform.core.storage import read_torch_file
 from segloop.pretrain.checkpoint import atomic_save
 from segloop.pretrain.dense.encoder import DenseEncoder, EncoderConfig, EncoderConfigError
 
@@ -50,10 +51,7 @@ def load_dense_encoder(run_dir_or_file: str | Path, skip_weight: float | None = 
                        device: str | torch.device = "cpu") -> DenseEncoder:
     """The saved encoder in eval mode; `skip_weight` overrides the saved colour-fusion weight."""
     path = resolve_path(run_dir_or_file)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign files raise many kinds
-        raise DenseLoadError(f"{path}: cannot read dense encoder: {exc}") from None
+    state = read_torch_file(path, "dense encoder", DenseLoadError)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DenseLoadError(f"{path}: not a segloop dense encoder file (format tag missing)")
     values = dict(state["config"])

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from segloop.platform.core.storage import StorageError, check_upload_name, resolve_inside, safe_name, save_upload
+from segloop.platform.core.storage import (
+    StorageError,
+    check_upload_name,
+    read_torch_file,
+    resolve_inside,
+    resume_state,
+    safe_name,
+    save_upload,
+)
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd.mp4", "..\\..\\x.mp4", "/abs/path.mp4", "C:evil.mp4", "a\x00.mp4"])
@@ -108,3 +116,32 @@ def test_read_only_commands_work_on_a_read_only_database(synth_root: Path, sqlit
         refused = _run_cli("jobs", "cancel", "1")
         assert refused.returncode == 1 and "readonly database" in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_unreadable_torch_files_are_named_without_the_loader_s_words(tmp_path: Path) -> None:
+    """A truncated, empty or text file given where segloop expects a torch file is refused naming the file and what
+    it should hold, in the caller's error type, never with pickle/zip internals (before, e.g. 'cannot read dense
+    encoder: 174812789'); a resume state that cannot be read is a fresh start."""
+    import torch
+
+    good = tmp_path / "good.pth"
+    torch.save({"step": 3}, good)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[:100])
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.pth"
+    text.write_text("junk\n")
+    assert read_torch_file(good, "training state") == {"step": 3}
+
+    class OwnError(ValueError):
+        pass
+
+    for bad in (truncated, empty, text):
+        with pytest.raises(OwnError, match=rf"^{bad}: cannot read dense encoder: the file is truncated or not a "
+                                           r"PyTorch file$"):
+            read_torch_file(bad, "dense encoder", OwnError)
+        with pytest.raises(StorageError):
+            read_torch_file(bad, "model weights")
+        assert resume_state(bad) == {}
+    assert resume_state(good) == {"step": 3}
