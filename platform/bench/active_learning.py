@@ -32,6 +32,7 @@ import click
 import numpy as np
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.console import OUT_FILE
 from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.settings import Settings
 
@@ -371,7 +372,7 @@ def plot(document: dict, path: Path) -> Path:
 @click.option("--first-round", default="kcenter", show_default=True)
 @click.option("--ceiling-folds", type=click.IntRange(min=0), default=5, show_default=True,
               help="k of the k-fold full-supervision ceiling (0: skip).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Default: $SEGLOOP_DATA_DIR/bench/active-learning.json")
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="PNG of the curves.")
 def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, seeds: int, checkpoint: Path | None,

@@ -9,7 +9,7 @@ import click
 
 from segloop.platform.bench.common import bench_devices, comma_ints, default_json_path, machine_info
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
-from segloop.platform.core.console import console, print_table
+from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import SHARED_SAMPLE
 from segloop.platform.core.storage import write_json
@@ -45,7 +45,7 @@ def measure(paths: list[Path], backbone: str, img_size: int, batch_size: int, de
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=0))
 @click.option("--limit", default=96, show_default=True, type=click.IntRange(min=1), help="Frames to embed per figure.")
 @click.option("--device", "devices", default="auto", show_default=True, help="cpu, cuda, or auto (cpu + cuda if any).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Where to save the results.")
+@click.option("--json", "json_path", type=OUT_FILE, default=None, help="Where to save the results.")
 @friendly_errors
 def command(frames_root: Path | None, backbone: str, sizes: str, batch_size: int, workers: int, limit: int,
             devices: str, json_path: Path | None) -> None:

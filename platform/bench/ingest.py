@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.bench.common import best_of, default_json_path, machine_info
-from segloop.platform.core.console import console, print_table
+from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import SHARED_SAMPLE, Settings
 from segloop.platform.core.storage import write_json
@@ -62,7 +62,7 @@ def ingest_once(videos: list[Path]) -> tuple[int, float]:
 @click.command("ingest")
 @click.argument("videos", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per figure; best kept.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Where to save the results.")
+@click.option("--json", "json_path", type=OUT_FILE, default=None, help="Where to save the results.")
 @friendly_errors
 def command(videos: tuple[Path, ...], repeats: int, json_path: Path | None) -> None:
     """Ingest throughput on VIDEOS (default: the shared DAVIS sample videos)."""

@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.console import OUT_FILE
 from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
 
 STRATEGIES = ("first", "uniform", "keyframes")
@@ -161,7 +162,7 @@ def _memory_trainer(checkpoint: str | None, short_side: int, steps: int, say: Ca
               help="Also train the memory VOS model (`finetune vos`) on each strategy's annotated frames and score "
                    "its masks.")
 @click.option("--memory-steps", type=click.IntRange(min=1), default=600, show_default=True)
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Default: $SEGLOOP_DATA_DIR/bench/keyframes.json")
 def command(root: Path, budgets: str, strategies: str, backbone: str, checkpoint: Path | None, short_side: int,
             radius: int, refine: bool, refine_steps: int, memory: bool, memory_steps: int,

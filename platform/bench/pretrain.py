@@ -11,7 +11,7 @@ import click
 
 from segloop.platform.bench.common import bench_devices, comma_ints, default_json_path, machine_info
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
-from segloop.platform.core.console import console, print_table
+from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
 
@@ -92,7 +92,7 @@ def measure(backbone: str, img_size: int, device_name: str, batch_size: int, ste
 @click.option("--steps", default=3, show_default=True, type=click.IntRange(min=1), help="Timed steps per figure.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", "devices", default="auto", show_default=True, help="cpu, cuda, or auto (cpu + cuda if any).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Where to save the results.")
+@click.option("--json", "json_path", type=OUT_FILE, default=None, help="Where to save the results.")
 @friendly_errors
 def command(backbone: str, sizes: str, batch_size: int, steps: int, warmup: int, devices: str,
             json_path: Path | None) -> None:

@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from segloop.platform.bench.common import default_json_path, machine_info
-from segloop.platform.core.console import console, print_table
+from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import Settings
 from segloop.platform.core.storage import write_json
@@ -75,7 +75,7 @@ def clustered_vectors(count: int, dim: int, seed: int = 0) -> np.ndarray:
 @click.option("--budget", type=click.IntRange(min=1), default=1000, show_default=True, help="k-center picks.")
 @click.option("--queries", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--skip-ivf", is_flag=True, help="Skip the IVF-PQ index (its training dominates at 1M on 2 cores).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUT_FILE, default=None)
 @friendly_errors
 def command(frames: int, dim: int, per_video: int, budget: int, queries: int, skip_ivf: bool,
             json_path: Path | None) -> None:

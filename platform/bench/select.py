@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from segloop.platform.bench.common import comma_ints, default_json_path, machine_info
-from segloop.platform.core.console import console, print_table
+from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
 
@@ -273,7 +273,7 @@ def print_results(results: dict[str, Any]) -> None:
               help="Comma-separated IVF-PQ re-rank factors (exact re-scoring of the top 10 x factor).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Where to save the results.")
+@click.option("--json", "json_path", type=OUT_FILE, default=None, help="Where to save the results.")
 @friendly_errors
 def command(size: int, dim: int, budget: int, naive_picks: int, full_picks: int, torch_picks: int, sizes: str,
             large: bool, queries: int, nprobes: str, reranks: str, threads: int, seed: int,

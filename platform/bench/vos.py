@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.core.backbones import BACKBONE_NAMES
+from segloop.platform.core.console import OUT_FILE
 from segloop.platform.vos.propagation import PropagationConfig
 
 
@@ -121,7 +122,7 @@ def default_json_path() -> Path:
               help="Runs per row; each rate is the median over them.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, type=click.IntRange(min=0), help="torch CPU threads (0: torch default).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
+@click.option("--json", "json_out", type=OUT_FILE, help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
 def command(num_frames: int, height: int, width: int, backbone: str | None, checkpoint: Path | None, methods: str,
             short_sides: str, recent_radius: int, batch_size: int, repeats: int, device: str, threads: int,
             json_out: Path | None) -> None:

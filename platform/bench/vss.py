@@ -20,6 +20,7 @@ import click
 import numpy as np
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.console import OUT_FILE
 
 PROTOCOLS = ("frames", "videos")
 NONE = "none"
@@ -145,7 +146,7 @@ def run_benchmark(root: str | Path, keyframes: str, checkpoint: str | None, back
               help="Comma-separated: none, average, gate, or one with settings, e.g. gate:topk=10+radius=3.")
 @click.option("--protocols", default="frames,videos", show_default=True)
 @click.option("--short-side", type=click.IntRange(min=16), default=192, show_default=True)
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Default: $SEGLOOP_DATA_DIR/bench/vss.json")
 def command(root: Path, keyframes: str, checkpoint: Path | None, backbone: str, variants: str, protocols: str,
             short_side: int, json_out: Path | None) -> None:

@@ -1,13 +1,19 @@
-"""Terminal output shared by the CLI and the benchmarks: consoles, tables, progress bars."""
+"""Terminal input and output shared by the CLI and the benchmarks: output path options, consoles, tables, progress
+bars."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+OUT_DIR = click.Path(file_okay=False, path_type=Path)  # an output folder option: new, or an existing folder
+OUT_FILE = click.Path(dir_okay=False, path_type=Path)  # an output file option (JSON): new, or an existing file
 
 console = Console()
 err_console = Console(stderr=True)

@@ -34,8 +34,16 @@ def user_message(exc: BaseException) -> str | None:
     return None
 
 
+def file_error_message(exc: BaseException) -> str | None:
+    """'PATH: reason' for an operating-system error on a file the user named (a command-line message), else None."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
+    return None
+
+
 def friendly_errors(func: Callable) -> Callable:
-    """Turn expected failures (bad input, missing rows, unreachable DB) into a click message and exit 1."""
+    """Turn expected failures (bad input, missing rows, unreachable DB, a file that cannot be written or read) into
+    a click message and exit 1."""
     import click
 
     @functools.wraps(func)
@@ -45,7 +53,7 @@ def friendly_errors(func: Callable) -> Callable:
         except click.ClickException:
             raise
         except Exception as exc:
-            message = user_message(exc)
+            message = file_error_message(exc) or user_message(exc)
             if message is None:
                 raise
             raise click.ClickException(message) from None

@@ -135,6 +135,41 @@ def test_bench_list_options_refuse_an_empty_or_bad_list_by_name(data_dir: Path, 
     assert "Traceback" not in result.output and not out.exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("synth", "FILE"), "Invalid value for 'OUT_DIR': Directory"),
+    (("pretrain", "--frames", "ROOT", "--out", "FILE"), "Invalid value for '--out': Directory"),
+    (("finetune", "vos", "--frames", "ROOT", "--out", "FILE"), "Invalid value for '--out': Directory"),
+    (("finetune", "vss", "--project", "p", "--out", "FILE"), "Invalid value for '--out': Directory"),
+    (("vos", "propagate", "ROOT", "--method", "pixels", "--out", "FILE"), "Invalid value for '--out': Directory"),
+    (("eval", "vos", "--pred", "ROOT", "--gt", "ROOT", "--json", "DIR"), "Invalid value for '--json': File"),
+    (("select", "--project", "p", "--strategy", "random", "--json", "DIR"), "Invalid value for '--json': File"),
+    (("bench", "vos", "--methods", "pixels", "--json", "DIR"), "Invalid value for '--json': File"),
+    (("bench", "keyframes", "ROOT", "--json", "DIR"), "Invalid value for '--json': File"),
+])
+def test_output_paths_of_the_wrong_kind_are_refused_before_any_work(data_dir: Path, synth_root: Path, tmp_path: Path,
+                                                                     args, message) -> None:
+    """An output folder that is an existing file, or an output JSON that is an existing folder, is refused as a
+    usage error naming the option (before: FileExistsError / NotADirectoryError tracebacks, some after minutes of
+    work); the file and folder are left as they were."""
+    existing_file, existing_dir = tmp_path / "taken", tmp_path / "folder"
+    existing_file.write_text("keep")
+    existing_dir.mkdir()
+    swap = {"FILE": str(existing_file), "DIR": str(existing_dir), "ROOT": str(synth_root)}
+    result = invoke_segloop(*[swap.get(a, a) for a in args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert existing_file.read_text() == "keep" and list(existing_dir.iterdir()) == []
+
+
+def test_a_file_the_system_refuses_is_named_in_one_line(tmp_path: Path) -> None:
+    """An operating-system error on a path the user gave (here: a folder that cannot be created) is one line naming
+    the path and the reason, exit 1 (before: the errno text, or a traceback for kinds other than not-found)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is needed")
+    result = invoke_segloop("synth", str(blocker / "videos"), "--videos", "1", "--frames", "2", "--size", "32x32")
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == f"Error: {blocker / 'videos'}: not a directory"
+
+
 def test_bench_scale_small(cli, tmp_path: Path) -> None:
     """`segloop bench scale` on a small synthetic project reports every measure."""
     out = tmp_path / "scale.json"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from segloop.platform.core.console import OUT_FILE
 from segloop.platform.core.storage import write_json
 
 
@@ -63,7 +64,7 @@ _EXTRA = {"allow_extra_args": True}
 @click.option("--gt", "gt_root", required=True, type=click.Path(path_type=Path),
               help="GT_ROOT/<seq>/%05d.png, or a DAVIS root (uses Annotations/480p)")
 @click.option("--sequences", multiple=True, help="Sequences to score (default: all in GT_ROOT); space/comma separated.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the summary JSON here.")
+@click.option("--json", "json_out", type=OUT_FILE, help="Write the summary JSON here.")
 @click.option("--exclude-keyframes", is_flag=True,
               help="Do not score the keyframes listed in PRED_ROOT/<seq>/confidence.json.")
 @click.option("--all-frames", is_flag=True,
@@ -130,7 +131,7 @@ def _print_vos_table(console, summary: dict) -> None:
 @click.option("--num-classes", required=True, type=click.IntRange(min=1),
               help="Number of classes (ids 0..N-1; 255 ignored).")
 @click.option("--sequences", multiple=True, help="Sequences to score (default: all in GT_ROOT); space/comma separated.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the summary JSON here.")
+@click.option("--json", "json_out", type=OUT_FILE, help="Write the summary JSON here.")
 @click.pass_context
 def vss_command(ctx: click.Context, pred_root: Path, gt_root: Path, num_classes: int,
                 sequences: tuple[str, ...], json_out: Path | None) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.cli.options import checkpoint_fields, params_from_options, spec_options
-from segloop.platform.core.console import console, print_table, progress_bar
+from segloop.platform.core.console import OUT_DIR, console, print_table, progress_bar
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.db.migrate import ensure_db
 from segloop.platform.services.params import FinetuneVOSParams, FinetuneVSSParams, LoopRoundParams, PredictParams
@@ -42,7 +42,7 @@ def _run_options(func):
     """Options of `finetune vss|vos` that are not params of the operation: weights as path or id, folder, device."""
     options = [
         click.option("--checkpoint", default=None, help="Pretrained backbone: weights file or DB checkpoint id."),
-        click.option("--out", type=click.Path(path_type=Path), default=None,
+        click.option("--out", type=OUT_DIR, default=None,
                      help="Output folder (default: a new $SEGLOOP_DATA_DIR/runs/finetune/<project>/<task>-<time>); "
                           "run again with the same --out to resume an interrupted run."),
         click.option("--device", default="auto", show_default=True),

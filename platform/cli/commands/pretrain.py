@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.console import OUT_DIR
 
 
 class CliInputError(ValueError):
@@ -106,7 +107,7 @@ def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device.")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the backbone forward.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pth (fresh start if none).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
+@click.option("--out", type=OUT_DIR, required=True, help="Run folder.")
 def pretrain_command(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes, batch_size,
                      init, workers, device, compile_model, resume, out) -> None:
     """Self-supervised pretraining (DINO + iBOT + KoLeo + contrastive random walk) on your own frames.

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from segloop.platform.core.console import print_table
+from segloop.platform.core.console import OUT_FILE, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
 from segloop.platform.db.migrate import ensure_db
@@ -64,7 +64,7 @@ def _run_json(run, where: dict[int, tuple[str, int]]) -> dict[str, Any]:
 @click.option("--allow-near-duplicates", is_flag=True, help="Allow several picks from one near-duplicate group.")
 @click.option("--include-labeled", is_flag=True, help="Allow frames that already have masks.")
 @click.option("--include-selected", is_flag=True, help="Allow frames already picked by an earlier run.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUT_FILE, default=None)
 @click.pass_context
 @friendly_errors
 def command(ctx: click.Context, project: str, strategy: str | None, budget: int, embedding_set_id: int | None,
@@ -96,7 +96,7 @@ def command(ctx: click.Context, project: str, strategy: str | None, budget: int,
 
 @command.command("show")
 @click.argument("run_id", type=int)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUT_FILE, default=None)
 @friendly_errors
 def show_cmd(run_id: int, json_path: Path | None) -> None:
     """A stored selection run with every pick's rank, score and reason."""

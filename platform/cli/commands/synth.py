@@ -5,12 +5,12 @@ from pathlib import Path
 
 import click
 
-from segloop.platform.core.console import console
+from segloop.platform.core.console import OUT_DIR, console
 from segloop.platform.core.errors import friendly_errors
 
 
 @click.command("synth")
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=OUT_DIR)
 @click.option("--videos", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--frames", type=click.IntRange(min=2), default=40, show_default=True)
 @click.option("--size", default="320x240", show_default=True, help="WIDTHxHEIGHT (even numbers).")

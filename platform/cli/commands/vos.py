@@ -8,6 +8,7 @@ import click
 
 from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.console import OUT_DIR
 from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.storage import write_json
 from segloop.platform.vos.propagation import PropagationConfig
@@ -57,7 +58,7 @@ def command() -> None:
 
 @command.command(name="propagate", context_settings={"allow_extra_args": True})
 @click.argument("root", type=click.Path(path_type=Path, file_okay=False), required=False)
-@click.option("--out", "out_root", type=click.Path(path_type=Path), help="Writes OUT/<seq>/%05d.png (with ROOT).")
+@click.option("--out", "out_root", type=OUT_DIR, help="Writes OUT/<seq>/%05d.png (with ROOT).")
 @click.option("--video", "video_ids", type=int, multiple=True,
               help="Instead of ROOT: DB video id(s); propagates their human masks, stores drafts, scores and J&F.")
 @click.option("--sequences", multiple=True, help="Sequences (default: all); space/comma separated.")
