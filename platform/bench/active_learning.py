@@ -374,7 +374,7 @@ def plot(document: dict, path: Path) -> Path:
               help="k of the k-fold full-supervision ceiling (0: skip).")
 @click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Default: $SEGLOOP_DATA_DIR/bench/active-learning.json")
-@click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="PNG of the curves.")
+@click.option("--plot", "plot_out", type=OUT_FILE, default=None, help="PNG of the curves.")
 def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, seeds: int, checkpoint: Path | None,
             backbone: str, short_side: int, head: str, min_steps: int, first_round: str, ceiling_folds: int,
             json_out: Path | None, plot_out: Path | None) -> None:
