@@ -49,3 +49,18 @@ def test_db_cli_commands(cli) -> None:
     assert "up to date" in cli("db", "current").output
     assert "at revision base" in cli("db", "downgrade", "base").output
     assert "behind" in cli("db", "current").output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("upgrade", "nope"), "revision 'nope': Can't locate revision identified by 'nope' (known: base, 0001"),
+    (("downgrade", "0999"), "revision '0999': Can't locate revision"),
+    (("upgrade", "+9"), "revision '+9': Relative revision +9 didn't produce 9 migrations"),
+    (("downgrade", " "), "revision: give one (known: base, 0001"),
+])
+def test_db_cli_names_a_revision_it_cannot_reach(args: tuple, message: str, cli, engine) -> None:
+    """An unknown, unreachable or empty revision is one line naming it and listing the shipped revisions, exit 1, and
+    the schema stays where it was (before: an Alembic CommandError or AssertionError traceback)."""
+    before = current_revision(engine)
+    result = cli("db", *args)
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+    assert current_revision(engine) == before

@@ -26,12 +26,30 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def _run(engine: Engine, action, *args) -> None:
-    """Run an Alembic command on one connection of `engine`, in one transaction."""
+class MigrationError(ValueError):
+    """A migration target that does not exist or cannot be reached; the message names it and the known revisions."""
+
+
+def _run(engine: Engine, action, revision: str) -> None:
+    """Run an Alembic command to `revision` on one connection of `engine`, in one transaction."""
+    from alembic.util.exc import CommandError
+
     config = alembic_config(engine)
+    if not revision.strip():
+        raise MigrationError(f"revision: give one ({_known_revisions(config)})")
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        action(config, *args)
+        try:
+            action(config, revision)
+        except CommandError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "cannot migrate there"
+            raise MigrationError(f"revision {revision!r}: {reason} ({_known_revisions(config)})") from None
+
+
+def _known_revisions(config: Config) -> str:
+    """'known: base, 0001, ..., head' for messages."""
+    shipped = sorted(script.revision for script in ScriptDirectory.from_config(config).walk_revisions())
+    return f"known: base, {', '.join(shipped)}, head, or +N/-N steps"
 
 
 def upgrade(engine: Engine | None = None, revision: str = "head") -> None:
