@@ -71,6 +71,9 @@ def _env_seconds(name: str, default: float) -> float:
 def load_settings() -> Settings:
     """Settings from the environment, with defaults that run on a laptop."""
     data_dir = Path(os.environ.get("SEGLOOP_DATA_DIR") or DEFAULT_DATA_DIR)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise SettingsError(f"SEGLOOP_DATA_DIR={str(data_dir)!r}: not a folder (segloop keeps its database, frames "
+                            "and runs in this folder)")
     heartbeat = _env_seconds("SEGLOOP_HEARTBEAT_SECONDS", 2.0)
     stale_after = _env_seconds("SEGLOOP_STALE_AFTER_SECONDS", 30.0)
     if stale_after < MIN_STALE_HEARTBEATS * heartbeat:

@@ -104,10 +104,36 @@ def _begin_statement(begin: str):
     return on_begin
 
 
+SUPPORTED_BACKENDS = ("postgresql", "sqlite")
+
+
+class DatabaseURLError(ValueError):
+    """SEGLOOP_DATABASE_URL cannot be used; the message says why without repeating the URL (it may hold a password)."""
+
+
+def server_engine(url: str) -> Engine:
+    """An engine for a database server URL: PostgreSQL with an installed driver (DatabaseURLError otherwise)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise DatabaseURLError("SEGLOOP_DATABASE_URL: not a database URL (expected "
+                               "postgresql://USER:PASSWORD@HOST:PORT/DATABASE)") from None
+    if backend not in SUPPORTED_BACKENDS:
+        raise DatabaseURLError(f"SEGLOOP_DATABASE_URL: {backend!r} databases are not supported "
+                               f"(one of {', '.join(SUPPORTED_BACKENDS)})")
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (NoSuchModuleError, ImportError):
+        raise DatabaseURLError(f"SEGLOOP_DATABASE_URL: the database driver {make_url(url).drivername!r} is not "
+                               "installed (segloop ships psycopg: postgresql+psycopg://...)") from None
+
+
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine for `url` with the dialect-specific settings segloop relies on."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return server_engine(url)
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     path = sqlite_file(url)
     if is_read_only_file(path):

@@ -79,17 +79,25 @@ def parse_params(kind: str, values: object) -> object:
 
 
 def load_plugin(module: str) -> None:
-    """Import a plugin module by dotted name or by `.py` file path (once)."""
+    """Import a plugin module by dotted name or by `.py` file path (once); ValidationError naming it if it fails."""
+    where = f"SEGLOOP_JOB_PLUGINS: job plugin {module!r}"
     if not module.endswith(".py"):
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a plugin is someone else's code: any failure to import it means the same
+            raise ValidationError(f"{where} cannot be imported ({exc})") from None
         return
     name = "segloop_job_plugin_" + os.path.basename(module)[:-3]
     if name in _LOADED_PLUGINS:
         return
-    spec = importlib.util.spec_from_file_location(name, module)
+    spec = importlib.util.spec_from_file_location(name, module) if os.path.isfile(module) else None
     if spec is None or spec.loader is None:
-        raise ValidationError(f"job plugin {os.path.basename(module)}: cannot be loaded")
+        raise ValidationError(f"{where}: no such file")
     plugin = importlib.util.module_from_spec(spec)
     sys.modules[name] = plugin
+    try:
+        spec.loader.exec_module(plugin)
+    except Exception as exc:  # a plugin is someone else's code: any failure to run it means the same
+        del sys.modules[name]
+        raise ValidationError(f"{where} failed while loading ({exc})") from None
     _LOADED_PLUGINS.add(name)
-    spec.loader.exec_module(plugin)

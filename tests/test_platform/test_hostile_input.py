@@ -388,6 +388,33 @@ def test_bad_timing_variables_are_named(sqlite_only, env: dict, named: str, monk
         assert result.exit_code == 1 and named in result.output, result.output
 
 
+@pytest.mark.parametrize(("env", "named"), [
+    ({"SEGLOOP_DATABASE_URL": "garbage"}, "SEGLOOP_DATABASE_URL: not a database URL"),
+    ({"SEGLOOP_DATABASE_URL": "mysql://u:secret@host/db"}, "SEGLOOP_DATABASE_URL: 'mysql' databases are not supported"),
+    ({"SEGLOOP_DATABASE_URL": "postgresql+nodriver://u:secret@host/db"},
+     "SEGLOOP_DATABASE_URL: the database driver 'postgresql+nodriver' is not installed"),
+    ({"SEGLOOP_DATA_DIR": "FILE"}, "SEGLOOP_DATA_DIR='FILE': not a folder"),
+    ({"SEGLOOP_JOB_PLUGINS": "no_such_plugin_module"},
+     "SEGLOOP_JOB_PLUGINS: job plugin 'no_such_plugin_module' cannot be imported"),
+    ({"SEGLOOP_JOB_PLUGINS": "MISSING.py"}, "SEGLOOP_JOB_PLUGINS: job plugin 'MISSING.py': no such file"),
+    ({"SEGLOOP_JOB_PLUGINS": "BROKEN.py"}, "SEGLOOP_JOB_PLUGINS: job plugin 'BROKEN.py' failed while loading (boom)"),
+])
+def test_bad_environment_variables_are_named(sqlite_only, env: dict, named: str, monkeypatch, cli, tmp_path) -> None:
+    """A database URL segloop cannot use (never echoed: it may hold a password), a data dir that is a file, a job
+    plugin that cannot be imported or fails while loading: one line naming the variable, exit 1 (before: SQLAlchemy
+    ArgumentError / ModuleNotFoundError / RuntimeError tracebacks)."""
+    (tmp_path / "FILE").write_text("not a folder")
+    (tmp_path / "BROKEN.py").write_text("raise RuntimeError('boom')\n")
+    paths = {name: str(tmp_path / name) for name in ("FILE", "MISSING.py", "BROKEN.py")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, paths.get(value, value))
+        named = named.replace(value, paths.get(value, value))
+    for args in [("jobs", "kinds")] if "SEGLOOP_JOB_PLUGINS" in env else [("jobs", "list")]:
+        result = cli(*args)
+        assert result.exit_code == 1 and named in result.output, result.output
+        assert "secret" not in result.output and "Traceback" not in result.output
+
+
 # ---------------------------------------------------------------- properties: ids, params nesting, names, env vars
 
 cli_ids = st.one_of(st.integers(), st.integers(min_value=2**62), st.integers(max_value=-2**62),

@@ -120,6 +120,7 @@ def retry_cmd(job_id: int) -> None:
 
 
 @command.command("kinds")
+@friendly_errors
 def kinds_cmd() -> None:
     """The job kinds this installation can run."""
     from segloop.platform.jobs.registry import kinds
