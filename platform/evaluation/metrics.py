@@ -440,7 +440,10 @@ def evaluate_vss(
         present: set[int] = set()
         for index in chosen:
             gt = gt_masks[index]
-            confusion += confusion_matrix(pred_masks[index], gt, num_classes, ignore_index)
+            try:
+                confusion += confusion_matrix(pred_masks[index], gt, num_classes, ignore_index)
+            except EvaluationError as exc:
+                raise EvaluationError(f"{name} frame {index}: {exc}") from None
             present |= {int(v) for v in np.unique(gt) if v != ignore_index}
         for scores in evaluate_sequence(
             name, pred_masks, gt_masks, frames=chosen, skip_first_last=False, bound_th=bound_th,

@@ -285,6 +285,15 @@ def test_evaluate_vss_per_class_jf():
     assert subset["classes"]["1"]["J"] == 1.0
 
 
+def test_evaluate_vss_names_the_frame_with_a_class_outside_the_range():
+    """A class id at or above num_classes is refused naming the sequence and frame where it occurs."""
+    gt = [np.zeros((4, 4), np.uint8), np.full((4, 4), 3, np.uint8)]
+    with pytest.raises(ev.EvaluationError, match=r"^s frame 1: ground-truth class id 3 outside 0\.\.1$"):
+        ev.evaluate_vss({"s": [m.copy() for m in gt]}, {"s": gt}, num_classes=2)
+    with pytest.raises(ev.EvaluationError, match=r"^s frame 1: predicted class id 5 outside 0\.\.3$"):
+        ev.evaluate_vss({"s": [gt[0], np.full((4, 4), 5, np.uint8)]}, {"s": gt}, num_classes=4)
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
