@@ -19,7 +19,9 @@ that round trip less each frame's trip to itself, which marks fast stretches mor
 tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.018 at K = 2
 (-0.011..+0.003 at K = 3), and moving each keyframe up to T/12 or T/24 frames onto the frame with the largest
 excess round trip (annotating the hardest frame near each target) lost 0.004-0.020 at K = 2 (-0.010..+0.004
-at K = 3): a hard stretch gains more from keyframes on both sides than from one inside it.
+at K = 3): a hard stretch gains more from keyframes on both sides than from one inside it. Moving them the other
+way, onto the frame with the smallest round trip (raw or excess; annotating the clearest frame near each target),
+lost as well: 0.821-0.826 J&F against 0.834 at K = 3, -0.016..+0.001 at K = 2 (seed 0).
 How much room is left at K = 3 (10-minute encoder, seed 0): the best placement on a grid of about T/13 frames,
 found with the ground truth, reaches 0.855 J&F against this selector's 0.834 and uniform's 0.809, with picks no
 rule above produces (blackswan [9, 41, 45], dog [1, 36, 56], motocross-jump [7, 16, 28]); and moving every keyframe
