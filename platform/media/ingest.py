@@ -125,7 +125,17 @@ def discover(paths: list[str | Path], masks: Path | None = None) -> tuple[list[S
         sources.extend(found)
     if masks is not None:
         sources = [_with_masks(source, Path(masks), single=len(sources) == 1) for source in sources]
+        _check_masks_matched(Path(masks), sources)
     return sources, errors
+
+
+def _check_masks_matched(masks: Path, sources: list[Source]) -> None:
+    """IngestError when a mask folder was given but is not a folder or matches none of the inputs."""
+    if not masks.is_dir():
+        raise IngestError(f"masks: {masks} is not a folder (expected {masks}/<video name>/*.png)")
+    if sources and not any(source.mask_dir for source in sources):
+        raise IngestError(f"masks: {masks} holds no folder named after an input (expected e.g. "
+                          f"{masks / sources[0].name}/00000.png); nothing was ingested")
 
 
 def _discover_one(path: Path) -> list[Source]:

@@ -118,6 +118,12 @@ def _path(session: Session, path: str, params: Any) -> None:
         raise NotFoundError(f"{path} does not exist")
 
 
+def _folder(session: Session, path: str, params: Any) -> None:
+    """The folder exists."""
+    if not Path(path).expanduser().is_dir():
+        raise NotFoundError(f"{path} is not a folder")
+
+
 def _file(session: Session, path: str, params: Any) -> None:
     """The file exists."""
     if not Path(path).expanduser().is_file():
@@ -175,7 +181,7 @@ def _strategy_params(session: Session, values: dict, params: Any) -> None:
 
 
 REFERENCE_CHECKS: dict[str, Callable] = {
-    "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "file": _file,
+    "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "file": _file, "folder": _folder,
     "video_ids": _video_ids, "checkpoint": _checkpoint, "embedding_set": _embedding_set, "preset": _preset,
     "pretrain_config": _pretrain_config, "strategy": _strategy, "strategy_params": _strategy_params,
 }

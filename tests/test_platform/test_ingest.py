@@ -194,6 +194,32 @@ def test_cli_bad_inputs_exit_non_zero(synth_root: Path, cli, tmp_path: Path) -> 
     assert "videos ingested: 1" in result.output
 
 
+def test_a_masks_option_that_matches_nothing_is_refused_before_any_ingest(synth_root: Path, cli, engine, settings,
+                                                                         tmp_path: Path) -> None:
+    """`--masks` that is not a folder, or a folder with no sub-folder named after an input, is refused up front
+    (before: the videos were ingested with 0 masks and exit 0, the masks silently ignored); a job is refused at
+    submission; with the right folder the masks come in."""
+    from segloop.platform.core.errors import ValidationError
+    from segloop.platform.services.jobs import submit_job
+
+    not_folder = tmp_path / "masks.zip"
+    not_folder.write_bytes(b"zip")
+    unrelated = tmp_path / "other"
+    (unrelated / "someone-else").mkdir(parents=True)
+    videos = str(synth_root / "videos")
+    for masks, message in ((not_folder, f"masks: {not_folder} is not a folder"),
+                           (tmp_path / "missing", f"masks: {tmp_path / 'missing'} is not a folder"),
+                           (unrelated, f"masks: {unrelated} holds no folder named after an input (expected e.g. "
+                                       f"{unrelated / 'synth-007-000'}/00000.png)")):
+        result = cli("ingest", videos, "--project", "mk", "--masks", str(masks))
+        assert result.exit_code == 1 and message in result.output, result.output
+    assert _counts(engine) == (0, 0, 0) and _stored_dirs(settings) == []
+    with pytest.raises(ValidationError, match=f"ingest params: masks: {not_folder} is not a folder"):
+        submit_job(engine, "ingest", {"paths": [videos], "masks": str(not_folder)})
+    result = cli("ingest", videos, "--project", "mk", "--masks", str(synth_root / "Annotations" / "480p"))
+    assert result.exit_code == 0 and "masks: 60" in result.output, result.output
+
+
 def test_mask_count_and_size_mismatch_are_refused(synth_root: Path, settings, engine, tmp_path: Path) -> None:
     """A mask folder whose count or size does not match the frames fails that input only."""
     root = tmp_path / "davis"
