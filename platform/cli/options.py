@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from segloop.platform.core.console import FiniteFloatRange
 from segloop.platform.core.specs import FieldSpec, coerce, describe
 
 SCALAR_TYPES = {"int": int, "float": float, "str": str}
@@ -77,7 +78,7 @@ def _scalar(spec: FieldSpec, kind: str | None) -> Any:
         low = None if rules.min is None else int(rules.min) + (1 if rules.min_exclusive else 0)
         return click.IntRange(min=low, max=None if rules.max is None else int(rules.max))
     if kind == "float" and (rules.min is not None or rules.max is not None):
-        return click.FloatRange(min=rules.min, max=rules.max, min_open=rules.min_exclusive)
+        return FiniteFloatRange(min=rules.min, max=rules.max, min_open=rules.min_exclusive)
     return SCALAR_TYPES.get(kind or "str", str)
 
 

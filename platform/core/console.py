@@ -2,6 +2,7 @@
 bars."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,17 @@ from rich.table import Table
 
 OUT_DIR = click.Path(file_okay=False, path_type=Path)  # an output folder option: new, or an existing folder
 OUT_FILE = click.Path(dir_okay=False, path_type=Path)  # an output file option (JSON): new, or an existing file
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A number option that must be finite and within its bounds (click's FloatRange lets nan and inf through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, or a usage error naming the option when it is nan or infinite."""
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 console = Console()
 err_console = Console(stderr=True)

@@ -1,6 +1,7 @@
 """A worker: claims jobs from the DB queue, runs each in a subprocess, heartbeats, honours cancel."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -33,8 +34,8 @@ class WorkerOptions:
         from segloop.platform.core.errors import ValidationError
         from segloop.platform.jobs.registry import get_kind
 
-        if not self.poll_seconds > 0:
-            raise ValidationError(f"poll: must be > 0 seconds, got {self.poll_seconds}")
+        if not 0 < self.poll_seconds < math.inf:
+            raise ValidationError(f"poll: must be > 0 seconds and finite, got {self.poll_seconds}")
         if self.max_jobs is not None and self.max_jobs < 1:
             raise ValidationError(f"max-jobs: must be at least 1, got {self.max_jobs}")
         for kind in self.kinds or []:

@@ -160,6 +160,32 @@ def test_output_paths_of_the_wrong_kind_are_refused_before_any_work(data_dir: Pa
     assert existing_file.read_text() == "keep" and list(existing_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [
+    ("demo", "--pretrain-minutes", "nan"),
+    ("select", "--project", "p", "--strategy", "random", "--min-gap-seconds", "inf"),
+    ("vos", "propagate", "ROOT", "--method", "pixels", "--temperature", "nan"),
+    ("finetune", "vss", "--project", "p", "--lr", "inf"),
+    ("ingest", "ROOT", "--fps", "nan"),
+])
+def test_number_options_refuse_nan_and_infinity_by_name(data_dir: Path, synth_root: Path, args) -> None:
+    """Every number option is finite (click's FloatRange lets nan and inf through: some reached a deep check under
+    an internal name like 'run.max_minutes', `--min-gap-seconds inf` picked nothing), refused as a usage error."""
+    args = [str(synth_root) if a == "ROOT" else a for a in args]
+    result = invoke_segloop(*args)
+    assert result.exit_code == 2 and f"Invalid value for '{args[-2]}'" in result.output, result.output
+    assert f"{args[-1]!r} is not a finite number" in result.output and not data_dir.exists()
+
+
+def test_demo_refuses_an_unknown_strategy_or_oracle_before_any_work(data_dir: Path, tmp_path: Path) -> None:
+    """`demo --strategy nope` failed at step 5, after ingest, pretraining and embedding; a missing --oracle folder
+    was found even later. Both are refused before the database exists."""
+    result = invoke_segloop("demo", "--strategy", "nope")
+    assert result.exit_code == 1 and "unknown strategy 'nope'; known strategies:" in result.output, result.output
+    result = invoke_segloop("demo", "--oracle", str(tmp_path / "missing"))
+    assert result.exit_code == 2 and "Invalid value for '--oracle'" in result.output, result.output
+    assert not data_dir.exists()
+
+
 def test_a_file_the_system_refuses_is_named_in_one_line(tmp_path: Path) -> None:
     """An operating-system error on a path the user gave (here: a folder that cannot be created) is one line naming
     the path and the reason, exit 1 (before: the errno text, or a traceback for kinds other than not-found)."""

@@ -103,6 +103,7 @@ def test_listing_jobs_refuses_an_unknown_status_or_a_limit_below_one(engine, cli
 @pytest.mark.parametrize(("args", "message"), [
     (["--kind", "ingest", "--kind", "ingset"], "job kind 'ingset' is unknown; known kinds: embed"),
     (["--poll", "0"], "poll: must be > 0 seconds"),
+    (["--poll", "inf"], "poll: must be > 0 seconds and finite, got inf"),
     (["--max-jobs", "0"], "max-jobs: must be at least 1"),
 ])
 def test_worker_refuses_options_it_could_never_work_under(tmp_path: Path, args, message) -> None:

@@ -104,12 +104,12 @@ def test_select_cli(embedded, cli, tmp_path: Path) -> None:
     (["--video", "999"], "videos: 999 not in project 'sel' or not embedded"),
     (["--param", "seed=x"], "random: seed must be an integer, got 'x'"),
     (["--param", "seed=NaN"], "random: seed must be an integer, got nan"),
-    (["--min-gap-seconds", "inf"], "min_gap_seconds: must be a finite number >= 0, got inf"),
+    (["--time-range", "5", "1"], "time_range: start must be <= end, got 5.0 and 1.0"),
     (["--time-range", "nan", "4"], "time_range: start and end must be finite seconds"),
 ])
 def test_select_cli_refuses_what_cannot_be_picked_by_name(options: list[str], message: str, embedded, cli,
                                                           engine) -> None:
-    """A video outside the project, a strategy parameter of the wrong type, an infinite gap or a NaN time range is
+    """A video outside the project, a strategy parameter of the wrong type, a reversed or NaN time range is
     refused naming it, exit 1, no run stored (before: an empty run stored with exit 0, or a TypeError traceback)."""
     from segloop.platform.db.stores import selections
 

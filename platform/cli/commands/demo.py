@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
-from segloop.platform.core.console import console, print_table, progress_bar
+from segloop.platform.core.console import FiniteFloatRange, console, print_table, progress_bar
 from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import SHARED_SAMPLE, load_settings
@@ -66,11 +66,11 @@ def _step(number: int, text: str) -> None:
               help="Videos or DAVIS-layout frame folders "
                    "(default: ../shared/data/davis-sample/videos, else synthetic).")
 @click.option("--project", default="demo", show_default=True)
-@click.option("--pretrain-minutes", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--pretrain-minutes", type=FiniteFloatRange(min=0), default=2.0, show_default=True,
               help="CPU/GPU minutes of self-supervised pretraining (0: skip, use a random-init backbone).")
 @click.option("--strategy", default="kcenter", show_default=True, help="Selection strategy for this round.")
 @click.option("--budget", type=click.IntRange(min=1), default=8, show_default=True, help="Frames to label this round.")
-@click.option("--oracle", type=click.Path(path_type=Path), default=None,
+@click.option("--oracle", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Ground-truth masks <DIR>/<video>/%05d.png to simulate the annotator "
                    "(default: found next to the footage).")
 @friendly_errors
@@ -80,7 +80,9 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
     from segloop.platform.cli.commands.ingest import ingest_with_progress, print_report
     from segloop.platform.db.migrate import current_revision
     from segloop.platform.media.ingest import IngestOptions
+    from segloop.selectors.registry import get_strategy
 
+    get_strategy(strategy)  # an unknown strategy is refused before minutes of ingest and pretraining
     settings = load_settings()
     engine = ensure_db()
     _step(1, f"database {engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from segloop.platform.core.console import OUT_FILE, print_table
+from segloop.platform.core.console import OUT_FILE, FiniteFloatRange, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
 from segloop.platform.db.migrate import ensure_db
@@ -57,7 +57,7 @@ def _run_json(run, where: dict[int, tuple[str, int]]) -> dict[str, Any]:
 @click.option("--embedding-set", "embedding_set_id", type=int, default=None, help="Default: the project's newest.")
 @click.option("--param", "param_pairs", multiple=True, help="Strategy parameter KEY=VALUE (repeatable).")
 @click.option("--min-gap-frames", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--min-gap-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--min-gap-seconds", type=FiniteFloatRange(min=0), default=0.0, show_default=True)
 @click.option("--max-per-video", type=click.IntRange(min=1), default=None)
 @click.option("--video", "videos", type=int, multiple=True, help="Only frames of these video ids (repeatable).")
 @click.option("--time-range", type=(float, float), default=None, help="Only frames with START <= t <= END seconds.")

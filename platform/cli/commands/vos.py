@@ -8,7 +8,7 @@ import click
 
 from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
-from segloop.platform.core.console import OUT_DIR
+from segloop.platform.core.console import OUT_DIR, FiniteFloatRange
 from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.storage import write_json
 from segloop.platform.vos.propagation import PropagationConfig
@@ -88,7 +88,7 @@ def command() -> None:
               help="Window radius in cells for the last propagated frames (consecutive frames move little); "
                    "0: the whole frame; -1: the same as --radius.")
 @click.option("--temperature", default=DEFAULTS.temperature, show_default=True,
-              type=click.FloatRange(min=0, min_open=True))
+              type=FiniteFloatRange(min=0, min_open=True))
 @click.option("--max-keyframes-context", default=DEFAULTS.max_keyframes_in_context, show_default=True,
               type=click.IntRange(min=1))
 @click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1),
