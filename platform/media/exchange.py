@@ -57,7 +57,15 @@ def export_project(project: str, fmt: str, out: Path, settings: Settings | None 
             return _export_davis(content, _davis_target(out), settings)
         return _export_coco(info.name, classes, content, _coco_target(out))
     except OSError as exc:
-        raise ExchangeError(f"{exc.filename or out}: cannot write the export ({exc.strerror or exc})") from None
+        raise ExchangeError(f"{out}: cannot write the export ({_write_failure(out, exc)})") from None
+
+
+def _write_failure(out: Path, exc: OSError) -> str:
+    """Why the export could not be written to `out`: a file where a folder must be, else the system's reason."""
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        return f"{blocking} is a file, not a folder"
+    return (exc.strerror or "refused by the system").lower()
 
 
 def _davis_target(out: Path) -> Path:

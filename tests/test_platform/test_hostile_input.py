@@ -327,16 +327,19 @@ def test_deeply_nested_params_are_refused(sqlite_only, cli) -> None:
 
 def test_export_to_an_existing_file_or_unwritable_place(sqlite_only, synth_root: Path, settings, engine, cli,
                                                         tmp_path: Path) -> None:
-    """Exports onto a file, or below a file (a place no folder can be made), fail with the path named."""
+    """Exports onto a file, or below a file (a place no folder can be made), fail with the target path named (not
+    the staging file the writer was at)."""
     assert not ingest_paths([synth_root], IngestOptions(project="ex"), settings).failed
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     for fmt, out, reason in (("davis", blocker, "exists and is not a folder"),
                              ("coco", blocker, "exists and is not a folder"),
-                             ("davis", blocker / "sub", "cannot write the export"),
-                             ("coco", blocker / "sub.json", "cannot write the export")):
+                             ("davis", blocker / "sub", f"cannot write the export ({blocker} is a file, not a folder)"),
+                             ("coco", blocker / "sub.json", f"cannot write the export ({blocker} is a file, not a "
+                                                            "folder)")):
         result = cli("export", "--project", "ex", "--format", fmt, str(out))
-        assert result.exit_code == 1 and reason in result.output and str(blocker) in result.output, result.output
+        assert result.exit_code == 1 and f"{out}: {reason}" in result.output, result.output
+        assert ".tmp-" not in result.output  # the target is named, not a staging file
     assert blocker.read_text() == "x"
 
 
