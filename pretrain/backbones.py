@@ -49,10 +49,9 @@ def create_backbone(
         extra.setdefault("dynamic_img_size", True)
     if img_size is not None:
         extra["img_size"] = img_size
-    if weights is None:
-        return timm.create_model(name, pretrained=False, **extra)
     model = timm.create_model(name, pretrained=False, **extra)
-    load_weights(model, name, weights_file(weights))
+    if weights is not None:
+        load_weights(model, name, weights_file(weights))
     return model
 
 
@@ -86,7 +85,7 @@ def _load_failure(path: Path, exc: Exception) -> str:
 
     try:
         load_state_dict(str(path))
-    except Exception:  # noqa: BLE001 - any failure to read means the same thing to the user
+    except Exception:  # any failure to read means the same thing to the user
         return "not a PyTorch (.pth/.pt/.bin) or safetensors weights file"
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict") else (

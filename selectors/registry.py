@@ -67,7 +67,7 @@ class StrategyInfo:
     fn: StrategyFn
     summary: str
     params: dict[str, Any]
-    types: dict[str, tuple[type, ...]] = field(default_factory=dict)
+    param_types: dict[str, tuple[type, ...]] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
 
 
@@ -107,7 +107,7 @@ def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise SelectorError(f"strategy {name!r}: unknown parameter(s) {unknown}; accepted: {sorted(info.params)}")
     for key, value in params.items():
-        problem = _type_violation(value, info.types.get(key, (object,)))
+        problem = _type_violation(value, info.param_types.get(key, (object,)))
         if problem is None and value is not None and key in info.rules:
             problem = info.rules[key].violation(value)
         if problem:

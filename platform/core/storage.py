@@ -211,10 +211,10 @@ def read_torch_file(path: Path, what: str, error: type[Exception] = StorageError
         raise error(f"{path}: cannot read {what}: the file is truncated or not a PyTorch file") from None
 
 
-def resume_state(path: Path, map_location: Any = "cpu") -> dict:
-    """A training state saved to resume from; {} (a fresh start) when it cannot be read."""
+def read_torch_dict(path: Path, map_location: Any = "cpu") -> dict:
+    """A dict saved with torch.save (a training state to resume from, a head's losses); {} when it cannot be read."""
     try:
-        state = read_torch_file(path, "training state", weights_only=False, map_location=map_location)
+        state = read_torch_file(path, "saved state", weights_only=False, map_location=map_location)
     except StorageError:
         return {}
     return state if isinstance(state, dict) else {}

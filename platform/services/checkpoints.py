@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from segloop.platform.core.errors import ValidationError
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.core.storage import StorageError, read_torch_file
+from segloop.platform.core.storage import read_torch_dict
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import CheckpointInfo
 from segloop.platform.db.stores import artifacts, metrics, projects
@@ -213,8 +213,4 @@ def _pretrain_points(weights: Path) -> list[dict]:
 
 def _saved_losses(path: Path) -> list:
     """The per-step losses stored in a VSS head file ([] when unreadable)."""
-    try:
-        state = read_torch_file(path, "VSS head", weights_only=False)
-    except StorageError:
-        return []
-    return list(state.get("losses", [])) if isinstance(state, dict) else []
+    return list(read_torch_dict(path).get("losses", []))

@@ -176,7 +176,6 @@ def _strategy_params(session: Session, values: dict, params: Any) -> None:
     """The parameters suit the params' strategy (names, types, limits)."""
     from segloop.selectors.registry import check_params
 
-    _strategy(session, params.strategy, params)
     check_params(params.strategy, values)
 
 

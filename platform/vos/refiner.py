@@ -21,7 +21,7 @@ from segloop.platform.core.device import resolve_device
 from segloop.platform.core.errors import FinetuneError
 from segloop.platform.core.image import image_tensor
 from segloop.platform.core.schedules import cosine
-from segloop.platform.core.storage import read_torch_file, resume_state
+from segloop.platform.core.storage import read_torch_dict, read_torch_file
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
 
 PRIOR_CLAMP = 0.9
@@ -165,7 +165,7 @@ def train_refiner(samples: Sequence[ObjectSample], videos: dict[str, VideoFeatur
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start, losses = 0, []
     if state_path is not None and Path(state_path).is_file():
-        saved = resume_state(Path(state_path), device)
+        saved = read_torch_dict(Path(state_path), device)
         if saved.get("config") == config.as_dict() and saved.get("count") == len(samples):
             decoder.load_state_dict(saved["decoder"])
             optimizer.load_state_dict(saved["optimizer"])

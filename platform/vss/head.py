@@ -25,7 +25,7 @@ from segloop.platform.core.errors import FinetuneError
 from segloop.platform.core.image import image_tensor
 from segloop.platform.core.optim import layer_decay_groups
 from segloop.platform.core.schedules import cosine
-from segloop.platform.core.storage import read_torch_file, resume_state
+from segloop.platform.core.storage import read_torch_dict, read_torch_file
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
 
 IGNORE = 255
@@ -203,7 +203,7 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
     steps = total_steps(config, len(samples))
     start_step, losses = 0, []
     if state_path is not None and Path(state_path).is_file():
-        saved = resume_state(Path(state_path), device)
+        saved = read_torch_dict(Path(state_path), device)
         if saved.get("config") == config.as_dict() and saved.get("samples") == _sample_keys(samples):
             head.load_state_dict(saved["head"])
             optimizer.load_state_dict(saved["optimizer"])

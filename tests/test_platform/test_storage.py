@@ -15,9 +15,9 @@ import pytest
 from segloop.platform.core.storage import (
     StorageError,
     check_upload_name,
+    read_torch_dict,
     read_torch_file,
     resolve_inside,
-    resume_state,
     safe_name,
     save_upload,
 )
@@ -143,5 +143,5 @@ def test_unreadable_torch_files_are_named_without_the_loader_s_words(tmp_path: P
             read_torch_file(bad, "dense encoder", OwnError)
         with pytest.raises(StorageError):
             read_torch_file(bad, "model weights")
-        assert resume_state(bad) == {}
-    assert resume_state(good) == {"step": 3}
+        assert read_torch_dict(bad) == {}
+    assert read_torch_dict(good) == {"step": 3}
