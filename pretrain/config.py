@@ -19,6 +19,8 @@ from segloop.platform.core.errors import ValidationError
 from segloop.platform.core.specs import coerce, param
 from segloop.platform.core.storage import atomic_path
 
+MAX_CROP = 2048  # px: a crop side above this is a typo (frames are at most 8K, crops a share of a frame)
+
 
 class ConfigError(ValidationError):
     """A configuration file or value that cannot be used; the message names the key and the reason."""
@@ -28,8 +30,8 @@ class ConfigError(ValidationError):
 class DataConfig:
     """Multi-crop views and clips cut from the user's frames (DINO multi-crop + video clips)."""
 
-    global_size: int = param(64, min=1)
-    local_size: int = param(32, min=1)
+    global_size: int = param(64, min=1, max=MAX_CROP)
+    local_size: int = param(32, min=1, max=MAX_CROP)
     num_local_crops: int = param(2, min=0)
     global_scale: tuple[float, float] = (0.35, 1.0)
     local_scale: tuple[float, float] = (0.1, 0.35)
@@ -37,7 +39,7 @@ class DataConfig:
     max_frame_gap: int = 8
     clip_length: int = 4
     clip_stride: int = 2
-    clip_size: int = 64
+    clip_size: int = param(64, min=1, max=MAX_CROP)
     clip_scale: tuple[float, float] = (0.5, 1.0)
     clip_jitter: float = 0.0
     color_jitter: float = 0.8
@@ -108,7 +110,7 @@ class RunConfig:
 
     steps: int = param(200, min=1)
     max_minutes: float | None = param(None, min=0, min_exclusive=True)
-    batch_size: int = 16
+    batch_size: int = param(16, min=1)
     seed: int = 0
     checkpoint_every: int = param(50, min=1)
     log_every: int = 1

@@ -193,6 +193,23 @@ def test_cli_set_overrides_win_over_convenience_flags():
     assert merged["loss"]["mask_ratio"] == [0.2, 0.3]
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--steps", "0"), "run.steps: must be >= 1, got 0"),
+    (("--batch-size", "0"), "run.batch_size: must be >= 1, got 0"),
+    (("--img-size", "0"), "data.global_size: must be >= 1, got 0"),
+    (("--img-size", "100000"), "data.global_size: must be <= 2048, got 100000"),
+    (("--set", "data.clip_size=99999"), "data.clip_size: must be <= 2048, got 99999"),
+])
+def test_cli_refuses_zero_or_absurd_sizes_before_training(args, message, tmp_path):
+    """A 0 given to --steps / --batch-size / --img-size was read as 'not given' and the run trained with the
+    defaults; a 100000-px crop crashed a DataLoader worker. Both are refused before any work, naming the key."""
+    from tests.conftest import invoke_segloop
+
+    result = invoke_segloop("pretrain", "--frames", str(tmp_path), "--out", str(tmp_path / "run"), *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_run_folder_holds_a_loadable_dense_encoder(tiny, videos, tmp_path):
     import numpy as np
 

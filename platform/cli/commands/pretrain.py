@@ -41,16 +41,16 @@ def flag_overrides(backbone: str | None, img_size: int | None, steps: int | None
         out["model"]["init_weights"] = str(init)
     if compile_model:
         out["model"]["compile"] = True
-    if img_size:
+    if img_size is not None:
         out["data"].update(global_size=img_size, local_size=max(16, img_size // 32 * 16), clip_size=img_size)
     if workers is not None:
         out["data"]["num_workers"] = workers
-    if steps:
+    if steps is not None:
         out["run"]["steps"] = steps
         out["run"]["max_minutes"] = max_minutes  # explicit steps win over a config's time budget unless both given
-    if max_minutes:
+    if max_minutes is not None:
         out["run"]["max_minutes"] = max_minutes
-    if batch_size:
+    if batch_size is not None:
         out["run"]["batch_size"] = batch_size
     if device:
         out["run"]["device"] = device
