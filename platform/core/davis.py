@@ -100,7 +100,10 @@ def open_layout(root: str | os.PathLike, resolution: str | None = None) -> Davis
 
 
 def masks_root(path: str | os.PathLike) -> Path:
-    """A folder of `<seq>/%05d.png` mask folders: `<path>/Annotations/480p` for a DAVIS root, else `path` itself."""
+    """A folder of `<seq>/%05d.png` mask folders: `<path>/Annotations/480p` for a DAVIS root, `<path>/480p` for a DAVIS
+    root's Annotations folder, else `path` itself."""
     path = Path(path)
     davis = DavisLayout(path).masks_dir
-    return davis if davis.is_dir() else path
+    if davis.is_dir():
+        return davis
+    return path / RESOLUTION if list_sequences(path / RESOLUTION) and not list_sequences(path) else path

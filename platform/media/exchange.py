@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segloop.platform.core.davis import MASKS, RESOLUTION, DavisLayout, frame_name
+from segloop.platform.core.davis import MASKS, RESOLUTION, DavisLayout, frame_name, masks_root
 from segloop.platform.core.masks import MaskError, decode_rle, encode_rle, read_mask, write_mask
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import (
@@ -215,9 +215,9 @@ def _save_items(session, project_id: int, source: Path, items: list[tuple], auth
 
 
 def _davis_items(root: Path, videos: dict) -> list[tuple]:
-    """(video, frame index, object id, class, mask) from a DAVIS root or an Annotations/<res> folder."""
-    annotations = DavisLayout(root).masks_dir if (root / MASKS).is_dir() else root
-    if not annotations.is_dir():
+    """(video, frame index, object id, class, mask) from a DAVIS root, its Annotations or Annotations/<res> folder."""
+    annotations = masks_root(root)
+    if not annotations.is_dir() or (annotations == root and (root / MASKS).is_dir()):
         raise ExchangeError(f"{root}: expected a DAVIS root with {MASKS}/{RESOLUTION}/<video>/ folders")
     items = []
     for seq in sorted(p for p in annotations.iterdir() if p.is_dir()):

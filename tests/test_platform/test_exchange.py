@@ -61,6 +61,20 @@ def test_davis_export_is_a_davis_root(labelled: dict, settings, tmp_path: Path) 
     np.testing.assert_array_equal(mask, labelled[("synth-007-000", 4)])
 
 
+@pytest.mark.parametrize("where", ["", "Annotations", "Annotations/480p"])
+def test_davis_import_takes_the_root_its_annotations_or_one_resolution(where: str, labelled: dict, settings, engine,
+                                                                       tmp_path: Path) -> None:
+    """The DAVIS root, its Annotations folder (before: "no video named '480p' in the project") and
+    Annotations/480p all import the same masks; an Annotations folder without 480p is refused by name."""
+    export_project("src", "davis", tmp_path / "d", settings)
+    imported = import_annotations("dst", "davis", tmp_path / "d" / where, settings)
+    assert imported.frames == 24
+    assert _label_maps(engine, "dst").keys() == labelled.keys()
+    (tmp_path / "other/Annotations/Full-Resolution").mkdir(parents=True)
+    with pytest.raises(ExchangeError, match="other: expected a DAVIS root with Annotations/480p"):
+        import_annotations("dst", "davis", tmp_path / "other", settings)
+
+
 def test_bad_import_changes_nothing(labelled: dict, settings, engine, tmp_path: Path) -> None:
     """A COCO file referring to an unknown video fails whole, naming the entry; no annotation added."""
     out = tmp_path / "c.json"
