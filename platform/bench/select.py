@@ -272,7 +272,7 @@ def print_results(results: dict[str, Any]) -> None:
 @click.option("--rerank", "reranks", default="4,10", show_default=True,
               help="Comma-separated IVF-PQ re-rank factors (exact re-scoring of the top 10 x factor).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "json_path", type=OUT_FILE, default=None, help="Where to save the results.")
 @friendly_errors
 def command(size: int, dim: int, budget: int, naive_picks: int, full_picks: int, torch_picks: int, sizes: str,

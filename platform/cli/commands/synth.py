@@ -14,7 +14,7 @@ from segloop.platform.core.errors import friendly_errors
 @click.option("--videos", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--frames", type=click.IntRange(min=2), default=40, show_default=True)
 @click.option("--size", default="320x240", show_default=True, help="WIDTHxHEIGHT (even numbers).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @friendly_errors
 def command(out_dir: Path, videos: int, frames: int, size: str, seed: int) -> None:
     """Write synthetic videos: textured objects that move, rotate, scale and occlude each other."""
