@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
-from segloop.pretrain.checkpoint import TEACHER_NAME
+from segloop.pretrain.checkpoint import CONFIG_NAME, TEACHER_NAME
 
 
 class BackboneError(ValueError):
@@ -26,6 +26,20 @@ def weights_file(weights: str | Path) -> Path:
     if not path.is_file():
         raise BackboneError(f"{path}: weights file does not exist")
     return path
+
+
+def weights_backbone(weights: str | Path) -> str | None:
+    """The backbone a `segloop pretrain` run records in its config.yaml, for the run folder or a file in it."""
+    import yaml
+
+    path = Path(weights)
+    try:
+        config = yaml.safe_load(((path if path.is_dir() else path.parent) / CONFIG_NAME).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    model = config.get("model") if isinstance(config, dict) else None
+    name = model.get("backbone") if isinstance(model, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def create_backbone(

@@ -16,6 +16,7 @@ from segloop.pretrain.config import DENSE_LAYOUT, dense_encoder_on
 
 CHECKPOINT_NAME = "checkpoint.pth"
 TEACHER_NAME = "teacher_backbone.pth"
+CONFIG_NAME = "config.yaml"  # the run's resolved PretrainConfig
 
 
 class CheckpointError(ValueError):

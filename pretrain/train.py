@@ -22,6 +22,7 @@ from segloop.platform.core.storage import atomic_path
 from segloop.pretrain import dist
 from segloop.pretrain.checkpoint import (
     CHECKPOINT_NAME,
+    CONFIG_NAME,
     TEACHER_NAME,
     CheckpointError,
     check_resumable,
@@ -38,7 +39,6 @@ from segloop.pretrain.schedules import Schedules, StepValues
 
 Progress = Callable[[float, str], None]
 METRICS_NAME = "metrics.jsonl"
-CONFIG_NAME = "config.yaml"
 
 
 class PretrainError(ValueError):

@@ -38,14 +38,16 @@ def params_from_options(cls: type, values: dict[str, Any], where: str = "options
 
 
 def checkpoint_fields(checkpoint: str | None) -> dict[str, Any]:
-    """`--checkpoint PATH|ID` as params fields: {"weights": PATH} for a file, {"checkpoint_id": ID} for a number."""
+    """`--checkpoint PATH|ID` as params fields: {"weights": PATH} for a weights file or `segloop pretrain --out`
+    folder, {"checkpoint_id": ID} for a number."""
     if checkpoint is None:
         return {}
-    if Path(checkpoint).is_file():
+    if Path(checkpoint).exists():
         return {"weights": str(Path(checkpoint).resolve())}
     if checkpoint.isdigit():
         return {"checkpoint_id": int(checkpoint)}
-    raise click.BadParameter(f"{checkpoint} is neither a weights file nor a checkpoint id", param_hint="--checkpoint")
+    raise click.BadParameter(f"{checkpoint} is neither a weights file, a `segloop pretrain --out` folder nor a "
+                             "checkpoint id", param_hint="--checkpoint")
 
 
 def _option(spec: FieldSpec, declaration: str | None, required: bool) -> Callable:

@@ -13,7 +13,6 @@ from segloop.platform.core.storage import atomic_write_bytes, relative_to_data, 
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo
 from segloop.platform.db.stores import artifacts, footage, projects
-from segloop.platform.services.checkpoints import checkpoint_backbone
 
 VECTOR_KINDS = ("cls", "patch_mean")
 
@@ -33,14 +32,18 @@ def embed_project(
     settings: Settings | None = None,
     job_id: int | None = None,
     checkpoint_id: int | None = None,
+    device: str = "auto",
+    workers: int = 1,
     progress: Callable[[float, str], None] | None = None,
 ) -> EmbeddingSetInfo | None:
     """Embed every frame of `project` and register the (float16) vectors; returns the embedding set.
 
-    A `checkpoint_id` without a `checkpoint` file embeds with that pretrain checkpoint's backbone and weights
-    (`backbone` is then ignored). Under torchrun the frames are sharded across processes; rank 0 registers the
-    set, the others return None.
+    The encoder is the `checkpoint_id` or `checkpoint` (a weights file or pretrain run folder) given, else the
+    project's newest pretrained encoder; only a project without one is embedded with a random-init `backbone`
+    (the set's params record which, as `encoder`). Under torchrun the frames are sharded across processes;
+    rank 0 registers the set, the others return None.
     """
+    from segloop.platform.services.models import project_encoder
     from segloop.pretrain.backbones import create_backbone
     from segloop.pretrain.embed import save_embeddings
 
@@ -48,37 +51,40 @@ def embed_project(
         raise EmbeddingSetError(f"--vector: {vector!r} is not one of {', '.join(VECTOR_KINDS)}")
     settings = settings or load_settings()
     engine = get_engine(settings)
-    if checkpoint_id is not None and checkpoint is None:
-        backbone, checkpoint = checkpoint_backbone(checkpoint_id, engine)
+    encoder = project_encoder(project, checkpoint_id, None if checkpoint is None else str(checkpoint), backbone,
+                              engine)
     with session_scope(engine) as session:
         info = projects.get_project(session, project)
         frames = footage.project_frames(session, info.id)
     if not frames:
         raise EmbeddingSetError(f"project {project!r} has no frames to embed; ingest footage first")
-    model = create_backbone(backbone, weights=checkpoint)
+    if progress is not None:
+        progress(0.0, f"encoder: {encoder.source}")
+    model = create_backbone(encoder.backbone, weights=encoder.weights)
     paths = [resolve_inside(settings.data_dir, f.image_path) for f in frames]
-    cls, patch_mean = _embed_sharded(paths, model, img_size, batch_size, progress)
+    cls, patch_mean = _embed_sharded(paths, model, img_size, batch_size, device, workers, progress)
     if cls is None:
         return None  # a non-zero rank under torchrun: rank 0 saves and registers
-    name = f"{project}-{backbone}-{uuid.uuid4().hex[:8]}"
+    name = f"{project}-{encoder.backbone}-{uuid.uuid4().hex[:8]}"
     out_dir = settings.runs_dir / "embeddings" / name
+    weights = encoder.weights or ""
     files = save_embeddings(out_dir / "embeddings", [str(f.id) for f in frames], cls, patch_mean,
-                            {"project": project, "backbone": backbone, "checkpoint": str(checkpoint or ""),
+                            {"project": project, "backbone": encoder.backbone, "checkpoint": weights,
                              "img_size": img_size})
     ids_path = out_dir / "frame_ids.npy"
     atomic_write_bytes(ids_path, _npy_bytes(np.asarray([f.id for f in frames], dtype=np.int64)))
     with session_scope(engine) as session:
         return artifacts.add_embedding_set(
-            session, info.id, name, backbone, int(cls.shape[1]), len(frames),
+            session, info.id, name, encoder.backbone, int(cls.shape[1]), len(frames),
             relative_to_data(settings.data_dir, files[vector]), relative_to_data(settings.data_dir, ids_path),
-            checkpoint_id=checkpoint_id,
-            params={"img_size": img_size, "vector": vector, "checkpoint": str(checkpoint or ""), "job_id": job_id,
-                    "cls_path": relative_to_data(settings.data_dir, files["cls"]),
+            checkpoint_id=encoder.checkpoint_id,
+            params={"img_size": img_size, "vector": vector, "checkpoint": weights, "encoder": encoder.source,
+                    "job_id": job_id, "cls_path": relative_to_data(settings.data_dir, files["cls"]),
                     "patch_mean_path": relative_to_data(settings.data_dir, files["patch_mean"])},
         )
 
 
-def _embed_sharded(paths: list[Path], model, img_size: int, batch_size: int, progress):
+def _embed_sharded(paths: list[Path], model, img_size: int, batch_size: int, device: str, workers: int, progress):
     """Embed all paths; under torchrun each rank embeds every world_size-th frame and rank 0 gathers them.
 
     Returns (cls, patch_mean) on rank 0 (or a single process) and (None, None) on the other ranks.
@@ -86,15 +92,15 @@ def _embed_sharded(paths: list[Path], model, img_size: int, batch_size: int, pro
     from segloop.pretrain import dist
     from segloop.pretrain.embed import embed_frames
 
-    where = dist.init_distributed()
+    where = dist.init_distributed(device)
     if where.world_size <= 1:
-        return embed_frames(paths, model, img_size=img_size, batch_size=batch_size, progress=progress)
+        return embed_frames(paths, model, img_size, batch_size, workers, device, progress)
     import torch.distributed as torch_dist
 
     dist.broadcast_module(model)  # random-init backbones must be the same model on every rank
 
     mine = paths[where.rank::where.world_size]
-    part = embed_frames(mine, model, img_size=img_size, batch_size=batch_size, progress=progress) if mine else None
+    part = embed_frames(mine, model, img_size, batch_size, workers, device, progress) if mine else None
     parts: list = [None] * where.world_size
     torch_dist.all_gather_object(parts, part)
     if where.rank != 0:

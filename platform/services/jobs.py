@@ -124,10 +124,14 @@ def _folder(session: Session, path: str, params: Any) -> None:
         raise NotFoundError(f"{path} is not a folder")
 
 
-def _file(session: Session, path: str, params: Any) -> None:
-    """The file exists."""
-    if not Path(path).expanduser().is_file():
-        raise NotFoundError(f"{path} is not a file")
+def _weights(session: Session, path: str, params: Any) -> None:
+    """A weights file, or a `segloop pretrain --out` folder holding its teacher backbone."""
+    from segloop.pretrain.backbones import BackboneError, weights_file
+
+    try:
+        weights_file(Path(path).expanduser())
+    except BackboneError as exc:
+        raise NotFoundError(str(exc)) from None
 
 
 def _video_ids(session: Session, video_ids: list[int], params: Any) -> None:
@@ -180,7 +184,8 @@ def _strategy_params(session: Session, values: dict, params: Any) -> None:
 
 
 REFERENCE_CHECKS: dict[str, Callable] = {
-    "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "file": _file, "folder": _folder,
+    "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "folder": _folder,
+    "weights": _weights,
     "video_ids": _video_ids, "checkpoint": _checkpoint, "embedding_set": _embedding_set, "preset": _preset,
     "pretrain_config": _pretrain_config, "strategy": _strategy, "strategy_params": _strategy_params,
 }

@@ -97,19 +97,29 @@ class EncoderChoice:
 
 def project_encoder(project: str, checkpoint_id: int | None, weights: str | None, backbone: str,
                     engine: Engine | None = None) -> EncoderChoice:
-    """The weights given (a checkpoint id or a local file), else the project's newest pretrained encoder.
+    """The weights given (a checkpoint id, a local file or a `segloop pretrain --out` folder), else the project's
+    newest pretrained encoder.
 
-    Only a project without any pretrained encoder falls back to a random-init `backbone`, and the
-    choice says so.
+    Weights are built as the backbone they were trained as (the checkpoint's, or the one the run's config.yaml
+    records), else as `backbone`; a file that is a registered checkpoint of the project carries its id. Only a
+    project without any pretrained encoder falls back to a random-init `backbone`, and the choice says so.
     """
-    from segloop.platform.services.checkpoints import pretrained_weights
+    from segloop.platform.services.checkpoints import PRETRAINED_KINDS, checkpoint_backbone, pretrained_weights
+    from segloop.pretrain.backbones import weights_backbone
 
-    if checkpoint_id is not None or weights is not None:
-        return EncoderChoice(checkpoint_id, pretrained_weights(checkpoint_id, weights, engine), backbone,
-                             f"checkpoint {checkpoint_id}" if checkpoint_id is not None else f"weights {weights}")
     engine = engine or get_engine()
+    if checkpoint_id is not None:
+        trained_as, path = checkpoint_backbone(checkpoint_id, engine)
+        return EncoderChoice(checkpoint_id, path, trained_as, f"checkpoint {checkpoint_id}")
     with session_scope(engine) as session:
         project_id = projects.get_project(session, project).id
+        known = artifacts.list_checkpoints(session, project_id)
+    if weights is not None:
+        path = str(Path(pretrained_weights(None, weights, engine)).resolve())
+        registered = next((c for c in known if c.path == path and c.kind in PRETRAINED_KINDS), None)
+        if registered is not None:
+            return EncoderChoice(registered.id, path, registered.backbone, f"weights {weights}")
+        return EncoderChoice(None, path, weights_backbone(path) or backbone, f"weights {weights}")
     encoder = project_models(project_id, engine).encoder
     if encoder is None:
         return EncoderChoice(None, None, backbone, f"random-init {backbone}: the project has no pretrained encoder")

@@ -30,7 +30,8 @@ _OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("ingest", p.IngestParams, "Ingest videos or DAVIS-layout frame folders into a project."),
     Operation("pretrain", p.PretrainParams,
               "Self-supervised pretraining on a project's frames; a retry resumes from the last checkpoint."),
-    Operation("embed", p.EmbedParams, "Embed every frame of a project with a checkpoint (or a random-init backbone)."),
+    Operation("embed", p.EmbedParams, "Embed every frame of a project with its pretrained encoder (or the checkpoint "
+              "given; a random-init backbone only when the project has no encoder)."),
     Operation("select", p.SelectParams, "Pick frames to label with a strategy and store the selection run."),
     Operation("propagate", p.PropagateParams,
               "Propagate a video's human masks to its other frames (drafts, uncertainty, J&F on held-out masks)."),

@@ -24,7 +24,9 @@ def _project(help: str = "Project the operation works on.") -> str:
 
 def _backbone() -> str:
     """The `backbone` field: a known preset, the one default."""
-    return param(DEFAULT_BACKBONE, choices=BACKBONE_NAMES, help="timm ViT (random init unless weights are given).")
+    return param(DEFAULT_BACKBONE, choices=BACKBONE_NAMES,
+                 help="timm ViT for weights that do not record theirs, or for random init (only when no weights "
+                      "are given and the project has no pretrained encoder).")
 
 
 def _pretrained_id() -> int | None:
@@ -35,8 +37,9 @@ def _pretrained_id() -> int | None:
 
 
 def _weights() -> str | None:
-    """The `weights` field: a local timm-layout weights file."""
-    return param(None, ref="file", help="Pretrained backbone: a local timm-layout weights file (instead of an id).")
+    """The `weights` field: a local timm-layout weights file or pretrain run folder."""
+    return param(None, ref="weights", help="Pretrained backbone: a local timm-layout weights file or `segloop "
+                                           "pretrain --out` folder (instead of an id).")
 
 
 @dataclass
@@ -65,7 +68,7 @@ class PretrainParams:
 
 @dataclass
 class EmbedParams:
-    """Embed every frame of a project with a checkpoint (or a random-init backbone)."""
+    """Embed every frame of a project with its pretrained encoder (or the checkpoint given)."""
 
     project: str = _project()
     checkpoint_id: int | None = _pretrained_id()

@@ -259,6 +259,8 @@ def make_featurizer(
     """A featurizer for 'backbone' (a pretrain run folder, or a timm ViT at random init / `checkpoint` weights),
     'dense' (a run folder's dense encoder), 'pixels', or COPY for 'copy'.
 
+    Weights of a pretrain run are built as the backbone the run recorded; `backbone` names the model otherwise.
+
     With method 'backbone' and a run folder holding a dense encoder, the dense encoder is used (the
     pretraining's correspondence features); a run folder without one gives its teacher ViT.
     """
@@ -281,7 +283,7 @@ def make_featurizer(
         return DenseFeaturizer(encoder, config, device, name=f"dense ({run_dir.name})")
     if method == "dense":
         raise PropagationError("method 'dense' needs --checkpoint RUN_DIR, a `segloop pretrain --out` folder")
-    from segloop.pretrain.backbones import create_backbone
+    from segloop.pretrain.backbones import create_backbone, weights_backbone
 
     weights = checkpoint
     if run_dir is not None:
@@ -289,8 +291,7 @@ def make_featurizer(
         if not weights.is_file():
             raise PropagationError(f"{run_dir}: neither {DENSE_ENCODER_FILE} nor {TEACHER_FILE} in this folder "
                                    "(expected a `segloop pretrain --out` folder)")
-        backbone = backbone or run_backbone(run_dir)
-    backbone = backbone or DEFAULT_BACKBONE
+    backbone = (weights_backbone(weights) if weights is not None else None) or backbone or DEFAULT_BACKBONE
     model = create_backbone(backbone, weights=weights)
     label = f"{backbone}" + (f" ({Path(weights).parent.name}/{Path(weights).name})" if weights else " (random init)")
     return ViTFeaturizer(model, config, device, name=label)
@@ -302,17 +303,6 @@ def encoder_source(weights: str | Path | None) -> Path | None:
         return None
     weights = Path(weights)
     return weights.parent if weights.is_file() and (weights.parent / DENSE_ENCODER_FILE).is_file() else weights
-
-
-def run_backbone(run_dir: Path) -> str | None:
-    """The timm backbone name a pretrain run folder's config.yaml records, if any."""
-    import yaml
-
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    return (config.get("model") or {}).get("backbone")
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ def test_synth_writes_davis_layout_and_mp4(cli, tmp_path: Path) -> None:
         refused = cli("synth", str(tmp_path / "x"), "--size", size)
         assert refused.exit_code == 1 and reason in refused.output, refused.output  # 0x0: a cv2 traceback before
         assert not (tmp_path / "x").exists()
+    refused = cli("synth", str(tmp_path / "x"), "--seed", "-1")  # numpy's "expected non-negative integer" before
+    assert refused.exit_code == 2 and "'--seed': -1 is not in the range x>=0" in refused.output, refused.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_demo_runs_the_loop_twice(cli, synth_root: Path) -> None:
@@ -320,3 +323,27 @@ def test_finetune_cli_options_are_the_job_fields(cli) -> None:
     assert result.exit_code == 2 and "--epochs" in result.output
     result = cli("finetune", "vss", "--project", "nowhere", "--checkpoint", "999")
     assert result.exit_code == 1 and "project: project 'nowhere' does not exist" in result.output
+
+
+def test_a_pretrain_run_folder_is_accepted_wherever_weights_are(cli, demo_project, tmp_path: Path) -> None:
+    """`--checkpoint RUN_DIR` (a `segloop pretrain --out` folder) on fine-tuning, and `weights` of a job: the folder
+    is taken (before: 'neither a weights file nor a checkpoint id', 'is not a file'); a folder without the run's
+    weights is refused by name."""
+    import torch
+
+    from segloop.pretrain.backbones import create_backbone
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(create_backbone("vit_tiny_patch16_224").state_dict(), run / "teacher_backbone.pth")
+    for kind in ("vss", "vos"):
+        result = cli("finetune", kind, "--project", "demo", "--checkpoint", str(run), "--steps" if kind == "vos"
+                     else "--epochs", "1")
+        assert result.exit_code == 1, result.output
+        assert "label some frames first" in result.output or "has no human mask" in result.output, result.output
+    result = cli("jobs", "submit", "finetune_vss", "--params", json.dumps({"project": "demo", "weights": str(run)}))
+    assert result.exit_code == 0, result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("jobs", "submit", "finetune_vos", "--params", json.dumps({"project": "demo", "weights": str(empty)}))
+    assert result.exit_code == 1 and "no teacher_backbone.pth in this folder" in result.output, result.output

@@ -106,7 +106,30 @@ def test_fine_tuning_builds_on_the_projects_encoder_by_default(davis_video, engi
                                                                        "vit_small_patch16_224")
     assert "newest pretrained encoder" in chosen.source
     explicit = models.project_encoder("prop", None, str(weights), "vit_tiny_patch16_224", engine)
-    assert explicit.checkpoint_id is None and explicit.backbone == "vit_tiny_patch16_224"
+    assert (explicit.checkpoint_id, explicit.backbone) == (checkpoint.id, "vit_small_patch16_224")
+
+
+def test_weights_are_built_as_the_backbone_they_were_trained_as(davis_video, engine, tmp_path: Path) -> None:
+    """A checkpoint id, or a pretrain run folder / its weights file, brings its own backbone whatever `backbone`
+    says (the default would not load them); weights that record none use `backbone`."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "teacher_backbone.pth").write_bytes(b"weights")
+    (run / "config.yaml").write_text("model:\n  backbone: vit_small_patch16_224\n")
+    with session_scope(engine) as session:
+        other = artifacts.add_checkpoint(session, "pretrain", "vit_base_patch16_224", str(tmp_path / "b.pth"),
+                                         project_id=davis_video.project_id)
+    (tmp_path / "b.pth").write_bytes(b"weights")
+    by_id = models.project_encoder("prop", other.id, None, "vit_tiny_patch16_224", engine)
+    assert (by_id.checkpoint_id, by_id.weights, by_id.backbone) == (other.id, str(tmp_path / "b.pth"),
+                                                                    "vit_base_patch16_224")
+    for given in (run, run / "teacher_backbone.pth"):
+        chosen = models.project_encoder("prop", None, str(given), "vit_tiny_patch16_224", engine)
+        assert (chosen.checkpoint_id, chosen.weights, chosen.backbone) == (
+            None, str(run / "teacher_backbone.pth"), "vit_small_patch16_224")
+    (run / "config.yaml").write_text("[not, a, mapping]")
+    plain = models.project_encoder("prop", None, str(run), "vit_tiny_patch16_224", engine)
+    assert plain.backbone == "vit_tiny_patch16_224"
 
 
 def test_the_vss_baseline_is_the_majority_class_of_the_training_labels() -> None:

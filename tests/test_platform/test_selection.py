@@ -188,3 +188,55 @@ def test_select_cli_refuses_a_run_that_picks_nothing_and_says_why(embedded, cli,
     assert cli("select", "--project", "sel", "--strategy", "kcenter", "--budget", "0").exit_code == 2
     with session_scope(engine) as session:
         assert len(selections.list_selections(session, projects.get_project(session, "sel").id)) == 1
+
+
+def test_embedding_uses_the_projects_pretrained_encoder_by_default(embedded, settings, engine, cli,
+                                                                   tmp_path: Path) -> None:
+    """No checkpoint given (the embed job's default, `embed --project` without --checkpoint): the project's newest
+    pretrained encoder, built as the backbone it was trained as, and the set links to it; before one exists the
+    set says it is random-init."""
+    import torch
+
+    from segloop.platform.db.stores import artifacts
+    from segloop.pretrain.backbones import create_backbone
+
+    assert embedded.checkpoint_id is None and "no pretrained encoder" in embedded.params["encoder"]
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(create_backbone("vit_small_patch16_224").state_dict(), run / "teacher_backbone.pth")
+    with session_scope(engine) as session:
+        checkpoint = artifacts.add_checkpoint(session, "pretrain", "vit_small_patch16_224",
+                                              str(run / "teacher_backbone.pth"),
+                                              project_id=projects.get_project(session, "sel").id)
+    by_default = embed_project("sel", img_size=32, batch_size=8, settings=settings)
+    assert (by_default.checkpoint_id, by_default.backbone, by_default.dim) == (checkpoint.id, "vit_small_patch16_224",
+                                                                               384)
+    assert "newest pretrained encoder" in by_default.params["encoder"]
+    result = cli("embed", "--project", "sel", "--img-size", "32")
+    assert result.exit_code == 0, result.output
+    assert f"encoder: checkpoint {checkpoint.id}" in result.output and "384" in result.output
+    result = cli("embed", "--project", "sel", "--img-size", "32", "--checkpoint", str(run))
+    assert result.exit_code == 0, result.output
+    with session_scope(engine) as session:
+        newest = artifacts.list_embedding_sets(session, projects.get_project(session, "sel").id)[0]
+    assert (newest.checkpoint_id, newest.dim) == (checkpoint.id, 384)
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--img-size", "0"], "'--img-size': 0 is not in the range 16<=x<=4096"),
+    (["--img-size", "100000"], "'--img-size': 100000 is not in the range"),
+    (["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
+    (["--workers", "-2"], "'--workers': -2 is not in the range x>=0"),
+    (["--vector", "x"], "'--vector': 'x' is not one of"),
+    (["--checkpoint", "nowhere"], "nowhere is neither a weights file"),
+])
+def test_embed_cli_refuses_sizes_and_options_it_cannot_use(options: list[str], message: str, embedded, cli,
+                                                           engine) -> None:
+    """The embed options share the embed job's limits (`--img-size 0` ran, `--batch-size 0` ended in Python's
+    `range() arg 3 must not be zero`, `--img-size 100000` killed a DataLoader worker); nothing is registered."""
+    from segloop.platform.db.stores import artifacts
+
+    result = cli("embed", "--project", "sel", *options)
+    assert result.exit_code == 2 and message in result.output, result.output
+    with session_scope(engine) as session:
+        assert len(artifacts.list_embedding_sets(session, projects.get_project(session, "sel").id)) == 1

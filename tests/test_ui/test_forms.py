@@ -156,7 +156,7 @@ def test_finetune_vos_form(engine, footage_project) -> None:
     assert picker.value is None and "random-init" in picker.options[0]
     app.text_input(key="jobs_finetune_vos_weights").set_value("missing.pth")
     submit(app, "finetune_vos")
-    refused(app, "finetune_vos", "weights", "missing.pth is not a file")
+    refused(app, "finetune_vos", "weights", "missing.pth: weights file does not exist")
     app.text_input(key="jobs_finetune_vos_weights").set_value("")
     app.number_input(key="jobs_finetune_vos_steps").set_value(20)
     submit(app, "finetune_vos")

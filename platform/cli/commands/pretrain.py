@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from segloop.platform.cli.options import checkpoint_fields, spec_options
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
-from segloop.platform.core.console import OUT_DIR
+from segloop.platform.core.console import OUT_DIR, OUT_FILE
+from segloop.platform.services.params import EmbedParams
 
 
 class CliInputError(ValueError):
@@ -177,85 +179,80 @@ def _report(result, frames: int, videos: int, distil_target: str) -> None:
 
 
 @click.command(name="embed")
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="teacher_backbone.pth of a run (or any timm-layout weights file).")
+@click.option("--checkpoint", default=None,
+              help="Weights: a `segloop pretrain --out` folder, its teacher_backbone.pth or any timm-layout weights "
+                   "file; with --project also a DB checkpoint id (default there: the project's newest pretrained "
+                   "encoder).")
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=None,
-              help=f"timm ViT (default: the run's backbone, else {DEFAULT_BACKBONE}).")
+              help=f"timm ViT for weights that do not record theirs (a pretrain run's do), or for random init "
+                   f"(default {DEFAULT_BACKBONE}).")
 @click.option("--frames", "frames_root", type=click.Path(path_type=Path), help="Frames folder (or --project).")
 @click.option("--project", default=None, help="Instead of --frames/--out: embed the project's stored frames and "
                                               "register an embedding set.")
-@click.option("--img-size", type=int, default=224, show_default=True, help="Short side of the resized frames (px).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True)
+@spec_options(EmbedParams, exclude=("project", "checkpoint_id", "backbone"))
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Frame-loading worker processes (0: in the main process).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=OUT_FILE,
               help="OUT.npy (CLS, float16), OUT.patch_mean.npy, OUT.json (frame keys); with --frames.")
-def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_size, workers, device, out) -> None:
+def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_size, vector, workers, device,
+                  out) -> None:
     """Embed every frame (CLS token + mean patch token) with a pretrained or random backbone."""
     from segloop.platform.core.errors import friendly_errors
 
     if project is not None:
-        friendly_errors(_embed_project)(checkpoint, backbone, frames_root, project, img_size, batch_size, out)
+        if frames_root is not None or out is not None:
+            raise click.UsageError("--project stores the embedding set itself: drop --frames/--out")
+        friendly_errors(_embed_project)(checkpoint_fields(checkpoint), backbone, project, img_size, batch_size,
+                                        vector, workers, device)
         return
     if frames_root is None or out is None:
         raise click.UsageError("give --frames ROOT --out FILE, or --project NAME")
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise click.BadParameter(f"{checkpoint} is neither a weights file nor a `segloop pretrain --out` folder"
+                                 + (" (a checkpoint id needs --project)" if checkpoint.isdigit() else ""),
+                                 param_hint="--checkpoint")
     friendly_errors(_embed)(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out)
 
 
-def _embed_project(checkpoint, backbone, frames_root, project, img_size, batch_size, out) -> None:
-    """Body of `segloop embed --project`: embed the stored frames and register an embedding set."""
+def _embed_project(weights: dict, backbone, project, img_size, batch_size, vector, workers, device) -> None:
+    """Body of `segloop embed --project`: embed the stored frames with the project's encoder (or the weights
+    given) and register an embedding set."""
     from segloop.platform.core.console import LazyProgress, console
     from segloop.platform.db.migrate import ensure_db
     from segloop.platform.services.embedding import embed_project
 
-    if frames_root is not None or out is not None:
-        raise CliInputError("--project stores the embedding set itself: drop --frames/--out")
-    if checkpoint is None and backbone is None:
-        raise CliInputError("give --checkpoint PATH or --backbone NAME")
-    from segloop.platform.db.engine import session_scope
-    from segloop.platform.db.stores import artifacts, projects
-
-    engine = ensure_db()
-    with session_scope(engine) as session:
-        known = artifacts.list_checkpoints(session, projects.get_project(session, project).id)
-    resolved = str(Path(checkpoint).resolve()) if checkpoint else None
-    checkpoint_id = next((c.id for c in known if c.path == resolved), None)
+    ensure_db()
+    said = []
     with LazyProgress() as bar:
         task = bar.add_task("embedding", total=1.0)
-        embedding_set = embed_project(project, backbone_name_for(checkpoint, backbone), checkpoint, img_size,
-                                      batch_size, checkpoint_id=checkpoint_id,
-                                      progress=lambda f, m: bar.update(task, completed=f))
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction)
+            if message.startswith("encoder: "):
+                said.append(message)
+
+        embedding_set = embed_project(project, backbone or DEFAULT_BACKBONE, weights.get("weights"), img_size,
+                                      batch_size, vector, checkpoint_id=weights.get("checkpoint_id"), device=device,
+                                      workers=workers, progress=progress)
     if embedding_set is None:  # a non-zero rank under torchrun
         return
+    for message in said:
+        console.print(message)
     console.print(f"embedding set {embedding_set.id}: {embedding_set.count} frames x {embedding_set.dim} "
                   f"({embedding_set.backbone}) -> {embedding_set.vectors_path}")
-
-
-def backbone_name_for(checkpoint: Path | None, backbone: str | None) -> str:
-    """The explicit --backbone, else the one in the run's config.yaml (a run folder, or next to its weights file),
-    else the default."""
-    from segloop.platform.vos.propagation import run_backbone
-
-    if backbone:
-        return backbone
-    if checkpoint is not None:
-        run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-        return run_backbone(run_dir) or DEFAULT_BACKBONE
-    return DEFAULT_BACKBONE
 
 
 def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out) -> None:
     """Body of `segloop embed`."""
     from segloop.platform.core.console import LazyProgress, console
-    from segloop.pretrain.backbones import create_backbone
+    from segloop.pretrain.backbones import create_backbone, weights_backbone
     from segloop.pretrain.embed import embed_frames, save_embeddings
     from segloop.pretrain.frames import discover_videos, frame_key
 
     if checkpoint is None and backbone is None:
         raise CliInputError("give --checkpoint PATH or --backbone NAME")
-    if img_size < 16 or batch_size < 1:
-        raise CliInputError("--img-size must be >= 16 and --batch-size >= 1")
-    name = backbone_name_for(checkpoint, backbone)
+    name = (weights_backbone(checkpoint) if checkpoint is not None else None) or backbone or DEFAULT_BACKBONE
     model = create_backbone(name, weights=checkpoint)
     paths = [p for video in discover_videos(frames_root, cache_dir=Path(out).parent / "decoded-frames") for p in video]
     resolved = None if device == "auto" else device

@@ -83,13 +83,14 @@ def run_pretrain(params: PretrainParams, ctx: JobContext) -> dict[str, Any]:
 
 @job_kind("embed")
 def run_embed(params: EmbedParams, ctx: JobContext) -> dict[str, Any]:
-    """Embed and register an embedding set (with a checkpoint, its backbone and weights file)."""
+    """Embed and register an embedding set (the checkpoint given, else the project's newest pretrained encoder)."""
     from segloop.platform.services.embedding import embed_project
 
     embedding_set = embed_project(params.project, params.backbone, None, params.img_size, params.batch_size,
                                   params.vector, job_id=ctx.job_id, checkpoint_id=params.checkpoint_id,
                                   progress=ctx.progress)
-    return {"embedding_set_id": embedding_set.id, "count": embedding_set.count, "dim": embedding_set.dim}
+    return {"embedding_set_id": embedding_set.id, "count": embedding_set.count, "dim": embedding_set.dim,
+            "checkpoint_id": embedding_set.checkpoint_id, "encoder": embedding_set.params.get("encoder")}
 
 
 @job_kind("select")
