@@ -82,3 +82,35 @@ def test_cli_video_mode(davis_video, cli, engine) -> None:
         stored = {m.name: m.value for m in metrics.list_metrics(session, project_id=davis_video.project_id)}
     assert f"{stored['J&F']:.3f}" in result.output
     assert cli("vos", "propagate").exit_code != 0
+
+
+def test_cli_video_mode_uses_the_projects_propagators_by_default(davis_video, cli, engine, tmp_path: Path) -> None:
+    """`vos propagate --video ID` without --method scores the project's propagators on the human masks and uses
+    the best (before: a random-init ViT whatever the project had); `--model DIR` propagates with that VOS model."""
+    import torch
+
+    from segloop.platform.db.stores import artifacts
+    from segloop.platform.vos import memory as mem
+    from segloop.pretrain.backbones import create_backbone
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(create_backbone("vit_tiny_patch16_224").state_dict(), run / "teacher_backbone.pth")
+    with session_scope(engine) as session:
+        artifacts.add_checkpoint(session, "pretrain", "vit_tiny_patch16_224", str(run / "teacher_backbone.pth"),
+                                 project_id=davis_video.project_id)
+    args = ["vos", "propagate", "--video", str(davis_video.id), "--keyframes", "0,6", "--short-side", "64"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    note = " ".join(result.output.split()).split(f"video {davis_video.id}: ")[-1]
+    assert "leave-one-keyframe-out" in note and "encoder 0." in note and "pixels 0." in note, result.output
+    with session_scope(engine) as session:
+        scored = {m.scope_key for m in metrics.list_metrics(session, project_id=davis_video.project_id)
+                  if m.scope == "self-validation"}
+    assert scored == {f"{davis_video.id}/encoder", f"{davis_video.id}/pixels"}
+    model = mem.MemoryVOS(mem.LabCellEncoder(stride=8, cells=2), mem.MemoryConfig(hidden=8, value_dim=4, skip_dim=4))
+    folder = mem.save_memory_model(model, tmp_path / "model")
+    result = cli(*args, "--model", str(folder))
+    assert result.exit_code == 0 and "vos" in result.output and "leave-one" not in result.output, result.output
+    result = cli(*args, "--model", str(folder), "--method", "pixels")
+    assert result.exit_code == 2 and "--model propagates with the VOS model" in result.output

@@ -62,10 +62,12 @@ def command() -> None:
 @click.option("--video", "video_ids", type=int, multiple=True,
               help="Instead of ROOT: DB video id(s); propagates their human masks, stores drafts, scores and J&F.")
 @click.option("--sequences", multiple=True, help="Sequences (default: all); space/comma separated.")
-@click.option("--method", type=click.Choice(["backbone", "dense", "pixels", "copy"]), default="backbone",
+@click.option("--method", type=click.Choice(["auto", "backbone", "dense", "pixels", "copy"]), default="auto",
               show_default=True,
-              help="Learned features (a pretrain run's dense encoder, else a ViT), raw Lab pixel patches, or copy the "
-                   "nearest keyframe's mask.")
+              help="auto: with --video, the project's best propagator per video (its pretrained encoder or VOS model, "
+                   "chosen by leave-one-keyframe-out J&F on the human masks; raw colour without one), with ROOT or "
+                   "--checkpoint, backbone. Else learned features (a pretrain run's dense encoder, else a ViT), raw "
+                   "Lab pixel patches, or copy the nearest keyframe's mask.")
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True,
               help="timm ViT (random init without --checkpoint).")
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
@@ -106,13 +108,14 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
                       max_keyframes_context: int,
                       pixel_patch: int, pixel_cells: int | None, batch_size: int, device: str, overwrite: bool) -> None:
     """Propagate the keyframe masks of ROOT (DAVIS layout) to every frame; reads only keyframe annotations."""
-    from segloop.platform.core.masks import MaskError
     from segloop.platform.vos import propagation as vos
     from segloop.pretrain.backbones import BackboneError
 
     recent = None if recent_radius < 0 else recent_radius
-    if checkpoint is not None and method not in ("backbone", "dense"):
+    if checkpoint is not None and method not in ("auto", "backbone", "dense"):
         raise click.UsageError("--checkpoint only applies to --method backbone or dense")
+    if model_dir is not None and ctx.get_parameter_source("method") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--model propagates with the VOS model: drop --method")
     if bool(video_ids) == (root is not None):
         raise click.UsageError("give either ROOT (a DAVIS-layout folder) or --video ID, not both")
     if root is not None and out_root is None:
@@ -126,11 +129,19 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
             batch_size=batch_size,
         )
         try:
-            featurizer = vos.make_featurizer(method, backbone, checkpoint, config, device, pixel_patch, pixel_cells)
-            _run_videos(list(video_ids), featurizer, config, keyframe_spec)
-        except (vos.PropagationError, MaskError, BackboneError, LookupError) as exc:
+            featurizer = None  # auto: each video's own best propagator
+            if model_dir is not None:
+                from segloop.platform.vos.memory import load_memory_propagator
+
+                featurizer = load_memory_propagator(model_dir, short_side)
+            elif method != "auto" or checkpoint is not None:
+                featurizer = vos.make_featurizer("backbone" if method == "auto" else method, backbone, checkpoint,
+                                                 config, device, pixel_patch, pixel_cells)
+            _run_videos(list(video_ids), featurizer, config, keyframe_spec, device)
+        except (ValueError, BackboneError, LookupError) as exc:  # PropagationError, MaskError, MemoryModelError
             raise click.ClickException(str(exc)) from None
         return
+    method = "backbone" if method == "auto" else method
     frames_dir, masks_dir = davis_dirs(root)
     names = sequences_option_values(ctx, sequences) or sorted(p.name for p in frames_dir.iterdir() if p.is_dir())
     if not names:
@@ -154,25 +165,38 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
         raise click.ClickException(str(exc)) from None
 
 
-def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None) -> None:
-    """Propagate DB videos with a progress bar and print what was stored."""
+def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None, device: str) -> None:
+    """Propagate DB videos with a progress bar and print what was stored; without a featurizer, each video
+    with the project's best propagator for it."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from segloop.platform.core.console import LazyProgress, print_table
+    from segloop.platform.core.console import LazyProgress, console, print_table
     from segloop.platform.db.migrate import ensure_db
+    from segloop.platform.services.models import video_propagator
     from segloop.platform.services.propagation import propagate_video
 
     ensure_db()
-    rows = []
+    rows, notes = [], []
     with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn()) as bar:
         for video_id in video_ids:
             task = bar.add_task(f"video {video_id}", total=None)
-            result = propagate_video(video_id, featurizer, config, keyframes,
+            chosen, used = featurizer, getattr(featurizer, "name", str(featurizer))
+            if chosen is None:
+                chosen, choice = video_propagator(video_id, config, device=device)
+                used = choice.propagator
+                scores = ", ".join(f"{name} {value:.3f}" for name, value in choice.scores.items())
+                notes.append(f"video {video_id}: {choice.propagator}, {choice.reason}" + (f" ({scores})" if scores
+                                                                                           else ""))
+            result = propagate_video(video_id, chosen, config, keyframes,
                                      on_frame=lambda done, total, t=task: bar.update(t, completed=done, total=total))
-            rows.append((result.video_id, result.video_name, len(result.keyframes), result.drafts, result.scored_frames,
+            rows.append((result.video_id, result.video_name, used, len(result.keyframes), result.drafts,
+                         result.scored_frames,
                          *(f"{result.scores[k]:.3f}" if result.scores else "" for k in ("J&F", "J", "F"))))
-    print_table("propagation", ["video", "name", "keyframes", "drafts", "scored frames", "J&F", "J", "F"], rows)
+    print_table("propagation", ["video", "name", "propagator", "keyframes", "drafts", "scored frames", "J&F", "J",
+                                "F"], rows)
+    for note in notes:
+        console.print(note)
 
 
 def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurizer, config, method: str,
