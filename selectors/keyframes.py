@@ -21,7 +21,12 @@ tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.
 excess round trip (annotating the hardest frame near each target) lost 0.004-0.020 at K = 2 (-0.010..+0.004
 at K = 3): a hard stretch gains more from keyframes on both sides than from one inside it. Moving them the other
 way, onto the frame with the smallest round trip (raw or excess; annotating the clearest frame near each target),
-lost as well: 0.821-0.826 J&F against 0.834 at K = 3, -0.016..+0.001 at K = 2 (seed 0).
+lost as well: 0.821-0.826 J&F against 0.834 at K = 3, -0.016..+0.001 at K = 2 (seed 0). Placing them one at a
+time as an annotator would, each pick's mask revealed and propagated before the next, with the path stretched by
+the propagation's uncertainty (1 - mean max-probability over the frame or the object, the `vos_uncertainty` the
+platform stores) moved the K = 3 gain by -0.007..+0.005 over four encoder seeds (-0.004..+0.003 at K = 2), and a
+path of the object's motion (1 - IoU of consecutive propagated masks, mixed with time 0-2x) by -0.015..+0.005
+(-0.009..-0.001 at K = 2): with a mask in hand the even cover still holds.
 How much room is left at K = 3 (10-minute encoder, seed 0): the best placement on a grid of about T/13 frames,
 found with the ground truth, reaches 0.855 J&F against this selector's 0.834 and uniform's 0.809, with picks no
 rule above produces (blackswan [9, 41, 45], dog [1, 36, 56], motocross-jump [7, 16, 28]); and moving every keyframe
