@@ -34,16 +34,17 @@ def embed_project(
     checkpoint_id: int | None = None,
     device: str = "auto",
     workers: int = 1,
+    random_init: bool = False,
     progress: Callable[[float, str], None] | None = None,
 ) -> EmbeddingSetInfo | None:
     """Embed every frame of `project` and register the (float16) vectors; returns the embedding set.
 
     The encoder is the `checkpoint_id` or `checkpoint` (a weights file or pretrain run folder) given, else the
-    project's newest pretrained encoder; only a project without one is embedded with a random-init `backbone`
-    (the set's params record which, as `encoder`). Under torchrun the frames are sharded across processes;
-    rank 0 registers the set, the others return None.
+    project's newest pretrained encoder; a random-init `backbone` only for a project without one or when
+    `random_init` asks for it (the set's params record which, as `encoder`). Under torchrun the frames are sharded
+    across processes; rank 0 registers the set, the others return None.
     """
-    from segloop.platform.services.models import project_encoder
+    from segloop.platform.services.models import EncoderChoice, project_encoder
     from segloop.pretrain.backbones import create_backbone
     from segloop.pretrain.embed import save_embeddings
 
@@ -51,8 +52,11 @@ def embed_project(
         raise EmbeddingSetError(f"--vector: {vector!r} is not one of {', '.join(VECTOR_KINDS)}")
     settings = settings or load_settings()
     engine = get_engine(settings)
-    encoder = project_encoder(project, checkpoint_id, None if checkpoint is None else str(checkpoint), backbone,
-                              engine)
+    if random_init and (checkpoint is not None or checkpoint_id is not None):
+        raise EmbeddingSetError("random init and a checkpoint exclude each other: drop one")
+    encoder = (EncoderChoice(None, None, backbone, f"random-init {backbone}, as asked") if random_init else
+               project_encoder(project, checkpoint_id, None if checkpoint is None else str(checkpoint), backbone,
+                               engine))
     with session_scope(engine) as session:
         info = projects.get_project(session, project)
         frames = footage.project_frames(session, info.id)

@@ -134,6 +134,12 @@ def _weights(session: Session, path: str, params: Any) -> None:
         raise NotFoundError(str(exc)) from None
 
 
+def _random_init(session: Session, random_init: bool, params: Any) -> None:
+    """A random-init request names no checkpoint."""
+    if random_init and getattr(params, "checkpoint_id", None) is not None:
+        raise ValidationError("random init and checkpoint_id exclude each other: drop one")
+
+
 def _video_ids(session: Session, video_ids: list[int], params: Any) -> None:
     """Every video exists (in the params' project, when they name one)."""
     project = getattr(params, "project", None)
@@ -185,7 +191,7 @@ def _strategy_params(session: Session, values: dict, params: Any) -> None:
 
 REFERENCE_CHECKS: dict[str, Callable] = {
     "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "folder": _folder,
-    "weights": _weights,
+    "weights": _weights, "random_init": _random_init,
     "video_ids": _video_ids, "checkpoint": _checkpoint, "embedding_set": _embedding_set, "preset": _preset,
     "pretrain_config": _pretrain_config, "strategy": _strategy, "strategy_params": _strategy_params,
 }

@@ -76,6 +76,9 @@ class EmbedParams:
     img_size: int = param(224, min=16, max=4096, help="Short side of the resized frames (px).")
     batch_size: int = param(32, min=1, help="Frames per forward pass.")
     vector: str = param("cls", choices=("cls", "patch_mean"), help="Which vector the embedding set indexes.")
+    random_init: bool = param(False, ref="random_init",
+                              help="Embed with a random-init `backbone` even when the project has a pretrained "
+                                   "encoder (a baseline); not with checkpoint_id.")
 
 
 @dataclass

@@ -220,6 +220,16 @@ def test_embedding_uses_the_projects_pretrained_encoder_by_default(embedded, set
     with session_scope(engine) as session:
         newest = artifacts.list_embedding_sets(session, projects.get_project(session, "sel").id)[0]
     assert (newest.checkpoint_id, newest.dim) == (checkpoint.id, 384)
+    baseline = embed_project("sel", img_size=32, batch_size=8, random_init=True, settings=settings)
+    assert (baseline.checkpoint_id, baseline.dim, baseline.params["encoder"]) == (
+        None, 192, "random-init vit_tiny_patch16_224, as asked")
+    with pytest.raises(EmbeddingSetError, match="random init and a checkpoint exclude each other"):
+        embed_project("sel", checkpoint_id=checkpoint.id, random_init=True, settings=settings)
+    result = cli("jobs", "submit", "embed", "--params", f'{{"project": "sel", "random_init": true, '
+                                                        f'"checkpoint_id": {checkpoint.id}}}')
+    assert result.exit_code == 1 and "random init and checkpoint_id exclude each other" in result.output
+    result = cli("embed", "--project", "sel", "--random-init", "--checkpoint", str(run))
+    assert result.exit_code == 2 and "--random-init and --checkpoint exclude each other" in result.output
 
 
 @pytest.mark.parametrize("options,message", [

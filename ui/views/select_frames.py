@@ -58,7 +58,8 @@ def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
                                    disabled=frames > INLINE_EMBED_MAX_FRAMES or frames == 0,
                                    help=f"Runs in the web server; for projects up to {INLINE_EMBED_MAX_FRAMES} frames")
         queued = job_col.button("Queue an embed job", key="select_embed_job")
-    params = {"project": project.name, "checkpoint_id": checkpoint_id, "backbone": backbone, "img_size": img_size}
+    params = {"project": project.name, "checkpoint_id": checkpoint_id, "backbone": backbone, "img_size": img_size,
+              "random_init": checkpoint_id is None}
     if queued:
         try:
             job = library.submit_job(engine, "embed", params, project.name)
@@ -77,7 +78,7 @@ def embed_inline(project: ProjectInfo, checkpoint_id: int | None, backbone: str,
     bar = st.progress(0.0, text="embedding…")
     try:
         created = embed_project(project.name, backbone, None, img_size, settings=resources.settings(),
-                                checkpoint_id=checkpoint_id,
+                                checkpoint_id=checkpoint_id, random_init=checkpoint_id is None,
                                 progress=lambda f, m="": bar.progress(min(max(f, 0.0), 1.0), text=m or "embedding…"))
     except (ValueError, LookupError) as exc:
         st.error(str(exc))

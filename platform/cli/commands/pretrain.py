@@ -195,16 +195,18 @@ def _report(result, frames: int, videos: int, distil_target: str) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=OUT_FILE,
               help="OUT.npy (CLS, float16), OUT.patch_mean.npy, OUT.json (frame keys); with --frames.")
-def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_size, vector, workers, device,
-                  out) -> None:
+def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_size, vector, random_init, workers,
+                  device, out) -> None:
     """Embed every frame (CLS token + mean patch token) with a pretrained or random backbone."""
     from segloop.platform.core.errors import friendly_errors
 
+    if random_init and checkpoint is not None:
+        raise click.UsageError("--random-init and --checkpoint exclude each other: drop one")
     if project is not None:
         if frames_root is not None or out is not None:
             raise click.UsageError("--project stores the embedding set itself: drop --frames/--out")
         friendly_errors(_embed_project)(checkpoint_fields(checkpoint), backbone, project, img_size, batch_size,
-                                        vector, workers, device)
+                                        vector, random_init, workers, device)
         return
     if frames_root is None or out is None:
         raise click.UsageError("give --frames ROOT --out FILE, or --project NAME")
@@ -212,10 +214,12 @@ def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_si
         raise click.BadParameter(f"{checkpoint} is neither a weights file nor a `segloop pretrain --out` folder"
                                  + (" (a checkpoint id needs --project)" if checkpoint.isdigit() else ""),
                                  param_hint="--checkpoint")
-    friendly_errors(_embed)(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out)
+    friendly_errors(_embed)(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out,
+                            random_init)
 
 
-def _embed_project(weights: dict, backbone, project, img_size, batch_size, vector, workers, device) -> None:
+def _embed_project(weights: dict, backbone, project, img_size, batch_size, vector, random_init, workers,
+                   device) -> None:
     """Body of `segloop embed --project`: embed the stored frames with the project's encoder (or the weights
     given) and register an embedding set."""
     from segloop.platform.core.console import LazyProgress, console
@@ -234,7 +238,7 @@ def _embed_project(weights: dict, backbone, project, img_size, batch_size, vecto
 
         embedding_set = embed_project(project, backbone or DEFAULT_BACKBONE, weights.get("weights"), img_size,
                                       batch_size, vector, checkpoint_id=weights.get("checkpoint_id"), device=device,
-                                      workers=workers, progress=progress)
+                                      workers=workers, random_init=random_init, progress=progress)
     if embedding_set is None:  # a non-zero rank under torchrun
         return
     for message in said:
@@ -243,15 +247,15 @@ def _embed_project(weights: dict, backbone, project, img_size, batch_size, vecto
                   f"({embedding_set.backbone}) -> {embedding_set.vectors_path}")
 
 
-def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out) -> None:
+def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out, random_init) -> None:
     """Body of `segloop embed`."""
     from segloop.platform.core.console import LazyProgress, console
     from segloop.pretrain.backbones import create_backbone, weights_backbone
     from segloop.pretrain.embed import embed_frames, save_embeddings
     from segloop.pretrain.frames import discover_videos, frame_key
 
-    if checkpoint is None and backbone is None:
-        raise CliInputError("give --checkpoint PATH or --backbone NAME")
+    if checkpoint is None and backbone is None and not random_init:
+        raise CliInputError("give --checkpoint PATH, or --backbone NAME / --random-init for a random-init backbone")
     name = (weights_backbone(checkpoint) if checkpoint is not None else None) or backbone or DEFAULT_BACKBONE
     model = create_backbone(name, weights=checkpoint)
     paths = [p for video in discover_videos(frames_root, cache_dir=Path(out).parent / "decoded-frames") for p in video]

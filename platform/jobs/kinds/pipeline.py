@@ -88,7 +88,7 @@ def run_embed(params: EmbedParams, ctx: JobContext) -> dict[str, Any]:
 
     embedding_set = embed_project(params.project, params.backbone, None, params.img_size, params.batch_size,
                                   params.vector, job_id=ctx.job_id, checkpoint_id=params.checkpoint_id,
-                                  progress=ctx.progress)
+                                  random_init=params.random_init, progress=ctx.progress)
     return {"embedding_set_id": embedding_set.id, "count": embedding_set.count, "dim": embedding_set.dim,
             "checkpoint_id": embedding_set.checkpoint_id, "encoder": embedding_set.params.get("encoder")}
 
