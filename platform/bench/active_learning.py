@@ -34,6 +34,7 @@ import numpy as np
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import OUT_FILE
 from segloop.platform.core.davis import DavisLayout
+from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -365,7 +366,7 @@ def plot(document: dict, path: Path) -> Path:
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Pretrained backbone weights (e.g. teacher_backbone.pth); default: random init.")
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULT_BACKBONE, show_default=True)
-@click.option("--short-side", type=click.IntRange(min=16), default=192, show_default=True)
+@click.option("--short-side", type=click.IntRange(min=16, max=MAX_SIDE), default=192, show_default=True)
 @click.option("--head", type=click.Choice(["linear", "multiscale"]), default="multiscale", show_default=True)
 @click.option("--min-steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="Head training steps at least (more with many labeled frames: 30 epochs).")

@@ -59,8 +59,8 @@ def comma_items(option: str, text: str) -> list[str]:
     return items
 
 
-def comma_ints(option: str, text: str, minimum: int = 1) -> list[int]:
-    """An option's comma-separated integers, each at least `minimum` (BadParameter naming the option otherwise)."""
+def comma_ints(option: str, text: str, minimum: int = 1, maximum: int | None = None) -> list[int]:
+    """An option's comma-separated integers, each in `minimum`..`maximum` (BadParameter naming the option otherwise)."""
     import click
 
     try:
@@ -69,4 +69,6 @@ def comma_ints(option: str, text: str, minimum: int = 1) -> list[int]:
         raise click.BadParameter(f"{text!r}: expected comma-separated integers", param_hint=option) from None
     if min(values) < minimum:
         raise click.BadParameter(f"{text!r}: values must be at least {minimum}", param_hint=option)
+    if maximum is not None and max(values) > maximum:
+        raise click.BadParameter(f"{text!r}: values must be at most {maximum}", param_hint=option)
     return values

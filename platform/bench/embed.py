@@ -11,6 +11,7 @@ from segloop.platform.bench.common import bench_devices, comma_ints, default_jso
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.settings import SHARED_SAMPLE
 from segloop.platform.core.storage import write_json
 
@@ -57,7 +58,7 @@ def command(frames_root: Path | None, backbone: str, sizes: str, batch_size: int
     if not root.is_dir():
         raise click.ClickException(f"{root}: frames folder does not exist (give --frames)")
     paths = [p for video in discover_videos(root) for p in video][:limit]
-    img_sizes = comma_ints("--sizes", sizes, minimum=16)
+    img_sizes = comma_ints("--sizes", sizes, minimum=16, maximum=MAX_SIDE)
     names = bench_devices(devices)
     rows = [measure(paths, backbone, size, batch_size, name, workers) for name in names for size in img_sizes]
     print_table(f"embed throughput ({backbone}, {len(paths)} frames, batch {batch_size})",

@@ -20,6 +20,7 @@ import numpy as np
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import OUT_FILE
+from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
 
 STRATEGIES = ("first", "uniform", "keyframes")
@@ -155,7 +156,7 @@ def _memory_trainer(checkpoint: str | None, short_side: int, steps: int, say: Ca
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="A `segloop pretrain --out` folder (its dense encoder propagates, its ViT embeds for the "
                    "keyframes strategy) or local backbone weights.")
-@click.option("--short-side", type=click.IntRange(min=16), default=240, show_default=True)
+@click.option("--short-side", type=click.IntRange(min=16, max=MAX_SIDE), default=240, show_default=True)
 @click.option("--radius", type=click.IntRange(min=0), default=6, show_default=True)
 @click.option("--refine/--no-refine", default=False, show_default=True,
               help="Also train the VOS refinement decoder on the annotated frames and score the refined masks.")

@@ -14,6 +14,7 @@ from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
+from segloop.pretrain.config import MAX_CROP
 
 
 def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict:
@@ -101,7 +102,7 @@ def command(backbone: str, sizes: str, batch_size: int, steps: int, warmup: int,
     Model step only, on synthetic tensors (no decoding): the data loader runs in worker processes.
     """
 
-    img_sizes = sorted(comma_ints("--sizes", sizes, minimum=16))
+    img_sizes = sorted(comma_ints("--sizes", sizes, minimum=16, maximum=MAX_CROP))
     names = bench_devices(devices)
     rows = [measure(backbone, size, name, batch_size, steps, warmup) for name in names for size in img_sizes]
     print_table(f"pretrain step throughput ({backbone}, batch {batch_size})",

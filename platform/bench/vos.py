@@ -10,6 +10,7 @@ import click
 
 from segloop.platform.core.backbones import BACKBONE_NAMES
 from segloop.platform.core.console import OUT_FILE
+from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.vos.propagation import PropagationConfig
 
 
@@ -138,7 +139,7 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
 
     if threads:
         torch.set_num_threads(threads)
-    sides = sorted(set(comma_ints("--short-sides", short_sides, minimum=16)), reverse=True)
+    sides = sorted(set(comma_ints("--short-sides", short_sides, minimum=16, maximum=MAX_SIDE)), reverse=True)
     chosen_methods = comma_items("--methods", methods)
     frames, mask = synthetic_video(num_frames, height, width)
     recent = None if recent_radius < 0 else recent_radius

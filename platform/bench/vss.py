@@ -21,6 +21,7 @@ import numpy as np
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import OUT_FILE
+from segloop.platform.core.image import MAX_SIDE
 
 PROTOCOLS = ("frames", "videos")
 NONE = "none"
@@ -146,7 +147,7 @@ def run_benchmark(root: str | Path, keyframes: str, checkpoint: str | None, back
 @click.option("--variants", default="none,average,gate", show_default=True,
               help="Comma-separated: none, average, gate, or one with settings, e.g. gate:topk=10+radius=3.")
 @click.option("--protocols", default="frames,videos", show_default=True)
-@click.option("--short-side", type=click.IntRange(min=16), default=192, show_default=True)
+@click.option("--short-side", type=click.IntRange(min=16, max=MAX_SIDE), default=192, show_default=True)
 @click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Default: $SEGLOOP_DATA_DIR/bench/vss.json")
 def command(root: Path, keyframes: str, checkpoint: Path | None, backbone: str, variants: str, protocols: str,

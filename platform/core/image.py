@@ -8,6 +8,7 @@ import numpy as np
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ROUNDING_RULES = ("round", "nearest", "floor")
+MAX_SIDE = 4096  # px: a working short side above this is a typo (a 4096-px side already takes GBs per frame)
 
 
 class ImageError(ValueError):

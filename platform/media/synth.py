@@ -14,10 +14,11 @@ import cv2
 import numpy as np
 
 from segloop.platform.core.davis import DavisLayout
+from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.masks import write_mask
 from segloop.platform.core.storage import staging_dir
 
-SIZE_RANGE = (32, 4096)  # pixels per side: objects need room; a frame must fit in memory
+SIZE_RANGE = (32, MAX_SIDE)  # pixels per side: objects need room; a frame must fit in memory
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
+from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.specs import param
 
 DEFAULT_PROJECT = "default"
@@ -73,7 +74,7 @@ class EmbedParams:
     project: str = _project()
     checkpoint_id: int | None = _pretrained_id()
     backbone: str = _backbone()
-    img_size: int = param(224, min=16, max=4096, help="Short side of the resized frames (px).")
+    img_size: int = param(224, min=16, max=MAX_SIDE, help="Short side of the resized frames (px).")
     batch_size: int = param(32, min=1, help="Frames per forward pass.")
     vector: str = param("cls", choices=("cls", "patch_mean"), help="Which vector the embedding set indexes.")
     random_init: bool = param(False, ref="random_init",
@@ -112,7 +113,7 @@ class PropagateParams:
                                    help="A pretrain run folder or local timm-layout weights (method backbone/dense).")
     keyframes: str | None = param(None, pattern=KEYFRAMES_PATTERN, pattern_hint=KEYFRAMES_HINT,
                                   help="Keyframes (default: every human-labeled frame).")
-    short_side: int = param(480, min=16, help="Frames are resized to this short side (px).")
+    short_side: int = param(480, min=16, max=MAX_SIDE, help="Frames are resized to this short side (px).")
 
 
 @dataclass
@@ -123,7 +124,8 @@ class FinetuneBase:
     checkpoint_id: int | None = _pretrained_id()
     weights: str | None = _weights()
     backbone: str = _backbone()
-    short_side: int = param(192, min=16, help="Frames are embedded at this short side (features cached per frame).")
+    short_side: int = param(192, min=16, max=MAX_SIDE,
+                            help="Frames are embedded at this short side (features cached per frame).")
 
 
 @dataclass
@@ -156,7 +158,8 @@ class FinetuneVOSParams(FinetuneBase):
 
     steps: int = param(600, min=1, help="Optimisation steps (at most about 3 minutes on a 2-core CPU; the learning "
                                         "rate anneals over whichever of steps and time runs out first).")
-    prop_short_side: int = param(240, min=16, help="Working short side (px) of propagation with the model.")
+    prop_short_side: int = param(240, min=16, max=MAX_SIDE,
+                                 help="Working short side (px) of propagation with the model.")
     seed: int = param(0, help="Random seed.")
 
 

@@ -116,6 +116,10 @@ def test_bench_vos_reports_the_median_of_its_repeats(cli, tmp_path: Path) -> Non
     (("pretrain", "--sizes", ","), "--sizes", "give at least one"),
     (("pretrain", "--sizes", "8"), "--sizes", "at least 16"),
     (("embed", "--sizes", " , "), "--sizes", "give at least one"),
+    (("embed", "--frames", "ROOT", "--sizes", "112,100000"), "--sizes", "at most 4096"),  # the OOM killer before
+    (("pretrain", "--sizes", "64,100000"), "--sizes", "at most 2048"),
+    (("vos", "--short-sides", "480,100000"), "--short-sides", "at most 4096"),
+    (("keyframes", "ROOT", "--short-side", "100000"), "--short-side", "100000 is not in the range 16<=x<=4096"),
     (("vos", "--methods", ","), "--methods", "give at least one"),
     (("vos", "--short-sides", "480,x"), "--short-sides", "expected comma-separated integers"),
     (("select", "--nprobe", ""), "--nprobe", "give at least one"),

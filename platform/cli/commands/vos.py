@@ -10,6 +10,7 @@ from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import OUT_DIR, FiniteFloatRange
 from segloop.platform.core.davis import DavisLayout
+from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.storage import write_json
 from segloop.platform.vos.propagation import PropagationConfig
 
@@ -78,7 +79,7 @@ def command() -> None:
                    "--method.")
 @click.option("--keyframes", default="first", show_default=True,
               help="first | uniform:K | comma-separated frame indices.")
-@click.option("--short-side", default=DEFAULTS.short_side, show_default=True, type=click.IntRange(min=16))
+@click.option("--short-side", default=DEFAULTS.short_side, show_default=True, type=click.IntRange(min=16, max=MAX_SIDE))
 @click.option("--size-multiple", default=DEFAULTS.size_multiple, show_default=True, type=click.IntRange(min=1),
               help="Long side floored to this.")
 @click.option("--n-last", default=DEFAULTS.n_last, show_default=True, type=click.IntRange(min=0),
