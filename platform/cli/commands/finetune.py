@@ -13,6 +13,8 @@ from segloop.platform.db.migrate import ensure_db
 from segloop.platform.services.params import FinetuneVOSParams, FinetuneVSSParams, LoopRoundParams, PredictParams
 
 PRETRAINED = ("checkpoint_id", "weights")  # given as one --checkpoint PATH|ID on the command line
+CHECKPOINT_HELP = ("Pretrained backbone: a weights file, a `segloop pretrain --out` folder or a DB checkpoint id "
+                   "(default with --project: its newest pretrained encoder).")
 
 
 def _default_out(project: str, task: str) -> Path:
@@ -41,7 +43,7 @@ def finetune() -> None:
 def _run_options(func):
     """Options of `finetune vss|vos` that are not params of the operation: weights as path or id, folder, device."""
     options = [
-        click.option("--checkpoint", default=None, help="Pretrained backbone: weights file or DB checkpoint id."),
+        click.option("--checkpoint", default=None, help=CHECKPOINT_HELP),
         click.option("--out", type=OUT_DIR, default=None,
                      help="Output folder (default: a new $SEGLOOP_DATA_DIR/runs/finetune/<project>/<task>-<time>); "
                           "run again with the same --out to resume an interrupted run."),
@@ -152,7 +154,7 @@ def loop() -> None:
 @loop.command("round")
 @spec_options(LoopRoundParams, exclude=PRETRAINED, required=("project",))
 @click.option("--signal", default=None, help="Uncertainty signal for uncertainty/hybrid (e.g. vss_entropy_mean).")
-@click.option("--checkpoint", default=None, help="Pretrained backbone: weights file or DB checkpoint id.")
+@click.option("--checkpoint", default=None, help=CHECKPOINT_HELP)
 @friendly_errors
 def loop_round(signal: str | None, checkpoint: str | None, **values) -> None:
     """Run one round of the loop on a project."""
