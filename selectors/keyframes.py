@@ -58,8 +58,9 @@ def _video_of(pool: CandidatePool, tracker: ConstraintTracker, video_id: int | N
         return None
     if in_scope.size != 1:
         raise SelectorError(
-            f"keyframes: works on one video; the scope holds {in_scope.size} videos "
-            f"({in_scope[:10].tolist()}); pass video_id or constraints.videos"
+            f"keyframes: places keyframes on one video, and the selection covers {in_scope.size} videos (ids "
+            f"{', '.join(str(v) for v in in_scope[:10])}{', ...' if in_scope.size > 10 else ''}): give the strategy a "
+            "video_id parameter, or limit the selection to one video"
         )
     return int(in_scope[0])
 

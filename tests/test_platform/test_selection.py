@@ -13,6 +13,7 @@ from segloop.platform.media.ingest import IngestOptions, ingest_paths
 from segloop.platform.services.embedding import EmbeddingSetError, embed_project, load_embedding_set
 from segloop.platform.services.selection import build_pool, run_selection, show_selection
 from segloop.selectors.constraints import Constraints
+from segloop.selectors.types import SelectorError
 
 
 @pytest.fixture
@@ -83,6 +84,12 @@ def test_keyframes_strategy_for_one_video(embedded, settings, engine) -> None:
     run = run_selection("sel", "keyframes", Constraints(budget=3), {"video_id": video.id}, settings=settings)
     _, where = show_selection(run.selection.id, settings)
     assert len(run.items) == 3 and {where[i.frame_id][0] for i in run.items} == {video.name}
+    with pytest.raises(SelectorError) as refused:  # was "...; pass video_id or constraints.videos"
+        run_selection("sel", "keyframes", Constraints(budget=3), settings=settings)
+    with session_scope(engine) as session:
+        ids = ", ".join(str(v.id) for v in footage.list_videos(session, projects.get_project(session, "sel").id))
+    assert str(refused.value).endswith(f"covers 2 videos (ids {ids}): give the strategy a video_id parameter, or "
+                                       "limit the selection to one video")
 
 
 def test_select_cli(embedded, cli, tmp_path: Path) -> None:
