@@ -52,7 +52,8 @@ def _video_of(pool: CandidatePool, tracker: ConstraintTracker, video_id: int | N
     in_scope = np.unique(pool.video_ids[tracker.in_scope])
     if video_id is not None:
         if video_id not in pool.video_ids:
-            raise SelectorError(f"keyframes: video {video_id} is not in the candidate pool")
+            raise SelectorError(f"keyframes: video {video_id} is not among the videos selected from (ids "
+                                f"{', '.join(str(v) for v in np.unique(pool.video_ids)[:10])})")
         return int(video_id)
     if in_scope.size == 0:
         return None

@@ -183,10 +183,12 @@ def _strategy(session: Session, name: str, params: Any) -> None:
 
 
 def _strategy_params(session: Session, values: dict, params: Any) -> None:
-    """The parameters suit the params' strategy (names, types, limits)."""
+    """The parameters suit the params' strategy (names, types, limits); a `video_id` is a video of the project."""
     from segloop.selectors.registry import check_params
 
     check_params(params.strategy, values)
+    if values.get("video_id") is not None:
+        _video_ids(session, [values["video_id"]], params)
 
 
 REFERENCE_CHECKS: dict[str, Callable] = {

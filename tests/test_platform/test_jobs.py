@@ -77,6 +77,8 @@ def test_strategy_parameters_are_checked_when_a_job_is_submitted(engine, tmp_pat
          r"select params: params: strategy 'random': unknown parameter\(s\) \['bogus'\]"),
         ("loop_round", {"project": "p", "strategy": "cluster", "strategy_params": {"niter": 0}},
          "loop_round params: strategy_params: cluster: niter must be >= 1, got 0"),
+        ("select", {"project": "p", "strategy": "keyframes", "params": {"video_id": 999}},  # queued before
+         "select params: params: video 999 does not exist"),
     ]
     for kind, params, message in refusals:
         with pytest.raises(ValidationError, match=message):
