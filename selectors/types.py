@@ -135,17 +135,16 @@ class CandidatePool:
 
     def signal(self, name: str | None) -> np.ndarray:
         """The named uncertainty signal; with name None the pool's only signal."""
+        if not self.uncertainty:
+            raise SelectorError(f"signal{'' if name is None else f' {name!r}'}: no frame has uncertainty scores yet "
+                                "(predictions and propagation store them)")
         if name is None:
             if len(self.uncertainty) != 1:
-                raise SelectorError(
-                    "uncertainty signal: name one of "
-                    f"{sorted(self.uncertainty) or 'none (the pool has no uncertainty arrays)'}"
-                )
+                raise SelectorError(f"signal: the frames have several uncertainty scores, name one of "
+                                    f"{sorted(self.uncertainty)}")
             return next(iter(self.uncertainty.values()))
         if name not in self.uncertainty:
-            raise SelectorError(
-                f"uncertainty signal {name!r} is not in the pool; available: {sorted(self.uncertainty)}"
-            )
+            raise SelectorError(f"signal {name!r}: no such uncertainty scores; available: {sorted(self.uncertainty)}")
         return self.uncertainty[name]
 
 

@@ -138,3 +138,10 @@ def test_strategy_picks_most_uncertain_under_constraints():
     assert picks[0].score == pytest.approx(0.9) and "vos_fb_disagreement=0.9" in picks[0].reason
     with pytest.raises(SelectorError, match="name one of"):
         uncertainty(pool, Constraints(budget=1))
+    with pytest.raises(SelectorError, match=r"^signal 'nope': no such uncertainty scores; available: "
+                                            r"\['entropy_mean', 'vos_fb_disagreement'\]$"):
+        uncertainty(pool, Constraints(budget=1), signal="nope")
+    bare = CandidatePool(embeddings=pool.embeddings, frame_ids=pool.frame_ids, video_ids=pool.video_ids,
+                         frame_indices=pool.frame_indices)
+    with pytest.raises(SelectorError, match=r"^signal: no frame has uncertainty scores yet"):  # was "name one of
+        uncertainty(bare, Constraints(budget=1))                                                # none (the pool..."
