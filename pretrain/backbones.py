@@ -28,7 +28,13 @@ def weights_file(weights: str | Path) -> Path:
     return path
 
 
-def weights_backbone(weights: str | Path) -> str | None:
+def backbone_for(weights: str | Path | None, backbone: str | None = None) -> str:
+    """The backbone `weights` were trained as when their `segloop pretrain` run records it, else `backbone`, else the
+    default: weights only load into the architecture they were trained as."""
+    return (_recorded_backbone(weights) if weights is not None else None) or backbone or DEFAULT_BACKBONE
+
+
+def _recorded_backbone(weights: str | Path) -> str | None:
     """The backbone a `segloop pretrain` run records in its config.yaml, for the run folder or a file in it."""
     import yaml
 

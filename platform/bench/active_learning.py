@@ -385,14 +385,14 @@ def command(root: Path, task: str, strategies: str, budgets: str, rounds: int, s
     from segloop.platform.core.errors import friendly_errors
     from segloop.platform.core.settings import load_settings
     from segloop.platform.core.storage import write_json
-    from segloop.pretrain.backbones import weights_backbone
+    from segloop.pretrain.backbones import backbone_for
 
     @friendly_errors
     def run() -> None:
         options = ALOptions(task=task, strategies=comma_items("--strategies", strategies),
                             budgets=comma_items("--budgets", budgets), rounds=rounds,
                             seeds=seeds, checkpoint=str(checkpoint) if checkpoint else None,
-                            backbone=(weights_backbone(checkpoint) if checkpoint else None) or backbone,
+                            backbone=backbone_for(checkpoint, backbone),
                             short_side=short_side, head=head, min_steps=min_steps, first_round=first_round,
                             ceiling_folds=ceiling_folds)
         work = default_work_dir(root, load_settings().data_dir)

@@ -72,9 +72,9 @@ def run_benchmark(root: str | Path, strategies: Sequence[str], budgets: Sequence
     from segloop.platform.features.backbone import FeatureSpec, extract_video, load_backbone, video_features
     from segloop.platform.vos import propagation as vos
     from segloop.platform.vos import refiner as refinement
-    from segloop.pretrain.backbones import weights_backbone
+    from segloop.pretrain.backbones import backbone_for
 
-    backbone = (weights_backbone(checkpoint) if checkpoint else None) or backbone
+    backbone = backbone_for(checkpoint, backbone)
     for strategy in strategies:
         if strategy not in STRATEGIES:
             raise ValueError(f"--strategies: unknown keyframe strategy {strategy!r} (one of {', '.join(STRATEGIES)})")

@@ -70,7 +70,7 @@ def run_benchmark(root: str | Path, keyframes: str, checkpoint: str | None, back
     from segloop.platform.vos.frames import CachedFeaturizer, LoadedFrames
     from segloop.platform.vss import head as vss
     from segloop.platform.vss import temporal
-    from segloop.pretrain.backbones import weights_backbone
+    from segloop.pretrain.backbones import backbone_for
 
     say = progress or (lambda message: None)
     for protocol in protocols:
@@ -84,7 +84,7 @@ def run_benchmark(root: str | Path, keyframes: str, checkpoint: str | None, back
     if checkpoint:
         run_dir = Path(checkpoint)
         weights = str(run_dir / vos.TEACHER_FILE) if run_dir.is_dir() else str(run_dir)
-        backbone = weights_backbone(run_dir) or backbone
+        backbone = backbone_for(run_dir, backbone)
         encoder = temporal.EncoderRef(weights, backbone)
     spec = FeatureSpec(backbone=backbone, weights=weights, short_side=short_side)
     feats = video_features(data.frames, spec, cache_dir)

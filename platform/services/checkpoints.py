@@ -32,15 +32,10 @@ def checkpoint_backbone(checkpoint_id: int, engine: Engine | None = None) -> tup
     return checkpoint.backbone, checkpoint.path
 
 
-def pretrained_weights(checkpoint_id: int | None, weights: str | None, engine: Engine | None = None) -> str | None:
-    """The weights file of a pretrain checkpoint id, else the local file or `segloop pretrain --out` folder given
-    (None: random init)."""
+def local_weights(weights: str) -> str:
+    """The weights file of a local file or `segloop pretrain --out` folder (ValidationError naming it otherwise)."""
     from segloop.pretrain.backbones import BackboneError, weights_file
 
-    if checkpoint_id is not None:
-        return pretrained_checkpoint(checkpoint_id, engine).path
-    if weights is None:
-        return None
     try:
         return str(weights_file(weights))
     except BackboneError:

@@ -104,8 +104,8 @@ def project_encoder(project: str, checkpoint_id: int | None, weights: str | None
     records), else as `backbone`; a file that is a registered checkpoint of the project carries its id. Only a
     project without any pretrained encoder falls back to a random-init `backbone`, and the choice says so.
     """
-    from segloop.platform.services.checkpoints import PRETRAINED_KINDS, checkpoint_backbone, pretrained_weights
-    from segloop.pretrain.backbones import weights_backbone
+    from segloop.platform.services.checkpoints import PRETRAINED_KINDS, checkpoint_backbone, local_weights
+    from segloop.pretrain.backbones import backbone_for
 
     engine = engine or get_engine()
     if checkpoint_id is not None:
@@ -113,13 +113,13 @@ def project_encoder(project: str, checkpoint_id: int | None, weights: str | None
         return EncoderChoice(checkpoint_id, path, trained_as, f"checkpoint {checkpoint_id}")
     with session_scope(engine) as session:
         project_id = projects.get_project(session, project).id
-        known = artifacts.list_checkpoints(session, project_id)
+        known = artifacts.list_checkpoints(session, project_id) if weights is not None else []
     if weights is not None:
-        path = str(Path(pretrained_weights(None, weights, engine)).resolve())
+        path = str(Path(local_weights(weights)).resolve())
         registered = next((c for c in known if c.path == path and c.kind in PRETRAINED_KINDS), None)
         if registered is not None:
             return EncoderChoice(registered.id, path, registered.backbone, f"weights {weights}")
-        return EncoderChoice(None, path, weights_backbone(path) or backbone, f"weights {weights}")
+        return EncoderChoice(None, path, backbone_for(path, backbone), f"weights {weights}")
     encoder = project_models(project_id, engine).encoder
     if encoder is None:
         return EncoderChoice(None, None, backbone, f"random-init {backbone}: the project has no pretrained encoder")

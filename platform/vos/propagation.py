@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from segloop.platform.core import image as core_image
-from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.device import resolve_device
 from segloop.platform.core.image import imagenet_normalise
 from segloop.platform.core.masks import object_ious
@@ -283,7 +282,7 @@ def make_featurizer(
         return DenseFeaturizer(encoder, config, device, name=f"dense ({run_dir.name})")
     if method == "dense":
         raise PropagationError("method 'dense' needs --checkpoint RUN_DIR, a `segloop pretrain --out` folder")
-    from segloop.pretrain.backbones import create_backbone, weights_backbone
+    from segloop.pretrain.backbones import backbone_for, create_backbone
 
     weights = checkpoint
     if run_dir is not None:
@@ -291,7 +290,7 @@ def make_featurizer(
         if not weights.is_file():
             raise PropagationError(f"{run_dir}: neither {DENSE_ENCODER_FILE} nor {TEACHER_FILE} in this folder "
                                    "(expected a `segloop pretrain --out` folder)")
-    backbone = (weights_backbone(weights) if weights is not None else None) or backbone or DEFAULT_BACKBONE
+    backbone = backbone_for(weights, backbone)
     model = create_backbone(backbone, weights=weights)
     label = f"{backbone}" + (f" ({Path(weights).parent.name}/{Path(weights).name})" if weights else " (random init)")
     return ViTFeaturizer(model, config, device, name=label)

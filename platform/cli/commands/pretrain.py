@@ -250,13 +250,13 @@ def _embed_project(weights: dict, backbone, project, img_size, batch_size, vecto
 def _embed(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out, random_init) -> None:
     """Body of `segloop embed`."""
     from segloop.platform.core.console import LazyProgress, console
-    from segloop.pretrain.backbones import create_backbone, weights_backbone
+    from segloop.pretrain.backbones import backbone_for, create_backbone
     from segloop.pretrain.embed import embed_frames, save_embeddings
     from segloop.pretrain.frames import discover_videos, frame_key
 
     if checkpoint is None and backbone is None and not random_init:
         raise CliInputError("give --checkpoint PATH, or --backbone NAME / --random-init for a random-init backbone")
-    name = (weights_backbone(checkpoint) if checkpoint is not None else None) or backbone or DEFAULT_BACKBONE
+    name = backbone_for(checkpoint, backbone)
     model = create_backbone(name, weights=checkpoint)
     paths = [p for video in discover_videos(frames_root, cache_dir=Path(out).parent / "decoded-frames") for p in video]
     resolved = None if device == "auto" else device
