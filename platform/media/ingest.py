@@ -124,8 +124,9 @@ def discover(paths: list[str | Path], masks: Path | None = None) -> tuple[list[S
             continue
         sources.extend(found)
     if masks is not None:
-        sources = [_with_masks(source, Path(masks), single=len(sources) == 1) for source in sources]
-        _check_masks_matched(Path(masks), sources)
+        folder = davis.masks_root(masks) if Path(masks).is_dir() else Path(masks)  # a DAVIS root or its Annotations
+        sources = [_with_masks(source, folder, single=len(sources) == 1) for source in sources]
+        _check_masks_matched(folder, sources)
     return sources, errors
 
 

@@ -51,7 +51,8 @@ class IngestParams:
     project: str = param(DEFAULT_PROJECT, ref="new_project", help="Project to add the footage to (created if new).")
     fps: float | None = param(None, min=0, min_exclusive=True, help="Sample frames at this rate (default: all).")
     max_side: int | None = param(None, min=16, help="Downscale frames so the longer side is at most PX.")
-    masks: str | None = param(None, ref="folder", help="Mask folder: <DIR>/<video name>/*.png per input.")
+    masks: str | None = param(None, ref="folder", help="Mask folder: <DIR>/<video name>/*.png per input (or a DAVIS "
+                                                       "root / its Annotations folder).")
 
 
 @dataclass

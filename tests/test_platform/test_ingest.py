@@ -216,8 +216,10 @@ def test_a_masks_option_that_matches_nothing_is_refused_before_any_ingest(synth_
     assert _counts(engine) == (0, 0, 0) and _stored_dirs(settings) == []
     with pytest.raises(ValidationError, match=f"ingest params: masks: {not_folder} is not a folder"):
         submit_job(engine, "ingest", {"paths": [videos], "masks": str(not_folder)})
-    result = cli("ingest", videos, "--project", "mk", "--masks", str(synth_root / "Annotations" / "480p"))
-    assert result.exit_code == 0 and "masks: 60" in result.output, result.output
+    for project, masks in (("mk", synth_root / "Annotations" / "480p"), ("mk-root", synth_root),
+                           ("mk-annotations", synth_root / "Annotations")):  # the last two: refused before
+        result = cli("ingest", videos, "--project", project, "--masks", str(masks))
+        assert result.exit_code == 0 and "masks: 60" in result.output, result.output
 
 
 def test_mask_count_and_size_mismatch_are_refused(synth_root: Path, settings, engine, tmp_path: Path) -> None:
