@@ -429,14 +429,12 @@ def propagate_inline(engine: Engine, settings, video_id: int, request: Propagati
     with session_scope(engine) as session:
         project_id = footage.get_video(session, video_id).project_id
     access.require(engine, actor, "label", project_id)
-    from segloop.platform.services.models import AUTO, video_propagator
+    from segloop.platform.services.models import propagator_for, requested_propagator
     from segloop.platform.services.propagation import propagate_video
     from segloop.platform.vos import propagation as vos
 
     params = propagation_params(engine, video_id, request)
     config = vos.PropagationConfig(short_side=params["short_side"])
-    if params["method"] == AUTO:
-        featurizer, _ = video_propagator(video_id, config, settings=settings)
-    else:
-        featurizer = vos.make_featurizer(params["method"], params["backbone"], params["checkpoint"], config)
+    fixed = requested_propagator(params["method"], params["backbone"], params["checkpoint"], config)
+    featurizer, _ = propagator_for(video_id, config, fixed, settings=settings)
     return propagate_video(video_id, featurizer, config, params["keyframes"], settings=settings)

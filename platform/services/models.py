@@ -168,6 +168,24 @@ def video_propagator(video_id: int, config: vos.PropagationConfig, *, settings: 
     return featurizer, choice
 
 
+def requested_propagator(method: str, backbone: str | None, checkpoint, config: vos.PropagationConfig,
+                         device: str = "auto", **options):
+    """The featurizer `method` names for every video (`auto` with weights given: those weights' features), or None
+    for `auto` without weights: each video then uses its own best (`propagator_for`)."""
+    if method == AUTO and checkpoint is None:
+        return None
+    return vos.make_featurizer("backbone" if method == AUTO else method, backbone, checkpoint, config, device,
+                               **options)
+
+
+def propagator_for(video_id: int, config: vos.PropagationConfig, fixed=None, *, settings: Settings | None = None,
+                   job_id: int | None = None, device: str = "auto") -> tuple[object, ModelChoice | None]:
+    """(featurizer, choice): `fixed` when one was asked for (no choice), else the video's best propagator and why."""
+    if fixed is not None:
+        return fixed, None
+    return video_propagator(video_id, config, settings=settings, job_id=job_id, device=device)
+
+
 def _validated(video_id: int, config: vos.PropagationConfig, settings: Settings, job_id: int | None,
                device: str) -> tuple[ModelChoice, dict[str, object], ProjectModels]:
     """(choice, the featurizers built to score it, the project's models): each model is loaded once."""

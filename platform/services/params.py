@@ -111,7 +111,8 @@ class PropagateParams:
                              "raw Lab pixel patches, or copy the nearest keyframe's mask.")
     backbone: str = _backbone()
     checkpoint: str | None = param(None, ref="path",
-                                   help="A pretrain run folder or local timm-layout weights (method backbone/dense).")
+                                   help="A pretrain run folder or local timm-layout weights (method backbone/"
+                                        "dense; with auto, its features for every video).")
     keyframes: str | None = param(None, pattern=KEYFRAMES_PATTERN, pattern_hint=KEYFRAMES_HINT,
                                   help="Keyframes (default: every human-labeled frame).")
     short_side: int = param(480, min=16, max=MAX_SIDE, help="Frames are resized to this short side (px).")

@@ -159,3 +159,22 @@ def test_a_trained_memory_model_is_a_propagator_of_the_project(davis_video, engi
     frames, masks = moving_square_video(5)
     result = vos.propagate(frames, {0: masks[0]}, propagator)
     assert result.masks.shape == (5, 64, 64) and (result.masks[0] == masks[0]).all()
+
+
+def test_the_propagator_asked_for_or_each_videos_best(davis_video, settings, tmp_path: Path) -> None:
+    """One rule for the propagate job, the Label page and `vos propagate --video`: `auto` without weights leaves
+    the choice to each video (self-validation), `auto` with weights uses them, another method is built once."""
+    import torch
+
+    from segloop.pretrain.backbones import create_backbone
+
+    config = vos.PropagationConfig(short_side=64, size_multiple=16, radius=4)
+    assert models.requested_propagator(models.AUTO, None, None, config, "cpu") is None
+    weights = tmp_path / "weights.pth"
+    torch.save(create_backbone("vit_tiny_patch16_224").state_dict(), weights)
+    given = models.requested_propagator(models.AUTO, "vit_tiny_patch16_224", weights, config, "cpu")
+    assert isinstance(given, vos.ViTFeaturizer)  # before, the job ignored weights given with auto
+    pixels = models.requested_propagator("pixels", None, None, config, "cpu", pixel_patch=8)
+    assert models.propagator_for(davis_video.id, config, pixels, settings=settings) == (pixels, None)
+    chosen, choice = models.propagator_for(davis_video.id, config, None, settings=settings, device="cpu")
+    assert choice.propagator == models.PIXELS and chosen.name == "pixels" and choice.scores

@@ -109,6 +109,7 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
                       max_keyframes_context: int,
                       pixel_patch: int, pixel_cells: int | None, batch_size: int, device: str, overwrite: bool) -> None:
     """Propagate the keyframe masks of ROOT (DAVIS layout) to every frame; reads only keyframe annotations."""
+    from segloop.platform.services.models import requested_propagator
     from segloop.platform.vos import propagation as vos
     from segloop.pretrain.backbones import BackboneError
 
@@ -130,14 +131,13 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
             batch_size=batch_size,
         )
         try:
-            featurizer = None  # auto: each video's own best propagator
             if model_dir is not None:
                 from segloop.platform.vos.memory import load_memory_propagator
 
                 featurizer = load_memory_propagator(model_dir, short_side)
-            elif method != "auto" or checkpoint is not None:
-                featurizer = vos.make_featurizer("backbone" if method == "auto" else method, backbone, checkpoint,
-                                                 config, device, pixel_patch, pixel_cells)
+            else:  # None for auto: each video's own best propagator
+                featurizer = requested_propagator(method, backbone, checkpoint, config, device,
+                                                  pixel_patch=pixel_patch, pixel_cells=pixel_cells)
             _run_videos(list(video_ids), featurizer, config, keyframe_spec, device)
         except (ValueError, BackboneError, LookupError) as exc:  # PropagationError, MaskError, MemoryModelError
             raise click.ClickException(str(exc)) from None
@@ -173,7 +173,7 @@ def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None,
 
     from segloop.platform.core.console import LazyProgress, console, print_table
     from segloop.platform.db.migrate import ensure_db
-    from segloop.platform.services.models import video_propagator
+    from segloop.platform.services.models import propagator_for
     from segloop.platform.services.propagation import propagate_video
 
     ensure_db()
@@ -182,9 +182,9 @@ def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None,
                       TimeRemainingColumn()) as bar:
         for video_id in video_ids:
             task = bar.add_task(f"video {video_id}", total=None)
-            chosen, used = featurizer, getattr(featurizer, "name", str(featurizer))
-            if chosen is None:
-                chosen, choice = video_propagator(video_id, config, device=device)
+            chosen, choice = propagator_for(video_id, config, featurizer, device=device)
+            used = getattr(chosen, "name", str(chosen))
+            if choice is not None:
                 used = choice.propagator
                 scores = ", ".join(f"{name} {value:.3f}" for name, value in choice.scores.items())
                 notes.append(f"video {video_id}: {choice.propagator}, {choice.reason}" + (f" ({scores})" if scores

@@ -40,18 +40,16 @@ def run_ingest(params: IngestParams, ctx: JobContext) -> dict[str, Any]:
 @job_kind("propagate")
 def run_propagate(params: PropagateParams, ctx: JobContext) -> dict[str, Any]:
     """Propagate each video in turn; results per video."""
-    from segloop.platform.services.models import AUTO, video_propagator
+    from segloop.platform.services.models import propagator_for, requested_propagator
     from segloop.platform.services.propagation import propagate_video
     from segloop.platform.vos import propagation as vos
 
     config = vos.PropagationConfig(short_side=params.short_side)
-    fixed = None if params.method == AUTO else vos.make_featurizer(params.method, params.backbone, params.checkpoint,
-                                                                   config)
+    fixed = requested_propagator(params.method, params.backbone, params.checkpoint, config)
     results = {}
     for position, video_id in enumerate(params.video_ids):
-        featurizer = fixed
-        if featurizer is None:
-            featurizer, choice = video_propagator(video_id, config, job_id=ctx.job_id)
+        featurizer, choice = propagator_for(video_id, config, fixed, job_id=ctx.job_id)
+        if choice is not None:
             ctx.log(f"video {video_id}: propagator {choice.propagator} ({choice.reason}; scores {choice.scores})")
         def on_frame(done: int, total: int, position: int = position, video_id: int = video_id) -> None:
             ctx.progress((position + done / total) / len(params.video_ids), f"video {video_id}: frame {done}/{total}")
