@@ -32,15 +32,14 @@ def checkpoint_backbone(checkpoint_id: int, engine: Engine | None = None) -> tup
     return checkpoint.backbone, checkpoint.path
 
 
-def local_weights(weights: str) -> str:
-    """The weights file of a local file or `segloop pretrain --out` folder (ValidationError naming it otherwise)."""
+def local_weights(weights: str | Path) -> str:
+    """The weights file of a local file or `segloop pretrain --out` folder (ValidationError naming it and why not)."""
     from segloop.pretrain.backbones import BackboneError, weights_file
 
     try:
-        return str(weights_file(weights))
-    except BackboneError:
-        raise ValidationError(f"weights: {Path(weights).name} is neither a weights file nor a pretrain run folder"
-                              ) from None
+        return str(weights_file(Path(weights).expanduser()))
+    except BackboneError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 SCORE_METRICS = {"vss": ("mIoU", "mIoU_majority_baseline"), "vos": ("J&F_model", "J&F_plain")}

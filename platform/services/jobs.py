@@ -126,12 +126,9 @@ def _folder(session: Session, path: str, params: Any) -> None:
 
 def _weights(session: Session, path: str, params: Any) -> None:
     """A weights file, or a `segloop pretrain --out` folder holding its teacher backbone."""
-    from segloop.pretrain.backbones import BackboneError, weights_file
+    from segloop.platform.services.checkpoints import local_weights
 
-    try:
-        weights_file(Path(path).expanduser())
-    except BackboneError as exc:
-        raise NotFoundError(str(exc)) from None
+    local_weights(path)
 
 
 def _random_init(session: Session, random_init: bool, params: Any) -> None:

@@ -202,18 +202,17 @@ def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_si
 
     if random_init and checkpoint is not None:
         raise click.UsageError("--random-init and --checkpoint exclude each other: drop one")
+    weights = checkpoint_fields(checkpoint)
     if project is not None:
         if frames_root is not None or out is not None:
             raise click.UsageError("--project stores the embedding set itself: drop --frames/--out")
-        friendly_errors(_embed_project)(checkpoint_fields(checkpoint), backbone, project, img_size, batch_size,
-                                        vector, random_init, workers, device)
+        friendly_errors(_embed_project)(weights, backbone, project, img_size, batch_size, vector, random_init,
+                                        workers, device)
         return
     if frames_root is None or out is None:
         raise click.UsageError("give --frames ROOT --out FILE, or --project NAME")
-    if checkpoint is not None and not Path(checkpoint).exists():
-        raise click.BadParameter(f"{checkpoint} is neither a weights file nor a `segloop pretrain --out` folder"
-                                 + (" (a checkpoint id needs --project)" if checkpoint.isdigit() else ""),
-                                 param_hint="--checkpoint")
+    if "checkpoint_id" in weights:
+        raise click.BadParameter(f"{checkpoint}: a checkpoint id needs --project", param_hint="--checkpoint")
     friendly_errors(_embed)(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out,
                             random_init)
 
