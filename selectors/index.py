@@ -372,6 +372,11 @@ def _build_flat(vectors: np.ndarray, config: IndexConfig) -> Any:
     return index
 
 
+def ivfpq_min_vectors(size: int, config: IndexConfig) -> int:
+    """How many vectors an IVF-PQ index over `size` of them needs to train its coarse and PQ codebooks."""
+    return max(config.nlist or default_nlist(size), 1 << config.pq_bits)
+
+
 def _build_ivfpq(vectors: np.ndarray, config: IndexConfig) -> Any:
     """IVF-PQ index trained on a seeded sample of the vectors."""
     faiss = _faiss()
@@ -380,7 +385,7 @@ def _build_ivfpq(vectors: np.ndarray, config: IndexConfig) -> Any:
     pq_m = config.pq_m or default_pq_m(dim)
     if dim % pq_m:
         raise VectorIndexError(f"IndexConfig.pq_m: {pq_m} does not divide the dimension {dim}")
-    min_train = max(nlist, 1 << config.pq_bits)
+    min_train = ivfpq_min_vectors(size, config)
     if size < min_train:
         raise VectorIndexError(f"IVF-PQ needs at least {min_train} vectors to train "
                                f"(nlist={nlist}, pq_bits={config.pq_bits}); got {size}")

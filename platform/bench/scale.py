@@ -11,6 +11,7 @@ import numpy as np
 
 from segloop.platform.bench.common import default_json_path, machine_info
 from segloop.platform.core.console import OUT_FILE, console, print_table
+from segloop.platform.core.device import require_memory
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import Settings
 from segloop.platform.core.storage import write_json
@@ -68,6 +69,18 @@ def clustered_vectors(count: int, dim: int, seed: int = 0) -> np.ndarray:
     return vectors
 
 
+def check_sizes(frames: int, dim: int, budget: int, queries: int, ivf_min: int | None) -> None:
+    """Refuse sizes the benchmark cannot measure as asked, before the minutes of inserting frames."""
+    if budget > frames:
+        raise click.BadParameter(f"--budget {budget} exceeds --frames {frames}: k-center cannot pick more frames "
+                                 "than there are")
+    if ivf_min is not None and frames < ivf_min:
+        raise click.BadParameter(f"--frames {frames}: the IVF-PQ index needs at least {ivf_min} vectors to train "
+                                 "(or pass --skip-ivf)")
+    vector_bytes = 4 * dim * (2 * frames + queries)  # the vectors, the exact index's copy, the queries
+    require_memory(vector_bytes, f"--frames {frames} x --dim {dim}")
+
+
 @click.command("scale")
 @click.option("--frames", type=click.IntRange(min=100), default=1_000_000, show_default=True)
 @click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True)
@@ -85,8 +98,10 @@ def command(frames: int, dim: int, per_video: int, budget: int, queries: int, sk
     from segloop.platform.db.migrate import upgrade
     from segloop.platform.services import explore, library
     from segloop.selectors.diversity import kcenter_greedy
-    from segloop.selectors.index import IndexConfig, VectorIndex
+    from segloop.selectors.index import IndexConfig, VectorIndex, ivfpq_min_vectors
 
+    ivf_min = None if skip_ivf else ivfpq_min_vectors(frames, IndexConfig(kind="ivfpq"))
+    check_sizes(frames, dim, budget, queries, ivf_min)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="segloop-scale-") as tmp:
         settings = Settings(data_dir=Path(tmp))

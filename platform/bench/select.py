@@ -16,6 +16,7 @@ import numpy as np
 
 from segloop.platform.bench.common import comma_ints, default_json_path, machine_info
 from segloop.platform.core.console import OUT_FILE, console, print_table
+from segloop.platform.core.device import require_memory
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
 
@@ -287,6 +288,8 @@ def command(size: int, dim: int, budget: int, naive_picks: int, full_picks: int,
         search_sizes.append(1_000_000)
     if budget > size:
         raise click.BadParameter(f"--budget {budget} exceeds --n {size}")
+    largest = max(size, *search_sizes)  # the vectors and an index's copy of them, one size at a time
+    require_memory(4 * dim * (2 * largest + queries), f"{largest:,} vectors (--n, --sizes) x --dim {dim}")
     results = run_benchmark(size, dim, budget, min(naive_picks, budget), min(full_picks, budget),
                             min(torch_picks, budget), tuple(search_sizes), queries, tuple(probe_counts),
                             tuple(rerank_factors), threads, seed)

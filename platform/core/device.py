@@ -9,6 +9,10 @@ class DeviceError(ValueError):
     """A device that is unknown or not present on this machine; the message names it."""
 
 
+class MemoryBudgetError(ValueError):
+    """Work refused because its arrays would not fit in memory; the message names the options that size it."""
+
+
 def cuda_available(skip_without_driver: bool = False) -> bool:
     """Whether torch sees a CUDA GPU; with `skip_without_driver`, False without importing torch when Linux
     has no NVIDIA driver node (fast for code that may never need torch)."""
@@ -37,3 +41,23 @@ def resolve_device(device: str = "auto") -> str:
     if ":" in name and int(name[5:]) >= torch.cuda.device_count():
         raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return name
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give a process (Linux MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def require_memory(needed_bytes: int, what: str) -> None:
+    """Refuse, before any work, a job whose arrays cannot fit in the memory available now."""
+    available = available_memory_bytes()
+    if available is not None and needed_bytes > available:
+        raise MemoryBudgetError(f"{what} needs about {needed_bytes / 2**30:.1f} GiB of memory; "
+                                f"{available / 2**30:.1f} GiB is available on this machine")

@@ -28,6 +28,8 @@ def user_message(exc: BaseException) -> str | None:
 
     if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
         return f"database error: {str(exc.orig).splitlines()[0]}"
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this operation: use smaller sizes or fewer items at once"
     if isinstance(exc, (ValueError, NotFoundError, FileNotFoundError)):
         text = str(exc).strip()
         return text.splitlines()[0] if text else "invalid input"

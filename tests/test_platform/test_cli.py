@@ -142,6 +142,23 @@ def test_bench_list_options_refuse_an_empty_or_bad_list_by_name(data_dir: Path, 
     assert "Traceback" not in result.output and not out.exists()
 
 
+@pytest.mark.parametrize(("args", "exit_code", "message"), [
+    (("scale", "--frames", "100", "--budget", "500", "--skip-ivf"), 2, "--budget 500 exceeds --frames 100"),
+    (("scale", "--frames", "200", "--budget", "10"), 2, "--frames 200: the IVF-PQ index needs at least 256"),
+    (("scale", "--frames", str(10**9), "--skip-ivf"), 1, "--frames 1000000000 x --dim 384 needs about 2861.0 GiB"),
+    (("select", "--sizes", str(10**9)), 1, "1,000,000,000 vectors (--n, --sizes) x --dim 384 needs about"),
+])
+def test_bench_sizes_it_cannot_measure_are_refused_before_any_work(data_dir: Path, tmp_path: Path, args, exit_code,
+                                                                     message) -> None:
+    """`bench scale` picking more frames than exist (before: it ran and reported 500 picks' rate for 100 picks),
+    too few frames for its IVF-PQ index (before: refused after inserting them all), and either benchmark sized past
+    this machine's memory (before: the kernel's OOM killer, no message) are refused by option, nothing written."""
+    out = tmp_path / "bench.json"
+    result = invoke_segloop("bench", *args, "--json", str(out))
+    assert result.exit_code == exit_code and message in result.output, result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("synth", "FILE"), "Invalid value for 'OUT_DIR': Directory"),
     (("pretrain", "--frames", "ROOT", "--out", "FILE"), "Invalid value for '--out': Directory"),

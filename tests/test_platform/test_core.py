@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from segloop.platform.core import davis
-from segloop.platform.core.device import DeviceError, cuda_available, resolve_device
+from segloop.platform.core.device import (
+    DeviceError,
+    MemoryBudgetError,
+    available_memory_bytes,
+    cuda_available,
+    require_memory,
+    resolve_device,
+)
+from segloop.platform.core.errors import user_message
 from segloop.platform.core.image import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -108,6 +116,19 @@ def test_resolve_device_refuses_unknown_and_missing_devices():
             resolve_device("cuda")
         with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda:0")
+
+
+def test_work_that_cannot_fit_in_memory_is_refused_with_the_sizes_named():
+    """`require_memory` passes what fits and refuses what cannot, naming the options; an allocation that fails
+    anyway reads as a sentence, not MemoryError's empty text."""
+    available = available_memory_bytes()
+    assert available is None or available > 0
+    require_memory(1 << 20, "one MiB")
+    if available is not None:
+        with pytest.raises(MemoryBudgetError, match=r"^--frames 9 x --dim 9 needs about 1024\.0 GiB of memory; "):
+            require_memory(1 << 40, "--frames 9 x --dim 9")
+    assert user_message(MemoryError()) == ("not enough memory for this operation: use smaller sizes or fewer items "
+                                           "at once")
 
 
 # ---------------------------------------------------------------------------- DAVIS layout
