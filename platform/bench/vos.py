@@ -10,6 +10,7 @@ import click
 
 from segloop.platform.core.backbones import BACKBONE_NAMES
 from segloop.platform.core.console import OUT_FILE
+from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.vos.propagation import PropagationConfig
 
@@ -106,8 +107,8 @@ def default_json_path() -> Path:
 
 @click.command(name="vos")
 @click.option("--frames", "num_frames", default=12, show_default=True, type=click.IntRange(min=2))
-@click.option("--height", default=480, show_default=True, type=click.IntRange(min=16))
-@click.option("--width", default=854, show_default=True, type=click.IntRange(min=16))
+@click.option("--height", default=480, show_default=True, type=click.IntRange(min=16, max=MAX_SIDE))
+@click.option("--width", default=854, show_default=True, type=click.IntRange(min=16, max=MAX_SIDE))
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=None,
               help="timm ViT for --methods backbone without --checkpoint (random init; default: the registry's).")
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True),
@@ -124,6 +125,7 @@ def default_json_path() -> Path:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default=0, type=click.IntRange(min=0), help="torch CPU threads (0: torch default).")
 @click.option("--json", "json_out", type=OUT_FILE, help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
+@friendly_errors
 def command(num_frames: int, height: int, width: int, backbone: str | None, checkpoint: Path | None, methods: str,
             short_sides: str, recent_radius: int, batch_size: int, repeats: int, device: str, threads: int,
             json_out: Path | None) -> None:
@@ -133,7 +135,7 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
     from rich.table import Table
 
     from segloop.platform.bench.common import comma_ints, comma_items
-    from segloop.platform.core.device import resolve_device
+    from segloop.platform.core.device import require_memory, resolve_device
     from segloop.platform.core.storage import write_json
     from segloop.platform.vos import propagation as vos
 
@@ -141,9 +143,10 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
         torch.set_num_threads(threads)
     sides = sorted(set(comma_ints("--short-sides", short_sides, minimum=16, maximum=MAX_SIDE)), reverse=True)
     chosen_methods = comma_items("--methods", methods)
+    device = resolve_device(device)
+    require_memory(2 * num_frames * height * width * 3, f"--frames {num_frames} of --height {height} x --width {width}")
     frames, mask = synthetic_video(num_frames, height, width)
     recent = None if recent_radius < 0 else recent_radius
-    device = resolve_device(device)
     rows = []
     for method in chosen_methods:
         if method not in ("backbone", "pixels"):

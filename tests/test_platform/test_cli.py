@@ -147,12 +147,15 @@ def test_bench_list_options_refuse_an_empty_or_bad_list_by_name(data_dir: Path, 
     (("scale", "--frames", "200", "--budget", "10"), 2, "--frames 200: the IVF-PQ index needs at least 256"),
     (("scale", "--frames", str(10**9), "--skip-ivf"), 1, "--frames 1000000000 x --dim 384 needs about 2861.0 GiB"),
     (("select", "--sizes", str(10**9)), 1, "1,000,000,000 vectors (--n, --sizes) x --dim 384 needs about"),
+    (("vos", "--frames", "100000", "--methods", "pixels"), 1, "--frames 100000 of --height 480 x --width 854 needs"),
+    (("vos", "--device", "tpu", "--methods", "pixels"), 1, "device 'tpu': expected 'auto', 'cpu'"),  # a traceback
 ])
 def test_bench_sizes_it_cannot_measure_are_refused_before_any_work(data_dir: Path, tmp_path: Path, args, exit_code,
                                                                      message) -> None:
     """`bench scale` picking more frames than exist (before: it ran and reported 500 picks' rate for 100 picks),
     too few frames for its IVF-PQ index (before: refused after inserting them all), and either benchmark sized past
-    this machine's memory (before: the kernel's OOM killer, no message) are refused by option, nothing written."""
+    this machine's memory (before: the kernel's OOM killer, no message) are refused by option, nothing written;
+    so is `bench vos` on a device that does not exist (before: a DeviceError traceback)."""
     out = tmp_path / "bench.json"
     result = invoke_segloop("bench", *args, "--json", str(out))
     assert result.exit_code == exit_code and message in result.output, result.output
