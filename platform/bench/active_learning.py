@@ -270,11 +270,16 @@ def run_benchmark(root: str | Path, options: ALOptions, work_dir: Path | None = 
                   progress: Callable[[str], None] | None = None) -> dict:
     """The benchmark's JSON document."""
     from segloop.selectors.registry import get_strategy
+    from segloop.selectors.types import SelectorError
 
     if options.task not in ("vss", "vos"):
         raise BenchError(f"--task: {options.task!r} is not vss or vos")
-    for name in [*options.strategies, options.first_round]:
-        get_strategy(name)
+    for option, names in (("--strategies", options.strategies), ("--first-round", [options.first_round])):
+        for name in names:
+            try:
+                get_strategy(name)
+            except SelectorError as exc:
+                raise BenchError(f"{option}: {exc}") from None
     data = load_davis_root(root)
     budgets = [parse_budget(b, data.total) for b in options.budgets]
     say = progress or (lambda message: None)

@@ -81,3 +81,13 @@ def test_bad_root_is_named(tmp_path: Path) -> None:
     """A folder without the DAVIS layout is refused with its path."""
     with pytest.raises(BenchError, match="DAVIS-layout"):
         run_benchmark(tmp_path, ALOptions(strategies=["random"], budgets=["1"], seeds=1))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (ALOptions(strategies=["random", "nope"]), "--strategies: unknown strategy 'nope'; known strategies: "),
+    (ALOptions(first_round="nope"), "--first-round: unknown strategy 'nope'; known strategies: "),
+])
+def test_an_unknown_strategy_is_refused_naming_its_option(tmp_path: Path, options, message) -> None:
+    """Which option holds the unknown name is said (the first round's was reported as if it were a strategy)."""
+    with pytest.raises(BenchError, match=f"^{message}"):
+        run_benchmark(tmp_path, options)
