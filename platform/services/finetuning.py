@@ -330,15 +330,17 @@ def prediction_dir(settings: Settings, checkpoint_id: int) -> Path:
     return settings.runs_dir / "predictions" / str(checkpoint_id)
 
 
-def predict_project(project: str, checkpoint_id: int, *, settings: Settings | None = None, job_id: int | None = None,
-                    progress: Progress | None = None) -> dict:
+def predict_project(project: str, checkpoint_id: int | None = None, *, settings: Settings | None = None,
+                    job_id: int | None = None, progress: Progress | None = None) -> dict:
     """Predict every frame of the project with a VSS checkpoint (and its temporal module, if any) or a VOS one
-    (propagated from each video's human masks): .npz per video + uncertainty frame scores."""
+    (propagated from each video's human masks), by default the project's newest of either: .npz per video +
+    uncertainty frame scores."""
     from segloop.platform.vss import head as vss
     from segloop.platform.vss.temporal import predict_frames
 
     settings = settings or load_settings()
     report = progress or (lambda fraction, message: None)
+    checkpoint_id = checkpoint_id if checkpoint_id is not None else _newest_predictor(project, settings)
     with session_scope(get_engine(settings)) as session:
         checkpoint = artifacts.get_checkpoint(session, checkpoint_id)
     if checkpoint.kind == "vos":
@@ -366,6 +368,20 @@ def predict_project(project: str, checkpoint_id: int, *, settings: Settings | No
     _store_signals(settings, signals, job_id, checkpoint_id)
     return {"checkpoint_id": checkpoint_id, "files": written, "frames": sum(len(v) for v in frames.videos.values()),
             "signals": sorted(signals), "temporal": trained.temporal is not None}
+
+
+def _newest_predictor(project: str, settings: Settings) -> int:
+    """The id of the project's newest VSS or VOS checkpoint (FinetuneError when it has neither)."""
+    from segloop.platform.services.models import project_models
+
+    engine = get_engine(settings)
+    with session_scope(engine) as session:
+        project_id = projects.get_project(session, project).id
+    newest = project_models(project_id, engine).newest_predictor
+    if newest is None:
+        raise FinetuneError(f"project {project!r} has no VSS or VOS checkpoint to predict with yet: run "
+                            "`finetune vss` or `finetune vos` on it first")
+    return newest.id
 
 
 def predict_vos_project(project: str, checkpoint, *, settings: Settings, job_id: int | None = None,

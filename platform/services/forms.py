@@ -108,7 +108,7 @@ def _checkpoint_field(engine: Engine, kind: str, spec: FieldSpec, base: dict, pr
         labels[None] = ("(the project's newest pretrained encoder when the job runs)" if found
                         else "(none: the project has no pretrained encoder, so a random-init backbone)")
     else:
-        labels[None] = "(choose one)" if spec.required else "(default)"
+        labels[None] = "(choose one)" if spec.required else "(the project's newest when the job runs)"
     options = tuple(([None] if spec.optional or not found else []) + list(s.info.id for s in found))
     return FormField(**base, widget=SELECT, default=default, options=options, option_labels=labels)
 

@@ -55,11 +55,14 @@ def check_references(session: Session, kind: str, params: Any) -> None:
     """ValidationError naming the field when something a params field refers to does not exist or cannot be used."""
     for field in dataclasses.fields(params):
         ref, value = rules_of(field).ref, getattr(params, field.name)
-        if ref is None or value is None:
+        if ref is None:
             continue
         name, _, argument = ref.partition(":")
         try:
-            REFERENCE_CHECKS[name](session, value, argument or params)
+            if value is not None:
+                REFERENCE_CHECKS[name](session, value, argument or params)
+            elif name in DEFAULT_CHECKS:
+                DEFAULT_CHECKS[name](session, argument, params)
         except (NotFoundError, ValueError) as exc:
             raise ValidationError(f"{kind} params: {field.name}: {exc}") from None
 
@@ -152,6 +155,22 @@ def _checkpoint(session: Session, checkpoint_id: int, kind: str) -> None:
     artifacts.usable_checkpoint(session, checkpoint_id, tuple(kind.split("|")))
 
 
+def _project_checkpoint(session: Session, kind: str, params: Any) -> None:
+    """Left empty, a VSS or VOS checkpoint field takes the project's newest, so the project must have one (an empty
+    pretrained-encoder field may fall back to random init, and the result says so)."""
+    kinds = tuple(kind.split("|"))
+    project = getattr(params, "project", None)
+    if kinds == ("pretrain",) or not project:
+        return
+    try:
+        project_id = projects.get_project(session, project).id
+    except NotFoundError:
+        return  # the project field's own check names it
+    if not any(artifacts.list_checkpoints(session, project_id, k) for k in kinds):
+        raise ValidationError(f"project {project!r} has no {' or '.join(k.upper() for k in kinds)} checkpoint yet: "
+                              "train one first, or give the id of another project's")
+
+
 def _embedding_set(session: Session, embedding_set_id: int, params: Any) -> None:
     """The embedding set exists (in the params' project, when they name one)."""
     embedding_set = artifacts.get_embedding_set(session, embedding_set_id)
@@ -187,6 +206,8 @@ def _strategy_params(session: Session, values: dict, params: Any) -> None:
     if values.get("video_id") is not None:
         _video_ids(session, [values["video_id"]], params)
 
+
+DEFAULT_CHECKS: dict[str, Callable] = {"checkpoint": _project_checkpoint}  # for reference fields left empty
 
 REFERENCE_CHECKS: dict[str, Callable] = {
     "project": _project, "new_project": _new_project, "paths": _paths, "path": _path, "folder": _folder,

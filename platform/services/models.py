@@ -51,6 +51,11 @@ class ProjectModels:
             return None
         return Path(self.vos.path)
 
+    @property
+    def newest_predictor(self) -> CheckpointInfo | None:
+        """The newer of the project's VSS head and VOS model: what `predict` uses unless told otherwise."""
+        return max((c for c in (self.vss, self.vos) if c is not None), key=lambda c: c.id, default=None)
+
     def propagators(self) -> list[str]:
         """Names of the propagators this project can use, most trained first."""
         return (([VOS_MODEL] if self.vos_model_dir is not None else [])

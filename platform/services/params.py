@@ -170,7 +170,8 @@ class PredictParams:
     """Predict every frame of a project with a VSS checkpoint (its temporal module too, when it has one) or a VOS
     checkpoint (propagated from each video's human masks); per-frame uncertainty scores."""
 
-    checkpoint_id: int = param(ref="checkpoint:vss|vos", help="A VSS or VOS checkpoint id.")
+    checkpoint_id: int | None = param(None, ref="checkpoint:vss|vos",
+                                      help="A VSS or VOS checkpoint id (default: the project's newest of either).")
     project: str = _project()
 
 

@@ -189,7 +189,8 @@ def test_predict_with_a_vos_checkpoint_propagates_from_the_human_masks(synth_roo
                                                  status="submitted")
     trained = finetune_vos_project("vp", tmp_path / "vos", prop_short_side=64,
                                    config=MemoryTrainConfig(steps=3, short_side=64, crop=64), settings=settings)
-    predicted = predict_project("vp", trained.checkpoint_id, settings=settings)
+    predicted = predict_project("vp", settings=settings)  # no id: the project's newest VSS or VOS checkpoint
+    assert predicted["checkpoint_id"] == trained.checkpoint_id
     assert len(predicted["files"]) == 2 and predicted["skipped_videos"] == [] and predicted["frames"] == 24
     for path in predicted["files"]:
         probs, size, frame_ids = vss.load_predictions(path)

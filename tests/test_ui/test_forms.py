@@ -165,11 +165,12 @@ def test_finetune_vos_form(engine, footage_project) -> None:
 
 
 def test_predict_form(engine, settings, footage_project) -> None:
-    """Without a VSS checkpoint nothing can be picked and the form says `checkpoint_id` is required; with one,
-    the picker shows its score against the baseline."""
+    """Without a VSS or VOS checkpoint the form refuses the default (the project's newest) naming `checkpoint_id`;
+    with one, the picker starts at it and shows its score against the baseline, and the default can be queued."""
     app = jobs_page()
+    assert app.selectbox(key="jobs_predict_checkpoint_id").options == ["(the project's newest when the job runs)"]
     submit(app, "predict")
-    refused(app, "predict", "checkpoint_id", "is required")
+    refused(app, "predict", "checkpoint_id", "project 'ui' has no VSS or VOS checkpoint yet")
     head = settings.data_dir / "vss.pt"
     head.parent.mkdir(parents=True, exist_ok=True)
     head.write_bytes(b"head")
@@ -180,12 +181,14 @@ def test_predict_form(engine, settings, footage_project) -> None:
                                               project_id=footage_project.project_id)
         metrics.add_metrics(session, [("overall", "", "mIoU", 0.3), ("overall", "", "mIoU_majority_baseline", 0.4)],
                             project_id=footage_project.project_id, checkpoint_id=checkpoint.id)
-    app.run()
+    app = jobs_page()
     picker = app.selectbox(key="jobs_predict_checkpoint_id")
-    assert picker.value == checkpoint.id and picker.options[0].endswith("mIoU 0.300 (below baseline)")
+    assert picker.value == checkpoint.id and picker.options[1].endswith("mIoU 0.300 (below baseline)")
     submit(app, "predict")
-    [job] = queued(engine)
-    assert (job.kind, job.params["checkpoint_id"]) == ("predict", checkpoint.id)
+    app.selectbox(key="jobs_predict_checkpoint_id").select_index(0)  # "(the project's newest when the job runs)"
+    submit(app, "predict")
+    assert [(job.kind, job.params["checkpoint_id"]) for job in queued(engine)] == [("predict", checkpoint.id),
+                                                                                  ("predict", None)]
 
 
 def test_loop_round_form(engine, footage_project) -> None:

@@ -131,13 +131,14 @@ def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | Non
 @friendly_errors
 def predict(**values) -> None:
     """Predict every frame with a VSS checkpoint (class probabilities; its temporal module when it has one) or a VOS
-    checkpoint (propagated from each video's human masks): .npz per video and per-frame uncertainty scores."""
+    checkpoint (propagated from each video's human masks), by default the project's newest of either: .npz per video
+    and per-frame uncertainty scores."""
     from segloop.platform.services.finetuning import predict_project
 
     params = _checked("predict", PredictParams, values, None)
     with progress_bar("predict") as report:
         result = predict_project(params.project, params.checkpoint_id, progress=report)
-    print_table(f"predictions of checkpoint {params.checkpoint_id}", ["what", "value"],
+    print_table(f"predictions of checkpoint {result['checkpoint_id']}", ["what", "value"],
                 [("frames", result["frames"]), ("files", len(result["files"])),
                  ("folder", str(Path(result["files"][0]).parent) if result["files"] else ""),
                  ("uncertainty signals", ", ".join(result["signals"]))]
