@@ -157,7 +157,7 @@ def get_strategy(name: str) -> StrategyInfo:
     """The strategy registered as `name` (SelectorError listing the known names otherwise)."""
     known = strategies()
     if name not in known:
-        raise SelectorError(f"unknown strategy {name!r}; known strategies: {', '.join(known)}")
+        raise SelectorError(f"strategy {name!r} is unknown; known strategies: {', '.join(known)}")
     return known[name]
 
 

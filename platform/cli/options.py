@@ -37,6 +37,15 @@ def params_from_options(cls: type, values: dict[str, Any], where: str = "options
     return coerce(cls, given, where=where)
 
 
+def checked_params(kind: str, params_class: type, values: dict[str, Any], **extra: Any) -> Any:
+    """An operation's params from a command's option values (plus `extra` fields), references checked in the DB."""
+    from segloop.platform.db.migrate import ensure_db
+    from segloop.platform.services.jobs import verify_params
+
+    params = params_from_options(params_class, values, where=kind.replace("_", " "), **extra)
+    return verify_params(ensure_db(), kind, params)
+
+
 def checkpoint_fields(checkpoint: str | None) -> dict[str, Any]:
     """`--checkpoint PATH|ID` as params fields: {"weights": PATH} for a weights file or `segloop pretrain --out`
     folder, {"checkpoint_id": ID} for a number."""

@@ -191,11 +191,19 @@ def _pretrain_config(session: Session, overrides: dict, params: Any) -> None:
 
 def _strategy(session: Session, name: str, params: Any) -> None:
     """The selection strategy is registered."""
-    from segloop.selectors.registry import strategies
+    from segloop.selectors.registry import get_strategy
 
-    known = strategies()
-    if name not in known:
-        raise ValidationError(f"strategy {name!r} is unknown; strategies: {', '.join(sorted(known))}")
+    get_strategy(name)
+
+
+def _time_range(session: Session, values: list[float], params: Any) -> None:
+    """Empty, or START <= END in finite seconds: the constraints the params describe can be built."""
+    from segloop.platform.services.selection import constraints_of
+
+    try:
+        constraints_of(params)
+    except ValueError as exc:
+        raise ValidationError(str(exc).removeprefix("time_range: ")) from None
 
 
 def _strategy_params(session: Session, values: dict, params: Any) -> None:
@@ -214,4 +222,5 @@ REFERENCE_CHECKS: dict[str, Callable] = {
     "weights": _weights, "random_init": _random_init,
     "video_ids": _video_ids, "checkpoint": _checkpoint, "embedding_set": _embedding_set, "preset": _preset,
     "pretrain_config": _pretrain_config, "strategy": _strategy, "strategy_params": _strategy_params,
+    "time_range": _time_range,
 }

@@ -94,9 +94,14 @@ class SelectParams:
                          help="Strategy parameters, e.g. {\"signal\": \"vss_entropy_mean\"}.")
     embedding_set_id: int | None = param(None, ref="embedding_set", help="Default: the project's newest.")
     min_gap_frames: int = param(0, min=0, help="Minimum distance in frames between picks of one video.")
+    min_gap_seconds: float = param(0.0, min=0, help="Minimum time in seconds between picks of one video.")
     max_per_video: int | None = param(None, min=1, help="At most this many picks per video.")
     videos: list[int] = param(default_factory=list, min=1, ref="video_ids", help="Only frames of these video ids.")
+    time_range: list[float] = param(default_factory=list, ref="time_range",
+                                    help="Only frames with START <= t <= END seconds: START and END (empty: all).")
     one_per_duplicate_group: bool = param(True, help="At most one pick per near-duplicate group.")
+    include_labeled: bool = param(False, help="Allow frames that already have masks.")
+    include_selected: bool = param(False, help="Allow frames already picked by an earlier run.")
 
 
 @dataclass

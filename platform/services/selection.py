@@ -12,10 +12,11 @@ from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo, SelectionInfo, SelectionItemInfo
 from segloop.platform.db.stores import annotations, artifacts, footage, projects, scores, selections
 from segloop.platform.services.embedding import load_embedding_set
+from segloop.platform.services.params import SelectParams
 from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.registry import StrategyInfo, run_strategy
 from segloop.selectors.registry import strategies as registered_strategies
-from segloop.selectors.types import CandidatePool, Pick
+from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,37 @@ def _dense_signal(values: dict[int, float], frame_ids: np.ndarray) -> np.ndarray
 
 
 LIMITING_CONSTRAINTS = ("budget", "min_gap_frames", "min_gap_seconds", "max_per_video", "videos", "time_range")
+
+
+def constraints_of(params: SelectParams) -> Constraints:
+    """The constraints a select operation's params describe (SelectorError naming the field when they cannot)."""
+    if params.time_range and len(params.time_range) != 2:
+        raise SelectorError(f"time_range: give START and END in seconds (or nothing), got {len(params.time_range)} "
+                            "value(s)")
+    return Constraints(
+        budget=params.budget, exclude_labeled=not params.include_labeled, exclude_selected=not params.include_selected,
+        one_per_duplicate_group=params.one_per_duplicate_group, min_gap_frames=params.min_gap_frames,
+        min_gap_seconds=params.min_gap_seconds, max_per_video=params.max_per_video,
+        videos=tuple(params.videos) or None, time_range=tuple(params.time_range) or None,
+    )
+
+
+def select(params: SelectParams, *, settings: Settings | None = None, job_id: int | None = None,
+           allow_empty: bool = True) -> SelectionRun:
+    """Run the select operation its params describe (the CLI, the select job and the Select page)."""
+    return run_selection(params.project, params.strategy, constraints_of(params), params.params,
+                         params.embedding_set_id, settings=settings, job_id=job_id, allow_empty=allow_empty)
+
+
+def select_values(values: dict[str, Any], *, settings: Settings | None = None,
+                  allow_empty: bool = True) -> SelectionRun:
+    """The select operation from a form's field values, checked as a select job's params are, then run."""
+    from segloop.platform.core.specs import coerce
+    from segloop.platform.services.jobs import verify_params
+
+    settings = settings or load_settings()
+    params = verify_params(get_engine(settings), "select", coerce(SelectParams, values, where="select params"))
+    return select(params, settings=settings, allow_empty=allow_empty)
 
 
 def run_selection(

@@ -84,8 +84,8 @@ def test_bad_root_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (ALOptions(strategies=["random", "nope"]), "--strategies: unknown strategy 'nope'; known strategies: "),
-    (ALOptions(first_round="nope"), "--first-round: unknown strategy 'nope'; known strategies: "),
+    (ALOptions(strategies=["random", "nope"]), "--strategies: strategy 'nope' is unknown; known strategies: "),
+    (ALOptions(first_round="nope"), "--first-round: strategy 'nope' is unknown; known strategies: "),
 ])
 def test_an_unknown_strategy_is_refused_naming_its_option(tmp_path: Path, options, message) -> None:
     """Which option holds the unknown name is said (the first round's was reported as if it were a strategy)."""

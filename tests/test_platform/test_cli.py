@@ -207,7 +207,7 @@ def test_demo_refuses_an_unknown_strategy_or_oracle_before_any_work(data_dir: Pa
     """`demo --strategy nope` failed at step 5, after ingest, pretraining and embedding; a missing --oracle folder
     was found even later. Both are refused before the database exists."""
     result = invoke_segloop("demo", "--strategy", "nope")
-    assert result.exit_code == 1 and "unknown strategy 'nope'; known strategies:" in result.output, result.output
+    assert result.exit_code == 1 and "strategy 'nope' is unknown; known strategies:" in result.output, result.output
     result = invoke_segloop("demo", "--oracle", str(tmp_path / "missing"))
     assert result.exit_code == 2 and "Invalid value for '--oracle'" in result.output, result.output
     assert not data_dir.exists()

@@ -104,15 +104,15 @@ def test_select_cli(embedded, cli, tmp_path: Path) -> None:
     shown = cli("select", "show", str(data["id"]))
     assert shown.exit_code == 0 and "kcenter" in shown.output
     bad = cli("select", "--project", "sel", "--strategy", "nope")
-    assert bad.exit_code == 1 and "unknown strategy 'nope'" in bad.output
+    assert bad.exit_code == 1 and "strategy 'nope' is unknown" in bad.output
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--video", "999"], "videos: 999 not in project 'sel' or not embedded"),
+    (["--video", "999"], "select params: videos: video 999 does not exist"),
     (["--param", "seed=x"], "random: seed must be an integer, got 'x'"),
     (["--param", "seed=NaN"], "random: seed must be an integer, got nan"),
     (["--time-range", "5", "1"], "time_range: start must be <= end, got 5.0 and 1.0"),
-    (["--time-range", "nan", "4"], "time_range: start and end must be finite seconds"),
+    (["--time-range", "nan", "4"], "select: time_range[0]: expected a finite number, got nan"),
 ])
 def test_select_cli_refuses_what_cannot_be_picked_by_name(options: list[str], message: str, embedded, cli,
                                                           engine) -> None:
@@ -180,6 +180,40 @@ def test_embed_project_under_torchrun_matches_one_process(embedded, settings, en
     sharded, sharded_ids = load_embedding_set(sets[0], settings)
     assert np.array_equal(single_ids, sharded_ids)
     np.testing.assert_allclose(sharded, single, atol=2e-2)
+
+
+def test_select_job_form_and_cli_take_the_same_constraints(embedded, settings, engine, cli) -> None:
+    """The select operation has one spec: a job, the Select page's form values and the CLI accept the time range,
+    the minimum gap in seconds and the labeled / selected inclusions (a job had none of them), refused alike at
+    submission when they cannot describe a selection, and the same params pick the same frames everywhere."""
+    from segloop.platform.core.errors import ValidationError
+    from segloop.platform.db.stores import selections
+    from segloop.platform.services.jobs import submit_job
+    from segloop.platform.services.selection import select_values
+
+    base = {"project": "sel", "strategy": "random", "budget": 3, "params": {"seed": 4}}
+    for bad, message in (({"time_range": [5.0, 1.0]}, "select params: time_range: start must be <= end"),
+                         ({"time_range": [1.0]}, "select params: time_range: give START and END in seconds"),
+                         ({"min_gap_seconds": -1}, "select params: min_gap_seconds: must be >= 0")):
+        with pytest.raises(ValidationError, match=message):
+            submit_job(engine, "select", {**base, **bad})
+        with pytest.raises(ValidationError, match=message):
+            select_values({**base, **bad}, settings=settings)
+    wanted = {**base, "time_range": [0.0, 0.5], "min_gap_seconds": 0.1, "include_labeled": True}
+    job = submit_job(engine, "select", wanted)
+    assert job.params["time_range"] == [0.0, 0.5] and job.params["include_labeled"] is True
+    from_form = select_values(wanted, settings=settings)
+    with session_scope(engine) as session:
+        stamps = {f.id: f.timestamp for v in footage.list_videos(session, embedded.project_id)
+                  for f in footage.list_frames(session, v.id)}
+    picked = [item.frame_id for item in from_form.items]
+    assert picked and all(0.0 <= stamps[f] <= 0.5 for f in picked)
+    result = cli("select", "--project", "sel", "--strategy", "random", "--budget", "3", "--param", "seed=4",
+                 "--time-range", "0", "0.5", "--min-gap-seconds", "0.1", "--include-labeled", "--include-selected")
+    assert result.exit_code == 0, result.output
+    with session_scope(engine) as session:
+        newest = selections.list_selections(session, projects.get_project(session, "sel").id)[0]
+        assert [i.frame_id for i in selections.selection_items(session, newest.id)] == picked
 
 
 def test_select_cli_refuses_a_run_that_picks_nothing_and_says_why(embedded, cli, engine) -> None:

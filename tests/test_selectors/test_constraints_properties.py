@@ -159,7 +159,7 @@ def test_strategy_is_deterministic(name):
 def test_unknown_strategy_and_parameter_are_named():
     """The registry names the unknown strategy or parameter and lists what exists."""
     pool = CandidatePool(np.zeros((2, 2), dtype=np.float32), [1, 2], [0, 0], [0, 1])
-    with pytest.raises(SelectorError, match="unknown strategy 'nope'.*kcenter"):
+    with pytest.raises(SelectorError, match="strategy 'nope' is unknown; known strategies: .*kcenter"):
         run_strategy("nope", pool, Constraints(budget=1))
     with pytest.raises(SelectorError, match="unknown parameter.*'bogus'"):
         run_strategy("kcenter", pool, Constraints(budget=1), bogus=3)

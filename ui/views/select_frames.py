@@ -11,7 +11,7 @@ from segloop.platform.services import artifacts, explore, library, selection
 from segloop.platform.services.artifacts import EmbeddingSetInfo
 from segloop.platform.services.checkpoints import PRETRAINED_KINDS
 from segloop.platform.services.library import ProjectInfo
-from segloop.platform.services.selection import Constraints, StrategyInfo
+from segloop.platform.services.selection import StrategyInfo
 from segloop.ui import resources
 
 INLINE_POOL_MAX = 20_000
@@ -160,19 +160,16 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
                        help=f"Pools over {INLINE_POOL_MAX} frames always run as a select job")
     if not st.button("Run selection", type="primary", key="select_run_go"):
         return
+    values = {"project": project.name, "strategy": strategy, "budget": budget, "params": params,
+              "embedding_set_id": set_id, "min_gap_frames": gap, "max_per_video": cap or None, "videos": list(scope),
+              "one_per_duplicate_group": one_per_group}
     try:
-        constraints = Constraints(budget=budget, min_gap_frames=gap, max_per_video=cap or None,
-                                  videos=tuple(scope) or None, one_per_duplicate_group=one_per_group)
         if as_job:
-            job = library.submit_job(engine, "select", {
-                "project": project.name, "strategy": strategy, "budget": budget, "params": params,
-                "embedding_set_id": set_id, "min_gap_frames": gap, "max_per_video": cap or None,
-                "videos": list(scope), "one_per_duplicate_group": one_per_group}, project.name)
+            job = library.submit_job(engine, "select", values, project.name)
             st.success(f"Queued select job {job.id}; its run appears below when a worker has finished it.")
             return
         with st.spinner(f"Running {strategy} on {by_id[set_id].count} frames…"):
-            run = selection.run_selection(project.name, strategy, constraints, params, set_id,
-                                          settings=resources.settings(), allow_empty=False)
+            run = selection.select_values(values, settings=resources.settings(), allow_empty=False)
     except (ValueError, LookupError) as exc:
         st.error(f"Selection not run: {exc}")
         return

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from segloop.platform.cli.options import checkpoint_fields, params_from_options, spec_options
+from segloop.platform.cli.options import checked_params, checkpoint_fields, spec_options
 from segloop.platform.core.console import OUT_DIR, console, print_table, progress_bar
 from segloop.platform.core.errors import friendly_errors
-from segloop.platform.db.migrate import ensure_db
 from segloop.platform.services.params import FinetuneVOSParams, FinetuneVSSParams, LoopRoundParams, PredictParams
 
 PRETRAINED = ("checkpoint_id", "weights")  # given as one --checkpoint PATH|ID on the command line
@@ -52,14 +51,6 @@ def _run_options(func):
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def _checked(kind: str, params_class: type, values: dict, checkpoint: str | None):
-    """The operation's params from the command line, with their references checked against the DB."""
-    from segloop.platform.services.jobs import verify_params
-
-    params = params_from_options(params_class, values, where=kind.replace("_", " "), **checkpoint_fields(checkpoint))
-    return verify_params(ensure_db(), kind, params)
 
 
 @finetune.command("vss")
@@ -117,7 +108,7 @@ def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | Non
     """Body of `finetune vss|vos`: check the params, train with a progress bar, print the result."""
     from segloop.platform.services import runs
 
-    params = _checked(kind, params_class, values, checkpoint)
+    params = checked_params(kind, params_class, values, **checkpoint_fields(checkpoint))
     task = kind.removeprefix("finetune_")
     train = {"finetune_vss": runs.finetune_vss, "finetune_vos": runs.finetune_vos}[kind]
     with progress_bar(kind.replace("_", " ")) as report:
@@ -135,7 +126,7 @@ def predict(**values) -> None:
     and per-frame uncertainty scores."""
     from segloop.platform.services.finetuning import predict_project
 
-    params = _checked("predict", PredictParams, values, None)
+    params = checked_params("predict", PredictParams, values)
     with progress_bar("predict") as report:
         result = predict_project(params.project, params.checkpoint_id, progress=report)
     print_table(f"predictions of checkpoint {result['checkpoint_id']}", ["what", "value"],
@@ -163,7 +154,7 @@ def loop_round(signal: str | None, checkpoint: str | None, **values) -> None:
 
     if signal:
         values["strategy_params"] = {**(values.get("strategy_params") or {}), "signal": signal}
-    params = _checked("loop_round", LoopRoundParams, values, checkpoint)
+    params = checked_params("loop_round", LoopRoundParams, values, **checkpoint_fields(checkpoint))
     with progress_bar("round") as report:
         result = runs.loop_round(params, progress=report)
     rows = [("round", result.round), ("status", result.status), ("selection", result.selection_id),

@@ -7,10 +7,12 @@ from typing import Any
 
 import click
 
-from segloop.platform.core.console import OUT_FILE, FiniteFloatRange, print_table
+from segloop.platform.cli.options import checked_params, spec_options
+from segloop.platform.core.console import OUT_FILE, print_table
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.storage import write_json
 from segloop.platform.db.migrate import ensure_db
+from segloop.platform.services.params import SelectParams
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -51,43 +53,30 @@ def _run_json(run, where: dict[int, tuple[str, int]]) -> dict[str, Any]:
 
 
 @click.group("select", invoke_without_command=True)
-@click.option("--project", default="default", show_default=True)
-@click.option("--strategy", default=None, help="A registered strategy (see `segloop select strategies`).")
-@click.option("--budget", type=click.IntRange(min=1), default=10, show_default=True, help="Frames to pick.")
-@click.option("--embedding-set", "embedding_set_id", type=int, default=None, help="Default: the project's newest.")
+@spec_options(SelectParams, exclude=("params", "time_range"), names={
+    "embedding_set_id": "--embedding-set", "videos": "--video",
+    "one_per_duplicate_group": "--one-per-duplicate-group/--allow-near-duplicates",
+    "include_labeled": "--include-labeled/--exclude-labeled",
+    "include_selected": "--include-selected/--exclude-selected",
+})
 @click.option("--param", "param_pairs", multiple=True, help="Strategy parameter KEY=VALUE (repeatable).")
-@click.option("--min-gap-frames", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--min-gap-seconds", type=FiniteFloatRange(min=0), default=0.0, show_default=True)
-@click.option("--max-per-video", type=click.IntRange(min=1), default=None)
-@click.option("--video", "videos", type=int, multiple=True, help="Only frames of these video ids (repeatable).")
 @click.option("--time-range", type=(float, float), default=None, help="Only frames with START <= t <= END seconds.")
-@click.option("--allow-near-duplicates", is_flag=True, help="Allow several picks from one near-duplicate group.")
-@click.option("--include-labeled", is_flag=True, help="Allow frames that already have masks.")
-@click.option("--include-selected", is_flag=True, help="Allow frames already picked by an earlier run.")
 @click.option("--json", "json_path", type=OUT_FILE, default=None)
 @click.pass_context
 @friendly_errors
-def command(ctx: click.Context, project: str, strategy: str | None, budget: int, embedding_set_id: int | None,
-            param_pairs: tuple[str, ...], min_gap_frames: int, min_gap_seconds: float, max_per_video: int | None,
-            videos: tuple[int, ...], time_range: tuple[float, float] | None, allow_near_duplicates: bool,
-            include_labeled: bool, include_selected: bool, json_path: Path | None) -> None:
+def command(ctx: click.Context, param_pairs: tuple[str, ...], time_range: tuple[float, float] | None,
+            json_path: Path | None, **values) -> None:
     """Pick the frames to label next with --strategy, store the run, print the ranked picks."""
     if ctx.invoked_subcommand is not None:
         return
-    if strategy is None:
-        raise click.UsageError(
-            "--strategy is required (or use `select show RUN_ID`, `select list`, `select strategies`)")
-    from segloop.platform.services.selection import run_selection, show_selection
-    from segloop.selectors.constraints import Constraints
+    if not any(ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE for name in ctx.params):
+        click.echo(ctx.get_help())  # a bare `segloop select` asks what the group does, as other groups answer
+        return
+    from segloop.platform.services.selection import select, show_selection
 
-    ensure_db()
-    constraints = Constraints(
-        budget=budget, exclude_labeled=not include_labeled, exclude_selected=not include_selected,
-        one_per_duplicate_group=not allow_near_duplicates, min_gap_frames=min_gap_frames,
-        min_gap_seconds=min_gap_seconds, max_per_video=max_per_video, videos=tuple(videos) or None,
-        time_range=time_range,
-    )
-    run = run_selection(project, strategy, constraints, parse_params(param_pairs), embedding_set_id, allow_empty=False)
+    params = checked_params("select", SelectParams, values, params=parse_params(param_pairs),
+                            time_range=list(time_range or ()))
+    run = select(params, allow_empty=False)
     shown, where = show_selection(run.selection.id)
     _print_run(shown, where)
     if json_path:

@@ -94,13 +94,8 @@ def run_embed(params: EmbedParams, ctx: JobContext) -> dict[str, Any]:
 @job_kind("select")
 def run_select(params: SelectParams, ctx: JobContext) -> dict[str, Any]:
     """Run the strategy on the project's pool and persist the picks."""
-    from segloop.platform.services.selection import run_selection
-    from segloop.selectors.constraints import Constraints
+    from segloop.platform.services.selection import select
 
-    constraints = Constraints(budget=params.budget, min_gap_frames=params.min_gap_frames,
-                              max_per_video=params.max_per_video, videos=tuple(params.videos) or None,
-                              one_per_duplicate_group=params.one_per_duplicate_group)
     ctx.progress(0.1, f"running {params.strategy}")
-    run = run_selection(params.project, params.strategy, constraints, params.params, params.embedding_set_id,
-                        job_id=ctx.job_id)
+    run = select(params, job_id=ctx.job_id)
     return {"selection_id": run.selection.id, "picks": [i.frame_id for i in run.items]}
