@@ -142,6 +142,15 @@ def test_bench_list_options_refuse_an_empty_or_bad_list_by_name(data_dir: Path, 
     assert "Traceback" not in result.output and not out.exists()
 
 
+def test_embed_frames_refuses_a_vector_choice_it_would_ignore(data_dir: Path, synth_root: Path, tmp_path: Path) -> None:
+    """`embed --frames` writes both vectors, so `--vector patch_mean` there was silently ignored; it is refused."""
+    out = tmp_path / "emb.npy"
+    result = invoke_segloop("embed", "--frames", str(synth_root), "--out", str(out), "--random-init", "--vector",
+                            "patch_mean")
+    assert result.exit_code == 2 and "--frames writes both (OUT.npy: CLS, OUT.patch_mean.npy)" in result.output
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("args", "exit_code", "message"), [
     (("scale", "--frames", "100", "--budget", "500", "--skip-ivf"), 2, "--budget 500 exceeds --frames 100"),
     (("scale", "--frames", "200", "--budget", "10"), 2, "--frames 200: the IVF-PQ index needs at least 256"),

@@ -211,6 +211,9 @@ def embed_command(checkpoint, backbone, frames_root, project, img_size, batch_si
         return
     if frames_root is None or out is None:
         raise click.UsageError("give --frames ROOT --out FILE, or --project NAME")
+    if click.get_current_context().get_parameter_source("vector") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--vector chooses the vector of a project's embedding set; --frames writes both "
+                               "(OUT.npy: CLS, OUT.patch_mean.npy): drop --vector")
     if "checkpoint_id" in weights:
         raise click.BadParameter(f"{checkpoint}: a checkpoint id needs --project", param_hint="--checkpoint")
     friendly_errors(_embed)(checkpoint, backbone, frames_root, img_size, batch_size, workers, device, out,
