@@ -28,6 +28,8 @@ def user_message(exc: BaseException) -> str | None:
 
     if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
         return f"database error: {str(exc.orig).splitlines()[0]}"
+    if isinstance(exc, OSError) and exc.strerror:  # the system's reason, without the path (a server's, in a job)
+        return f"could not read or write a file: {exc.strerror[0].lower()}{exc.strerror[1:]}"
     if isinstance(exc, MemoryError):
         return "not enough memory for this operation: use smaller sizes or fewer items at once"
     if isinstance(exc, (ValueError, NotFoundError, FileNotFoundError)):

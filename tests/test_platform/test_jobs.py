@@ -166,6 +166,21 @@ def test_unexpected_handler_error_is_one_line_on_the_row_and_in_the_log(job_env,
     assert "disk is full" in cli("jobs", "list").output
 
 
+def test_a_job_failed_by_the_operating_system_names_the_reason_not_the_servers_path(tmp_path: Path) -> None:
+    """A file the system could not read or write (a missing frame, a full disk) fails the job with the system's
+    reason and no path (before: '<kind> job failed: [Errno 28] No space left on device: '/srv/...'')."""
+    import errno
+
+    from segloop.platform.jobs.runner import failure_message
+
+    with pytest.raises(OSError) as missing:
+        (tmp_path / "frames" / "00001.jpg").read_bytes()
+    assert failure_message("embed", missing.value) == "could not read or write a file: no such file or directory"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "frames" / "00002.jpg"))
+    assert failure_message("ingest", full) == "could not read or write a file: no space left on device"
+    assert failure_message("ingest", FileNotFoundError("upload.mp4 is gone")) == "upload.mp4 is gone"
+
+
 def test_cancel_stops_a_running_job(job_env, engine) -> None:
     """`segloop jobs cancel` on a running job makes its worker stop it."""
     job_id = _submit(engine, "test-sleep", {"seconds": 60, "steps": 600})
