@@ -36,6 +36,7 @@ class FormField:
     min_value: float | None = None
     max_value: float | None = None
     integer: bool = False
+    numeric: bool = False  # a LINES field whose items are numbers
     optional: bool = False
 
     def shown(self, value: Any) -> str:
@@ -78,7 +79,8 @@ def form_field(engine: Engine, kind: str, spec: FieldSpec, project: str | None, 
                          min_value=None if exclusive else spec.rules.min, max_value=spec.rules.max,
                          integer=spec.kind == "int")
     if spec.kind in ("list", "tuple"):
-        return FormField(**base, widget=LINES, default=list(spec.default or []), integer=spec.item_kind == "int")
+        return FormField(**base, widget=LINES, default=list(spec.default or []), integer=spec.item_kind == "int",
+                         numeric=spec.item_kind in ("int", "float"))
     if spec.kind == "dict":
         return FormField(**base, widget=JSON_TEXT, default=spec.default or {})
     return FormField(**base, widget=TEXT, default=spec.default)
@@ -132,10 +134,10 @@ def _video_field(engine: Engine, spec: FieldSpec, base: dict, project_id: int | 
     return FormField(**base, widget=MULTISELECT, default=[], options=tuple(labels), option_labels=labels)
 
 
-def lines_value(text: str, integer: bool) -> list:
-    """A one-item-a-line (or comma-separated) text as a list; numbers where the field holds integers."""
+def lines_value(text: str, numeric: bool) -> list:
+    """A one-item-a-line (or comma-separated) text as a list; numbers where the field holds numbers."""
     parts = [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
-    return [_number(part) if integer else part for part in parts]
+    return [_number(part) if numeric else part for part in parts]
 
 
 def json_value(text: str) -> Any:

@@ -94,7 +94,8 @@ def test_embed_form(engine, settings, footage_project) -> None:
 
 
 def test_select_form(engine, footage_project, embedded) -> None:
-    """Strategy parameters that are a list are refused naming `params`; the newest embedding set is offered."""
+    """Strategy parameters that are a list are refused naming `params`, a reversed time range naming `time_range`;
+    the newest embedding set is offered; a time range typed as lines reaches the job as numbers."""
     app = jobs_page()
     assert app.selectbox(key="jobs_select_strategy").value == "kcenter"
     assert app.selectbox(key="jobs_select_embedding_set_id").options[1].startswith(f"{embedded.id}: ")
@@ -103,11 +104,15 @@ def test_select_form(engine, footage_project, embedded) -> None:
     refused(app, "select", "params", "expected a mapping")
     app.text_input(key="jobs_select_params").set_value('{"seed": 3}')
     app.selectbox(key="jobs_select_strategy").set_value("random")
+    app.text_area(key="jobs_select_time_range").set_value("5\n1")
+    submit(app, "select")
+    refused(app, "select", "time_range", "start must be <= end, got 5.0 and 1.0")
+    app.text_area(key="jobs_select_time_range").set_value("0\n0.5")
     app.multiselect(key="jobs_select_videos").select(footage_project.video_ids[1])
     submit(app, "select")
     [job] = queued(engine)
-    assert (job.params["strategy"], job.params["params"], job.params["videos"]) == (
-        "random", {"seed": 3}, [footage_project.video_ids[1]])
+    assert (job.params["strategy"], job.params["params"], job.params["videos"], job.params["time_range"]) == (
+        "random", {"seed": 3}, [footage_project.video_ids[1]], [0, 0.5])
 
 
 def test_propagate_form(engine, footage_project) -> None:

@@ -84,7 +84,7 @@ def field_widget(kind: str, field: forms.FormField) -> Any:
     if field.widget == forms.LINES:
         default = field.default or form_default(kind, field.name) or []
         text = st.text_area(label, value="\n".join(map(str, default)), key=key, help=f"{help_text} One a line.")
-        return forms.lines_value(text, field.integer)
+        return forms.lines_value(text, field.numeric)
     if field.widget == forms.JSON_TEXT:
         return forms.json_value(st.text_input(label, value=json.dumps(field.default), key=key,
                                               help=f"{help_text} A JSON object."))
