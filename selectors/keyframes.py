@@ -70,12 +70,15 @@ def _video_of(pool: CandidatePool, tracker: ConstraintTracker, video_id: int | N
     return int(in_scope[0])
 
 
-def _uncertainty(pool: CandidatePool, signal: str | None) -> np.ndarray | None:
-    """The uncertainty signal to favour: the named one, the pool's only one, or none."""
+def _uncertainty(pool: CandidatePool, signal: str | None, weight: float) -> np.ndarray | None:
+    """The uncertainty signal to favour: the named one, the pool's only one, or none (always none at weight 0)."""
+    if weight == 0:
+        return None
     if signal is not None or len(pool.uncertainty) == 1:
         return pool.signal(signal)
     if pool.uncertainty:
-        raise SelectorError(f"keyframes: name the signal to use, one of {sorted(pool.uncertainty)}")
+        raise SelectorError(f"keyframes: name the signal to use, one of {sorted(pool.uncertainty)} (or set "
+                            "confidence_weight=0 to ignore uncertainty)")
     return None
 
 
@@ -178,7 +181,7 @@ def keyframes(
         return []
     order = np.argsort(pool.time_key()[rows], kind="stable")
     rows = rows[order]
-    signal_values = _uncertainty(pool, signal)
+    signal_values = _uncertainty(pool, signal, confidence_weight)
     stretch = None if signal_values is None else confidence_weight * minmax(signal_values[rows])
     positions = path_positions(pool.embeddings[rows], pool.time_key()[rows], time_weight, stretch)
     local = np.full(pool.size, -1, dtype=np.int64)

@@ -193,6 +193,21 @@ def test_keyframes_favour_low_confidence_stretch():
     assert sorted(p.frame_id - 1000 for p in boosted) == [12, 52]
 
 
+def test_keyframes_need_a_signal_name_only_when_uncertainty_counts():
+    """With several uncertainty signals the one to favour must be named, unless confidence_weight 0 ignores them
+    (then the picks are the plain cover; before, the name was demanded anyway)."""
+    signals = {"vos_uncertainty": np.linspace(0, 1, 100), "vss_margin": np.linspace(1, 0, 100)}
+    pool = make_pool(np.ones((100, 3)), uncertainty=signals)
+    with pytest.raises(SelectorError, match=r"name the signal to use, one of \['vos_uncertainty', 'vss_margin'\] "
+                                            r"\(or set confidence_weight=0"):
+        keyframes(pool, Constraints(budget=2))
+    plain = keyframes(make_pool(np.ones((100, 3))), Constraints(budget=2))
+    ignored = keyframes(pool, Constraints(budget=2), confidence_weight=0.0)
+    assert [p.frame_id for p in ignored] == [p.frame_id for p in plain]
+    named = keyframes(pool, Constraints(budget=2), signal="vss_margin")
+    assert sorted(p.frame_id for p in named) != sorted(p.frame_id for p in plain)
+
+
 def test_keyframes_follow_appearance_change():
     """Frames 0-79 barely change, 80-99 change fast: appearance alone puts most keyframes in the fast part."""
     slow = np.linspace(0.0, 1.0, 80)
