@@ -269,6 +269,18 @@ def test_cli_reads_only_keyframe_annotations(tmp_path):
     assert json.loads(out.read_text())["J&F"] > 0.5
 
 
+def test_cli_says_when_every_frame_is_a_keyframe(tmp_path):
+    """`--keyframes uniform:K` with K over a sequence's length makes every frame a keyframe; the command says so
+    (before: silently, and the sequence then scored as perfect propagation)."""
+    frames, masks = moving_square(num_frames=4)
+    write_davis_root(tmp_path / "root", "sq", frames, masks)
+    args = ["propagate", str(tmp_path / "root"), "--out", str(tmp_path / "pred"), "--method", "copy"]
+    every = CliRunner().invoke(vos_command, [*args, "--keyframes", "uniform:9"])
+    assert every.exit_code == 0 and "every frame of sq is a keyframe" in " ".join(every.output.split())
+    some = CliRunner().invoke(vos_command, [*args, "--keyframes", "uniform:2", "--overwrite"])
+    assert some.exit_code == 0 and "is a keyframe" not in some.output
+
+
 def test_cli_resumes_and_binary_style(tmp_path):
     frames, masks = moving_square(num_frames=4)
     write_davis_root(tmp_path / "root", "sq", frames, masks)

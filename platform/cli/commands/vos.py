@@ -8,7 +8,7 @@ import click
 
 from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
-from segloop.platform.core.console import OUT_DIR, FiniteFloatRange
+from segloop.platform.core.console import OUT_DIR, FiniteFloatRange, console
 from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.storage import write_json
@@ -171,7 +171,7 @@ def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None,
     with the project's best propagator for it."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from segloop.platform.core.console import LazyProgress, console, print_table
+    from segloop.platform.core.console import LazyProgress, print_table
     from segloop.platform.db.migrate import ensure_db
     from segloop.platform.services.models import propagator_for
     from segloop.platform.services.propagation import propagate_video
@@ -219,6 +219,10 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
             if not overwrite and is_complete(out_root / name, [p.stem for p in paths], settings)}
     keyframe_files = {name: _checked_keyframes(name, paths, masks_dir / name, keyframes_spec)
                       for name, paths in plan.items() if name not in done}
+    every = sorted(name for name, files in keyframe_files.items() if len(files) == len(plan[name]) > 1)
+    if every:
+        console.print(f"note: with --keyframes {keyframes_spec}, every frame of {', '.join(every)} is a keyframe: "
+                      "its masks are copied, not propagated (and score as the ground truth they are)")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with LazyProgress(*columns) as progress:
         overall = progress.add_task("frames", total=sum(len(p) for p in plan.values()))
