@@ -28,9 +28,9 @@ platform stores) moved the K = 3 gain by -0.007..+0.005 over four encoder seeds 
 path of the object's motion (1 - IoU of consecutive propagated masks, mixed with time 0-2x) by -0.015..+0.005
 (-0.009..-0.001 at K = 2): with a mask in hand the even cover still holds. Rehearsing placements without labels
 (propagating each frame's own k-means colour clusters, 12 of them, from the even cover and from 32 seeded random
-placements, and keeping the one whose propagation reconstructs the clusters best) gained +0.029 / +0.028 / +0.016 at
-K = 3 on seeds 0 / 1 / 3 against the even cover's +0.026 / +0.019 / +0.015, for 33 propagations of the video: the
-proxy's rank correlation with the true J&F over those placements was only 0.2-0.8 per sequence.
+placements, and keeping the one whose propagation reconstructs the clusters best) gained +0.029 / +0.028 / +0.032 /
++0.016 at K = 3 on seeds 0-3 against the even cover's +0.026 / +0.019 / +0.036 / +0.015, for 33 propagations of the
+video: the proxy's rank correlation with the true J&F over those placements was only 0.07-0.83 per sequence.
 How much room is left at K = 3 (10-minute encoder, seed 0): the best placement on a grid of about T/13 frames,
 found with the ground truth, reaches 0.855 J&F against this selector's 0.834 and uniform's 0.809, with picks no
 rule above produces (blackswan [9, 41, 45], dog [1, 36, 56], motocross-jump [7, 16, 28]); and moving every keyframe
