@@ -46,6 +46,12 @@ def project_videos(engine: Engine, project_id: int) -> list[VideoInfo]:
         return footage.list_videos(session, project_id)
 
 
+def project_time_span(engine: Engine, project_id: int) -> float:
+    """Seconds from the start of the project's videos to its latest frame (the longest video's last timestamp)."""
+    with session_scope(engine) as session:
+        return footage.latest_timestamp(session, project_id)
+
+
 def recent_jobs(engine: Engine, limit: int = 50) -> list[JobInfo]:
     """The newest jobs."""
     with session_scope(engine) as session:

@@ -89,6 +89,34 @@ def test_select_other_strategy_with_params_and_as_a_job(engine, footage_project,
     assert queued[0].params["embedding_set_id"] == embedded.id and queued[0].params["budget"] == 3
 
 
+def test_select_more_constraints_reach_the_run_and_the_job(engine, footage_project, embedded) -> None:
+    """The folded constraints (a time range, a gap in seconds, labelled frames included) shape the inline run and
+    go with a select job; the range's end starts at the project's latest frame time (nothing restricted)."""
+    app = page("select_frames")
+    app.selectbox(key="select_strategy").select("random").run()
+    app.number_input(key="select_budget").set_value(3)
+    with session_scope(engine) as session:
+        stamps = {f.id: f.timestamp for f in footage.project_frames(session, footage_project.project_id)}
+    span = app.number_input(key="select_to").value
+    assert span == np.ceil(max(stamps.values())) > 0
+    app.number_input(key="select_to").set_value(span / 4)
+    app.number_input(key="select_gap_seconds").set_value(0.01)
+    app.checkbox(key="select_include_labeled").check()
+    ok(app.button(key="select_run_go").click().run())
+    with session_scope(engine) as session:
+        run = selections.list_selections(session, footage_project.project_id)[0]
+        picked = [i.frame_id for i in selections.selection_items(session, run.id)]
+    constraints = run.params["constraints"]
+    assert constraints["time_range"] == [0.0, span / 4] and constraints["min_gap_seconds"] == 0.01
+    assert constraints["exclude_labeled"] is False and constraints["exclude_selected"] is True
+    assert picked and all(stamps[f] <= span / 4 for f in picked)
+    app.toggle(key="select_as_job").set_value(True)
+    ok(app.button(key="select_run_go").click().run())
+    [job] = all_jobs(engine)
+    assert (job.params["time_range"], job.params["include_labeled"], job.params["min_gap_seconds"]) == (
+        [0.0, span / 4], True, 0.01)
+
+
 def test_explore_map_open_frame_and_more_like_this(engine, settings, footage_project, embedded) -> None:
     """The PCA map holds all 24 frames (one trace per video, each point carrying its frame id); a clicked point
     opens its frame, which lists its 5 most similar frames; t-SNE is queued as a map2d job, and once computed the

@@ -2,6 +2,7 @@
 (inline for small pools, as a job otherwise), then review the ranked picks and accept them into the labeling queue."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import streamlit as st
@@ -155,6 +156,7 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
     one_per_group = dup_col.checkbox("One per near-duplicate group", value=True, key="select_dup")
     scope = st.multiselect("Only these videos (empty = all)", list(videos), key="select_videos",
                            format_func=lambda i: videos[i].name)
+    more = more_constraints(library.project_time_span(engine, project.id))
     as_job = by_id[set_id].count > INLINE_POOL_MAX
     as_job = st.toggle("Run as a background job", value=as_job, disabled=as_job, key="select_as_job",
                        help=f"Pools over {INLINE_POOL_MAX} frames always run as a select job")
@@ -162,7 +164,7 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
         return
     values = {"project": project.name, "strategy": strategy, "budget": budget, "params": params,
               "embedding_set_id": set_id, "min_gap_frames": gap, "max_per_video": cap or None, "videos": list(scope),
-              "one_per_duplicate_group": one_per_group}
+              "one_per_duplicate_group": one_per_group, **more}
     try:
         if as_job:
             job = library.submit_job(engine, "select", values, project.name)
@@ -175,6 +177,23 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
         return
     st.session_state["select_review_run"] = run.selection.id
     st.success(f"Selection run {run.selection.id}: {len(run.items)} frame(s) picked by {strategy}.")
+
+
+def more_constraints(span: float) -> dict:
+    """The select operation's less common constraints, folded away: a gap in seconds, a time range, and frames
+    that are labelled or were picked before (left out by default)."""
+    end_default = float(math.ceil(span))
+    with st.expander("More constraints"):
+        gap_col, start_col, end_col = st.columns(3)
+        gap_seconds = gap_col.number_input("Min gap (seconds)", min_value=0.0, value=0.0, key="select_gap_seconds")
+        start = start_col.number_input("From (seconds)", min_value=0.0, value=0.0, key="select_from")
+        end = end_col.number_input("To (seconds)", min_value=0.0, value=end_default, key="select_to",
+                                   help="Frames whose time in their video lies in [from, to].")
+        include_labeled = st.checkbox("Include frames that already have masks", key="select_include_labeled")
+        include_selected = st.checkbox("Include frames picked by earlier runs", key="select_include_selected")
+    ranged = start > 0 or end < end_default
+    return {"min_gap_seconds": float(gap_seconds), "time_range": [float(start), float(end)] if ranged else [],
+            "include_labeled": include_labeled, "include_selected": include_selected}
 
 
 def review_panel(project: ProjectInfo) -> None:

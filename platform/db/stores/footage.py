@@ -132,6 +132,13 @@ def count_frames(session: Session, project_id: int | None = None) -> int:
     return int(session.scalar(query) or 0)
 
 
+def latest_timestamp(session: Session, project_id: int) -> float:
+    """The largest frame timestamp (seconds) in a project; 0 when it has no frames."""
+    query = (select(func.max(Frame.timestamp)).join(Video, Frame.video_id == Video.id)
+             .where(Video.project_id == project_id))
+    return float(session.scalar(query) or 0.0)
+
+
 def project_frames(session: Session, project_id: int) -> list[FrameInfo]:
     """Every frame of a project ordered by video then index (for selectors, embedding, export)."""
     query = (
