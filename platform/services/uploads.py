@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from segloop.platform.core import davis
+from segloop.platform.core.errors import user_message
 from segloop.platform.core.settings import SHARED_SAMPLE, Settings
 from segloop.platform.core.storage import StorageError, check_upload_name, resolve_inside, save_upload, staging_dir
 from segloop.platform.db.entities import JobInfo
@@ -81,6 +82,9 @@ def store_upload(settings: Settings, name: str, data: bytes, limits: UploadLimit
     except StorageError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise UploadError(str(exc)) from None
+    except OSError as exc:  # a full disk, an uploads folder that cannot be written: the reason, not the path
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UploadError(f"{name}: {user_message(exc)}") from None
     if suffix not in ARCHIVE_EXTENSIONS:
         return named
     try:
@@ -88,6 +92,9 @@ def store_upload(settings: Settings, name: str, data: bytes, limits: UploadLimit
     except UploadError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UploadError(f"{name}: {user_message(exc)}") from None
     finally:
         named.unlink(missing_ok=True)
 
@@ -97,8 +104,10 @@ def unpack_archive(archive: Path, target: Path, limits: UploadLimits = UploadLim
     name = display_name or archive.name
     try:
         bundle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except zipfile.BadZipFile as exc:
         raise UploadError(f"{name}: not a readable zip archive ({exc})") from None
+    except OSError as exc:
+        raise UploadError(f"{name}: not a readable zip archive ({user_message(exc)})") from None
     with bundle:
         members = [m for m in bundle.infolist() if not m.filename.startswith(IGNORED_ARCHIVE_PREFIXES)]
         _check_members(name, members, limits)
@@ -106,7 +115,7 @@ def unpack_archive(archive: Path, target: Path, limits: UploadLimits = UploadLim
             for member in members:
                 _extract_member(bundle, member, staging, name)
             if target.exists():
-                raise UploadError(f"{name}: unpack folder {target} already exists")
+                raise UploadError(f"{name}: its unpack folder already exists")
             os.replace(staging, target)
     root = _content_root(target)
     sources, errors = discover([root])
@@ -152,8 +161,10 @@ def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, root: Path
     try:
         with bundle.open(member) as source, open(destination, "wb") as sink:
             shutil.copyfileobj(source, sink, 1 << 20)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:
         raise UploadError(f"{name}: member {member.filename!r} is damaged ({exc})") from None
+    except OSError as exc:
+        raise UploadError(f"{name}: member {member.filename!r} could not be unpacked ({user_message(exc)})") from None
 
 
 def _content_root(folder: Path) -> Path:

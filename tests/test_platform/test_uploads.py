@@ -93,6 +93,22 @@ def test_upload_and_queue_makes_one_ingest_job_per_good_file(engine, settings, s
     assert Path(jobs[1].params["paths"][0]).name == "shoot"
 
 
+def test_an_upload_the_server_cannot_store_is_refused_without_its_path(engine, settings, synth_root: Path) -> None:
+    """When the uploads folder cannot be written (here: a file stands where it should be; a full disk alike), each
+    upload gets the system's reason and no server path, nothing is queued, and the page keeps running (before: an
+    uncaught NotADirectoryError naming the server's folder)."""
+    settings.uploads_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.uploads_dir.write_text("not a folder")
+    video = sorted((synth_root / "videos").iterdir())[0]
+    outcomes = uploads.upload_and_queue(engine, settings, [(video.name, video.read_bytes()),
+                                                           ("shoot.zip", davis_zip(synth_root))])
+    assert [o.error for o in outcomes] == [f"{video.name}: could not read or write a file: not a directory",
+                                           "shoot.zip: could not read or write a file: not a directory"]
+    assert all(str(settings.data_dir) not in o.error for o in outcomes)
+    with session_scope(engine) as session:
+        assert job_store.list_jobs(session) == []
+
+
 def test_ingest_form_helpers(file_settings, tmp_path: Path) -> None:
     """Form paths are checked for existence; defaults fall back to the uploads folder when it has files."""
     with pytest.raises(uploads.UploadError, match="enter at least one"):
