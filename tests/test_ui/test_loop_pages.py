@@ -91,15 +91,22 @@ def test_select_other_strategy_with_params_and_as_a_job(engine, footage_project,
 
 def test_select_more_constraints_reach_the_run_and_the_job(engine, footage_project, embedded) -> None:
     """The folded constraints (a time range, a gap in seconds, labelled frames included) shape the inline run and
-    go with a select job; the range's end starts at the project's latest frame time (nothing restricted)."""
+    go with a select job; a range's end left at 0 is the project's end at the time of the run (a remembered number
+    would silently cut off footage ingested while the page was open)."""
     app = page("select_frames")
     app.selectbox(key="select_strategy").select("random").run()
     app.number_input(key="select_budget").set_value(3)
     with session_scope(engine) as session:
         stamps = {f.id: f.timestamp for f in footage.project_frames(session, footage_project.project_id)}
-    span = app.number_input(key="select_to").value
-    assert span == np.ceil(max(stamps.values())) > 0
-    app.number_input(key="select_to").set_value(span / 4)
+    latest = max(stamps.values())
+    app.number_input(key="select_from").set_value(latest / 2)
+    ok(app.button(key="select_run_go").click().run())
+    assert not app.error, [e.value for e in app.error]
+    with session_scope(engine) as session:
+        run = selections.list_selections(session, footage_project.project_id)[0]
+        assert run.params["constraints"]["time_range"] == [latest / 2, np.ceil(latest)]
+    app.number_input(key="select_from").set_value(0.0)
+    app.number_input(key="select_to").set_value(latest / 2)
     app.number_input(key="select_gap_seconds").set_value(0.01)
     app.checkbox(key="select_include_labeled").check()
     ok(app.button(key="select_run_go").click().run())
@@ -107,14 +114,14 @@ def test_select_more_constraints_reach_the_run_and_the_job(engine, footage_proje
         run = selections.list_selections(session, footage_project.project_id)[0]
         picked = [i.frame_id for i in selections.selection_items(session, run.id)]
     constraints = run.params["constraints"]
-    assert constraints["time_range"] == [0.0, span / 4] and constraints["min_gap_seconds"] == 0.01
+    assert constraints["time_range"] == [0.0, latest / 2] and constraints["min_gap_seconds"] == 0.01
     assert constraints["exclude_labeled"] is False and constraints["exclude_selected"] is True
-    assert picked and all(stamps[f] <= span / 4 for f in picked)
+    assert picked and all(stamps[f] <= latest / 2 for f in picked)
     app.toggle(key="select_as_job").set_value(True)
     ok(app.button(key="select_run_go").click().run())
     [job] = all_jobs(engine)
     assert (job.params["time_range"], job.params["include_labeled"], job.params["min_gap_seconds"]) == (
-        [0.0, span / 4], True, 0.01)
+        [0.0, latest / 2], True, 0.01)
 
 
 def test_explore_map_open_frame_and_more_like_this(engine, settings, footage_project, embedded) -> None:

@@ -182,17 +182,17 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
 def more_constraints(span: float) -> dict:
     """The select operation's less common constraints, folded away: a gap in seconds, a time range, and frames
     that are labelled or were picked before (left out by default)."""
-    end_default = float(math.ceil(span))
     with st.expander("More constraints"):
         gap_col, start_col, end_col = st.columns(3)
         gap_seconds = gap_col.number_input("Min gap (seconds)", min_value=0.0, value=0.0, key="select_gap_seconds")
         start = start_col.number_input("From (seconds)", min_value=0.0, value=0.0, key="select_from")
-        end = end_col.number_input("To (seconds)", min_value=0.0, value=end_default, key="select_to",
-                                   help="Frames whose time in their video lies in [from, to].")
+        end = end_col.number_input("To (seconds; 0: the end)", min_value=0.0, value=0.0, key="select_to",
+                                   help=f"Frames whose time in their video lies in [from, to]; the project's latest "
+                                        f"frame is at {span:.1f} s.")
         include_labeled = st.checkbox("Include frames that already have masks", key="select_include_labeled")
         include_selected = st.checkbox("Include frames picked by earlier runs", key="select_include_selected")
-    ranged = start > 0 or end < end_default
-    return {"min_gap_seconds": float(gap_seconds), "time_range": [float(start), float(end)] if ranged else [],
+    time_range = [] if start == end == 0 else [float(start), float(end) if end > 0 else max(math.ceil(span), start)]
+    return {"min_gap_seconds": float(gap_seconds), "time_range": time_range,
             "include_labeled": include_labeled, "include_selected": include_selected}
 
 
