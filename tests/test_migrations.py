@@ -47,6 +47,10 @@ def test_db_cli_commands(cli) -> None:
     """`segloop db upgrade|current|downgrade` report the revision."""
     assert "at revision" in cli("db", "upgrade").output
     assert "up to date" in cli("db", "current").output
+    stepped = cli("db", "downgrade", "-1")  # a relative step back, not an unknown option
+    assert stepped.exit_code == 0 and "at revision 0" in stepped.output, stepped.output
+    assert "behind" in cli("db", "current").output
+    assert "at revision" in cli("db", "upgrade").output
     assert "at revision base" in cli("db", "downgrade", "base").output
     assert "behind" in cli("db", "current").output
 

@@ -26,11 +26,11 @@ def upgrade_cmd(revision: str) -> None:
     console.print(f"database {engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
 
 
-@command.command("downgrade")
+@command.command("downgrade", context_settings={"ignore_unknown_options": True})  # `downgrade -1` is a revision
 @click.argument("revision")
 @friendly_errors
 def downgrade_cmd(revision: str) -> None:
-    """Migrate the schema down to REVISION ('base' removes every table)."""
+    """Migrate the schema down to REVISION ('base' removes every table; -N steps back N revisions)."""
     from segloop.platform.db.migrate import current_revision, downgrade
 
     engine = get_engine(load_settings())
