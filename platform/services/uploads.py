@@ -79,24 +79,21 @@ def store_upload(settings: Settings, name: str, data: bytes, limits: UploadLimit
         # One folder per upload keeps the file's own name, which becomes the video's name on ingest.
         named = folder / check_upload_name(name)
         os.replace(saved, named)
+        if suffix not in ARCHIVE_EXTENSIONS:
+            return named
+        try:
+            return unpack_archive(named, named.with_suffix(""), limits, display_name=name)
+        finally:
+            named.unlink(missing_ok=True)
+    except UploadError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     except StorageError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise UploadError(str(exc)) from None
     except OSError as exc:  # a full disk, an uploads folder that cannot be written: the reason, not the path
         shutil.rmtree(folder, ignore_errors=True)
         raise UploadError(f"{name}: {user_message(exc)}") from None
-    if suffix not in ARCHIVE_EXTENSIONS:
-        return named
-    try:
-        return unpack_archive(named, named.with_suffix(""), limits, display_name=name)
-    except UploadError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    except OSError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise UploadError(f"{name}: {user_message(exc)}") from None
-    finally:
-        named.unlink(missing_ok=True)
 
 
 def unpack_archive(archive: Path, target: Path, limits: UploadLimits = UploadLimits(), display_name: str = "") -> Path:

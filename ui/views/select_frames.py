@@ -156,7 +156,7 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
     one_per_group = dup_col.checkbox("One per near-duplicate group", value=True, key="select_dup")
     scope = st.multiselect("Only these videos (empty = all)", list(videos), key="select_videos",
                            format_func=lambda i: videos[i].name)
-    more = more_constraints(library.project_time_span(engine, project.id))
+    more = more_constraints(engine, project.id)
     as_job = by_id[set_id].count > INLINE_POOL_MAX
     as_job = st.toggle("Run as a background job", value=as_job, disabled=as_job, key="select_as_job",
                        help=f"Pools over {INLINE_POOL_MAX} frames always run as a select job")
@@ -179,7 +179,7 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
     st.success(f"Selection run {run.selection.id}: {len(run.items)} frame(s) picked by {strategy}.")
 
 
-def more_constraints(span: float) -> dict:
+def more_constraints(engine, project_id: int) -> dict:
     """The select operation's less common constraints, folded away: a gap in seconds, a time range, and frames
     that are labelled or were picked before (left out by default)."""
     with st.expander("More constraints"):
@@ -187,11 +187,14 @@ def more_constraints(span: float) -> dict:
         gap_seconds = gap_col.number_input("Min gap (seconds)", min_value=0.0, value=0.0, key="select_gap_seconds")
         start = start_col.number_input("From (seconds)", min_value=0.0, value=0.0, key="select_from")
         end = end_col.number_input("To (seconds; 0: the end)", min_value=0.0, value=0.0, key="select_to",
-                                   help=f"Frames whose time in their video lies in [from, to]; the project's latest "
-                                        f"frame is at {span:.1f} s.")
+                                   help="Frames whose time in their video lies in [from, to].")
         include_labeled = st.checkbox("Include frames that already have masks", key="select_include_labeled")
         include_selected = st.checkbox("Include frames picked by earlier runs", key="select_include_selected")
-    time_range = [] if start == end == 0 else [float(start), float(end) if end > 0 else max(math.ceil(span), start)]
+    if start == end == 0:
+        time_range = []
+    else:  # an open end is the project's latest frame, looked up only then (a scan of its frames)
+        time_range = [float(start), float(end) if end > 0 else
+                      max(math.ceil(library.project_time_span(engine, project_id)), start)]
     return {"min_gap_seconds": float(gap_seconds), "time_range": time_range,
             "include_labeled": include_labeled, "include_selected": include_selected}
 
