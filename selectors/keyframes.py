@@ -1,41 +1,40 @@
 """Keyframes for one video: the K frames whose masks should propagate best to the whole video.
 
-Propagation error grows with how far a frame is from its nearest keyframe along the video, so frames
-are placed on a one-dimensional path: each step between consecutive frames is as long as the mix of
-appearance change (the step between their embeddings) and elapsed time (`time_weight` of time per unit
-of appearance, each normalised to a total of 1), stretched by (1 + confidence_weight * u) where the
-propagation is unsure (u: the min-max normalised uncertainty). Keyframes then cover that path evenly:
-the budget is split between the gaps left by the video's labeled frames (an interior gap with m new
-keyframes leaves at most g / 2(m + 1) to the nearest one, a gap at either end g / (2m + 1)), always to
-the gap that is worst covered, and each gap's keyframes are spaced evenly along the path. Unlike a
-k-center over (appearance, time) points, this never spends a keyframe on the first or last frame just
-because it is far from the rest, and a stretch that changes a lot gets keyframes in proportion.
-Measured against `uniform` (i·T/K) on the DAVIS sample with a 10-minute encoder (`bench keyframes`,
-K = 2 / 3), the gain comes from the placement: a plain even cover in time does as well as this path,
-within -0.007..+0.008 J&F, and so do paths built from the propagator's own difficulty (windowed
-match strength; the label-free round trip of every cell to a frame 1 or 4 steps on and back), while
-that round trip less each frame's trip to itself, which marks fast stretches more sharply, lost up to
-0.036 at K = 2 (keyframes drawn into the hard middle leave the ends uncovered); ends covered more
-tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.018 at K = 2
-(-0.011..+0.003 at K = 3), and moving each keyframe up to T/12 or T/24 frames onto the frame with the largest
-excess round trip (annotating the hardest frame near each target) lost 0.004-0.020 at K = 2 (-0.010..+0.004
-at K = 3): a hard stretch gains more from keyframes on both sides than from one inside it. Moving them the other
-way, onto the frame with the smallest round trip (raw or excess; annotating the clearest frame near each target),
-lost as well: 0.821-0.826 J&F against 0.834 at K = 3, -0.016..+0.001 at K = 2 (seed 0). Placing them one at a
-time as an annotator would, each pick's mask revealed and propagated before the next, with the path stretched by
-the propagation's uncertainty (1 - mean max-probability over the frame or the object, the `vos_uncertainty` the
-platform stores) moved the K = 3 gain by -0.007..+0.005 over four encoder seeds (-0.004..+0.003 at K = 2), and a
-path of the object's motion (1 - IoU of consecutive propagated masks, mixed with time 0-2x) by -0.015..+0.005
-(-0.009..-0.001 at K = 2): with a mask in hand the even cover still holds. Rehearsing placements without labels
-(propagating each frame's own k-means colour clusters, 12 of them, from the even cover and from 32 seeded random
-placements, and keeping the one whose propagation reconstructs the clusters best) gained +0.029 / +0.028 / +0.032 /
-+0.016 at K = 3 on seeds 0-3 against the even cover's +0.026 / +0.019 / +0.036 / +0.015, for 33 propagations of the
-video: the proxy's rank correlation with the true J&F over those placements was only 0.07-0.83 per sequence.
-How much room is left at K = 3 (10-minute encoder, seed 0): the best placement on a grid of about T/13 frames,
-found with the ground truth, reaches 0.855 J&F against this selector's 0.834 and uniform's 0.809, with picks no
-rule above produces (blackswan [9, 41, 45], dog [1, 36, 56], motocross-jump [7, 16, 28]); and moving every keyframe
-by up to 2 frames either way leaves the mean gain over uniform at +0.025 / +0.019 / +0.025 / +0.018 on seeds
-0-3 (unmoved: +0.026 / +0.019 / +0.036 / +0.015), nearly all of it on the two sequences with fast motion.
+Propagation error grows with how far a frame is from its nearest keyframe along the video, so frames are placed on a
+one-dimensional path: each step between consecutive frames is as long as the mix of appearance change (the step
+between their embeddings) and elapsed time (`time_weight` of time per unit of appearance, each normalised to a total
+of 1), stretched by (1 + confidence_weight * u) where the propagation is unsure (u: the min-max normalised
+uncertainty). Keyframes then cover that path evenly: the budget is split between the gaps left by the video's
+labeled frames (an interior gap with m new keyframes leaves at most g / 2(m + 1) to the nearest one, a gap at either
+end g / (2m + 1)), always to the gap that is worst covered, and each gap's keyframes are spaced evenly along the
+path. Unlike a k-center over (appearance, time) points, this never spends a keyframe on the first or last frame just
+because it is far from the rest, and a stretch that changes a lot gets keyframes in proportion. Measured against
+`uniform` (i·T/K) on the DAVIS sample with a 10-minute encoder (`bench keyframes`, K = 2 / 3), the gain comes from
+the placement: a plain even cover in time does as well as this path, within -0.007..+0.008 J&F, and so do paths
+built from the propagator's own difficulty (windowed match strength; the label-free round trip of every cell to a
+frame 1 or 4 steps on and back), while that round trip less each frame's trip to itself, which marks fast stretches
+more sharply, lost up to 0.036 at K = 2 (keyframes drawn into the hard middle leave the ends uncovered); ends
+covered more tightly than interior gaps (one-sided propagation weighted 1.5-3x) lost 0.007-0.018 at K = 2
+(-0.011..+0.003 at K = 3), and more loosely (weighted 0.5-0.8x: keyframes drawn inward) lost as well, by 0.002-0.046
+at K = 2 and -0.021..+0.002 at K = 3 over four encoder seeds; moving each keyframe up to T/12 or T/24 frames onto
+the frame with the largest excess round trip (annotating the hardest frame near each target) lost 0.004-0.020 at K =
+2 (-0.010..+0.004 at K = 3): a hard stretch gains more from keyframes on both sides than from one inside it. Moving
+them the other way, onto the frame with the smallest round trip (raw or excess; annotating the clearest frame near
+each target), lost as well: 0.821-0.826 J&F against 0.834 at K = 3, -0.016..+0.001 at K = 2 (seed 0). Placing them
+one at a time as an annotator would, each pick's mask revealed and propagated before the next, with the path
+stretched by the propagation's uncertainty (1 - mean max-probability over the frame or the object, the
+`vos_uncertainty` the platform stores) moved the K = 3 gain by -0.007..+0.005 over four encoder seeds
+(-0.004..+0.003 at K = 2), and a path of the object's motion (1 - IoU of consecutive propagated masks, mixed with
+time 0-2x) by -0.015..+0.005 (-0.009..-0.001 at K = 2): with a mask in hand the even cover still holds. Rehearsing
+placements without labels (propagating each frame's own k-means colour clusters, 12 of them, from the even cover and
+from 32 seeded random placements, and keeping the one whose propagation reconstructs the clusters best) gained
++0.029 / +0.028 / +0.032 / +0.016 at K = 3 on seeds 0-3 against the even cover's +0.026 / +0.019 / +0.036 / +0.015,
+for 33 propagations of the video: the proxy's rank correlation with the true J&F over those placements was only
+0.07-0.83 per sequence. How much room is left at K = 3 (10-minute encoder, seed 0): the best placement on a grid of
+about T/13 frames, found with the ground truth, reaches 0.855 J&F against this selector's 0.834 and uniform's 0.809,
+with picks no rule above produces (blackswan [9, 41, 45], dog [1, 36, 56], motocross-jump [7, 16, 28]); and moving
+every keyframe by up to 2 frames either way leaves the mean gain over uniform at +0.025 / +0.019 / +0.025 / +0.018
+on seeds 0-3 (unmoved: +0.026 / +0.019 / +0.036 / +0.015), nearly all of it on the two sequences with fast motion.
 """
 from __future__ import annotations
 
