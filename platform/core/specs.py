@@ -21,6 +21,7 @@ from typing import Any
 from segloop.platform.core.errors import ValidationError
 
 SPEC_KEY = "segloop_spec"
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1  # a stored integer (a row id, a count) is a signed 64-bit one in every database
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,8 @@ def _coerce_scalar(value: Any, annotation: Any, where: str, path: str) -> Any:
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(where, path, f"expected an integer, got {_shown(value)}")
+        if not MIN_INT <= value <= MAX_INT:
+            raise _fail(where, path, f"{value} is out of range (integers lie between {MIN_INT} and {MAX_INT})")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -238,11 +241,17 @@ def _check_rules(value: Any, rules: Rules, where: str, path: str) -> None:
                if isinstance(v, (int, float)) and not isinstance(v, bool)]
     for number in numbers:
         if rules.min is not None and (number <= rules.min if rules.min_exclusive else number < rules.min):
-            raise _fail(where, path, f"must be {'>' if rules.min_exclusive else '>='} {rules.min:g}, got {number:g}")
+            bound = f"{'>' if rules.min_exclusive else '>='} {rules.min:g}"
+            raise _fail(where, path, f"must be {bound}, got {_number(number)}")
         if rules.max is not None and number > rules.max:
-            raise _fail(where, path, f"must be <= {rules.max:g}, got {number:g}")
+            raise _fail(where, path, f"must be <= {rules.max:g}, got {_number(number)}")
     if rules.pattern is not None and isinstance(value, str) and not re.fullmatch(rules.pattern, value.strip()):
         raise _fail(where, path, f"{_shown(value)} is not valid; expected {rules.pattern_hint or rules.pattern}")
+
+
+def _number(value: float) -> str:
+    """A value as given: an integer in full (1000000, not 1e+06), a float in short form."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:

@@ -98,8 +98,25 @@ def test_listing_jobs_refuses_an_unknown_status_or_a_limit_below_one(engine, cli
             job_store.list_jobs(session, status="queud")
         with pytest.raises(ValidationError, match="limit must be at least 1"):
             job_store.list_jobs(session, limit=0)
+        assert [j.id for j in job_store.list_jobs(session, limit=10**23)] == [queued]  # no overflow in the driver
+        assert job_store.list_jobs(session, offset=10**23) == []
     result = cli("jobs", "list", "--status", "queud")
     assert result.exit_code == 1 and "is not a job status" in result.output and "Traceback" not in result.output
+    result = cli("jobs", "list", "--limit", str(10**23))
+    assert result.exit_code == 0 and f" {queued} " in result.output and "Traceback" not in result.output
+
+
+def test_an_integer_beyond_64_bits_is_refused_at_submission_not_at_run_time(engine, cli) -> None:
+    """A budget of 10**23 was queued, then failed in the worker on the database driver's overflow (and the CLI's
+    `select --budget` printed that traceback); it is refused where it is given, naming the field and the range."""
+    for submit in (lambda: cli("jobs", "submit", "select", "--params", '{"project": "p", "budget": 1' + "0" * 23 + "}"),
+                   lambda: cli("select", "--project", "p", "--budget", str(10**23))):
+        result = submit()
+        assert result.exit_code == 1 and "budget: " in result.output, result.output
+        assert "is out of range (integers lie between -9223372036854775808 and 9223372036854775807)" in result.output
+        assert "Traceback" not in result.output
+    with session_scope(engine) as session:
+        assert job_store.list_jobs(session) == []
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -46,6 +46,8 @@ class Example:
     ({"name": "a", "epochs": 2.5}, "ex: epochs: expected an integer, got 2.5"),
     ({"name": "a", "epochs": True}, "ex: epochs: expected an integer, got True"),
     ({"name": "a", "epochs": -3}, "ex: epochs: must be >= 1, got -3"),
+    ({"name": "a", "epochs": 2**63}, f"ex: epochs: {2**63} is out of range (integers lie between -{2**63} and "),
+    ({"name": "a", "ids": [1, 10**23]}, "ex: ids[1]: 100000000000000000000000 is out of range"),
     ({"name": "a", "rate": 0}, "ex: rate: must be > 0, got 0"),
     ({"name": "a", "rate": 1.5}, "ex: rate: must be <= 1, got 1.5"),
     ({"name": "a", "head": "deep"}, "ex: head: must be one of linear, multiscale; got 'deep'"),
@@ -58,6 +60,7 @@ class Example:
     ({"name": "a", "flag": 1}, "ex: flag: expected true/false, got 1"),
     ({"name": "a", "keys": "banana"}, "ex: keys: 'banana' is not valid; expected first or a number"),
     ({"name": "a", "crop": {"size": 8}}, "ex: crop.size: must be >= 16, got 8"),
+    ({"name": "a", "epochs": -1000000}, "ex: epochs: must be >= 1, got -1000000"),  # in full, not -1e+06
     ({"name": "a", "crop": {"scale": [0.1]}}, "ex: crop.scale: expected a list of 2 values, got [0.1]"),
     ({"name": "a", "crop": {"nope": 1}}, "ex: crop.nope: unknown field (allowed: size, scale)"),
     ({"name": "a", "crop": 3}, "ex: crop: expected a mapping (JSON object), got 3"),

@@ -6,9 +6,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from segloop.platform.core.errors import NotFoundError
+from segloop.platform.core.specs import MAX_INT, MIN_INT
 
 SQL_CHUNK = 900  # ids per SQL IN list (SQLite allows 999 bound parameters per statement)
-MIN_ID, MAX_ID = -(2**63), 2**63 - 1  # an id outside a 64-bit integer cannot exist (and would overflow the driver)
+MIN_ID, MAX_ID = MIN_INT, MAX_INT  # an id outside a 64-bit integer cannot exist (and would overflow the driver)
 
 __all__ = ["MAX_ID", "MIN_ID", "SQL_CHUNK", "get_row", "id_chunks"]
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from segloop.platform.core.errors import ValidationError
 from segloop.platform.db.entities import JobInfo, from_row
 from segloop.platform.db.orm import Job, utcnow
-from segloop.platform.db.stores import get_row
+from segloop.platform.db.stores import MAX_ID, get_row
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
@@ -174,7 +174,7 @@ def list_jobs(session: Session, status: str | None = None, limit: int = 50, offs
         raise ValidationError(f"status: {status!r} is not a job status (one of {', '.join(STATUSES)})")
     if limit < 1 or offset < 0:
         raise ValidationError(f"limit {limit} / offset {offset}: the limit must be at least 1, the offset at least 0")
-    query = select(Job).order_by(Job.id.desc()).offset(offset).limit(limit)
+    query = select(Job).order_by(Job.id.desc()).offset(min(offset, MAX_ID)).limit(min(limit, MAX_ID))
     if status:
         query = query.where(Job.status == status)
     return [from_row(JobInfo, r) for r in session.scalars(query)]
