@@ -1,7 +1,6 @@
 """Click options derived from an operation's params spec: same names, defaults, bounds, choices and help."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -9,7 +8,7 @@ from typing import Any
 import click
 
 from segloop.platform.core.console import FiniteFloatRange
-from segloop.platform.core.specs import FieldSpec, coerce, describe
+from segloop.platform.core.specs import FieldSpec, coerce, describe, parse_json
 
 SCALAR_TYPES = {"int": int, "float": float, "str": str}
 
@@ -98,8 +97,8 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
     if value is None:
         return None
     try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
+        parsed = parse_json(value)
+    except ValueError as exc:
         raise click.BadParameter(f"not valid JSON ({exc})") from None
     if not isinstance(parsed, dict):
         raise click.BadParameter("expected a JSON object")

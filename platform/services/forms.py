@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from segloop.platform.core.errors import NotFoundError
-from segloop.platform.core.specs import FieldSpec
+from segloop.platform.core.specs import FieldSpec, parse_json
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import artifacts, footage, projects
 from segloop.platform.services import jobs as job_service
@@ -143,7 +143,7 @@ def lines_value(text: str, numeric: bool) -> list:
 def json_value(text: str) -> Any:
     """A JSON text as its value (the text itself when it is not JSON: the spec check refuses it by name)."""
     try:
-        return json.loads(text or "{}")
+        return parse_json(text or "{}")
     except ValueError:
         return text
 

@@ -106,6 +106,21 @@ def test_listing_jobs_refuses_an_unknown_status_or_a_limit_below_one(engine, cli
     assert result.exit_code == 0 and f" {queued} " in result.output and "Traceback" not in result.output
 
 
+def test_a_key_given_twice_is_refused_not_overwritten(engine, cli) -> None:
+    """`--params '{"budget": 5, "budget": 6}'` queued a budget of 6 and `select --param seed=1 --param seed=2` ran with
+    seed 2, silently; both are refused naming the key, and the Jobs form's JSON field is refused by the spec."""
+    from segloop.platform.services.forms import json_value
+
+    result = cli("jobs", "submit", "select", "--params", '{"project": "p", "budget": 5, "budget": 6}')
+    assert result.exit_code == 2 and "not valid JSON (key 'budget' is given twice)" in result.output, result.output
+    result = cli("select", "--project", "p", "--strategy", "random", "--param", "seed=1", "--param", "seed=2")
+    assert result.exit_code == 2 and "--param: 'seed' is given twice" in result.output, result.output
+    assert json_value('{"seed": 1, "seed": 2}') == '{"seed": 1, "seed": 2}'  # left as text: not a mapping
+    assert json_value('{"seed": 1, "nested": {"seed": 2}}') == {"seed": 1, "nested": {"seed": 2}}
+    with session_scope(engine) as session:
+        assert job_store.list_jobs(session) == []
+
+
 def test_an_integer_beyond_64_bits_is_refused_at_submission_not_at_run_time(engine, cli) -> None:
     """A budget of 10**23 was queued, then failed in the worker on the database driver's overflow (and the CLI's
     `select --budget` printed that traceback); it is refused where it is given, naming the field and the range."""

@@ -7,6 +7,7 @@ import click
 
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.specs import parse_json
 from segloop.platform.db.migrate import db_session
 
 MAX_PARAMS_DEPTH = 32  # job params are flat records; anything deeper is a mistake (or an attack on the parser)
@@ -43,8 +44,8 @@ def submit(kind: str, params: dict, project: str | None = None) -> int:
 def submit_cmd(kind: str, params_json: str, project: str | None) -> None:
     """Queue a job of KIND with --params JSON (checked now: a bad value is refused and nothing is queued)."""
     try:
-        params = json.loads(params_json)
-    except json.JSONDecodeError as exc:
+        params = parse_json(params_json)
+    except ValueError as exc:
         raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--params") from None
     except RecursionError:
         params = None

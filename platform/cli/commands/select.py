@@ -22,6 +22,8 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
+        if key in params:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint="--param")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
