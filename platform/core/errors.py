@@ -30,12 +30,18 @@ def user_message(exc: BaseException) -> str | None:
         return f"database error: {str(exc.orig).splitlines()[0]}"
     if isinstance(exc, OSError) and exc.strerror:  # the system's reason, without the path (a server's, in a job)
         return f"could not read or write a file: {exc.strerror[0].lower()}{exc.strerror[1:]}"
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or _allocation_failed(exc):
         return "not enough memory for this operation: use smaller sizes or fewer items at once"
     if isinstance(exc, (ValueError, NotFoundError, FileNotFoundError)):
         text = str(exc).strip()
         return text.splitlines()[0] if text else "invalid input"
     return None
+
+
+def _allocation_failed(exc: BaseException) -> bool:
+    """Whether a tensor library could not allocate memory (torch reports it as a RuntimeError, not a MemoryError)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 def file_error_message(exc: BaseException) -> str | None:

@@ -10,6 +10,7 @@ from PIL import Image
 
 from segloop.platform.core.storage import atomic_write_bytes
 
+VOID_LABEL = 255  # in a class map: pixels not scored; ids are 8-bit, so classes are 0..254
 
 class MaskError(ValueError):
     """A mask file or mask payload that cannot be used; the message names it and why."""

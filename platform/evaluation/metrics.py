@@ -35,9 +35,8 @@ import numpy as np
 
 from segloop.platform.core import davis
 from segloop.platform.core.davis import list_sequences
-from segloop.platform.core.masks import object_ious
+from segloop.platform.core.masks import VOID_LABEL, object_ious
 
-VOID_LABEL = 255
 DAVIS_BOUND_TH = 0.008
 
 

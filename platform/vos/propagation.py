@@ -399,7 +399,7 @@ def window_blocks(keys, key_labels, grid: tuple[int, int], radius: int, tile: in
     num_context, _, channels = keys.shape
     depth = key_labels.shape[-1]
     tile = _tile_size(grid, tile)
-    radius = int(radius) if radius and radius > 0 else max(grid_h, grid_w)
+    radius = min(int(radius), max(grid_h, grid_w)) if radius and radius > 0 else max(grid_h, grid_w)  # beyond: same
     key_maps = keys.permute(0, 2, 1).reshape(num_context, channels, grid_h, grid_w)
     label_maps = key_labels.permute(0, 2, 1).reshape(num_context, depth, grid_h, grid_w)
     halos = _halo_blocks(key_maps, tile, radius)  # (M, tiles, C, halo²)
@@ -783,7 +783,7 @@ def _run_pass(store: _FeatureStore, order: list[int], source: int, keyframes: li
     context = _context_keyframes(source, keyframes, config.max_keyframes_in_context)
     fixed = window_blocks(torch.stack([store.pin(k) for k in context]),
                           torch.stack([keyframe_labels[k] for k in context]), grid, config.radius)
-    recent = RecentBlocks(config.n_last)
+    recent = RecentBlocks(min(config.n_last, len(order)))  # a queue longer than the pass would only hold zeros
     recent_radius = config.recent_window()
     for index, features in store.iterate(order):
         soft = topk_from_blocks(features, [fixed, *recent.blocks()], grid, config.topk, config.temperature)

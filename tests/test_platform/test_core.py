@@ -129,6 +129,11 @@ def test_work_that_cannot_fit_in_memory_is_refused_with_the_sizes_named():
             require_memory(1 << 40, "--frames 9 x --dim 9")
     assert user_message(MemoryError()) == ("not enough memory for this operation: use smaller sizes or fewer items "
                                            "at once")
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError) as failed:  # torch reports a failed allocation as a RuntimeError
+        torch.empty(1 << 62, dtype=torch.uint8)
+    assert user_message(failed.value) == user_message(MemoryError())
+    assert user_message(RuntimeError("some other failure")) is None  # a bug stays a bug
 
 
 # ---------------------------------------------------------------------------- DAVIS layout

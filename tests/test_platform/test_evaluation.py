@@ -385,6 +385,11 @@ def test_cli_vss(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
     assert summary["mIoU"] == 1.0 and summary["temporal_stability"] == 1.0
+    args = ["vss", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes"]
+    assert CliRunner().invoke(eval_command, [*args, "255"]).exit_code == 0  # ids 0..254 of 8-bit maps, 255 void
+    for classes in ("256", str(10**6)):  # 10**6: a 7 TiB confusion matrix, a traceback
+        result = CliRunner().invoke(eval_command, [*args, classes])
+        assert result.exit_code == 2 and f"{classes} is not in the range 1<=x<=255" in result.output, result.output
 
 
 def test_real_sample_ground_truth_scores_perfect_against_itself(tmp_path):

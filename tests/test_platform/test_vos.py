@@ -1,6 +1,7 @@
 """Label propagation: protocol pieces, baselines on synthetic videos, keyframe merging and the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -211,6 +212,26 @@ def test_feature_cache_budget_does_not_change_results():
     uncached = vos.propagate(frames, keyframes, vos.PixelFeaturizer(tight, patch=4), tight)
     assert np.array_equal(cached.masks, uncached.masks)
     assert mean_j(cached.masks, masks, range(1, 6)) > 0.7
+
+
+def test_a_window_or_recent_queue_larger_than_the_video_is_the_whole_of_it(tmp_path):
+    """`--radius 1000000` tried to allocate hundreds of terabytes and `--n-last 1000000` tens of gigabytes (each a
+    traceback, or the kernel's OOM killer); a radius past the frame is the whole frame (as 0 is), a recent queue
+    past the video holds the whole video, with the same masks."""
+    frames, masks = moving_square(num_frames=6)
+    keyframes = {0: masks[0], 5: masks[5]}
+
+    def run(**changes):
+        config = dataclasses.replace(SMALL, **changes)
+        return vos.propagate(frames, keyframes, vos.PixelFeaturizer(config, patch=4), config).masks
+
+    assert np.array_equal(run(radius=10**6), run(radius=0))
+    assert np.array_equal(run(n_last=10**6), run(n_last=6))
+    write_davis_root(tmp_path / "root", "sq", frames, masks)
+    result = CliRunner().invoke(vos_command, ["propagate", str(tmp_path / "root"), "--out", str(tmp_path / "pred"),
+                                              "--method", "pixels", "--short-side", "64", "--radius", str(10**6),
+                                              "--n-last", str(10**6), "--keyframes", "0"])
+    assert result.exit_code == 0, result.output
 
 
 def test_bad_keyframes_are_rejected():

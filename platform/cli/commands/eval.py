@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from segloop.platform.core.console import OUT_FILE
+from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.masks import VOID_LABEL
 from segloop.platform.core.storage import write_json
 
 
@@ -70,6 +72,7 @@ _EXTRA = {"allow_extra_args": True}
 @click.option("--all-frames", is_flag=True,
               help="Also score the first and last frame (default: DAVIS protocol skips them).")
 @click.pass_context
+@friendly_errors
 def vos_command(ctx: click.Context, pred_root: Path, gt_root: Path, sequences: tuple[str, ...],
                 json_out: Path | None, exclude_keyframes: bool, all_frames: bool) -> None:
     """DAVIS J&F (mean, recall, decay) of PRED_ROOT against GT_ROOT."""
@@ -128,11 +131,12 @@ def _print_vos_table(console, summary: dict) -> None:
               help="PRED_ROOT/<seq>/%05d.png class maps")
 @click.option("--gt", "gt_root", required=True, type=click.Path(path_type=Path),
               help="GT_ROOT/<seq>/%05d.png class maps")
-@click.option("--num-classes", required=True, type=click.IntRange(min=1),
-              help="Number of classes (ids 0..N-1; 255 ignored).")
+@click.option("--num-classes", required=True, type=click.IntRange(min=1, max=VOID_LABEL),
+              help=f"Number of classes (ids 0..N-1 of 8-bit class maps; {VOID_LABEL} ignored).")
 @click.option("--sequences", multiple=True, help="Sequences to score (default: all in GT_ROOT); space/comma separated.")
 @click.option("--json", "json_out", type=OUT_FILE, help="Write the summary JSON here.")
 @click.pass_context
+@friendly_errors
 def vss_command(ctx: click.Context, pred_root: Path, gt_root: Path, num_classes: int,
                 sequences: tuple[str, ...], json_out: Path | None) -> None:
     """mIoU, per-class IoU and J&F, and temporal stability of predicted class maps."""

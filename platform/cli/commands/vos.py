@@ -10,6 +10,7 @@ from segloop.platform.cli.commands.eval import sequences_option_values
 from segloop.platform.core.backbones import BACKBONE_NAMES, DEFAULT_BACKBONE
 from segloop.platform.core.console import OUT_DIR, FiniteFloatRange, console
 from segloop.platform.core.davis import DavisLayout
+from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.storage import write_json
 from segloop.platform.vos.propagation import PropagationConfig
@@ -102,6 +103,7 @@ def command() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--overwrite", is_flag=True, help="Recompute sequences already finished with the same settings.")
 @click.pass_context
+@friendly_errors
 def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | None, video_ids: tuple[int, ...],
                       sequences: tuple[str, ...], method: str, model_dir: Path | None,
                       backbone: str, checkpoint: Path | None, keyframes: str, short_side: int, size_multiple: int,
