@@ -41,6 +41,7 @@ TEACHER_FILE = "teacher_backbone.pth"
 QUERY_TILE = 8  # query cells per tile edge of the windowed top-k: 8 ran 2-4x faster than 16 on CPU (same result)
 LOGIT_CHUNK_BYTES = 8 * 2**20  # logits scored at once (11 tiles against a keyframe and 7 recent frames): kept in cache
 WINDOW_PENALTY = 1e4  # × the largest |query|·|key|: logit offset keeping out-of-window candidates out of the top-k
+TEMPERATURE_RANGE = (1e-3, 1e3)  # softmax temperatures that keep logits and the penalty finite in float32
 
 
 class PropagationError(ValueError):
@@ -72,7 +73,7 @@ class PropagationConfig:
             "n_last": self.n_last >= 0,
             "recent_radius": self.recent_radius is None or self.recent_radius >= 0,
             "topk": self.topk >= 1,
-            "temperature": self.temperature > 0,
+            "temperature": TEMPERATURE_RANGE[0] <= self.temperature <= TEMPERATURE_RANGE[1],
             "max_keyframes_in_context": self.max_keyframes_in_context >= 1,
             "label_downsample": self.label_downsample in ("nearest", "area"),
             "batch_size": self.batch_size >= 1,

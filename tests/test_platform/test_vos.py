@@ -106,6 +106,18 @@ def test_config_rejects_bad_values():
         vos.PropagationConfig(label_downsample="bicubic")
 
 
+@pytest.mark.parametrize("temperature", [1e-300, 1e300])
+def test_a_temperature_that_overflows_the_logits_is_refused(temperature: float):
+    """--temperature 1e-300 made every logit infinite and every mask empty, silently (J&F 0.000); the accepted
+    range keeps the vote finite down to its lowest temperature."""
+    with pytest.raises(vos.PropagationError, match="temperature"):
+        vos.PropagationConfig(temperature=temperature)
+    coldest = dataclasses.replace(SMALL, temperature=vos.TEMPERATURE_RANGE[0])
+    frames, masks = moving_square(num_frames=8)
+    result = vos.propagate(frames, {0: masks[0]}, vos.PixelFeaturizer(coldest, patch=4), coldest)
+    assert mean_j(result.masks, masks, range(1, 8)) > 0.7
+
+
 # ---------------------------------------------------------------------------- baselines
 
 

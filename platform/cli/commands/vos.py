@@ -13,7 +13,7 @@ from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.image import MAX_SIDE
 from segloop.platform.core.storage import write_json
-from segloop.platform.vos.propagation import PropagationConfig
+from segloop.platform.vos.propagation import TEMPERATURE_RANGE, PropagationConfig
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -92,7 +92,7 @@ def command() -> None:
               help="Window radius in cells for the last propagated frames (consecutive frames move little); "
                    "0: the whole frame; -1: the same as --radius.")
 @click.option("--temperature", default=DEFAULTS.temperature, show_default=True,
-              type=FiniteFloatRange(min=0, min_open=True))
+              type=FiniteFloatRange(*TEMPERATURE_RANGE), help="Softmax temperature of the top-k vote.")
 @click.option("--max-keyframes-context", default=DEFAULTS.max_keyframes_in_context, show_default=True,
               type=click.IntRange(min=1))
 @click.option("--pixel-patch", default=16, show_default=True, type=click.IntRange(min=1),
