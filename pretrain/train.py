@@ -9,7 +9,6 @@ weights ("ELECTRA", Clark et al., 2020; BEiT), teacher = EMA of the student.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from segloop.platform.core import device as core_device
+from segloop.platform.core.optim import finite_loss
 from segloop.platform.core.storage import atomic_path
 from segloop.pretrain import dist
 from segloop.pretrain.checkpoint import (
@@ -215,9 +215,7 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
         values = schedules.at(step, None if main_budget is None else (tick - started) / main_budget)
         generator = torch.Generator(device=device).manual_seed(config.run.seed * 1_000_003 + step)
         parts = train_step(model, optimizer, views, values, config, generator)
-        if not math.isfinite(parts["loss"]):
-            raise PretrainError(f"loss became {parts['loss']} at step {step}: lower optim.lr or raise "
-                                "loss.teacher_temp warm-up")
+        finite_loss(parts["loss"], step, "lower optim.lr or lengthen the teacher temperature's warm-up")
         step += 1
         step_seconds = time.monotonic() - tick
         record = {"step": step, **parts, "lr": values.lr, "weight_decay": values.weight_decay,

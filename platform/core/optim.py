@@ -1,8 +1,22 @@
-"""Layer-wise learning-rate decay for timm ViTs (BEiT): block i trains at base_lr × decay^(depth - i)."""
+"""Optimisation helpers shared by every trainer: layer-wise learning-rate decay for timm ViTs (BEiT: block i trains
+at base_lr × decay^(depth - i)) and the check that training has not diverged."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
+
+
+class TrainingDiverged(ValueError):
+    """The loss stopped being a finite number; the message names the step and what to lower."""
+
+
+def finite_loss(loss: float, step: int, remedy: str) -> float:
+    """`loss` when finite; else TrainingDiverged, so that no diverged model is saved or registered."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"training diverged: the loss became {loss} at step {step}; {remedy}")
+    return loss
+
 
 EMBEDDING_PARAMETERS = ("patch_embed", "cls_token", "pos_embed", "reg_token")
 NoDecayRule = Callable[[str, Any], bool]

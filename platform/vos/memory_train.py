@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segloop.platform.core.optim import finite_loss
 from segloop.platform.core.schedules import cosine
 from segloop.platform.vos.memory import (
     FrameEncoder,
@@ -274,7 +275,8 @@ def train_memory_model(frames: dict[str, Sequence[np.ndarray]], labels: dict[str
         done = schedule_fraction(step + 1, config.steps, time.monotonic() - started, config.max_seconds)
         for group in optimizer.param_groups:
             group["lr"] = cosine(done, 1, config.lr, 0.0)  # `done` is the fraction of a horizon of 1
-        losses.append(float(loss.detach()))
+        losses.append(finite_loss(float(loss.detach()), step + 1, "retrain with another seed, or check that the "
+                                  "encoder checkpoint holds finite weights"))
         learning_rates.append(optimizer.param_groups[0]["lr"])
         if progress and (step % 10 == 0 or done >= 1):
             progress(done, f"step {step + 1}/{config.steps} loss {losses[-1]:.4f}")

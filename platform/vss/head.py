@@ -23,7 +23,7 @@ import numpy as np
 from segloop.platform.core.device import resolve_device
 from segloop.platform.core.errors import FinetuneError
 from segloop.platform.core.image import image_tensor
-from segloop.platform.core.optim import layer_decay_groups
+from segloop.platform.core.optim import finite_loss, layer_decay_groups
 from segloop.platform.core.schedules import cosine
 from segloop.platform.core.storage import read_torch_dict, read_torch_file
 from segloop.platform.features.backbone import FeatureSpec, VideoFeatures
@@ -231,7 +231,8 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
         loss.backward()
         dist.average_gradients(list(head.parameters()) + (list(backbone.parameters()) if backbone else []))
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(finite_loss(float(loss.detach()), step + 1,
+                                  "lower lr" + (" and backbone_lr" if config.finetune_backbone else "")))
         lr_scale = cosine(step + 1, steps, 1.0, 0.0)
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * lr_scale

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segloop.platform.core.optim import finite_loss
 from segloop.platform.vss.head import IGNORE, FinetuneError, Sample, labels_at
 
 GATE = "gate"
@@ -304,13 +305,14 @@ def _fit_gate(gate, inputs, config: TemporalConfig) -> list[float]:
     optimizer = torch.optim.AdamW(gate.parameters(), lr=config.lr, weight_decay=1e-4)
     losses = []
     gate.train()
-    for _ in range(config.steps):
+    for step in range(config.steps):
         fused, _ = fuse(gate, current, carried, confidence)
         loss = F.nll_loss(fused.clamp_min(1e-6).log(), targets, ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(finite_loss(float(loss.detach()), step + 1,
+                                  "check that the head's class probabilities are finite"))
     gate.eval()
     return losses
 

@@ -158,6 +158,25 @@ def test_finetune_predict_store_checkpoint_metrics_and_uncertainty(labeled_proje
             assert len(values) == frames and all(0.0 <= v <= 1.0 for v in values.values())
 
 
+def test_a_diverged_head_is_refused_and_never_registered(labeled_project: str, sqlite, tmp_path: Path) -> None:
+    """`finetune vss --lr 1e30` registered a head of NaN weights as the project's newest VSS checkpoint (the default
+    of `predict`), flagged only as below the majority baseline; training now stops at the first non-finite loss,
+    naming the step and the setting, and nothing is registered."""
+    from segloop.platform.core.optim import TrainingDiverged
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts
+    from segloop.platform.services.finetuning import finetune_vss_project
+
+    settings, engine = sqlite
+    with session_scope(engine) as session:
+        before = len(artifacts.list_checkpoints(session))
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss became nan at step \d+; lower lr$"):
+        finetune_vss_project(labeled_project, tmp_path / "out", short_side=64,
+                             config=vss.VSSConfig(min_steps=40, epochs=1, lr=1e30, device="cpu"), settings=settings)
+    with session_scope(engine) as session:
+        assert len(artifacts.list_checkpoints(session)) == before
+
+
 def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) -> None:
     """The decoder's correction starts at zero: refining a mask gives (nearly) the same mask back."""
     from segloop.platform.vos import refiner as refine
