@@ -168,6 +168,10 @@ def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Setti
     from segloop.selectors.constraints import Constraints
 
     settings = settings or load_settings()
+    if oracle is not None:
+        with session_scope(get_engine(settings)) as session:
+            videos = footage.list_videos(session, projects.get_project(session, project).id)
+        oracle.require([video.name for video in videos])
     number = next_round_number(project, settings)
     observer = observer or ProgressObserver(progress, number)
     embedding_set = ensure_embeddings(project, config, settings, observer)

@@ -44,6 +44,16 @@ class DavisOracle:
         """Whether ground truth exists for this video."""
         return (self.root / video_name).is_dir()
 
+    def require(self, video_names: list[str]) -> None:
+        """OracleError naming the videos for which the oracle holds no mask at all (it could label none of their
+        frames), so that a round is refused before it selects anything."""
+        missing = [name for name in video_names if not any((self.root / name).glob("*.png"))]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise OracleError(f"oracle: {self.root} holds no ground-truth masks (<video>/00000.png, ...) for "
+                              f"{len(missing)} of the project's {len(video_names)} videos ({shown}): the simulated "
+                              "annotator must be able to label any frame the round picks")
+
 
 def label_selection(selection_id: int, oracle: DavisOracle, settings: Settings | None = None,
                     author: str = "oracle") -> int:

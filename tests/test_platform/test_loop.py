@@ -57,3 +57,29 @@ def test_round_without_oracle_stops_after_selecting(footage_project: str, sqlite
     settings, _ = sqlite
     result = run_round(footage_project, _config(), None, settings=settings)
     assert result.status == "awaiting labels" and result.checkpoint_id is None and len(result.picked) == 4
+
+
+def test_an_oracle_without_masks_for_the_projects_videos_is_refused_before_selecting(footage_project: str,
+                                                                                     synth_root: Path, sqlite,
+                                                                                     tmp_path: Path) -> None:
+    """`loop round --oracle` on a folder without the project's masks (the frames' folder, another data set, one
+    video's masks missing) selected frames, failed labelling them, and left that selection behind: its picks were
+    then skipped by every later round. Now refused naming the videos, and nothing is selected."""
+    import shutil
+
+    from segloop.platform.db.stores import projects, selections
+    from segloop.platform.services.oracle import OracleError
+
+    settings, engine = sqlite
+    partial = tmp_path / "partial"
+    shutil.copytree(synth_root / "Annotations" / "480p", partial)
+    first_video = sorted(p.name for p in partial.iterdir())[0]
+    shutil.rmtree(partial / first_video)
+    (partial / first_video).mkdir()  # the folder is there, its masks are not
+    for folder, missing in ((synth_root / "JPEGImages" / "480p", "2 of the project's 2 videos"),
+                            (partial, f"1 of the project's 2 videos ({first_video})")):
+        with pytest.raises(OracleError) as refused:
+            run_round(footage_project, _config(), oracle_from(folder), settings=settings)
+        assert "holds no ground-truth masks" in str(refused.value) and f"for {missing}" in str(refused.value)
+    with session_scope(engine) as session:
+        assert selections.list_selections(session, projects.get_project(session, footage_project).id) == []
