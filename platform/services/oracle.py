@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from segloop.platform.core import davis
-from segloop.platform.core.masks import read_mask
+from segloop.platform.core.masks import MaskError, read_mask
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.stores import annotations as annotation_store
@@ -59,10 +59,16 @@ def label_selection(selection_id: int, oracle: DavisOracle, settings: Settings |
                     author: str = "oracle") -> int:
     """Save the oracle's masks for every pick of a run as submitted manual annotations; returns frames labelled."""
     settings = settings or load_settings()
-    with session_scope(get_engine(settings)) as session:
-        picked = [item.frame_id for item in selections.selection_items(session, selection_id)]
-        _save_masks(session, picked, oracle, author)
-        selections.set_item_status(session, selection_id, picked, "accepted")
+    engine = get_engine(settings)
+    try:
+        with session_scope(engine) as session:
+            picked = [item.frame_id for item in selections.selection_items(session, selection_id)]
+            _save_masks(session, picked, oracle, author)
+            selections.set_item_status(session, selection_id, picked, "accepted")
+    except (OracleError, MaskError):  # nothing was saved; the picks it could not label are freed for later runs
+        with session_scope(engine) as session:
+            selections.set_item_status(session, selection_id, picked, "rejected")
+        raise
     return len(picked)
 
 

@@ -83,3 +83,30 @@ def test_an_oracle_without_masks_for_the_projects_videos_is_refused_before_selec
         assert "holds no ground-truth masks" in str(refused.value) and f"for {missing}" in str(refused.value)
     with session_scope(engine) as session:
         assert selections.list_selections(session, projects.get_project(session, footage_project).id) == []
+
+
+def test_picks_the_oracle_cannot_label_are_freed_for_later_rounds(footage_project: str, synth_root: Path, sqlite,
+                                                                   tmp_path: Path) -> None:
+    """Ground truth for the first frame only (as in DAVIS test sets): the round's labelling fails naming the frame,
+    saves nothing, and its picks are rejected, so that a later round may pick them again."""
+    import shutil
+
+    from segloop.platform.db.stores import annotations, projects, selections
+    from segloop.platform.services.oracle import OracleError
+
+    settings, engine = sqlite
+    first_only = tmp_path / "first-only"
+    shutil.copytree(synth_root / "Annotations" / "480p", first_only)
+    for mask in first_only.glob("*/*.png"):
+        if mask.name != "00000.png":
+            mask.unlink()
+    with pytest.raises(OracleError, match="no ground-truth mask for synth-"):
+        run_round(footage_project, _config(), oracle_from(first_only), settings=settings)
+    with session_scope(engine) as session:
+        project = projects.get_project(session, footage_project).id
+        [failed] = selections.list_selections(session, project)
+        assert {item.status for item in selections.selection_items(session, failed.id)} == {"rejected"}
+        assert selections.selected_frame_ids(session, project) == set()
+        assert not annotations.human_labeled_frame_ids(session, project)
+    again = run_round(footage_project, _config(), oracle_from(synth_root), settings=settings)
+    assert again.status == "done" and len(again.picked) == 4
