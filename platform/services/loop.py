@@ -158,6 +158,13 @@ def ensure_embeddings(project: str, config: RoundConfig, settings: Settings,
                              checkpoint_id=config.pretrained_id, settings=settings, progress=report)
 
 
+def require_ground_truth(project: str, oracle, settings: Settings) -> None:
+    """OracleError unless the simulated annotator holds masks for every video of the project."""
+    with session_scope(get_engine(settings)) as session:
+        videos = footage.list_videos(session, projects.get_project(session, project).id)
+    oracle.require([video.name for video in videos])
+
+
 def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Settings | None = None,
               job_id: int | None = None, progress: Progress | None = None,
               observer: RoundObserver | None = None) -> RoundResult:
@@ -169,9 +176,7 @@ def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Setti
 
     settings = settings or load_settings()
     if oracle is not None:
-        with session_scope(get_engine(settings)) as session:
-            videos = footage.list_videos(session, projects.get_project(session, project).id)
-        oracle.require([video.name for video in videos])
+        require_ground_truth(project, oracle, settings)
     number = next_round_number(project, settings)
     observer = observer or ProgressObserver(progress, number)
     embedding_set = ensure_embeddings(project, config, settings, observer)

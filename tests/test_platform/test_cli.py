@@ -222,6 +222,15 @@ def test_demo_refuses_an_unknown_strategy_or_oracle_before_any_work(data_dir: Pa
     assert not data_dir.exists()
 
 
+def test_demo_refuses_an_oracle_without_the_footages_masks_before_pretraining(data_dir: Path, synth_root: Path) -> None:
+    """`demo --oracle` on a folder holding no masks of the footage's videos (here: the frames' folder) was refused
+    only in the round, after minutes of pretraining and embedding; it is refused right after ingest."""
+    result = invoke_segloop("demo", "--footage", str(synth_root / "videos"), "--pretrain-minutes", "0.1",
+                            "--oracle", str(synth_root / "JPEGImages" / "480p"))
+    assert result.exit_code == 1 and "holds no ground-truth masks" in result.output, result.output
+    assert "3. " not in result.output and "2 of the project's 2 videos" in " ".join(result.output.split())
+
+
 def test_a_file_the_system_refuses_is_named_in_one_line(tmp_path: Path) -> None:
     """An operating-system error on a path the user gave (here: a folder that cannot be created) is one line naming
     the path and the reason, exit 1 (before: the errno text, or a traceback for kinds other than not-found)."""

@@ -23,7 +23,14 @@ from segloop.platform.core.davis import DavisLayout
 from segloop.platform.core.errors import friendly_errors
 from segloop.platform.core.settings import SHARED_SAMPLE, load_settings
 from segloop.platform.db.migrate import ensure_db
-from segloop.platform.services.loop import RoundConfig, RoundObserver, oracle_from, propagate_labels, run_round
+from segloop.platform.services.loop import (
+    RoundConfig,
+    RoundObserver,
+    oracle_from,
+    propagate_labels,
+    require_ground_truth,
+    run_round,
+)
 from segloop.platform.vos.propagation import PropagationConfig
 
 DEMO_CONFIG = "cpu_10min_vit_tiny.yaml"
@@ -92,11 +99,13 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
     print_report(report)
     if report.failed:
         sys.exit(1)
+    oracle = oracle_from(oracle or default_oracle(footage))
+    if oracle is not None:  # before minutes of pretraining
+        require_ground_truth(project, oracle, settings)
     checkpoint = _pretrain(project, pretrain_minutes, settings)
-    oracle = oracle or default_oracle(footage)
     config = round_config(checkpoint, strategy, budget)
     observer = DemoObserver()
-    result = run_round(project, config, oracle_from(oracle), settings=settings, observer=observer)
+    result = run_round(project, config, oracle, settings=settings, observer=observer)
     summary = [("embedding set", observer.embedding_set(result.embedding_set_id)),
                ("selection run", f"{result.selection_id}: {strategy}, {len(result.picked)} frames")]
     if result.status == "nothing to label":
