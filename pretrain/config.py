@@ -38,14 +38,14 @@ class DataConfig:
     min_frame_gap: int = 1
     max_frame_gap: int = 8
     clip_length: int = 4
-    clip_stride: int = 2
+    clip_stride: int = param(2, min=1)
     clip_size: int = param(64, min=1, max=MAX_CROP)
     clip_scale: tuple[float, float] = (0.5, 1.0)
     clip_jitter: float = 0.0
-    color_jitter: float = 0.8
-    solarization: float = 0.2
+    color_jitter: float = param(0.8, min=0, max=1)
+    solarization: float = param(0.2, min=0, max=1)
     num_workers: int = param(1, min=0)
-    cache_frames: int = 256
+    cache_frames: int = param(256, min=0)  # 0: no cache
 
 
 @dataclass
@@ -54,11 +54,11 @@ class ModelConfig:
 
     backbone: str = DEFAULT_BACKBONE
     init_weights: str | None = None
-    head_out_dim: int = 1024
-    head_hidden_dim: int = 512
-    head_bottleneck_dim: int = 128
-    head_layers: int = 3
-    drop_path_rate: float = 0.0
+    head_out_dim: int = param(1024, min=1)
+    head_hidden_dim: int = param(512, min=1)
+    head_bottleneck_dim: int = param(128, min=1)
+    head_layers: int = param(3, min=1)
+    drop_path_rate: float = param(0.0, min=0, max=1)
     compile: bool = False
 
 
@@ -66,36 +66,36 @@ class ModelConfig:
 class LossConfig:
     """Weights and temperatures of each loss term; a weight of 0 switches the term off."""
 
-    dino_weight: float = 1.0
-    ibot_weight: float = 1.0
-    koleo_weight: float = 0.1
-    random_walk_weight: float = 0.0
+    dino_weight: float = param(1.0, min=0)
+    ibot_weight: float = param(1.0, min=0)
+    koleo_weight: float = param(0.1, min=0)
+    random_walk_weight: float = param(0.0, min=0)
     centering: str = param("centering", choices=("centering", "sinkhorn_knopp"))
-    student_temp: float = 0.1
-    teacher_temp: float = 0.07
-    warmup_teacher_temp: float = 0.04
-    warmup_teacher_temp_fraction: float = 0.3
-    center_momentum: float = 0.9
+    student_temp: float = param(0.1, min=0, min_exclusive=True)
+    teacher_temp: float = param(0.07, min=0, min_exclusive=True)
+    warmup_teacher_temp: float = param(0.04, min=0, min_exclusive=True)
+    warmup_teacher_temp_fraction: float = param(0.3, min=0, max=1)
+    center_momentum: float = param(0.9, min=0, max=1)
     mask_ratio: tuple[float, float] = (0.1, 0.5)
-    mask_probability: float = 0.5
-    random_walk_temp: float = 0.07
-    random_walk_edge_dropout: float = 0.1
+    mask_probability: float = param(0.5, min=0, max=1)
+    random_walk_temp: float = param(0.07, min=0, min_exclusive=True)
+    random_walk_edge_dropout: float = param(0.1, min=0, max=1)
 
 
 @dataclass
 class OptimConfig:
     """AdamW with cosine learning-rate / weight-decay / teacher-momentum schedules."""
 
-    lr: float = 5e-4
-    min_lr: float = 1e-6
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.04
-    weight_decay_end: float = 0.2
-    momentum_teacher: float = 0.992
-    momentum_teacher_end: float = 1.0
-    clip_grad: float = 3.0
-    layer_decay: float = 0.75
-    freeze_last_layer_steps: int = 0
+    lr: float = param(5e-4, min=0, min_exclusive=True)
+    min_lr: float = param(1e-6, min=0)
+    warmup_fraction: float = param(0.1, min=0, max=1)
+    weight_decay: float = param(0.04, min=0)
+    weight_decay_end: float = param(0.2, min=0)
+    momentum_teacher: float = param(0.992, min=0, max=1)
+    momentum_teacher_end: float = param(1.0, min=0, max=1)
+    clip_grad: float = param(3.0, min=0)  # 0: no clipping
+    layer_decay: float = param(0.75, min=0, max=1, min_exclusive=True)
+    freeze_last_layer_steps: int = param(0, min=0)
     fused: bool = True
 
 
@@ -111,9 +111,9 @@ class RunConfig:
     steps: int = param(200, min=1)
     max_minutes: float | None = param(None, min=0, min_exclusive=True)
     batch_size: int = param(16, min=1)
-    seed: int = 0
+    seed: int = param(0, min=0)
     checkpoint_every: int = param(50, min=1)
-    log_every: int = 1
+    log_every: int = param(1, min=1)
     device: str = param("auto", choices=("auto", "cpu", "cuda"))
     bf16: bool = True
 
@@ -235,6 +235,13 @@ def validate(config: PretrainConfig) -> PretrainConfig:
         (0 <= config.data.min_frame_gap <= config.data.max_frame_gap, "data.min_frame_gap",
          "must be >= 0 and <= data.max_frame_gap (0 and 0: both global crops from one frame)"),
         (0.0 <= config.data.clip_jitter < 1.0, "data.clip_jitter", "must be in [0, 1)"),
+        (config.model.drop_path_rate < 1.0, "model.drop_path_rate", "must be < 1 (1 drops every block)"),
+        (config.loss.random_walk_edge_dropout < 1.0, "loss.random_walk_edge_dropout",
+         "must be < 1 (1 drops every edge)"),
+        *((0.0 < low <= high <= 1.0, key, "must be [low, high] with 0 < low <= high <= 1")
+          for key, (low, high) in (("data.global_scale", config.data.global_scale),
+                                   ("data.local_scale", config.data.local_scale),
+                                   ("data.clip_scale", config.data.clip_scale))),
         (0.0 <= config.loss.mask_ratio[0] <= config.loss.mask_ratio[1] < 1.0, "loss.mask_ratio",
          "must be [low, high] with 0 <= low <= high < 1"),
         (config.run.batch_size >= 2 or config.loss.koleo_weight == 0, "run.batch_size",

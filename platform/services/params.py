@@ -155,7 +155,7 @@ class FinetuneVSSParams(FinetuneBase):
     temporal: bool = param(False, help="Temporal module: the previous frame's probabilities carried through the "
                                        "pretrained encoder's dense correspondence, fused by a gate trained on the "
                                        "labelled frames; stored with the checkpoint and used by predict.")
-    seed: int = param(0, help="Random seed.")
+    seed: int = param(0, min=0, help="Random seed.")
 
 
 @dataclass
@@ -167,7 +167,7 @@ class FinetuneVOSParams(FinetuneBase):
                                         "rate anneals over whichever of steps and time runs out first).")
     prop_short_side: int = param(240, min=16, max=MAX_SIDE,
                                  help="Working short side (px) of propagation with the model.")
-    seed: int = param(0, help="Random seed.")
+    seed: int = param(0, min=0, help="Random seed.")
 
 
 @dataclass
@@ -204,7 +204,7 @@ class Map2dParams:
     embedding_set_id: int = param(ref="embedding_set", help="The embedding set to map.")
     method: str = param("tsne", choices=("tsne", "pca"), help="t-SNE or PCA.")
     max_points: int = param(5_000, min=10, help="Frames sampled from the set.")
-    seed: int = param(0, help="Random seed of the sample and of t-SNE.")
+    seed: int = param(0, min=0, help="Random seed of the sample and of t-SNE.")
     perplexity: float = param(30.0, min=1, help="t-SNE perplexity.")
 
 

@@ -363,6 +363,9 @@ def test_finetune_cli_options_are_the_job_fields(cli) -> None:
             assert f"--{spec.name.replace('_', '-')}" in help_text, spec.name
     result = cli("finetune", "vss", "--project", "demo", "--epochs", "-3")
     assert result.exit_code == 2 and "--epochs" in result.output
+    for command in ("vss", "vos"):  # a negative seed failed after the features with "expected non-negative integer"
+        result = cli("finetune", command, "--project", "demo", "--seed", "-1")
+        assert result.exit_code == 2 and "Invalid value for '--seed': -1 is not in the range x>=0" in result.output
     result = cli("finetune", "vss", "--project", "nowhere", "--checkpoint", "999")
     assert result.exit_code == 1 and "project: project 'nowhere' does not exist" in result.output
 

@@ -1,6 +1,8 @@
 """Typed config: YAML overrides, clear errors naming the key, resolved config saved."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -56,6 +58,27 @@ def test_bad_yaml_names_the_key(tmp_path, text, key):
         load_config(path)
     assert key in str(info.value) and str(path) in str(info.value)
     assert isinstance(info.value, ValidationError)
+
+
+@pytest.mark.parametrize(("override", "message"), [  # each ran, crashed or diverged without a word on the key
+    ({"run": {"log_every": 0}}, "run.log_every: must be >= 1, got 0"),  # ZeroDivisionError traceback
+    ({"run": {"seed": -1}}, "run.seed: must be >= 0, got -1"),
+    ({"model": {"head_out_dim": 0}}, "model.head_out_dim: must be >= 1, got 0"),  # trained a head of no outputs
+    ({"model": {"head_layers": 0}}, "model.head_layers: must be >= 1, got 0"),
+    ({"model": {"drop_path_rate": 1.0}}, "model.drop_path_rate: must be < 1"),
+    ({"loss": {"student_temp": 0}}, "loss.student_temp: must be > 0, got 0"),  # "diverged: lower optim.lr"
+    ({"loss": {"koleo_weight": -1}}, "loss.koleo_weight: must be >= 0, got -1"),
+    ({"optim": {"lr": -1}}, "optim.lr: must be > 0, got -1"),  # torch's "Invalid learning rate: -1.0"
+    ({"optim": {"momentum_teacher": 2}}, "optim.momentum_teacher: must be <= 1, got 2"),
+    ({"optim": {"clip_grad": -1}}, "optim.clip_grad: must be >= 0, got -1"),
+    ({"data": {"cache_frames": -1}}, "data.cache_frames: must be >= 0, got -1"),
+    ({"data": {"color_jitter": 1.5}}, "data.color_jitter: must be <= 1, got 1.5"),
+    ({"data": {"global_scale": [0.5, 0.2]}}, "data.global_scale: must be [low, high] with 0 < low <= high <= 1"),
+    ({"data": {"local_scale": [0.0, 0.3]}}, "data.local_scale: must be [low, high] with 0 < low <= high <= 1"),
+])
+def test_values_training_cannot_use_are_refused_naming_the_key(override: dict, message: str):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        config_from_dict(override)
 
 
 def test_overrides_are_checked_after_the_file(tmp_path):
