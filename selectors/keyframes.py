@@ -30,11 +30,16 @@ placements without labels (propagating each frame's own k-means colour clusters,
 from 32 seeded random placements, and keeping the one whose propagation reconstructs the clusters best) gained
 +0.029 / +0.028 / +0.032 / +0.016 at K = 3 on seeds 0-3 against the even cover's +0.026 / +0.019 / +0.036 / +0.015,
 for 33 propagations of the video: the proxy's rank correlation with the true J&F over those placements was only
-0.07-0.83 per sequence. How much room is left at K = 3 (10-minute encoder, seed 0): the best placement on a grid of
-about T/13 frames, found with the ground truth, reaches 0.855 J&F against this selector's 0.834 and uniform's 0.809,
-with picks no rule above produces (blackswan [9, 41, 45], dog [1, 36, 56], motocross-jump [7, 16, 28]); and moving
-every keyframe by up to 2 frames either way leaves the mean gain over uniform at +0.025 / +0.019 / +0.025 / +0.018
-on seeds 0-3 (unmoved: +0.026 / +0.019 / +0.036 / +0.015), nearly all of it on the two sequences with fast motion.
+0.07-0.83 per sequence. Facility location on patch coverage (the K frames whose dense features best cover every
+frame's, each of a frame's patches matched to its most similar keyframe patch, searched exhaustively) gained +0.032
+/ +0.015 / +0.021 / +0.005 at K = 3 on seeds 0-3, and with the coverage damped by a Gaussian of the time gap (sigma
+T/4, T/2) +0.030 / +0.025 / +0.028 / +0.018 and +0.028 / +0.020 / +0.028 / +0.014, and at K = 2 +0.047..+0.070 over
+the twelve runs against the even cover's +0.056..+0.063. How much room is left at K = 3 (10-minute encoder, seed 0):
+the best placement on a grid of about T/13 frames, found with the ground truth, reaches 0.855 J&F against this
+selector's 0.834 and uniform's 0.809, with picks no rule above produces (blackswan [9, 41, 45], dog [1, 36, 56],
+motocross-jump [7, 16, 28]); and moving every keyframe by up to 2 frames either way leaves the mean gain over
+uniform at +0.025 / +0.019 / +0.025 / +0.018 on seeds 0-3 (unmoved: +0.026 / +0.019 / +0.036 / +0.015), nearly all
+of it on the two sequences with fast motion.
 """
 from __future__ import annotations
 
