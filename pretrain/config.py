@@ -41,7 +41,7 @@ class DataConfig:
     clip_stride: int = param(2, min=1)
     clip_size: int = param(64, min=1, max=MAX_CROP)
     clip_scale: tuple[float, float] = (0.5, 1.0)
-    clip_jitter: float = 0.0
+    clip_jitter: float = param(0.0, min=0, max=1, max_exclusive=True)
     color_jitter: float = param(0.8, min=0, max=1)
     solarization: float = param(0.2, min=0, max=1)
     num_workers: int = param(1, min=0)
@@ -58,7 +58,7 @@ class ModelConfig:
     head_hidden_dim: int = param(512, min=1)
     head_bottleneck_dim: int = param(128, min=1)
     head_layers: int = param(3, min=1)
-    drop_path_rate: float = param(0.0, min=0, max=1)
+    drop_path_rate: float = param(0.0, min=0, max=1, max_exclusive=True)  # 1 would drop every block
     compile: bool = False
 
 
@@ -79,7 +79,7 @@ class LossConfig:
     mask_ratio: tuple[float, float] = (0.1, 0.5)
     mask_probability: float = param(0.5, min=0, max=1)
     random_walk_temp: float = param(0.07, min=0, min_exclusive=True)
-    random_walk_edge_dropout: float = param(0.1, min=0, max=1)
+    random_walk_edge_dropout: float = param(0.1, min=0, max=1, max_exclusive=True)
 
 
 @dataclass
@@ -234,10 +234,6 @@ def validate(config: PretrainConfig) -> PretrainConfig:
         (config.data.clip_length == 0 or config.data.clip_length >= 2, "data.clip_length", "must be 0 or >= 2"),
         (0 <= config.data.min_frame_gap <= config.data.max_frame_gap, "data.min_frame_gap",
          "must be >= 0 and <= data.max_frame_gap (0 and 0: both global crops from one frame)"),
-        (0.0 <= config.data.clip_jitter < 1.0, "data.clip_jitter", "must be in [0, 1)"),
-        (config.model.drop_path_rate < 1.0, "model.drop_path_rate", "must be < 1 (1 drops every block)"),
-        (config.loss.random_walk_edge_dropout < 1.0, "loss.random_walk_edge_dropout",
-         "must be < 1 (1 drops every edge)"),
         *((0.0 < low <= high <= 1.0, key, "must be [low, high] with 0 < low <= high <= 1")
           for key, (low, high) in (("data.global_scale", config.data.global_scale),
                                    ("data.local_scale", config.data.local_scale),

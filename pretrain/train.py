@@ -215,7 +215,7 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
         values = schedules.at(step, None if main_budget is None else (tick - started) / main_budget)
         generator = torch.Generator(device=device).manual_seed(config.run.seed * 1_000_003 + step)
         parts = train_step(model, optimizer, views, values, config, generator)
-        finite_loss(parts["loss"], step, "lower optim.lr or lengthen the teacher temperature's warm-up")
+        finite_loss(parts["loss"], step, "lower optim.lr or raise loss.warmup_teacher_temp_fraction")
         step += 1
         step_seconds = time.monotonic() - tick
         record = {"step": step, **parts, "lr": values.lr, "weight_decay": values.weight_decay,

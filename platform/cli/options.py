@@ -86,9 +86,11 @@ def _scalar(spec: FieldSpec, kind: str | None) -> Any:
         return click.Choice([str(c) for c in rules.choices])
     if kind == "int" and (rules.min is not None or rules.max is not None):
         low = None if rules.min is None else int(rules.min) + (1 if rules.min_exclusive else 0)
-        return click.IntRange(min=low, max=None if rules.max is None else int(rules.max))
+        high = None if rules.max is None else int(rules.max) - (1 if rules.max_exclusive else 0)
+        return click.IntRange(min=low, max=high)
     if kind == "float" and (rules.min is not None or rules.max is not None):
-        return FiniteFloatRange(min=rules.min, max=rules.max, min_open=rules.min_exclusive)
+        return FiniteFloatRange(min=rules.min, max=rules.max, min_open=rules.min_exclusive,
+                                max_open=rules.max_exclusive)
     return SCALAR_TYPES.get(kind or "str", str)
 
 

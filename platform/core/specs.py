@@ -33,6 +33,7 @@ class Rules:
     min: float | None = None
     max: float | None = None
     min_exclusive: bool = False
+    max_exclusive: bool = False
     choices: tuple[Any, ...] | None = None
     pattern: str | None = None
     pattern_hint: str = ""
@@ -41,13 +42,13 @@ class Rules:
 
 
 def param(default: Any = MISSING, *, default_factory: Any = MISSING, help: str = "", min: float | None = None,
-          max: float | None = None, min_exclusive: bool = False, choices: typing.Iterable[Any] | None = None,
-          pattern: str | None = None, pattern_hint: str = "", ref: str | None = None,
-          min_items: int | None = None) -> Any:
+          max: float | None = None, min_exclusive: bool = False, max_exclusive: bool = False,
+          choices: typing.Iterable[Any] | None = None, pattern: str | None = None, pattern_hint: str = "",
+          ref: str | None = None, min_items: int | None = None) -> Any:
     """A dataclass field with its rules: help text, bounds (`min`/`max`), `choices`, a regex `pattern`, and `ref`
     (what the value refers to, checked by the service that accepts it: a project, a checkpoint, a file...) and
     `min_items` (the least number of items of a list)."""
-    rules = Rules(help=help, min=min, max=max, min_exclusive=min_exclusive,
+    rules = Rules(help=help, min=min, max=max, min_exclusive=min_exclusive, max_exclusive=max_exclusive,
                   choices=tuple(choices) if choices is not None else None, pattern=pattern,
                   pattern_hint=pattern_hint, ref=ref, min_items=min_items)
     return dataclasses.field(default=default, default_factory=default_factory, metadata={SPEC_KEY: rules})
@@ -79,7 +80,7 @@ class FieldSpec:
         if self.rules.min is not None:
             extra.append(f"{'>' if self.rules.min_exclusive else '>='} {self.rules.min:g}")
         if self.rules.max is not None:
-            extra.append(f"<= {self.rules.max:g}")
+            extra.append(f"{'<' if self.rules.max_exclusive else '<='} {self.rules.max:g}")
         if self.rules.pattern_hint:
             extra.append(self.rules.pattern_hint)
         text = self.rules.help
@@ -259,8 +260,9 @@ def _check_rules(value: Any, rules: Rules, where: str, path: str) -> None:
         if rules.min is not None and (number <= rules.min if rules.min_exclusive else number < rules.min):
             bound = f"{'>' if rules.min_exclusive else '>='} {rules.min:g}"
             raise _fail(where, path, f"must be {bound}, got {_number(number)}")
-        if rules.max is not None and number > rules.max:
-            raise _fail(where, path, f"must be <= {rules.max:g}, got {_number(number)}")
+        if rules.max is not None and (number >= rules.max if rules.max_exclusive else number > rules.max):
+            bound = f"{'<' if rules.max_exclusive else '<='} {rules.max:g}"
+            raise _fail(where, path, f"must be {bound}, got {_number(number)}")
     if rules.pattern is not None and isinstance(value, str) and not re.fullmatch(rules.pattern, value.strip()):
         raise _fail(where, path, f"{_shown(value)} is not valid; expected {rules.pattern_hint or rules.pattern}")
 

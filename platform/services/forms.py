@@ -74,10 +74,10 @@ def form_field(engine: Engine, kind: str, spec: FieldSpec, project: str | None, 
         return FormField(**base, widget=SELECT, default=spec.default if spec.default in options else options[0],
                          options=options, option_labels={None: "(default)"})
     if spec.kind in ("int", "float"):
-        exclusive = spec.rules.min_exclusive  # an exclusive bound is checked on submit, naming the field
+        rules = spec.rules  # an exclusive bound is checked on submit, naming the field
         return FormField(**base, widget=NUMBER, default=spec.default,
-                         min_value=None if exclusive else spec.rules.min, max_value=spec.rules.max,
-                         integer=spec.kind == "int")
+                         min_value=None if rules.min_exclusive else rules.min,
+                         max_value=None if rules.max_exclusive else rules.max, integer=spec.kind == "int")
     if spec.kind in ("list", "tuple"):
         return FormField(**base, widget=LINES, default=list(spec.default or []), integer=spec.item_kind == "int",
                          numeric=spec.item_kind in ("int", "float"))

@@ -101,3 +101,41 @@ def test_describe_lists_fields_with_defaults_bounds_choices_and_help() -> None:
     assert fields["limit"].optional and fields["limit"].kind == "int"
     assert (fields["ids"].kind, fields["ids"].item_kind, fields["ids"].default) == ("list", "int", [])
     assert fields["crop"].kind == "dataclass" and fields["flag"].kind == "bool"
+
+
+@dataclass
+class Shares:
+    """Upper bounds that exclude themselves."""
+
+    share: float = param(0.0, min=0, max=1, max_exclusive=True, help="A fraction.")
+    slots: int = param(1, min=1, max=4, max_exclusive=True)
+
+
+def test_an_exclusive_upper_bound_reaches_the_check_the_help_the_cli_and_the_form() -> None:
+    """`max_exclusive` (a dropout of 1, a jitter of a whole crop): refused at the bound, said in the help, derived
+    into the CLI option's range and left to the submit check by the form."""
+    import click
+    from click.testing import CliRunner
+
+    from segloop.platform.cli.options import spec_options
+    from segloop.platform.services.forms import form_field
+
+    assert coerce(Shares, {"share": 0.99, "slots": 3}) == Shares(0.99, 3)
+    for values, message in (({"share": 1}, "ex: share: must be < 1, got 1"),
+                            ({"slots": 4}, "ex: slots: must be < 4, got 4")):
+        with pytest.raises(ValidationError, match=f"^{message}$"):
+            coerce(Shares, values, where="ex")
+    fields = {f.name: f for f in describe(Shares)}
+    assert fields["share"].help == "A fraction. (>= 0, < 1)"
+
+    @click.command()
+    @spec_options(Shares)
+    def command(**values) -> None:
+        click.echo(values)
+
+    assert CliRunner().invoke(command, ["--share", "0.5", "--slots", "3"]).exit_code == 0
+    for args, message in ((["--share", "1"], "1.0 is not in the range 0<=x<1"),
+                          (["--slots", "4"], "4 is not in the range 1<=x<=3")):
+        result = CliRunner().invoke(command, args)
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert all(form_field(None, "ex", fields[name], None, None).max_value is None for name in ("share", "slots"))

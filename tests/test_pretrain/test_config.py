@@ -65,7 +65,9 @@ def test_bad_yaml_names_the_key(tmp_path, text, key):
     ({"run": {"seed": -1}}, "run.seed: must be >= 0, got -1"),
     ({"model": {"head_out_dim": 0}}, "model.head_out_dim: must be >= 1, got 0"),  # trained a head of no outputs
     ({"model": {"head_layers": 0}}, "model.head_layers: must be >= 1, got 0"),
-    ({"model": {"drop_path_rate": 1.0}}, "model.drop_path_rate: must be < 1"),
+    ({"model": {"drop_path_rate": 1.0}}, "model.drop_path_rate: must be < 1, got 1"),
+    ({"data": {"clip_jitter": 1.0}}, "data.clip_jitter: must be < 1, got 1"),
+    ({"loss": {"random_walk_edge_dropout": 1.0}}, "loss.random_walk_edge_dropout: must be < 1, got 1"),
     ({"loss": {"student_temp": 0}}, "loss.student_temp: must be > 0, got 0"),  # "diverged: lower optim.lr"
     ({"loss": {"koleo_weight": -1}}, "loss.koleo_weight: must be >= 0, got -1"),
     ({"optim": {"lr": -1}}, "optim.lr: must be > 0, got -1"),  # torch's "Invalid learning rate: -1.0"
