@@ -31,11 +31,11 @@ def check_name(what: str, value: object, max_length: int = 200) -> str:
 
 
 def check_user_name(value: object) -> str:
-    """A user name: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit."""
+    """A user name: 1-64 ASCII letters, digits, '.', '_', '@' or '-', starting with a letter or digit."""
     name = check_name("user name", value, 64)
     if not USER_NAME_PATTERN.fullmatch(name):
-        raise ValidationError(f"user name: {name!r} may only hold letters, digits, '.', '_', '@' and '-', "
-                              "and must start with a letter or digit")
+        raise ValidationError(f"user name: {name!r} may only hold ASCII letters (a-z, A-Z), digits, '.', '_', '@' "
+                              "and '-', and must start with a letter or digit")
     return name
 
 

@@ -160,9 +160,9 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
     settings = settings or load_settings()
     report = progress or (lambda fraction, message: None)
     frames = load_project(project, settings)
+    held_videos = split_videos(frames, val_videos, config.seed)  # refused before minutes of feature extraction
     spec = FeatureSpec(backbone=backbone, weights=pretrained, short_side=short_side)
     feats = features_of(frames, spec, settings, lambda f, m: report(0.3 * f, m))
-    held_videos = split_videos(frames, val_videos, config.seed)
     keys = [(v, i) for v, i in frames.labeled() if v not in held_videos]
     train_keys, val_keys = split_validation(keys, 0 if reference else val_fraction, config.seed)
     samples = [Sample(v, i, frames.labels[v][i]) for v, i in train_keys]

@@ -53,6 +53,12 @@ def test_user_names_are_plain(value: str) -> None:
     assert set(name) <= set(string.ascii_letters + string.digits + "._@-") and len(name) <= 64
 
 
+def test_a_user_name_with_a_non_ascii_letter_is_refused_saying_which_letters() -> None:
+    """'é' is a letter: the refusal said "may only hold letters", which it does; it now says ASCII letters."""
+    with pytest.raises(ValidationError, match=r"^user name: 'José' may only hold ASCII letters \(a-z, A-Z\), digits"):
+        check_user_name("José")
+
+
 @FUZZ
 @given(value=st.text(max_size=3000))
 def test_review_comments_lose_control_characters(value: str) -> None:
