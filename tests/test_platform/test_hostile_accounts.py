@@ -54,7 +54,7 @@ def test_user_names_are_plain(value: str) -> None:
 
 
 def test_a_user_name_with_a_non_ascii_letter_is_refused_saying_which_letters() -> None:
-    """'é' is a letter: the refusal said "may only hold letters", which it does; it now says ASCII letters."""
+    """'é' is a letter, yet the refusal said the name "may only hold letters"; it now says which: ASCII ones."""
     with pytest.raises(ValidationError, match=r"^user name: 'José' may only hold ASCII letters \(a-z, A-Z\), digits"):
         check_user_name("José")
 
