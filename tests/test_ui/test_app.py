@@ -294,6 +294,21 @@ def test_label_assist_replies_with_a_grabcut_proposal_and_superpixels(engine, fo
     assert any("box:" in e.value for e in app.error)
 
 
+def test_label_malformed_actions_are_refused_naming_the_field(engine, footage_project) -> None:
+    """An action the page cannot use (as a broken or hostile client could send) is refused with the field named, and
+    does nothing: a propagate without a direction raised a TypeError traceback; *Add class* with a bad object id
+    created the class and then failed."""
+    app = page("label")
+    for direction in (None, "forward", 2, True):
+        canvas_action(app, "propagate", direction=direction, count=3)
+        assert any("Not done: direction:" in e.value for e in app.error), direction
+    for object_id in ("x", 0, 999, None):
+        canvas_action(app, "add_class", name="car", object_id=object_id)
+        assert any("Not done: object_id:" in e.value for e in app.error), object_id
+    assert labeling.label_classes(engine, footage_project.project_id) == []
+    assert timeline.video_timeline(engine, app.session_state["label_session"].video.id).kinds.count(timeline.DRAFT) == 0
+
+
 def test_label_propagate_then_correct_the_worst_draft(engine, footage_project) -> None:
     """Propagate 5 frames forward from a labelled frame: 5 drafts with a disagreement each on the timeline; opening
     the worst draft and submitting a correction makes it a keyframe and re-propagates only the drafts next to it."""

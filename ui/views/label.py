@@ -287,11 +287,11 @@ def handle(source: Source, session: EditorState, action: dict, progress) -> Edit
                                               "runs": labeling.label_runs(assist.superpixels(image))}
             return None
         if kind == "add_class":
+            object_id = action_object_id(action)
             created = labeling.add_label_class(resources.engine(), source.project_id, str(action.get("name", "")))
-            session.classes[int(action.get("object_id", 1))] = created.id
-            session.replies["assign"] = {"id": action.get("id"), "object_id": int(action.get("object_id", 1)),
-                                         "class_id": created.id}
-            session.notes = [("success", f"Class '{created.name}' added and set on object {action.get('object_id')}; "
+            session.classes[object_id] = created.id
+            session.replies["assign"] = {"id": action.get("id"), "object_id": object_id, "class_id": created.id}
+            session.notes = [("success", f"Class '{created.name}' added and set on object {object_id}; "
                                          "save to store it.")]
             return None
     except ValueError as exc:
@@ -401,6 +401,8 @@ def goto(source: Source, session: EditorState, action: dict) -> EditorState | No
 def propagate_here(source: Source, session: EditorState, action: dict, progress) -> EditorState | None:
     """Save the frame's edits if any, then propagate from it N frames forward or backward with the best model."""
     direction, count = action.get("direction"), action.get("count")
+    if direction not in (1, -1) or isinstance(direction, bool):
+        raise labeling.LabelingError(f"direction: {direction!r} is not 1 (forward) or -1 (backward)")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 200:
         raise labeling.LabelingError(f"frames to propagate: {count!r} is not a number in 1..200")
     if action.get("dirty"):
@@ -418,7 +420,7 @@ def propagate_here(source: Source, session: EditorState, action: dict, progress)
         bar.progress(done / max(total, 1), text=f"Propagating with {pick.name}: frame {done} of {total}")
 
     try:
-        outcome = propagation.propagate_from_frame(session.video.id, session.frame.index, int(direction), count,
+        outcome = propagation.propagate_from_frame(session.video.id, session.frame.index, direction, count,
                                                    featurizer, EDITOR_SHORT_SIDE, settings=settings, on_frame=step)
     except ValueError as exc:
         raise labeling.LabelingError(user_message(exc)) from None
@@ -451,13 +453,19 @@ def grabcut(session: EditorState, action: dict) -> None:
     """A GrabCut proposal for the box the browser sent, applied there as an undoable edit."""
     image = labeling.frame_image(resources.settings().data_dir, session.frame)
     box = assist.clip_box(action.get("box"), *image.shape[:2])
+    object_id = action_object_id(action)
     mask = assist.grabcut_proposal(image, box)
-    object_id = action.get("object_id")
-    if not isinstance(object_id, int) or isinstance(object_id, bool) or not 1 <= object_id <= 255:
-        raise labeling.LabelingError(f"object_id: {object_id!r} is not an integer in 1..255")
     session.replies.update({"proposal": {"id": action.get("id"), "frame_id": session.frame_id, "object_id": object_id,
                                          "box": list(box), "runs": labeling.label_runs(mask.astype(np.uint8))},
                             "message": f"GrabCut proposal: {int(mask.sum())} pixels for object {object_id}."})
+
+
+def action_object_id(action: dict) -> int:
+    """The object id an action names (1..255), or LabelingError naming the field."""
+    object_id = action.get("object_id")
+    if not isinstance(object_id, int) or isinstance(object_id, bool) or not 1 <= object_id <= 255:
+        raise labeling.LabelingError(f"object_id: {object_id!r} is not an integer in 1..255")
+    return object_id
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
