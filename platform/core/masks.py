@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segloop.platform.core.names import shown
 from segloop.platform.core.storage import atomic_write_bytes
 
 VOID_LABEL = 255  # in a class map: pixels not scored; ids are 8-bit, so classes are 0..254
@@ -36,29 +37,36 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            mode = image.mode
+            mode, kind = image.mode, image.format
             array = np.asarray(image)
     except FileNotFoundError:
         raise MaskError(f"{path}: mask file does not exist") from None
     except OSError as exc:
         raise MaskError(f"{path}: unreadable mask image ({exc})") from None
+    if kind != "PNG":  # a lossy image's compression noise would read as objects
+        raise MaskError(f"{path}: not a PNG image ({kind or 'unknown'} data); masks must be lossless PNG files")
     if mode == "P":
         return array.astype(np.uint8, copy=False)
     if mode in ("L", "1", "I", "I;16"):
         if array.ndim != 2:
             raise MaskError(f"{path}: expected a single-channel mask, got shape {array.shape}")
-        values = np.unique(array)
-        if mode == "1" or (set(values.tolist()) <= {0, 255} and 255 in values):
-            return (array > 0).astype(np.uint8)
-        if values.max(initial=0) > 255:
-            raise MaskError(f"{path}: object id {int(values.max())} out of range 0..255")
-        return array.astype(np.uint8)
+        return _grey_labels(array, path, binary=mode == "1")
     if mode in ("RGB", "RGBA"):
         rgb = array[..., :3]
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-            return (rgb[..., 0] > 127).astype(np.uint8)
+            return _grey_labels(rgb[..., 0], path)
         raise MaskError(f"{path}: colour mask in mode {mode}; expected a palette (P) or grayscale (L) PNG")
     raise MaskError(f"{path}: unsupported mask image mode {mode}")
+
+
+def _grey_labels(array: np.ndarray, path: Path, binary: bool = False) -> np.ndarray:
+    """Object ids of a grey mask: a 0/255 (or 16-bit 0/65535) mask is one object, other values are the ids."""
+    values = set(np.unique(array).tolist())
+    if binary or any(values <= {0, top} and top in values for top in (255, 65535)):
+        return (array > 0).astype(np.uint8)
+    if max(values, default=0) > 255:
+        raise MaskError(f"{path}: object id {max(values)} out of range 0..255")
+    return array.astype(np.uint8)
 
 
 def write_mask(path: str | os.PathLike, labels: np.ndarray, style: str = "palette") -> None:
@@ -100,19 +108,33 @@ def encode_rle(mask: np.ndarray) -> dict:
     return {"size": [int(height), int(width)], "counts": _counts_to_string(runs.tolist())}
 
 
+def rle_shape(rle: object) -> tuple[int, int]:
+    """(height, width) of a COCO RLE's `size`, or MaskError saying what is wrong with the RLE's form."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise MaskError("RLE must be an object with 'size' [height, width] and 'counts'")
+    size = rle["size"]
+    if (not isinstance(size, list | tuple) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)):
+        raise MaskError(f"RLE size must be [height, width] in whole pixels, got {shown(size)}")
+    return int(size[0]), int(size[1])
+
+
 def decode_rle(rle: dict) -> np.ndarray:
     """Binary mask (bool, h×w) from COCO RLE, compressed string or list of counts."""
-    try:
-        height, width = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MaskError(f"RLE must have 'size' [h, w] and 'counts' ({exc})") from None
-    runs = _string_to_counts(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
-    runs_arr = np.asarray(runs, dtype=np.int64)
-    if runs_arr.size and (runs_arr < 0).any() or runs_arr.sum() != height * width:
-        raise MaskError(f"RLE counts cover {int(runs_arr.sum())} pixels, expected {height}×{width}")
-    values = np.arange(runs_arr.size) % 2 == 1
-    flat = np.repeat(values, runs_arr)
+    height, width = rle_shape(rle)
+    counts = rle["counts"]
+    if isinstance(counts, str | bytes):
+        runs = _string_to_counts(counts)
+    elif isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        runs = counts
+    else:
+        raise MaskError("RLE counts must be a compressed string or a list of whole numbers")
+    if any(run < 0 for run in runs):
+        raise MaskError(f"RLE counts hold a negative run ({min(runs)})")
+    if sum(runs) != height * width:
+        raise MaskError(f"RLE counts cover {sum(runs)} pixels, expected {height}×{width}")
+    values = np.arange(len(runs)) % 2 == 1
+    flat = np.repeat(values, np.asarray(runs, dtype=np.int64))
     return flat.reshape(width, height).T.copy()
 
 
@@ -135,7 +157,9 @@ def _counts_to_string(runs: list[int]) -> str:
 def _string_to_counts(text: str | bytes) -> list[int]:
     """Inverse of `_counts_to_string`."""
     if isinstance(text, bytes):
-        text = text.decode("ascii")
+        text = text.decode("ascii", errors="replace")
+    if not all(48 <= ord(char) < 48 + 64 for char in text):
+        raise MaskError("RLE counts string holds characters outside COCO's encoding")
     runs: list[int] = []
     pos = 0
     while pos < len(text):

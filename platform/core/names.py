@@ -1,20 +1,41 @@
 """Names people type (projects, label classes, users): one rule for what is allowed, with a message saying why not."""
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
 from segloop.platform.core.errors import ValidationError
 
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+LABEL_CLASS_NAME_MAX = 120
 INVISIBLE_CATEGORIES = ("Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp")  # control, format (bidi, zero-width), unassigned,
 # private use, surrogates, line/paragraph separators
+
+
+def value_kind(value: object) -> str:
+    """What a value is, in JSON's words (for messages: never a Python type name)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    names = {dict: "an object", list: "a list", tuple: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), "a value of another kind")
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value as JSON writes it (`true`, `null`, `"x"`, `[1]`), cut short: how a file's value is quoted to a person."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_name(what: str, value: object, max_length: int = 200) -> str:
     """The stripped name, or ValidationError: empty, too long, a path separator, a control character, a leading dot."""
     if not isinstance(value, str):
-        raise ValidationError(f"{what}: expected text, got {type(value).__name__}")
+        raise ValidationError(f"{what}: expected text, got {value_kind(value)}")
     name = value.strip()
     if not name:
         raise ValidationError(f"{what}: must not be empty")
@@ -42,7 +63,7 @@ def check_user_name(value: object) -> str:
 def check_comment(what: str, value: object, max_length: int = 2000) -> str:
     """Free text (a review comment): stripped, bounded, control characters other than newlines and tabs removed."""
     if not isinstance(value, str):
-        raise ValidationError(f"{what}: expected text, got {type(value).__name__}")
+        raise ValidationError(f"{what}: expected text, got {value_kind(value)}")
     text = "".join(c for c in value if c in "\n\t" or unicodedata.category(c) not in INVISIBLE_CATEGORIES).strip()
     if len(text) > max_length:
         raise ValidationError(f"{what}: {len(text)} characters, at most {max_length} allowed")

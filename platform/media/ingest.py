@@ -295,7 +295,7 @@ class _FrameReader:
 def _first_line(exc: BaseException) -> str:
     """The first meaningful line of an exception message (decord's are long C++ traces)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    return (lines[0] if lines else "no reason given")[:300]
 
 
 def _probe_stream(path: Path) -> tuple[str | None, int]:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from segloop.platform.core.masks import read_mask
 from segloop.platform.db.engine import session_scope
@@ -127,7 +129,7 @@ def test_davis_import_with_one_bad_mask_changes_nothing(labelled: dict, settings
     ("frame_index", 9999, "has no frame 9999"),
     ("track_id", 300, r"track_id 300 is out of range 1\.\.255"),
     ("segmentation", {"size": [10, 10], "counts": [0, 100]}, "is 10x10, frames are"),
-    ("track_id", "x", "track_id 'x' is not an integer"),
+    ("track_id", "x", "track_id \"x\" is not an integer"),
 ])
 def test_coco_import_with_one_bad_entry_changes_nothing(field: str, value, message: str, labelled: dict, settings,
                                                         engine, tmp_path: Path) -> None:
@@ -217,3 +219,177 @@ def test_coco_import_names_the_field_whose_structure_is_wrong(labelled: dict, se
         with pytest.raises(ExchangeError, match=rf"^.*c\.json: {message}$"):
             import_annotations("dst", "coco", out, settings)
     assert _annotation_rows(engine) == before
+
+
+def _coco_export(settings, tmp_path: Path, project: str = "src") -> tuple[Path, dict]:
+    """A COCO export of a project: (its file, its parsed document)."""
+    out = tmp_path / "c.json"
+    export_project(project, "coco", out, settings)
+    return out, json.loads(out.read_text())
+
+
+COCO_VALUE_ERRORS = [
+    ("counts", None, r"segmentation: RLE counts must be a compressed string or a list of whole numbers"),
+    ("counts", [None, 6144], r"segmentation: RLE counts must be"),
+    ("counts", 5, r"segmentation: RLE counts must be"),
+    ("counts", [1000.5, 5143.5], r"segmentation: RLE counts must be"),
+    ("counts", [10**30, 6144], r"segmentation: RLE counts cover 10{26}\d+ pixels"),
+    ("size", [float("inf"), 96], r"segmentation: RLE size must be \[height, width\] in whole pixels"),
+    ("size", [64.9, 96.2], r"segmentation: RLE size must be"),
+    ("size", [20000, 20000], r"mask for synth-007-001 frame \d+ is 20000x20000, frames are 96x64"),
+    ("category_id", [1], r"category_id \[1\] is not in categories"),
+    ("category_id", 999, r"category_id 999 is not in categories"),
+    ("track_id", 0, r"track_id 0 is out of range 1\.\.255"),
+    ("track_id", False, r"track_id false is not an integer"),
+    ("track_id", 2.7, r"track_id 2\.7 is not an integer"),
+    ("image_id", True, r"image_id true is not in images"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), COCO_VALUE_ERRORS)
+def test_coco_values_a_field_cannot_hold_are_refused_naming_the_entry(field: str, value, message: str,
+                                                                     labelled: dict, settings, engine,
+                                                                     tmp_path: Path) -> None:
+    """A value of the wrong kind is refused naming the annotation and field (counts of null were a TypeError
+    traceback, 10**30 an OverflowError, a 20000x20000 size took 865 MB before its size was compared; track_id 0
+    became object 1, 2.7 object 2, image_id true image 1, an unknown category_id the class 'object')."""
+    out, data = _coco_export(settings, tmp_path)
+    last = data["annotations"][-1]
+    if field in ("counts", "size"):
+        last["segmentation"] = {**last["segmentation"], field: value}
+        if field == "size" and value == [20000, 20000]:
+            last["segmentation"]["counts"] = [0, 400000000]
+    else:
+        last[field] = value
+    out.write_text(json.dumps(data))
+    before = _annotation_rows(engine)
+    with pytest.raises(ExchangeError, match=rf"c\.json: annotations\[{len(data['annotations']) - 1}\]: .*{message}"):
+        import_annotations("dst", "coco", out, settings)
+    assert _annotation_rows(engine) == before
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("", r"categories\[0\]\.name: must not be empty"),
+    (None, r"categories\[0\]\.name: expected text, got null"),
+    ("x" * 500, r"categories\[0\]\.name: 500 characters, at most 120 allowed"),
+])
+def test_a_category_name_that_cannot_be_a_class_is_refused_naming_it(name, message: str, labelled: dict, settings,
+                                                                     engine, tmp_path: Path) -> None:
+    """Category names become label classes: an empty, null or 500-character one is refused naming the category
+    (null made a class called 'None'; the others named no file or field)."""
+    out, data = _coco_export(settings, tmp_path)
+    data["categories"] = [{"id": 1, "name": name}]
+    for ann in data["annotations"]:
+        ann["category_id"] = 1
+    out.write_text(json.dumps(data))
+    with pytest.raises(ExchangeError, match=rf"c\.json: {message}"):
+        import_annotations("dst", "coco", out, settings)
+    with session_scope(engine) as session:
+        assert projects.list_label_classes(session, projects.get_project(session, "dst").id) == []
+
+
+def test_an_object_given_twice_is_refused_naming_both(labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """Two entries for one object of one frame were both stored (two versions, the last one winning): refused,
+    naming both entries (COCO) or both files (DAVIS: 1.png and 00001.png)."""
+    out, data = _coco_export(settings, tmp_path)
+    data["annotations"].append(dict(data["annotations"][0]))
+    out.write_text(json.dumps(data))
+    before = _annotation_rows(engine)
+    with pytest.raises(ExchangeError, match=rf"annotations\[{len(data['annotations']) - 1}\]: object \d+ of "
+                                            r"synth-007-000 frame \d+ is also given by .*annotations\[0\]"):
+        import_annotations("dst", "coco", out, settings)
+    davis = tmp_path / "d"
+    export_project("src", "davis", davis, settings)
+    seq = davis / "Annotations/480p/synth-007-000"
+    (seq / "1.png").write_bytes((seq / "00001.png").read_bytes())
+    with pytest.raises(ExchangeError, match=r"/1\.png: frame 1 is also given by 00001\.png"):
+        import_annotations("dst", "davis", davis, settings)
+    assert _annotation_rows(engine) == before
+
+
+def test_davis_masks_are_read_whatever_their_name_case_and_odd_files_refused(labelled: dict, settings, engine,
+                                                                            tmp_path: Path) -> None:
+    """00000.PNG is a mask like 00000.png (it was skipped); '².png' is not a frame number (it was int()'s error);
+    a JPEG named .png is refused (its noise became objects); a sequence folder given as the root is refused (it
+    imported 0 masks and said so as a success)."""
+    davis = tmp_path / "d"
+    export_project("src", "davis", davis, settings)
+    seq = davis / "Annotations/480p/synth-007-000"
+    (seq / "00000.png").rename(seq / "00000.PNG")
+    import_annotations("dst", "davis", davis, settings)
+    assert _label_maps(engine, "dst").keys() == labelled.keys()
+    before = _annotation_rows(engine)
+    with pytest.raises(ExchangeError, match=r"holds no <video>/ folder of masks"):
+        import_annotations("dst", "davis", seq, settings)
+    (seq / "².png").write_bytes((seq / "00001.png").read_bytes())
+    with pytest.raises(ExchangeError, match=r"²\.png: mask file names must be frame numbers"):
+        import_annotations("dst", "davis", davis, settings)
+    (seq / "².png").unlink()
+    Image.open(seq / "00001.png").convert("L").save(seq / "00001.png", format="JPEG")
+    with pytest.raises(ExchangeError, match=r"00001\.png: not a PNG image \(JPEG data\)"):
+        import_annotations("dst", "davis", davis, settings)
+    assert _annotation_rows(engine) == before
+
+
+def test_a_davis_round_trip_keeps_classes_and_odd_video_names(synth_root: Path, labelled: dict, settings, engine,
+                                                             tmp_path: Path) -> None:
+    """DAVIS masks carry no class: re-importing an export keeps each object's class (it re-versioned every mask as
+    'object'). A video whose name is not a folder name is exported as video-<id> and imported back by that
+    name (it was 'no video named'); a project without masks exports a root that imports (0 masks)."""
+    out, data = _coco_export(settings, tmp_path)
+    data["categories"] = [{"id": 1, "name": "car"}]
+    for ann in data["annotations"]:
+        ann["category_id"] = 1
+    out.write_text(json.dumps(data))
+    import_annotations("src", "coco", out, settings)
+    export_project("src", "davis", tmp_path / "d", settings)
+    again = import_annotations("src", "davis", tmp_path / "d", settings)
+    assert (again.masks, again.unchanged) == (0, len(data["annotations"]))
+    odd = tmp_path / "odd"
+    for part in ("JPEGImages", "Annotations"):
+        shutil.copytree(synth_root / part / "480p/synth-007-000", odd / part / "480p" / "cam\\1")
+    assert not ingest_paths([odd], IngestOptions(project="odd"), settings).failed
+    exported = export_project("odd", "davis", tmp_path / "o", settings)
+    (folder,) = [p.name for p in (tmp_path / "o/Annotations/480p").iterdir()]
+    assert folder.startswith("video-")
+    assert import_annotations("odd", "davis", tmp_path / "o", settings).unchanged == exported.masks
+    assert not ingest_paths([synth_root / "videos"], IngestOptions(project="bare"), settings).failed
+    export_project("bare", "davis", tmp_path / "b", settings)
+    assert import_annotations("bare", "davis", tmp_path / "b", settings).masks == 0
+
+
+def test_export_failures_name_the_cause_and_leave_nothing(labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """A stored frame gone from the data folder is named (the export blamed its target) and no empty target folder
+    is left; an empty OUT is refused (it wrote ./annotations.json); OUT.JSON is a file like OUT.json."""
+    export_project("src", "coco", tmp_path / "X.JSON", settings)
+    assert (tmp_path / "X.JSON").is_file()
+    with pytest.raises(ExchangeError, match="OUT: must not be empty"):
+        export_project("src", "coco", "", settings)
+    with session_scope(engine) as session:
+        video = footage.list_videos(session, projects.get_project(session, "src").id)[0]
+        frame = footage.list_frames(session, video.id)[3]
+    (settings.data_dir / frame.image_path).rename(tmp_path / "moved.jpg")
+    with pytest.raises(ExchangeError, match=rf"video {video.name} frame 3: its stored image is missing from the data "
+                                            "folder"):
+        export_project("src", "davis", tmp_path / "gone", settings)
+    assert not (tmp_path / "gone").exists()
+
+
+def test_overlapping_objects_are_counted_in_a_davis_export(labelled: dict, settings, engine, tmp_path: Path) -> None:
+    """COCO masks may overlap; a DAVIS label map holds one id per pixel, so the export says on how many frames the
+    higher id was kept (it lost those pixels without a word)."""
+    out, data = _coco_export(settings, tmp_path)
+    first = data["annotations"][0]
+    whole = {"size": first["segmentation"]["size"], "counts": [0, 64 * 96]}
+    data["annotations"] = [{**first, "track_id": 1, "segmentation": whole}, {**first, "id": -1, "track_id": 2}]
+    out.write_text(json.dumps(data))
+    import_annotations("dst", "coco", out, settings)
+    assert export_project("dst", "davis", tmp_path / "d", settings).overlapping == 1
+    assert export_project("src", "davis", tmp_path / "s", settings).overlapping == 0
+
+
+def test_a_number_too_long_to_read_is_named_in_words(labelled: dict, settings, tmp_path: Path) -> None:
+    """A 5000-digit integer was refused with Python's advice to call sys.set_int_max_str_digits()."""
+    (tmp_path / "big.json").write_text('{"images": [], "annotations": [' + "9" * 5000 + "]}")
+    with pytest.raises(ExchangeError, match=r"not a readable COCO JSON \(a number has more than 4300 digits\)$"):
+        import_annotations("dst", "coco", tmp_path / "big.json", settings)

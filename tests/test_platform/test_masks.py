@@ -61,3 +61,41 @@ def test_rle_uncompressed_counts_and_bad_payloads() -> None:
         decode_rle({"size": [2, 2], "counts": [1, 2]})
     with pytest.raises(MaskError, match="'size'"):
         decode_rle({"counts": "abc"})
+
+
+def test_grey_masks_read_alike_whatever_their_pixel_format(tmp_path: Path) -> None:
+    """Grey ids mean the same in an L, a 16-bit or a grey RGB PNG (an RGB 1/2 mask was read as all background); a
+    0/255 or 0/65535 mask is one object; a JPEG named .png is refused (its compression noise read as objects)."""
+    ids = np.array([[0, 1], [2, 2]], np.uint8)
+    Image.fromarray(ids, mode="L").save(tmp_path / "l.png")
+    Image.fromarray(np.dstack([ids] * 3), mode="RGB").save(tmp_path / "rgb.png")
+    Image.fromarray(ids.astype(np.uint16)).save(tmp_path / "16.png")
+    for name in ("l.png", "rgb.png", "16.png"):
+        np.testing.assert_array_equal(read_mask(tmp_path / name), ids)
+    Image.fromarray(np.array([[0, 65535]], np.uint16)).save(tmp_path / "b16.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "b16.png"), [[0, 1]])
+    Image.fromarray(np.full((8, 8), 255, np.uint8), mode="L").save(tmp_path / "j.png", format="JPEG")
+    with pytest.raises(MaskError, match="j.png: not a PNG image \\(JPEG data\\)"):
+        read_mask(tmp_path / "j.png")
+
+
+@pytest.mark.parametrize(("rle", "message"), [
+    ({"size": [2, 2], "counts": None}, "counts must be a compressed string or a list of whole numbers"),
+    ({"size": [2, 2], "counts": 5}, "counts must be"),
+    ({"size": [2, 2], "counts": [None, 4]}, "counts must be"),
+    ({"size": [2, 2], "counts": [1.5, 2.5]}, "counts must be"),
+    ({"size": [2, 2], "counts": ["a", "b"]}, "counts must be"),
+    ({"size": [2, 2], "counts": [10**30, 4]}, "cover 1000000000000000000000000000004 pixels"),
+    ({"size": [2, 2], "counts": [5, -1]}, "negative run"),
+    ({"size": [float("inf"), 2], "counts": [4]}, "size must be \\[height, width\\] in whole pixels"),
+    ({"size": [2.9, 2.2], "counts": [4]}, "size must be"),
+    ({"size": [-2, -2], "counts": [4]}, "size must be"),
+    ({"size": [True, 4], "counts": [4]}, "size must be"),
+    ({"size": [2, 2], "counts": "€€"}, "characters outside COCO's encoding"),
+    ([1, 2], "must be an object with 'size'"),
+])
+def test_rle_payloads_that_cannot_be_a_mask_are_refused_saying_why(rle, message: str) -> None:
+    """Every malformed RLE is a MaskError naming the part that is wrong (they were TypeError / OverflowError
+    tracebacks, or truncated floats)."""
+    with pytest.raises(MaskError, match=message):
+        decode_rle(rle)

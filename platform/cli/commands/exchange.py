@@ -15,9 +15,9 @@ from segloop.platform.db.migrate import ensure_db
 @click.command("export")
 @click.option("--project", required=True, help="Project to export.")
 @click.option("--format", "fmt", type=click.Choice(["davis", "coco"]), required=True)
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path())
 @friendly_errors
-def export_cmd(project: str, fmt: str, out: Path) -> None:
+def export_cmd(project: str, fmt: str, out: str) -> None:
     """Export a project's newest annotations to OUT (a DAVIS root, or a COCO .json / folder)."""
     from segloop.platform.media.exchange import export_project
     from segloop.platform.services.auth import record_event
@@ -30,6 +30,9 @@ def export_cmd(project: str, fmt: str, out: Path) -> None:
     except DatabaseError as exc:  # a read-only database can still be exported from; say the audit row is missing
         console.print(f"note: this export is not in the audit trail ({user_message(exc)})")
     console.print(f"exported {report.masks} masks on {report.frames} frames of {report.videos} videos to {out}")
+    if report.overlapping:
+        console.print(f"note: on {report.overlapping} frame(s) objects overlap; a DAVIS mask holds one object per "
+                      "pixel, so the higher object id was kept there (the COCO export keeps every mask whole)")
 
 
 @click.command("import")

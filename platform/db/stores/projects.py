@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segloop.platform.core.errors import NotFoundError
-from segloop.platform.core.names import check_name
+from segloop.platform.core.names import LABEL_CLASS_NAME_MAX, check_name
 from segloop.platform.db.entities import LabelClassInfo, ProjectInfo, from_row
 from segloop.platform.db.orm import LabelClass, Project
 from segloop.platform.db.stores import get_row
@@ -62,7 +62,7 @@ def list_projects(session: Session) -> list[ProjectInfo]:
 
 def get_or_create_label_class(session: Session, project_id: int, name: str, color: str = "#ff0000") -> LabelClassInfo:
     """The label class `name` of a project, created if missing (the name checked like a project's)."""
-    name = check_name("label class name", name, 120)
+    name = check_name("label class name", name, LABEL_CLASS_NAME_MAX)
     row = session.scalar(
         select(LabelClass).where(LabelClass.project_id == project_id, LabelClass.name == name)
     )
