@@ -5,6 +5,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from segloop.platform.core.errors import NotFoundError
 from segloop.platform.jobs.registry import job_kind
 
 
@@ -15,6 +16,8 @@ class SleepParams:
     seconds: float = 1.0
     steps: int = 4
     marker: str | None = None
+    resume: bool = True  # a run after the first (the marker exists) finishes at once
+    fail_on_stop: bool = False  # a stop signal surfaces as an error (as a killed DataLoader worker's does)
 
 
 @job_kind("test-sleep", SleepParams, "Sleep and report progress (tests only).")
@@ -25,13 +28,18 @@ def sleep_job(params: SleepParams, ctx) -> dict:
         resumed = os.path.exists(params.marker)
         with open(params.marker, "a") as handle:
             handle.write(f"{os.getpid()}\n")
-        if resumed:
+        if resumed and params.resume:
             seconds = 0.05 * params.steps
-    for step in range(params.steps):
-        time.sleep(seconds / params.steps)
-        ctx.progress((step + 1) / params.steps, f"step {step + 1}")
-        ctx.log(f"step {step + 1}")
-    return {"slept": params.seconds}
+    try:
+        for step in range(params.steps):
+            time.sleep(seconds / params.steps)
+            ctx.progress((step + 1) / params.steps, f"step {step + 1}")
+            ctx.log(f"step {step + 1}")
+    except KeyboardInterrupt:
+        if params.fail_on_stop:
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.") from None
+        raise
+    return {"slept": params.seconds, "pid": os.getpid()}
 
 
 @dataclass
@@ -52,9 +60,12 @@ class FailParams:
     """Raise an unexpected error with `message`."""
 
     message: str = "the disk is full\nsecond line"
+    missing: bool = False  # raise what a row deleted after submission raises instead
 
 
 @job_kind("test-fail", FailParams, "Raise an unexpected error (tests only).")
 def fail_job(params: FailParams, ctx) -> dict:
     """Fail the way a bug does: an exception that is not a ValueError."""
+    if params.missing:
+        raise NotFoundError(params.message)
     raise RuntimeError(params.message)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = "./segloop-data"
 SHARED_SAMPLE = Path("../shared/data/davis-sample")
+MAX_ENV_SECONDS = 7 * 24 * 3600.0  # heartbeat and stale periods: longer ones overflow date arithmetic
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def _env_seconds(name: str, default: float) -> float:
         raise SettingsError(f"{name}={raw!r}: expected a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise SettingsError(f"{name}={raw!r}: expected a positive number of seconds")
+    if value > MAX_ENV_SECONDS:
+        raise SettingsError(f"{name}={raw!r}: at most {MAX_ENV_SECONDS:g} seconds (a week)")
     return value
 
 

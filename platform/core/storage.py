@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ MAX_NAME_LENGTH = 120
 
 class StorageError(ValueError):
     """A path or file name that cannot be stored safely; the message names it and why."""
+
+
+_TERMINATED = threading.Event()  # set by `interrupt_on_sigterm`
 
 
 def safe_name(name: str) -> str:
@@ -150,10 +154,16 @@ def interrupt_on_sigterm() -> None:
     import threading
 
     def on_sigterm(signum: int, _frame) -> None:
+        _TERMINATED.set()
         raise KeyboardInterrupt(f"terminated (signal {signum})")
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def terminated() -> bool:
+    """Whether this process received SIGTERM (under `interrupt_on_sigterm`): what fails after it is the stop's doing."""
+    return _TERMINATED.is_set()
 
 
 def new_storage_key(name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
+from segloop.platform.core.settings import load_settings
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import AnnotationInfo, FrameFilter, FrameInfo, JobInfo, ProjectInfo, VideoInfo
 from segloop.platform.db.stores import annotations as annotation_store
@@ -184,7 +185,7 @@ def cancel_job(engine: Engine, job_id: int, *, actor: Actor | None = None) -> Jo
     """Cancel a queued job now, or ask the worker of a running one to stop (admins; audited)."""
     access.require(engine, actor, "run_jobs")
     with session_scope(engine) as session:
-        job = job_store.request_cancel(session, job_id)
+        job = job_store.request_cancel(session, job_id, load_settings().stale_after_seconds)
         audit.record(session, actor_name(actor), "job_cancel", f"job {job_id}")
         return job
 

@@ -319,10 +319,14 @@ def test_huge_job_ids_are_not_found(sqlite_only, job_id: str, cli) -> None:
 
 
 def test_deeply_nested_params_are_refused(sqlite_only, cli) -> None:
-    """--params nested 100000 deep (the parser's recursion) and 40 deep (over the limit) are refused by name."""
+    """--params nested 100000 deep (the parser's recursion) and 40 deep (over the limit) are refused by name; so is
+    a JSON value that is not an object (null read as 'nested deeper than 32 levels')."""
     for depth in (100_000, 40):
         result = cli("jobs", "submit", "ingest", "--params", "[" * depth + "]" * depth)
         assert result.exit_code == 2 and "--params" in result.output and "nested deeper" in result.output
+    for value, kind in (("null", "null"), ("[1]", "a list"), ("7", "a number")):
+        result = cli("jobs", "submit", "ingest", "--params", value)
+        assert result.exit_code == 2 and f"expected a JSON object of parameters, got {kind}" in result.output
 
 
 def test_export_to_an_existing_file_or_unwritable_place(sqlite_only, synth_root: Path, settings, engine, cli,
@@ -381,6 +385,8 @@ def test_non_finite_fps_is_refused(sqlite_only, value: str, synth_root: Path, cl
     ({"SEGLOOP_STALE_AFTER_SECONDS": "nan"}, "SEGLOOP_STALE_AFTER_SECONDS='nan'"),
     ({"SEGLOOP_STALE_AFTER_SECONDS": "0.5"}, "SEGLOOP_STALE_AFTER_SECONDS=0.5 is too short"),
     ({"SEGLOOP_HEARTBEAT_SECONDS": "10"}, "is too short for SEGLOOP_HEARTBEAT_SECONDS=10"),
+    ({"SEGLOOP_STALE_AFTER_SECONDS": "1e12"}, "SEGLOOP_STALE_AFTER_SECONDS='1e12': at most 604800 seconds"),
+    ({"SEGLOOP_STALE_AFTER_SECONDS": "1e308"}, "SEGLOOP_STALE_AFTER_SECONDS='1e308': at most 604800 seconds"),
 ])
 def test_bad_timing_variables_are_named(sqlite_only, env: dict, named: str, monkeypatch, cli) -> None:
     """Unusable heartbeat / stale settings, and a stale timeout under 5 heartbeats, are refused naming the variable."""

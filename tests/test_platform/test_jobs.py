@@ -136,8 +136,10 @@ def test_an_integer_beyond_64_bits_is_refused_at_submission_not_at_run_time(engi
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--kind", "ingest", "--kind", "ingset"], "job kind 'ingset' is unknown; known kinds: embed"),
-    (["--poll", "0"], "poll: must be > 0 seconds"),
-    (["--poll", "inf"], "poll: must be > 0 seconds and finite, got inf"),
+    (["--poll", "0"], "poll: must be between 0.01 and 86400 seconds, got 0"),
+    (["--poll", "inf"], "poll: must be between 0.01 and 86400 seconds, got inf"),
+    (["--poll", "1e-300"], "poll: must be between 0.01 and 86400 seconds, got 1e-300"),
+    (["--poll", "1e308"], "poll: must be between 0.01 and 86400 seconds, got 1e+308"),
     (["--max-jobs", "0"], "max-jobs: must be at least 1"),
 ])
 def test_worker_refuses_options_it_could_never_work_under(tmp_path: Path, args, message) -> None:
@@ -161,7 +163,10 @@ def test_worker_runs_an_ingest_job_with_log_and_progress(job_env, engine, synth_
     assert job.result["frames"] == 24 and job.progress == 1.0 and job.attempts == 1
     assert Path(job.log_path).read_text().count("ingested:") == 2
     shown = subprocess.run([*SEGLOOP, "jobs", "show", str(job_id)], env=job_env, capture_output=True, text=True)
-    assert "succeeded" in shown.stdout and "log tail" in shown.stdout
+    assert "succeeded" in shown.stdout and "log: " in shown.stdout and "log tail" not in shown.stdout
+    shown = subprocess.run([*SEGLOOP, "jobs", "show", str(job_id), "--log-lines", "5"], env=job_env,
+                           capture_output=True, text=True)
+    assert "log tail" in shown.stdout and "ingested:" in shown.stdout
 
 
 def test_failed_ingest_job_is_not_retryable(job_env, engine, tmp_path: Path) -> None:
@@ -198,6 +203,15 @@ def test_unexpected_handler_error_is_one_line_on_the_row_and_in_the_log(job_env,
     assert "disk is full" in cli("jobs", "list").output
 
 
+def test_a_job_whose_project_went_missing_is_not_retried_as_if_the_failure_were_passing(job_env, engine) -> None:
+    """A row deleted after submission (the project) fails the job for good, like any other input that is gone (it
+    was marked retryable: NotFoundError is not a ValueError)."""
+    job_id = _submit(engine, "test-fail", {"message": "project 'gone' does not exist", "missing": True})
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True, timeout=120)
+    job = _job(engine, job_id)
+    assert (job.status, job.retryable, job.error) == ("failed", False, "project 'gone' does not exist")
+
+
 def test_a_job_failed_by_the_operating_system_names_the_reason_not_the_servers_path(tmp_path: Path) -> None:
     """A file the system could not read or write (a missing frame, a full disk) fails the job with the system's
     reason and no path (before: '<kind> job failed: [Errno 28] No space left on device: '/srv/...'')."""
@@ -213,9 +227,12 @@ def test_a_job_failed_by_the_operating_system_names_the_reason_not_the_servers_p
     assert failure_message("ingest", FileNotFoundError("upload.mp4 is gone")) == "upload.mp4 is gone"
 
 
-def test_cancel_stops_a_running_job(job_env, engine) -> None:
-    """`segloop jobs cancel` on a running job makes its worker stop it."""
-    job_id = _submit(engine, "test-sleep", {"seconds": 60, "steps": 600})
+@pytest.mark.parametrize("fail_on_stop", [False, True])
+def test_cancel_stops_a_running_job(fail_on_stop: bool, job_env, engine) -> None:
+    """`segloop jobs cancel` on a running job makes its worker stop it; it ends cancelled, with no traceback in its
+    log, even when the stop surfaces as an error (pretrain's DataLoader workers die with the SIGTERM: it ended
+    'failed', retryable, with 'DataLoader worker (pid ...) is killed')."""
+    job_id = _submit(engine, "test-sleep", {"seconds": 60, "steps": 600, "fail_on_stop": fail_on_stop})
     worker = subprocess.Popen([*SEGLOOP, "worker", "--max-jobs", "1"], env=job_env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -224,7 +241,9 @@ def test_cancel_stops_a_running_job(job_env, engine) -> None:
         worker.wait(timeout=60)
     finally:
         worker.kill()
-    assert _job(engine, job_id).status == "cancelled"
+    job = _job(engine, job_id)
+    assert (job.status, job.error) == ("cancelled", None)
+    assert "Traceback" not in Path(job.log_path).read_text()
 
 
 def test_killed_worker_job_is_requeued_and_resumed_by_another_worker(job_env, engine, tmp_path: Path) -> None:
@@ -246,7 +265,16 @@ def test_killed_worker_job_is_requeued_and_resumed_by_another_worker(job_env, en
 
 def _job_process_gone(marker: Path) -> bool:
     """Whether the job process recorded in the marker has exited (it must not outlive its worker)."""
-    pid = int(marker.read_text().splitlines()[0])
+    return _gone(_pids(marker)[0])
+
+
+def _pids(marker: Path) -> list[int]:
+    """The pids of the job processes that ran a test-sleep job (one line per run)."""
+    return [int(line) for line in marker.read_text().splitlines()] if marker.exists() else []
+
+
+def _gone(pid: int) -> bool:
+    """Whether a process has exited."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -326,3 +354,92 @@ def test_killed_pretrain_job_resumes_from_its_checkpoint(job_env, engine, synth_
     with session_scope(engine) as session:
         rows = [c for c in artifacts.list_checkpoints(session) if c.job_id == job_id]
     assert len(rows) == 1 and rows[0].step == 40
+
+
+def test_ctrl_c_on_a_worker_gives_its_job_back(job_env, engine, tmp_path: Path) -> None:
+    """Ctrl-C on a busy worker stops the job's process, puts the job back in the queue and exits 130 (it exited 0
+    and left the job 'running' until another worker reaped it, and a cancel asked meanwhile was ignored)."""
+    marker = tmp_path / "runs.txt"
+    job_id = _submit(engine, "test-sleep", {"seconds": 60, "steps": 600, "marker": str(marker)})
+    worker = subprocess.Popen([*SEGLOOP, "worker"], env=job_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    _wait_for(lambda: _job(engine, job_id).progress > 0)
+    worker.send_signal(signal.SIGINT)
+    output, _ = worker.communicate(timeout=60)
+    job = _job(engine, job_id)
+    assert worker.returncode == 130 and "Traceback" not in output, output
+    assert (job.status, job.worker_id) == ("queued", None) and "its worker was stopped" in job.message
+    _wait_for(lambda: _gone(_pids(marker)[0]), timeout=15)
+    log = Path(job.log_path).read_text()
+    assert "stopped by its worker" in log and "Traceback" not in log
+
+
+def test_a_worker_taken_for_lost_stops_its_run_and_the_new_run_s_result_stands(job_env, engine,
+                                                                              tmp_path: Path) -> None:
+    """A worker paused past the stale period (SIGSTOP; a network partition) loses its job to another worker; when
+    it wakes, its heartbeat finds the job is no longer its own and it stops its run: one result, the new run's
+    (both ran to the end and the stale run's result was kept)."""
+    marker = tmp_path / "runs.txt"
+    job_id = _submit(engine, "test-sleep", {"seconds": 5, "steps": 1, "marker": str(marker), "resume": False})
+    first = subprocess.Popen([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: len(_pids(marker)) == 1)
+    first.send_signal(signal.SIGSTOP)
+    second = subprocess.Popen([*SEGLOOP, "worker", "--max-jobs", "1", "--poll", "0.1"], env=job_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: len(_pids(marker)) == 2, timeout=30)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    output, _ = first.communicate(timeout=60)
+    second.wait(timeout=60)
+    stale_run, new_run = _pids(marker)
+    done = _job(engine, job_id)
+    assert (done.status, done.attempts, done.result["pid"]) == ("succeeded", 2, new_run), output
+    assert "is no longer its own" in output and _gone(stale_run)
+
+
+def test_sigterm_stops_an_idle_worker_at_once_and_a_busy_one_after_its_job(job_env, engine) -> None:
+    """SIGTERM on an idle worker polling every 60 s took up to the poll to act; now it exits at once. A busy worker
+    says it will stop after the job, finishes it, and exits."""
+    idle = subprocess.Popen([*SEGLOOP, "worker", "--poll", "60"], env=job_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)
+    started = time.monotonic()
+    idle.send_signal(signal.SIGTERM)
+    idle.communicate(timeout=30)
+    assert idle.returncode == 0 and time.monotonic() - started < 10
+    job_id = _submit(engine, "test-sleep", {"seconds": 3, "steps": 30})
+    busy = subprocess.Popen([*SEGLOOP, "worker", "--poll", "60"], env=job_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: _job(engine, job_id).progress > 0)
+    busy.send_signal(signal.SIGTERM)
+    output, _ = busy.communicate(timeout=60)
+    assert busy.returncode == 0 and f"stopping after job {job_id} ends" in output
+    assert _job(engine, job_id).status == "succeeded"
+
+
+def test_a_worker_claims_only_the_kinds_it_can_run(job_env, engine) -> None:
+    """A worker without the plugin that defines a job's kind leaves the job queued for one that has it (it claimed
+    the job and failed it for good: 'job kind ... is unknown')."""
+    job_id = _submit(engine, "test-sleep", {"seconds": 0.1, "steps": 1})
+    bare = {key: value for key, value in job_env.items() if key != "SEGLOOP_JOB_PLUGINS"}
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=bare, check=True, capture_output=True, timeout=120)
+    assert (_job(engine, job_id).status, _job(engine, job_id).attempts) == ("queued", 0)
+    subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, check=True, capture_output=True,
+                   timeout=120)
+    assert _job(engine, job_id).status == "succeeded"
+
+
+def test_a_worker_that_cannot_write_job_logs_gives_the_job_back_and_says_why(job_env, engine,
+                                                                            data_dir: Path) -> None:
+    """A logs folder that cannot be written left the claimed job 'running' and the worker crashed with the path's
+    error; now the job is back in the queue and the worker exits 1 saying why."""
+    job_id = _submit(engine, "test-sleep", {"seconds": 0.1, "steps": 1})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "logs").write_text("a file where the logs folder should be")
+    result = subprocess.run([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "cannot write job logs in" in result.stderr, result.stderr
+    assert f"job {job_id} is back in the queue" in result.stderr and "Traceback" not in result.stderr
+    assert _job(engine, job_id).status == "queued"

@@ -135,6 +135,67 @@ def test_job_lifecycle_cancel_retry_and_stale(engine) -> None:
         with pytest.raises(ValueError, match="only failed or cancelled"):
             job_store.retry_job(session, b)
         assert job_store.claim_next_job(session, "w3").attempts == 3
+        assert job_store.get_job(session, b).max_attempts == 3 + 2  # a manual retry gives a fresh allowance
+
+
+def test_a_run_writes_to_its_job_only_while_the_claim_is_its_own(engine) -> None:
+    """A worker taken for lost (its heartbeat lapsed: paused, partitioned) must not overwrite the run that replaced
+    it: its heartbeat answers LOST and its result is not recorded (the stale run's result used to become the job's,
+    while both ran at once)."""
+    with session_scope(engine) as session:
+        job_id = job_store.submit_job(session, "ingest", {}).id
+        first = job_store.Claim.of(job_store.claim_next_job(session, "a"))
+        assert job_store.heartbeat(session, first) == job_store.RUNNING
+        job_store.reap_stale_jobs(session, stale_after_seconds=-1)
+        second = job_store.Claim.of(job_store.claim_next_job(session, "b"))
+        assert job_store.heartbeat(session, first) == job_store.LOST
+        job_store.report_progress(session, first, 0.9, "stale")
+        assert not job_store.finish_job(session, first, {"run": "first"})
+        assert not job_store.fail_job(session, first, "stale", retryable=True)
+        assert job_store.release_job(session, first, "stopped") is None
+        assert job_store.get_job(session, job_id).message == "started"
+        assert job_store.finish_job(session, second, {"run": "second"})
+        done = job_store.get_job(session, job_id)
+        assert (done.status, done.result, done.worker_id, done.attempts) == ("succeeded", {"run": "second"}, "b", 2)
+
+
+def test_a_cancel_outlives_a_lost_worker(engine) -> None:
+    """A job whose cancel was requested while its worker was dead is cancelled when reaped, never run again (it was
+    re-queued and run to success); a cancel of a job whose worker is already lost takes effect at once."""
+    with session_scope(engine) as session:
+        a = job_store.submit_job(session, "ingest", {}).id
+        job_store.claim_next_job(session, "w")
+        assert job_store.request_cancel(session, a, stale_after_seconds=3600).status == "running"
+        assert job_store.reap_stale_jobs(session, stale_after_seconds=-1) == [a]
+        assert job_store.get_job(session, a).status == "cancelled"
+        assert job_store.claim_next_job(session, "w2") is None
+        b = job_store.submit_job(session, "ingest", {}).id
+        job_store.claim_next_job(session, "w2")
+        cancelled = job_store.request_cancel(session, b, stale_after_seconds=-1)
+        assert (cancelled.status, cancelled.message) == ("cancelled", "cancelled (its worker was lost)")
+
+
+def test_a_stopped_run_is_released_cancelled_requeued_or_failed(engine) -> None:
+    """A worker that stops mid-job (Ctrl-C) gives the job back: re-queued while attempts remain, failed after, and
+    cancelled when that was requested (it was left 'running' until another worker reaped it)."""
+    with session_scope(engine) as session:
+        job_id = job_store.submit_job(session, "ingest", {}, max_attempts=2).id
+        claim = job_store.Claim.of(job_store.claim_next_job(session, "w"))
+        assert job_store.release_job(session, claim, "its worker was stopped") == "queued"
+        claim = job_store.Claim.of(job_store.claim_next_job(session, "w"))
+        assert job_store.release_job(session, claim, "its worker was stopped") == "failed"
+        assert "its worker was stopped; gave up after 2 attempts" in job_store.get_job(session, job_id).error
+        job_store.retry_job(session, job_id)
+        claim = job_store.Claim.of(job_store.claim_next_job(session, "w"))
+        job_store.request_cancel(session, job_id)
+        assert job_store.release_job(session, claim, "its worker was stopped") == "cancelled"
+        job_store.retry_job(session, job_id)
+        claim = job_store.Claim.of(job_store.claim_next_job(session, "w"))
+        job_store.request_cancel(session, job_id)
+        job_store.fail_job(session, claim, "DataLoader worker killed by signal", retryable=True)
+        job_store.settle_cancelled(session, claim)
+        settled = job_store.get_job(session, job_id)
+        assert (settled.status, settled.error) == ("cancelled", None)
 
 
 def test_frame_scores_newest_value_wins(engine, frame_id: int) -> None:

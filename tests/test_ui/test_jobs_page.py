@@ -65,9 +65,9 @@ def test_failed_job_shows_its_message_first_and_the_log_collapsed(engine, settin
     log.write_text("Traceback (most recent call last):\n  File 'x.py'\nRuntimeError: boom\n")
     with session_scope(engine) as session:
         job = job_store.submit_job(session, "map2d", {"embedding_set_id": 1})
-        job_store.claim_next_job(session, "w")
+        claim = job_store.Claim.of(job_store.claim_next_job(session, "w"))
         job_store.set_log_path(session, job.id, str(log))
-        job_store.fail_job(session, job.id, "map2d job failed: boom\nmore", retryable=True)
+        job_store.fail_job(session, claim, "map2d job failed: boom\nmore", retryable=True)
     app = jobs_page()
     assert [e.value for e in app.error] == ["map2d job failed: boom"]
     log_section = [x for x in app.expander if x.label.startswith("Log")]
@@ -102,4 +102,5 @@ def test_plugin_kind_gets_a_form_from_its_params(engine, monkeypatch) -> None:
     app.number_input(key="jobs_test-sleep_seconds").set_value(0.5)
     submit(app, "test-sleep")
     [job] = all_jobs(engine)
-    assert (job.kind, job.params) == ("test-sleep", {"seconds": 0.5, "steps": 4, "marker": None})
+    assert (job.kind, job.params) == ("test-sleep", {"seconds": 0.5, "steps": 4, "marker": None, "resume": True,
+                                                     "fail_on_stop": False})

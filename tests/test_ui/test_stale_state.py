@@ -181,9 +181,9 @@ def test_tsne_page_waits_for_its_map2d_job_and_shows_the_map(engine, settings, f
         [job] = job_store.list_jobs(session)
     assert any(f"map2d job {job.id} · queued" in p.proto.text for p in app.get("progress"))
     with session_scope(engine) as session:
-        job_store.claim_next_job(session, "w")
+        claimed = job_store.claim_next_job(session, "w")
     compute_map(embedded, settings, "tsne", job.params["max_points"], 0, perplexity=5.0)
     with session_scope(engine) as session:
-        job_store.finish_job(session, job.id, {"points": 24})
+        assert job_store.finish_job(session, job_store.Claim.of(claimed), {"points": 24})
     ok(app.run())
     assert len(app.get("plotly_chart")) == 1 and not app.get("progress")

@@ -7,6 +7,7 @@ import click
 
 from segloop.platform.core.console import console, print_table
 from segloop.platform.core.errors import friendly_errors
+from segloop.platform.core.names import value_kind
 from segloop.platform.core.specs import parse_json
 from segloop.platform.db.migrate import db_session
 
@@ -48,9 +49,12 @@ def submit_cmd(kind: str, params_json: str, project: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--params") from None
     except RecursionError:
-        params = None
-    if params is None or json_depth(params) > MAX_PARAMS_DEPTH:
+        raise click.BadParameter(f"nested deeper than {MAX_PARAMS_DEPTH} levels", param_hint="--params") from None
+    if json_depth(params) > MAX_PARAMS_DEPTH:
         raise click.BadParameter(f"nested deeper than {MAX_PARAMS_DEPTH} levels", param_hint="--params")
+    if not isinstance(params, dict):
+        raise click.BadParameter(f"expected a JSON object of parameters, got {value_kind(params)}",
+                                 param_hint="--params")
     console.print(f"queued job {submit(kind, params, project)} ({kind})")
 
 
@@ -71,7 +75,8 @@ def list_cmd(status: str | None, limit: int) -> None:
 
 @command.command("show")
 @click.argument("job_id", type=int)
-@click.option("--log-lines", type=int, default=20, show_default=True, help="Lines of the log tail to print.")
+@click.option("--log-lines", type=int, default=0, show_default=True,
+              help="Lines of the log's tail to print (the log holds the details of a failure, tracebacks included).")
 @friendly_errors
 def show_cmd(job_id: int, log_lines: int) -> None:
     """One job in detail, with the tail of its log."""
@@ -88,10 +93,13 @@ def show_cmd(job_id: int, log_lines: int) -> None:
         console.print(f"[bold]{field}[/bold]: {getattr(job, field)}", soft_wrap=True)
     console.print(f"[bold]params[/bold]: {json.dumps(job.params)}", soft_wrap=True)
     console.print(f"[bold]result[/bold]: {json.dumps(job.result)}", soft_wrap=True)
-    if job.log_path and Path(job.log_path).exists() and log_lines > 0:
-        tail = Path(job.log_path).read_text(errors="replace").splitlines()[-log_lines:]
+    if job.log_path and Path(job.log_path).exists():
+        lines = Path(job.log_path).read_text(errors="replace").splitlines()
+        if log_lines <= 0:
+            console.print(f"log: {len(lines)} lines (--log-lines N prints its last N)")
+            return
         console.print("[bold]log tail[/bold]:")
-        for line in tail:
+        for line in lines[-log_lines:]:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -100,11 +108,12 @@ def show_cmd(job_id: int, log_lines: int) -> None:
 @friendly_errors
 def cancel_cmd(job_id: int) -> None:
     """Cancel a queued job, or ask the worker to stop a running one."""
+    from segloop.platform.core.settings import load_settings
     from segloop.platform.db.stores import jobs as job_store
 
     with db_session() as session:
-        job = job_store.request_cancel(session, job_id)
-    state = "cancelled" if job.status == "cancelled" else "cancellation requested (the worker stops it)"
+        job = job_store.request_cancel(session, job_id, load_settings().stale_after_seconds)
+    state = job.message if job.status == "cancelled" else "cancellation requested (the worker stops it)"
     console.print(f"job {job_id}: {state}")
 
 

@@ -25,5 +25,6 @@ def command(kinds: tuple[str, ...], max_jobs: int | None, exit_when_idle: bool, 
     try:
         ran = run_worker(options)
     except KeyboardInterrupt:
-        ran = -1
-    console.print(f"worker stopped{'' if ran < 0 else f' after {ran} job(s)'}")
+        console.print("worker interrupted (a job it was running went back to the queue)")
+        raise SystemExit(130) from None
+    console.print(f"worker stopped after {ran} job(s)")

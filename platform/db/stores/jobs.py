@@ -1,6 +1,7 @@
 """The DB-backed job queue: submit, claim atomically, heartbeat, progress, finish, cancel, retry."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -13,12 +14,15 @@ from segloop.platform.db.orm import Job, utcnow
 from segloop.platform.db.stores import MAX_ID, get_row
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+CANCEL, LOST = "cancel", "lost"  # what a heartbeat can answer besides RUNNING
+DEFAULT_ATTEMPTS = 3  # runs a job may lose to dead workers before it fails (again after each manual retry)
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 STATUSES = (QUEUED, RUNNING, *FINISHED)
 
 
 def submit_job(
-    session: Session, kind: str, params: dict[str, Any], project_id: int | None = None, max_attempts: int = 3
+    session: Session, kind: str, params: dict[str, Any], project_id: int | None = None,
+    max_attempts: int = DEFAULT_ATTEMPTS
 ) -> JobInfo:
     """Queue a job (params must already be checked: `services.jobs.submit_job` does that)."""
     row = Job(kind=kind, params=params, project_id=project_id, max_attempts=max_attempts, status=QUEUED)
@@ -33,7 +37,7 @@ def claim_next_job(session: Session, worker_id: str, kinds: list[str] | None = N
     The conditional UPDATE (status still 'queued') makes the claim a compare-and-swap, so two
     workers never run the same job on either database.
     """
-    candidates = select(Job.id).where(Job.status == QUEUED).order_by(Job.id).limit(8)
+    candidates = select(Job.id).where(Job.status == QUEUED, Job.cancel_requested.is_not(True)).order_by(Job.id).limit(8)
     if kinds:
         candidates = candidates.where(Job.kind.in_(kinds))
     candidates = candidates.with_for_update(skip_locked=True)
@@ -58,17 +62,40 @@ def claim_next_job(session: Session, worker_id: str, kinds: list[str] | None = N
     return None
 
 
-def heartbeat(session: Session, job_id: int) -> bool:
-    """Record that the job's worker is alive; returns whether cancellation was requested."""
-    session.execute(update(Job).where(Job.id == job_id, Job.status == RUNNING).values(heartbeat_at=utcnow()))
-    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+@dataclass(frozen=True)
+class Claim:
+    """One run of a job: the job, the worker that claimed it and the attempt. A run writes to its job only while
+    the claim is still the job's own, so a worker that was taken for dead never overwrites the run that replaced it."""
+
+    job_id: int
+    worker_id: str
+    attempt: int
+
+    @classmethod
+    def of(cls, job: JobInfo) -> Claim:
+        """The claim a just-claimed job row records."""
+        return cls(job.id, job.worker_id or "", job.attempts)
 
 
-def report_progress(session: Session, job_id: int, progress: float, message: str = "") -> None:
+def _owned(claim: Claim) -> tuple:
+    """SQL conditions: the job is running under this claim."""
+    return (Job.id == claim.job_id, Job.status == RUNNING, Job.worker_id == claim.worker_id,
+            Job.attempts == claim.attempt)
+
+
+def heartbeat(session: Session, claim: Claim) -> str:
+    """Record that the run is alive: RUNNING, CANCEL (cancellation was requested) or LOST (the job is no longer this
+    run's: reaped and re-queued, claimed by another worker, or settled)."""
+    if session.execute(update(Job).where(*_owned(claim)).values(heartbeat_at=utcnow())).rowcount == 0:
+        return LOST
+    return CANCEL if session.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)) else RUNNING
+
+
+def report_progress(session: Session, claim: Claim, progress: float, message: str = "") -> None:
     """Store a running job's progress (clamped to 0..1) and message."""
     session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == RUNNING)
+        .where(*_owned(claim))
         .values(progress=min(max(float(progress), 0.0), 1.0), message=message[:2000], heartbeat_at=utcnow())
     )
 
@@ -78,89 +105,124 @@ def set_log_path(session: Session, job_id: int, log_path: str) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(log_path=log_path))
 
 
-def finish_job(session: Session, job_id: int, result: dict[str, Any] | None = None, message: str = "done") -> None:
-    """Mark a running job succeeded with its result."""
-    session.execute(
+def finish_job(session: Session, claim: Claim, result: dict[str, Any] | None = None, message: str = "done") -> bool:
+    """Mark the run's job succeeded with its result; False when the job is no longer this run's."""
+    return session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == RUNNING)
+        .where(*_owned(claim))
         .values(status=SUCCEEDED, progress=1.0, result=result or {}, message=message, finished_at=utcnow())
-    )
+    ).rowcount == 1
 
 
-def fail_job(session: Session, job_id: int, error: str, retryable: bool) -> None:
-    """Mark a running job failed with a one-line error (its first line), saying whether a retry may help."""
+def fail_job(session: Session, claim: Claim, error: str, retryable: bool) -> bool:
+    """Mark the run's job failed with a one-line error (its first line), saying whether a retry may help; False when
+    the job is no longer this run's."""
     error = next((line.strip() for line in error.splitlines() if line.strip()), "failed")
-    session.execute(
+    return session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == RUNNING)
+        .where(*_owned(claim))
         .values(status=FAILED, error=error[:10000], retryable=retryable, message="failed", finished_at=utcnow())
-    )
+    ).rowcount == 1
 
 
-def mark_cancelled(session: Session, job_id: int) -> None:
-    """Mark a job whose cancellation took effect."""
+def cancel_requested(session: Session, job_id: int) -> bool:
+    """Whether someone asked for the job to be cancelled."""
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def settle_cancelled(session: Session, claim: Claim) -> None:
+    """Mark the run's job cancelled once its process was stopped on request (even if the stopped process recorded
+    a failure on its way out)."""
     session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_((QUEUED, RUNNING)))
-        .values(status=CANCELLED, message="cancelled", finished_at=utcnow())
+        .where(Job.id == claim.job_id, Job.worker_id == claim.worker_id, Job.attempts == claim.attempt,
+               Job.status.in_((RUNNING, FAILED)), Job.cancel_requested.is_(True))
+        .values(status=CANCELLED, message="cancelled", error=None, retryable=False, finished_at=utcnow())
     )
 
 
-def request_cancel(session: Session, job_id: int) -> JobInfo:
-    """Cancel a queued job now, or ask the worker of a running job to stop it."""
+def release_job(session: Session, claim: Claim, reason: str) -> str | None:
+    """Give back a run's job whose worker stops before it ends: cancelled if that was asked for, else re-queued
+    while attempts remain, else failed (retryable); its new status, or None when the job was no longer the run's."""
+    row = session.execute(select(Job.attempts, Job.max_attempts, Job.cancel_requested).where(*_owned(claim))
+                          .with_for_update()).first()
+    if row is None:
+        return None
+    return _settle_lost(session, claim.job_id, *row, reason, _owned(claim))
+
+
+def _settle_lost(session: Session, job_id: int, attempts: int, max_attempts: int, cancel: bool, reason: str,
+                 conditions: tuple) -> str:
+    """Settle a running job whose run ended without a result (see `release_job`); its new status."""
+    status = CANCELLED if cancel else QUEUED if attempts < max_attempts else FAILED
+    values: dict[str, Any] = {
+        CANCELLED: {"message": f"cancelled ({reason})", "error": None, "finished_at": utcnow()},
+        QUEUED: {"message": f"{reason}; re-queued (attempt {attempts} of {max_attempts})", "error": reason,
+                 "finished_at": None},
+        FAILED: {"message": reason, "error": f"{reason}; gave up after {attempts} attempts, retry to resume",
+                 "retryable": True, "finished_at": utcnow()},
+    }[status]
+    session.execute(update(Job).where(*conditions).values(status=status, worker_id=None, **values))
+    return status
+
+
+def request_cancel(session: Session, job_id: int, stale_after_seconds: float | None = None) -> JobInfo:
+    """Cancel a queued job now, or ask the worker of a running job to stop it (a running job whose worker is gone,
+    with no heartbeat for `stale_after_seconds`, is cancelled at once). One conditional update per case, so a
+    worker claiming the job at the same moment sees the request."""
     job = get_job(session, job_id)
-    if job.status == QUEUED:
-        mark_cancelled(session, job_id)
-    elif job.status == RUNNING:
-        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-    else:
-        raise ValueError(f"job {job_id} is already {job.status}; nothing to cancel")
+    now = utcnow()
+    queued = update(Job).where(Job.id == job_id, Job.status == QUEUED)
+    if session.execute(queued.values(status=CANCELLED, cancel_requested=True, message="cancelled",
+                                     finished_at=now)).rowcount:
+        return get_job(session, job_id)
+    running = update(Job).where(Job.id == job_id, Job.status == RUNNING)
+    if stale_after_seconds is not None:
+        cutoff = now - timedelta(seconds=stale_after_seconds)
+        if session.execute(running.where(Job.heartbeat_at < cutoff).values(
+                status=CANCELLED, cancel_requested=True, worker_id=None, finished_at=now,
+                message="cancelled (its worker was lost)")).rowcount:
+            return get_job(session, job_id)
+    if not session.execute(running.values(cancel_requested=True)).rowcount:
+        raise ValueError(f"job {job_id} is already {get_job(session, job_id).status}; nothing to cancel"
+                         if job.status in FINISHED else f"job {job_id} changed state; try again")
     return get_job(session, job_id)
 
 
 def retry_job(session: Session, job_id: int) -> JobInfo:
-    """Put a failed or cancelled job back in the queue."""
+    """Put a failed or cancelled job back in the queue, with a fresh allowance of attempts."""
     job = get_job(session, job_id)
     if job.status not in (FAILED, CANCELLED):
         raise ValueError(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
     session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(Job.id == job_id, Job.status.in_((FAILED, CANCELLED)))
         .values(status=QUEUED, error=None, retryable=False, cancel_requested=False, progress=0.0,
-                message="queued for retry", worker_id=None, finished_at=None)
+                message="queued for retry", worker_id=None, finished_at=None,
+                max_attempts=Job.attempts + DEFAULT_ATTEMPTS)
     )
     return get_job(session, job_id)
 
 
 def reap_stale_jobs(session: Session, stale_after_seconds: float) -> list[int]:
-    """Settle running jobs without a recent heartbeat: re-queue them while attempts remain, else fail them.
+    """Settle running jobs without a recent heartbeat: cancelled when that was requested, else re-queued while
+    attempts remain, else failed.
 
-    Either way the error says the worker was lost; a re-queued job resumes from its last checkpoint
+    The error says the worker was lost; a re-queued job resumes from its last checkpoint
     (pretrain, fine-tune) or restarts idempotently (ingest, embed, select) when claimed again.
     Returns the ids of the stale jobs.
     """
     cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
     stale = session.execute(
-        select(Job.id, Job.attempts, Job.max_attempts)
+        select(Job.id, Job.attempts, Job.max_attempts, Job.cancel_requested)
         .where(Job.status == RUNNING, Job.heartbeat_at < cutoff)
         .with_for_update(skip_locked=True)
     ).all()
-    for job_id, attempts, max_attempts in stale:
-        error = f"worker stopped heartbeating (no heartbeat for {stale_after_seconds:.0f} s)"
-        retry = attempts < max_attempts
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == RUNNING, Job.heartbeat_at < cutoff)
-            .values(
-                status=QUEUED if retry else FAILED,
-                retryable=not retry,
-                message=f"worker lost; re-queued (attempt {attempts} of {max_attempts})" if retry else "worker lost",
-                error=error if retry else f"{error}; gave up after {attempts} attempts, retry to resume",
-                worker_id=None,
-                finished_at=None if retry else utcnow(),
-            )
-        )
-    return [job_id for job_id, _, _ in stale]
+    reason = f"worker stopped heartbeating (no heartbeat for {stale_after_seconds:.0f} s)"
+    for job_id, attempts, max_attempts, cancel in stale:
+        _settle_lost(session, job_id, attempts, max_attempts, cancel, reason,
+                     (Job.id == job_id, Job.status == RUNNING, Job.heartbeat_at < cutoff))
+    return [row[0] for row in stale]
 
 
 def get_job(session: Session, job_id: int) -> JobInfo:
