@@ -163,6 +163,7 @@ class Worker:
     def _supervise(self, claim: job_store.Claim, process: subprocess.Popen) -> str:
         """Heartbeat until the process exits; stop it on cancel or when the job is no longer this run's. Returns
         RUNNING (it exited), CANCEL or LOST."""
+        unreachable = False
         while True:
             try:
                 process.wait(timeout=self.settings.heartbeat_seconds)
@@ -173,9 +174,14 @@ class Worker:
                 with session_scope(self.engine) as session:
                     state = job_store.heartbeat(session, claim)
             except DatabaseError as exc:  # a short outage: keep the job; if it lasts, the job is reaped elsewhere
-                print(f"[worker {self.worker_id}] job {claim.job_id}: heartbeat not recorded "
-                      f"({user_message(exc)}); retrying", flush=True)
+                if not unreachable:
+                    print(f"[worker {self.worker_id}] job {claim.job_id}: heartbeat not recorded "
+                          f"({user_message(exc)}); retrying", flush=True)
+                unreachable = True
                 continue
+            if unreachable:
+                print(f"[worker {self.worker_id}] job {claim.job_id}: heartbeat recorded again", flush=True)
+                unreachable = False
             if state != job_store.RUNNING:
                 _terminate(process)
                 return state

@@ -155,6 +155,7 @@ def test_a_run_writes_to_its_job_only_while_the_claim_is_its_own(engine) -> None
         assert job_store.release_job(session, first, "stopped") is None
         assert job_store.get_job(session, job_id).message == "started"
         assert job_store.finish_job(session, second, {"run": "second"})
+        assert job_store.heartbeat(session, second) == job_store.RUNNING  # settled by itself: its process is exiting
         done = job_store.get_job(session, job_id)
         assert (done.status, done.result, done.worker_id, done.attempts) == ("succeeded", {"run": "second"}, "b", 2)
 

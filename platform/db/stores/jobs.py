@@ -84,10 +84,12 @@ def _owned(claim: Claim) -> tuple:
 
 
 def heartbeat(session: Session, claim: Claim) -> str:
-    """Record that the run is alive: RUNNING, CANCEL (cancellation was requested) or LOST (the job is no longer this
-    run's: reaped and re-queued, claimed by another worker, or settled)."""
+    """Record that the run is alive: RUNNING (also once the run itself settled the job: its process is exiting),
+    CANCEL (cancellation was requested) or LOST (the job is no longer this run's: reaped, re-queued, claimed by
+    another worker)."""
     if session.execute(update(Job).where(*_owned(claim)).values(heartbeat_at=utcnow())).rowcount == 0:
-        return LOST
+        owner = session.execute(select(Job.worker_id, Job.attempts).where(Job.id == claim.job_id)).first()
+        return RUNNING if owner is not None and tuple(owner) == (claim.worker_id, claim.attempt) else LOST
     return CANCEL if session.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)) else RUNNING
 
 
