@@ -154,7 +154,7 @@ class Worker:
             from segloop.platform.media.ingest import clean_stale_staging
 
             clean_stale_staging(self.settings)  # what the killed or failed job process was staging
-        if outcome == job_store.LOST:
+        if outcome == job_store.LOST or (final.worker_id, final.attempts) != (claim.worker_id, claim.attempt):
             print(f"[worker {self.worker_id}] job {claim.job_id}: this run was stopped, the job is no longer its "
                   f"own (its heartbeat lapsed; now {final.status})", flush=True)
         else:

@@ -380,7 +380,7 @@ def test_a_worker_taken_for_lost_stops_its_run_and_the_new_run_s_result_stands(j
     it wakes, its heartbeat finds the job is no longer its own and it stops its run: one result, the new run's
     (both ran to the end and the stale run's result was kept)."""
     marker = tmp_path / "runs.txt"
-    job_id = _submit(engine, "test-sleep", {"seconds": 5, "steps": 1, "marker": str(marker), "resume": False})
+    job_id = _submit(engine, "test-sleep", {"seconds": 8, "steps": 1, "marker": str(marker), "resume": False})
     first = subprocess.Popen([*SEGLOOP, "worker", "--exit-when-idle"], env=job_env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     _wait_for(lambda: len(_pids(marker)) == 1)
