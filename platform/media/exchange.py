@@ -154,6 +154,14 @@ def _overlaps(annotations: list, labels: np.ndarray) -> int:
     return int(sum(a.area for a in annotations) > int(np.count_nonzero(labels)))
 
 
+def overlap_note(report: ExchangeReport) -> str | None:
+    """What a person should know about an export whose objects overlapped (None when none did)."""
+    if not report.overlapping:
+        return None
+    return (f"on {report.overlapping} frame(s) objects overlap; a DAVIS mask holds one object per pixel, so the "
+            "higher object id was kept there (the COCO export keeps every mask whole)")
+
+
 def _export_coco(project: str, classes, content, out: Path) -> ExchangeReport:
     """COCO JSON: images = frames, annotations = object masks as compressed RLE, plus video/track ids."""
     report = ExchangeReport()

@@ -220,14 +220,15 @@ EXPORT_FORMATS = {"davis": "DAVIS palette PNGs (zip)", "coco": "COCO JSON with R
 
 
 def export_annotations(engine: Engine, project: str, fmt: str, settings=None, *,
-                       actor: Actor | None = None) -> tuple[str, bytes, str]:
-    """(file name, bytes, MIME type) of a project's newest annotations as a zipped DAVIS root or a COCO JSON file
-    (the `segloop export` writers, into a temporary folder; admins; audited)."""
+                       actor: Actor | None = None) -> tuple[str, bytes, str, str | None]:
+    """(file name, bytes, MIME type, a note on what the format could not hold or None) of a project's newest
+    annotations as a zipped DAVIS root or a COCO JSON file (the `segloop export` writers, into a temporary folder;
+    admins; audited)."""
     import io
     import tempfile
     import zipfile
 
-    from segloop.platform.media.exchange import export_project
+    from segloop.platform.media.exchange import export_project, overlap_note
 
     access.require(engine, actor, "export", project)
     with tempfile.TemporaryDirectory(prefix="segloop-export-") as folder:
@@ -236,10 +237,10 @@ def export_annotations(engine: Engine, project: str, fmt: str, settings=None, *,
         with session_scope(engine) as session:
             audit.record(session, actor_name(actor), "export", project, detail={"format": fmt, "masks": report.masks})
         if fmt == "coco":
-            return out.name, out.read_bytes(), "application/json"
+            return out.name, out.read_bytes(), "application/json", None
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.rglob("*")):
                 if path.is_file():
                     archive.write(path, path.relative_to(out.parent))
-        return f"{out.name}.zip", buffer.getvalue(), "application/zip"
+        return f"{out.name}.zip", buffer.getvalue(), "application/zip", overlap_note(report)

@@ -15,6 +15,7 @@ from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import footage, projects
 from segloop.platform.media.exchange import ExchangeError, export_project, import_annotations
 from segloop.platform.media.ingest import IngestOptions, ingest_paths
+from segloop.platform.services import library
 
 
 def _label_maps(engine, project: str) -> dict[tuple[str, int], np.ndarray]:
@@ -376,8 +377,8 @@ def test_export_failures_name_the_cause_and_leave_nothing(labelled: dict, settin
 
 
 def test_overlapping_objects_are_counted_in_a_davis_export(labelled: dict, settings, engine, tmp_path: Path) -> None:
-    """COCO masks may overlap; a DAVIS label map holds one id per pixel, so the export says on how many frames the
-    higher id was kept (it lost those pixels without a word)."""
+    """COCO masks may overlap; a DAVIS label map holds one id per pixel, so the export (and the Results page's
+    download) says on how many frames the higher id was kept (it lost those pixels without a word)."""
     out, data = _coco_export(settings, tmp_path)
     first = data["annotations"][0]
     whole = {"size": first["segmentation"]["size"], "counts": [0, 64 * 96]}
@@ -386,6 +387,8 @@ def test_overlapping_objects_are_counted_in_a_davis_export(labelled: dict, setti
     import_annotations("dst", "coco", out, settings)
     assert export_project("dst", "davis", tmp_path / "d", settings).overlapping == 1
     assert export_project("src", "davis", tmp_path / "s", settings).overlapping == 0
+    assert "on 1 frame(s) objects overlap" in library.export_annotations(engine, "dst", "davis", settings)[3]
+    assert library.export_annotations(engine, "src", "davis", settings)[3] is None
 
 
 def test_a_number_too_long_to_read_is_named_in_words(labelled: dict, settings, tmp_path: Path) -> None:

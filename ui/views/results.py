@@ -86,7 +86,9 @@ def export_section(project: str) -> None:
             return
     ready = st.session_state.get("results_export")
     if ready and ready[:2] == (project, fmt):
-        _, _, name, data, mime = ready
+        _, _, name, data, mime, note = ready
+        if note:
+            st.warning(f"Note: {note}.")
         st.download_button(f"Download {name} ({len(data) / 1024:.0f} KiB)", data, file_name=name, mime=mime,
                            key="results_export_download", type="primary")
 

@@ -19,7 +19,7 @@ from segloop.platform.db.migrate import ensure_db
 @friendly_errors
 def export_cmd(project: str, fmt: str, out: str) -> None:
     """Export a project's newest annotations to OUT (a DAVIS root, or a COCO .json / folder)."""
-    from segloop.platform.media.exchange import export_project
+    from segloop.platform.media.exchange import export_project, overlap_note
     from segloop.platform.services.auth import record_event
 
     interrupt_on_sigterm()
@@ -30,9 +30,8 @@ def export_cmd(project: str, fmt: str, out: str) -> None:
     except DatabaseError as exc:  # a read-only database can still be exported from; say the audit row is missing
         console.print(f"note: this export is not in the audit trail ({user_message(exc)})")
     console.print(f"exported {report.masks} masks on {report.frames} frames of {report.videos} videos to {out}")
-    if report.overlapping:
-        console.print(f"note: on {report.overlapping} frame(s) objects overlap; a DAVIS mask holds one object per "
-                      "pixel, so the higher object id was kept there (the COCO export keeps every mask whole)")
+    if overlap_note(report):
+        console.print(f"note: {overlap_note(report)}")
 
 
 @click.command("import")
