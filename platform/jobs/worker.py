@@ -15,7 +15,7 @@ from sqlalchemy.exc import DatabaseError
 
 from segloop.platform.core.errors import ValidationError, user_message
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.engine import get_engine, session_scope, sqlite_file
 from segloop.platform.db.stores import jobs as job_store
 from segloop.platform.jobs import registry
 
@@ -97,6 +97,9 @@ class Worker:
 
     def run_once(self, kinds: list[str] | None = None) -> bool:
         """Claim and run one job; False when the queue had nothing for this worker."""
+        database = sqlite_file(str(self.engine.url))
+        if database is not None and not Path(database).exists():  # its open handles would keep polling a ghost
+            raise WorkerError(f"the database {database} is gone (deleted or moved); the worker stops")
         with session_scope(self.engine) as session:
             for job_id in job_store.reap_stale_jobs(session, self.settings.stale_after_seconds):
                 print(f"[worker {self.worker_id}] job {job_id}: its worker was lost; settled", flush=True)

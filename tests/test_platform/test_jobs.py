@@ -443,3 +443,19 @@ def test_a_worker_that_cannot_write_job_logs_gives_the_job_back_and_says_why(job
     assert result.returncode == 1 and "cannot write job logs in" in result.stderr, result.stderr
     assert f"job {job_id} is back in the queue" in result.stderr and "Traceback" not in result.stderr
     assert _job(engine, job_id).status == "queued"
+
+
+def test_a_worker_whose_database_file_is_deleted_stops_saying_so(database_url, job_env, data_dir: Path) -> None:
+    """Deleting the SQLite file under a polling worker left it polling the deleted file's open handle forever (jobs
+    queued in a restored file were never seen); it stops and says why."""
+    if database_url is not None:
+        pytest.skip("a database file is SQLite's")
+    worker = subprocess.Popen([*SEGLOOP, "worker", "--poll", "0.1"], env=job_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (data_dir / "segloop.db").exists())
+    time.sleep(1)
+    for name in ("segloop.db", "segloop.db-wal", "segloop.db-shm"):
+        (data_dir / name).unlink(missing_ok=True)
+    _, errors = worker.communicate(timeout=30)
+    assert worker.returncode == 1 and "segloop.db is gone (deleted or moved); the worker stops" in errors
+    assert "Traceback" not in errors
