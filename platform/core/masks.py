@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from segloop.platform.core.names import shown
 from segloop.platform.core.storage import atomic_write_bytes
@@ -31,41 +31,58 @@ def davis_palette() -> list[int]:
     return palette.reshape(-1).tolist()
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Label map (uint8, 0 = background, k = object k) of a DAVIS-2016 or DAVIS-2017 mask PNG."""
+def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Label map (uint8, 0 = background, k = object k) of a DAVIS-2016 or DAVIS-2017 mask PNG; with `shape`
+    (height, width), a mask of another size is refused before its pixels are decoded."""
     path = Path(path)
+    if not path.exists():
+        raise MaskError(f"{path}: mask file does not exist")
+    return _decode_mask(path, str(path), shape)
+
+
+def mask_from_bytes(data: bytes, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Label map of an uploaded mask PNG's bytes (as `read_mask`); errors name the upload as `name`."""
+    return _decode_mask(io.BytesIO(data), name, shape)
+
+
+def _decode_mask(source: Path | io.BytesIO, name: str, shape: tuple[int, int] | None) -> np.ndarray:
+    """Label map of a mask PNG (a file or bytes), or MaskError naming it and the reason."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            if shape is not None and (image.height, image.width) != tuple(shape):
+                raise MaskError(f"{name}: mask is {image.width}x{image.height}, frames are {shape[1]}x{shape[0]}")
             image.load()
             mode, kind = image.mode, image.format
             array = np.asarray(image)
-    except FileNotFoundError:
-        raise MaskError(f"{path}: mask file does not exist") from None
+    except Image.DecompressionBombError:
+        raise MaskError(f"{name}: the image is too large to be a mask (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except UnidentifiedImageError:
+        raise MaskError(f"{name}: unreadable mask image (not an image file)") from None
     except OSError as exc:
-        raise MaskError(f"{path}: unreadable mask image ({exc})") from None
+        raise MaskError(f"{name}: unreadable mask image ({exc.strerror or exc})") from None
     if kind != "PNG":  # a lossy image's compression noise would read as objects
-        raise MaskError(f"{path}: not a PNG image ({kind or 'unknown'} data); masks must be lossless PNG files")
+        raise MaskError(f"{name}: not a PNG image ({kind or 'unknown'} data); masks must be lossless PNG files")
     if mode == "P":
         return array.astype(np.uint8, copy=False)
     if mode in ("L", "1", "I", "I;16"):
         if array.ndim != 2:
-            raise MaskError(f"{path}: expected a single-channel mask, got shape {array.shape}")
-        return _grey_labels(array, path, binary=mode == "1")
+            raise MaskError(f"{name}: expected a single-channel mask, got shape {array.shape}")
+        return _grey_labels(array, name, binary=mode == "1")
     if mode in ("RGB", "RGBA"):
         rgb = array[..., :3]
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-            return _grey_labels(rgb[..., 0], path)
-        raise MaskError(f"{path}: colour mask in mode {mode}; expected a palette (P) or grayscale (L) PNG")
-    raise MaskError(f"{path}: unsupported mask image mode {mode}")
+            return _grey_labels(rgb[..., 0], name)
+        raise MaskError(f"{name}: colour mask in mode {mode}; expected a palette (P) or grayscale (L) PNG")
+    raise MaskError(f"{name}: unsupported mask image mode {mode}")
 
 
-def _grey_labels(array: np.ndarray, path: Path, binary: bool = False) -> np.ndarray:
+def _grey_labels(array: np.ndarray, name: str, binary: bool = False) -> np.ndarray:
     """Object ids of a grey mask: a 0/255 (or 16-bit 0/65535) mask is one object, other values are the ids."""
     values = set(np.unique(array).tolist())
     if binary or any(values <= {0, top} and top in values for top in (255, 65535)):
         return (array > 0).astype(np.uint8)
     if max(values, default=0) > 255:
-        raise MaskError(f"{path}: object id {max(values)} out of range 0..255")
+        raise MaskError(f"{name}: object id {max(values)} out of range 0..255")
     return array.astype(np.uint8)
 
 

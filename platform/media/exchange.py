@@ -308,10 +308,9 @@ def _davis_items(root: Path, videos: list[VideoInfo]) -> list[ImportItem]:
                 raise ExchangeError(f"{png}: frame {index} is also given by {named[index].name}")
             named[index] = png
             try:
-                labels = read_mask(png)
+                labels = read_mask(png, (video.stored_height, video.stored_width))
             except MaskError as exc:
                 raise ExchangeError(str(exc)) from None
-            _check_shape(str(png), video, index, labels.shape)
             items += [ImportItem(str(png), video, index, int(object_id), None, labels == object_id)
                       for object_id in np.unique(labels) if object_id]
     return items

@@ -6,18 +6,16 @@ whole save when any object was saved by someone else since the editor loaded it 
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
 from sqlalchemy import Engine
 
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.image import read_rgb
-from segloop.platform.core.masks import davis_palette
+from segloop.platform.core.masks import MaskError, davis_palette, mask_from_bytes
 from segloop.platform.core.storage import resolve_inside
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import FrameInfo, LabelClassInfo, VideoInfo
@@ -236,37 +234,9 @@ def import_mask_png(data: bytes, name: str, height: int, width: int) -> np.ndarr
     if len(data) > MAX_MASK_UPLOAD_BYTES:
         raise LabelingError(f"{name}: {len(data)} bytes is over the mask limit of {MAX_MASK_UPLOAD_BYTES} bytes")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            mode, fmt = image.mode, image.format
-            array = np.asarray(image)
-    except (OSError, ValueError) as exc:
-        raise LabelingError(f"{name}: not a readable image ({exc})") from None
-    if fmt != "PNG":
-        raise LabelingError(f"{name}: expected a PNG mask, got {fmt or 'an unknown format'}")
-    labels = _labels_from_array(name, mode, array)
-    if labels.shape != (height, width):
-        raise LabelingError(f"{name}: mask is {labels.shape[1]}x{labels.shape[0]}, frame is {width}x{height}")
-    return labels
-
-
-def _labels_from_array(name: str, mode: str, array: np.ndarray) -> np.ndarray:
-    """Object ids of a decoded mask image (same conventions as `masks.read_mask`)."""
-    if mode == "P":
-        return array.astype(np.uint8)
-    if mode in ("RGB", "RGBA"):
-        rgb = array[..., :3]
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
-            raise LabelingError(f"{name}: colour PNG; expected a palette (P) or grayscale (L) mask")
-        array, mode = rgb[..., 0], "L"
-    if mode in ("L", "1", "I", "I;16"):
-        values = np.unique(array)
-        if mode == "1" or (set(values.tolist()) <= {0, 255} and 255 in values):
-            return (array > 0).astype(np.uint8)
-        if values.max(initial=0) > 255:
-            raise LabelingError(f"{name}: object id {int(values.max())} out of range 0..255")
-        return array.astype(np.uint8)
-    raise LabelingError(f"{name}: unsupported mask image mode {mode}")
+        return mask_from_bytes(data, name, (height, width))
+    except MaskError as exc:
+        raise LabelingError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- colours

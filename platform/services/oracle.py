@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from segloop.platform.core import davis
-from segloop.platform.core.masks import MaskError, read_mask
+from segloop.platform.core.masks import VOID_LABEL, MaskError, read_mask
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.stores import annotations as annotation_store
@@ -31,14 +31,19 @@ class DavisOracle:
     root: Path
 
     def label_map(self, video_name: str, source_index: int, size: tuple[int, int]) -> np.ndarray:
-        """The ground-truth label map of one source frame, resized (nearest) to (width, height)."""
+        """The ground-truth label map of one source frame, resized (nearest) to (width, height) as ingest resized the
+        frames; void pixels (255, not labelled in DAVIS) are left unlabelled, not saved as an object."""
         path = self.root / video_name / davis.mask_name(source_index)
         if not path.is_file():
             raise OracleError(f"{path}: no ground-truth mask for {video_name} frame {source_index}")
         labels = read_mask(path)
-        if (labels.shape[1], labels.shape[0]) != size:
+        height, width = labels.shape
+        if abs(width * size[1] / height - size[0]) > 1:  # more than rounding: not a resized copy of the frame
+            raise OracleError(f"{path}: the mask is {width}x{height}, the stored frames are {size[0]}x{size[1]}: "
+                              "not the same picture shape, so it cannot be the ground truth of these frames")
+        if (width, height) != size:
             labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
-        return labels
+        return np.where(labels == VOID_LABEL, 0, labels).astype(np.uint8)
 
     def covers(self, video_name: str) -> bool:
         """Whether ground truth exists for this video."""

@@ -125,9 +125,9 @@ def test_import_mask_png_binary_and_palette(tmp_path) -> None:
     ids[0, 0], ids[3, 5] = 1, 2
     write_mask(tmp_path / "p.png", ids, style="palette")
     np.testing.assert_array_equal(labeling.import_mask_png((tmp_path / "p.png").read_bytes(), "p.png", 4, 6), ids)
-    with pytest.raises(labeling.LabelingError, match="m.png: mask is 6x4, frame is 8x4"):
+    with pytest.raises(labeling.LabelingError, match="m.png: mask is 6x4, frames are 8x4"):
         labeling.import_mask_png(png_bytes(binary, "L"), "m.png", 4, 8)
-    with pytest.raises(labeling.LabelingError, match="x.png: not a readable image"):
+    with pytest.raises(labeling.LabelingError, match="x.png: unreadable mask image \\(not an image file\\)"):
         labeling.import_mask_png(b"not an image", "x.png", 4, 6)
 
 

@@ -1,13 +1,22 @@
 """Mask I/O: DAVIS-2016/2017 PNGs and COCO RLE (checked against pycocotools)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from segloop.platform.core.masks import MaskError, decode_rle, encode_rle, mask_style, read_mask, write_mask
+from segloop.platform.core.masks import (
+    MaskError,
+    decode_rle,
+    encode_rle,
+    mask_from_bytes,
+    mask_style,
+    read_mask,
+    write_mask,
+)
 
 
 def test_palette_round_trip_keeps_object_ids(tmp_path: Path) -> None:
@@ -99,3 +108,31 @@ def test_rle_payloads_that_cannot_be_a_mask_are_refused_saying_why(rle, message:
     tracebacks, or truncated floats)."""
     with pytest.raises(MaskError, match=message):
         decode_rle(rle)
+
+
+def _png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny valid 1x1 PNG whose header claims width x height (what a decompression bomb looks like)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes of fields
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_an_upload_that_is_not_a_mask_is_refused_in_words(tmp_path: Path) -> None:
+    """A 30000x30000 PNG header (Pillow's decompression-bomb error escaped the Label page's handler), garbage bytes
+    (the message held '<_io.BytesIO object at 0x...>') and a mask of another size (refused before decoding)."""
+    bomb = _png_claiming_size(30000, 30000)
+    with pytest.raises(MaskError, match="^big.png: the image is too large to be a mask"):
+        mask_from_bytes(bomb, "big.png", (48, 64))
+    with pytest.raises(MaskError, match=r"^x.png: unreadable mask image \(not an image file\)$"):
+        mask_from_bytes(b"garbage", "x.png")
+    (tmp_path / "wide.png").write_bytes(_png_claiming_size(4000, 48))
+    with pytest.raises(MaskError, match="wide.png: mask is 4000x48, frames are 64x48"):
+        read_mask(tmp_path / "wide.png", (48, 64))

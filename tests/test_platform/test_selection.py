@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -146,6 +147,23 @@ def test_oracle_labels_exactly_the_picks(embedded, synth_root: Path, settings, e
     assert {(a.source, a.status, a.author) for a in saved} == {("manual", "submitted", "oracle")}
     with pytest.raises(OracleError, match="no ground-truth mask"):
         DavisOracle(synth_root / "nowhere").label_map(video, 0, (96, 64))
+
+
+def test_oracle_masks_of_another_picture_shape_are_refused_and_void_is_no_object(synth_root: Path,
+                                                                                 tmp_path: Path) -> None:
+    """A ground-truth mask whose shape is not the frames' (200x48 for 96x64 frames) was stretched onto them and
+    saved as human labels; a downscaled copy (48x32) is resized as before; void (255) was saved as object 255."""
+    from segloop.platform.core.masks import write_mask
+    from segloop.platform.services.oracle import DavisOracle, OracleError
+
+    labels = np.zeros((64, 96), np.uint8)
+    labels[10:30, 20:50], labels[40:50, 60:70] = 1, 255
+    for name, size in (("wide", (200, 48)), ("half", (48, 32))):
+        write_mask(tmp_path / name / "00000.png", cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST))
+    with pytest.raises(OracleError, match="the mask is 200x48, the stored frames are 96x64: not the same picture"):
+        DavisOracle(tmp_path).label_map("wide", 0, (96, 64))
+    resized = DavisOracle(tmp_path).label_map("half", 0, (96, 64))
+    assert resized.shape == (64, 96) and set(np.unique(resized)) == {0, 1}
 
 
 def test_embed_project_under_torchrun_matches_one_process(embedded, settings, engine, tmp_path: Path) -> None:
