@@ -43,9 +43,10 @@ def may(action: str) -> bool:
 def client_address() -> str:
     """The browser's address as Streamlit sees it ('' when unknown)."""
     try:
-        return st.context.ip_address or ""
+        address = st.context.ip_address
     except (AttributeError, RuntimeError):
         return ""
+    return address if isinstance(address, str) else ""  # a test harness may stand in something else
 
 
 def _write_cookie(token: str | None, max_age: int, where=st) -> None:

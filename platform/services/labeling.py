@@ -20,7 +20,7 @@ from segloop.platform.core.storage import resolve_inside
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import FrameInfo, LabelClassInfo, VideoInfo
 from segloop.platform.db.stores import annotations as annotation_store
-from segloop.platform.db.stores import footage, projects
+from segloop.platform.db.stores import audit, footage, projects
 from segloop.platform.db.stores import reviews as review_store
 from segloop.platform.db.stores.annotations import ConflictError
 from segloop.platform.services import access
@@ -45,6 +45,7 @@ class FrameLabels:
     statuses: dict[int, str] = field(default_factory=dict)
     annotation_ids: dict[int, int] = field(default_factory=dict)
     sources: dict[int, str] = field(default_factory=dict)
+    review_step: int = 0  # id of the frame's newest review event when loaded (0: none), to detect a decision since
 
     @property
     def is_propagated_draft(self) -> bool:
@@ -102,6 +103,9 @@ def labels_from_runs(runs: Any, height: int, width: int) -> np.ndarray:
         raise LabelingError("labels: expected a list of [value, length] pairs")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in runs):
         raise LabelingError("labels: values and lengths must be integers")
+    if any(abs(v) > 2**40 for v in runs):  # before numpy, which cannot hold a 10**30 run
+        raise LabelingError(f"labels: a value or run length is larger than any frame (this one has "
+                            f"{height * width} pixels)")
     pairs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
     values, lengths = pairs[:, 0], pairs[:, 1]
     if ((values < 0) | (values > 255)).any():
@@ -141,9 +145,10 @@ def load_frame_labels(engine: Engine, frame_id: int) -> FrameLabels:
         frame = footage.get_frame(session, frame_id)
         video = footage.get_video(session, frame.video_id)
         latest = annotation_store.latest_annotations(session, frame_id)
+        step = review_store.latest_events(session, [frame_id]).get(frame_id)
     labels = annotation_store.label_map(latest, video.stored_height, video.stored_width)
     return FrameLabels(
-        frame=frame, video=video, labels=labels,
+        frame=frame, video=video, labels=labels, review_step=step.id if step is not None else 0,
         versions={a.object_id: a.version for a in latest},
         classes={a.object_id: a.class_id for a in latest},
         statuses={a.object_id: a.status for a in latest},
@@ -162,13 +167,17 @@ def save_frame_labels(
     status: str = "draft",
     author: str = "",
     actor: Actor | None = None,
+    review_step: int | None = None,
 ) -> SaveOutcome:
     """Store changed objects (and drafts a person saved) as new versions; on submit / review also move unchanged objects
     to `status`.
 
     `loaded_versions` are the versions the editor started from; if any object of the frame has a
-    newer version now, nothing is saved and ConflictError says which object changed. With an actor (or in
-    the web UI), the actor must be allowed to label (review, for `reviewed`) the frame's project and is the author.
+    newer version now, nothing is saved and ConflictError says which object changed; so too when `review_step` (the
+    newest review event the editor loaded, `FrameLabels.review_step`) is no longer the newest: a reviewer's
+    rejection or acceptance since is never overwritten unseen. With an actor (or in the web UI), the actor must be
+    allowed to label (review, for `reviewed`) the frame's project and is the author; saving as `reviewed` is an
+    acceptance of the frame, recorded as the Review page records one.
     """
     if status not in annotation_store.STATUSES:
         raise LabelingError(f"status: {status!r} is not one of {', '.join(annotation_store.STATUSES)}")
@@ -176,7 +185,7 @@ def save_frame_labels(
     if actor is not None:
         access.require_frame(engine, actor, "review" if status == "reviewed" else "label", frame_id)
         author = actor.name
-    labels = np.asarray(labels)
+    labels = _object_ids(labels)
     classes = classes or {}
     with session_scope(engine) as session:
         frame = footage.get_frame(session, frame_id)
@@ -184,8 +193,16 @@ def save_frame_labels(
         if labels.shape != (video.stored_height, video.stored_width):
             raise LabelingError(f"frame {frame_id}: label map is {labels.shape[1]}x{labels.shape[0]}, "
                                 f"frame is {video.stored_width}x{video.stored_height}")
+        known = {c.id for c in projects.list_label_classes(session, video.project_id)}
+        foreign = sorted(c for c in classes.values() if c is not None and c not in known)
+        if foreign:
+            raise LabelingError(f"classes: class id {foreign[0]} is not a label class of this frame's project")
         latest = {a.object_id: a for a in annotation_store.latest_annotations(session, frame_id)}
         _check_not_stale(frame_id, latest, loaded_versions)
+        step = review_store.latest_events(session, [frame_id]).get(frame_id)
+        if review_step is not None and (step.id if step is not None else 0) != review_step:
+            raise ConflictError(f"frame {frame_id} was {step.kind} by {step.actor} after you opened it"
+                                f"{': ' + repr(step.comment) if step.comment else ''}; reload the frame to see it")
         saved: dict[int, int] = {}
         restatused: list[int] = []
         present = {int(v) for v in np.unique(labels) if v != 0}
@@ -209,7 +226,25 @@ def save_frame_labels(
             saved[object_id] = info.version
         if status == "submitted" and (saved or restatused):
             review_store.record_event(session, frame_id, "submitted", author, author)
+        if status == "reviewed" and (saved or restatused):
+            annotator = step.annotator if step is not None and step.kind == "submitted" else author
+            review_store.record_event(session, frame_id, "accepted", author, annotator)
+            audit.record(session, author, "review_accepted", f"frame {frame_id}",
+                         detail={"annotator": annotator, "from": "label page"})
     return SaveOutcome(saved, tuple(restatused))
+
+
+def _object_ids(labels: Any) -> np.ndarray:
+    """A label map as uint8 object ids, or LabelingError: not 2-D, not whole numbers, or outside 0..255."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise LabelingError(f"label map: expected a 2-D map of object ids (height x width), got {labels.ndim} "
+                            "dimension(s)")
+    if labels.dtype.kind not in "biu":
+        raise LabelingError("label map: object ids must be whole numbers")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 255):
+        raise LabelingError("label map: object ids must be in 0..255")
+    return labels.astype(np.uint8, copy=False)
 
 
 def frame_status(statuses: dict[int, str]) -> str:

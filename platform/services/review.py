@@ -50,15 +50,23 @@ def review_queue(engine: Engine, project_id: int, *, actor: Actor | None = None,
 
 
 def _decide(engine: Engine, frame_id: int, kind: str, status: str, actor: Actor | None, comment: str,
-            client: str) -> ReviewEventInfo:
-    """Record a decision on a frame awaiting review and move its newest masks to `status`; audited."""
+            client: str, seen: dict[int, int] | None) -> ReviewEventInfo:
+    """Record a decision on a frame awaiting review and move its newest masks to `status`; audited. With `seen`
+    (the {object id: version} the reviewer looked at), a frame whose masks changed since is refused."""
     access.require_frame(engine, actor, "review", frame_id)
     reviewer = actor_name(actor)
     with session_scope(engine) as session:
         latest = review_store.latest_events(session, [frame_id]).get(frame_id)
         if latest is None or latest.kind != "submitted":
             raise ValidationError(f"frame {frame_id} is not waiting for review (submit it from the Label page first)")
-        for annotation in annotation_store.latest_annotations(session, frame_id):
+        annotations = annotation_store.latest_annotations(session, frame_id)
+        if any(a.status == "draft" for a in annotations):
+            raise ValidationError(f"frame {frame_id} was edited after it was submitted (a newer draft is saved); it "
+                                "waits for its next submission")
+        if seen is not None and {a.object_id: a.version for a in annotations} != seen:
+            raise ValidationError(f"frame {frame_id} was resubmitted with other masks after you opened it; look at it "
+                                "again before deciding")
+        for annotation in annotations:
             if annotation.status != status:
                 annotation_store.set_status(session, annotation.id, status)
         event = review_store.record_event(session, frame_id, kind, reviewer, latest.annotator, comment)
@@ -67,18 +75,19 @@ def _decide(engine: Engine, frame_id: int, kind: str, status: str, actor: Actor 
     return event
 
 
-def accept(engine: Engine, frame_id: int, *, actor: Actor | None = None, client: str = "") -> ReviewEventInfo:
-    """Accept a submitted frame: its masks become `reviewed`."""
-    return _decide(engine, frame_id, "accepted", "reviewed", actor, "", client)
+def accept(engine: Engine, frame_id: int, *, actor: Actor | None = None, client: str = "",
+           seen: dict[int, int] | None = None) -> ReviewEventInfo:
+    """Accept a submitted frame: its masks become `reviewed` (refused if they changed since `seen`)."""
+    return _decide(engine, frame_id, "accepted", "reviewed", actor, "", client, seen)
 
 
 def reject(engine: Engine, frame_id: int, comment: str, *, actor: Actor | None = None,
-           client: str = "") -> ReviewEventInfo:
+           client: str = "", seen: dict[int, int] | None = None) -> ReviewEventInfo:
     """Reject a submitted frame with a comment: its masks go back to `draft` (the annotator's queue)."""
     comment = check_comment("review comment", comment)
     if not comment:
         raise ValidationError("review comment: say what to fix (a rejection needs a comment)")
-    return _decide(engine, frame_id, "rejected", "draft", actor, comment, client)
+    return _decide(engine, frame_id, "rejected", "draft", actor, comment, client, seen)
 
 
 def frame_feedback(engine: Engine, frame_id: int) -> ReviewEventInfo | None:

@@ -31,6 +31,7 @@ def test_label_runs_round_trip_and_count_runs() -> None:
     ([0, 0, 1, 12], "cover"),
     ([0, 6.5, 1, 5.5], "integers"),
     ("0,12", "pairs"),
+    ([1, 10**30], r"larger than any frame \(this one has 12 pixels\)"),
 ])
 def test_bad_label_runs_are_refused_with_the_reason(runs, message) -> None:
     """Malformed label maps from the canvas raise LabelingError saying what is wrong."""
@@ -106,6 +107,41 @@ def test_unchanged_save_writes_nothing(engine, footage_project) -> None:
     # Saving a draft of an unchanged submitted frame does not demote it.
     assert not labeling.save_frame_labels(engine, frame.id, reloaded.labels, reloaded.versions).changed
     assert labeling.load_frame_labels(engine, frame.id).statuses == {4: "submitted"}
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    (np.full((64, 96), 1.5), "label map: object ids must be whole numbers"),
+    (np.zeros(96, np.uint8), r"label map: expected a 2-D map of object ids \(height x width\), got 1 dimension"),
+    (None, "label map: expected a 2-D map"),
+    (np.zeros((64, 96, 3), np.uint8), "got 3 dimension"),
+    (np.full((64, 96), 300), r"label map: object ids must be in 0\.\.255"),
+])
+def test_a_label_map_that_is_not_object_ids_is_refused(labels, message: str, engine, footage_project) -> None:
+    """A float map saved nothing without a word; a 1-D map raised IndexError; a 64x96x3 map was 'label map is 96x64,
+    frame is 96x64'."""
+    frame = first_frame(engine, footage_project.video_ids[0])
+    with pytest.raises(labeling.LabelingError, match=message):
+        labeling.save_frame_labels(engine, frame.id, labels, {})
+
+
+def test_a_class_of_another_project_or_none_is_refused(engine, footage_project, settings, synth_root) -> None:
+    """A class id of another project was stored on the frame; an unknown one failed on the foreign key and was
+    reported as 'another save of version 2 won' (a conflict no reload could solve)."""
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+
+    assert not ingest_paths([synth_root / "videos"], IngestOptions(project="other"), settings).failed
+    with session_scope(engine) as session:
+        from segloop.platform.db.stores import projects
+
+        other = projects.get_project(session, "other").id
+    foreign = labeling.add_label_class(engine, other, "car").id
+    frame = first_frame(engine, footage_project.video_ids[0])
+    labels = np.zeros((64, 96), np.uint8)
+    labels[:5, :5] = 1
+    for class_id in (foreign, 9999):
+        with pytest.raises(labeling.LabelingError, match=f"classes: class id {class_id} is not a label class of"):
+            labeling.save_frame_labels(engine, frame.id, labels, {}, {1: class_id})
+    assert labeling.load_frame_labels(engine, frame.id).versions == {}
 
 
 def png_bytes(array: np.ndarray, mode: str) -> bytes:

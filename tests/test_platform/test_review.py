@@ -86,3 +86,52 @@ def test_annotator_figures_count_frames_and_time(engine, footage_project, people
     assert (figures.submitted, figures.accepted, figures.rejected) == (3, 1, 1)
     assert figures.median_seconds_per_frame is not None and 0 <= figures.median_seconds_per_frame < 60
     assert review.annotator_figures(engine, footage_project.project_id, actor=rev)[0] == figures
+
+
+def test_a_decision_is_never_made_on_masks_the_reviewer_did_not_see(engine, footage_project, people) -> None:
+    """Accept approved a draft saved after the submission (the reviewer never saw it), and a resubmission made while
+    the reviewer looked at the first one: both are refused; the current submission is accepted."""
+    ann, rev = people["ann"], people["rev"]
+    frame = _frames(engine, footage_project.video_ids[0], 1)[0]
+    _paint(engine, frame.id, ann, "submitted", 4)
+    shown = labeling.load_frame_labels(engine, frame.id).versions
+    _paint(engine, frame.id, ann, "draft", 7)
+    with pytest.raises(ValidationError, match="was edited after it was submitted"):
+        review.accept(engine, frame.id, actor=rev, seen=shown)
+    assert _latest(engine, frame.id).status == "draft"
+    _paint(engine, frame.id, ann, "submitted", 8)
+    with pytest.raises(ValidationError, match="resubmitted with other masks after you opened it"):
+        review.reject(engine, frame.id, "redo", actor=rev, seen=shown)
+    review.accept(engine, frame.id, actor=rev, seen=labeling.load_frame_labels(engine, frame.id).versions)
+    assert (_latest(engine, frame.id).status, _latest(engine, frame.id).area) == ("reviewed", 64)
+
+
+def test_a_stale_editor_does_not_wipe_a_rejection(engine, footage_project, people) -> None:
+    """An editor opened before the reviewer's rejection submitted the same masks again and the comment vanished
+    unseen; now the save conflicts, naming the decision and its comment; reloaded, it goes through."""
+    ann, rev = people["ann"], people["rev"]
+    frame = _frames(engine, footage_project.video_ids[0], 1)[0]
+    _paint(engine, frame.id, ann, "submitted", 4)
+    stale = labeling.load_frame_labels(engine, frame.id)
+    review.reject(engine, frame.id, "fix the edge", actor=rev)
+    with pytest.raises(annotation_store.ConflictError, match="was rejected by rev after you opened it: 'fix the edge'"):
+        labeling.save_frame_labels(engine, frame.id, stale.labels, stale.versions, status="submitted", actor=ann,
+                                   review_step=stale.review_step)
+    assert review.frame_feedback(engine, frame.id).comment == "fix the edge"
+    fresh = labeling.load_frame_labels(engine, frame.id)
+    labeling.save_frame_labels(engine, frame.id, fresh.labels, fresh.versions, status="submitted", actor=ann,
+                               review_step=fresh.review_step)
+    assert review.frame_feedback(engine, frame.id) is None
+
+
+def test_saving_as_reviewed_is_an_acceptance(engine, footage_project, people) -> None:
+    """A reviewer saving a frame as 'reviewed' on the Label page left it in the review queue as submitted, with no
+    acceptance counted and nothing in the audit trail."""
+    ann, rev = people["ann"], people["rev"]
+    frame = _frames(engine, footage_project.video_ids[0], 1)[0]
+    _paint(engine, frame.id, ann, "submitted", 4)
+    _paint(engine, frame.id, rev, "reviewed", 4)
+    assert review.review_queue(engine, footage_project.project_id, actor=rev) == []
+    [figures] = review.annotator_figures(engine, footage_project.project_id, actor=rev)
+    assert (figures.annotator, figures.submitted, figures.accepted) == ("ann", 1, 1)
+    assert "review_accepted" in [e.action for e in auth.audit_trail(engine, limit=5)]

@@ -432,3 +432,25 @@ def test_bad_inputs_never_show_a_traceback_a_path_or_a_class_name(engine, settin
     upload.button(key="upload_go").click().run()
     assert upload.error
     assert_friendly(page_text(upload), settings.data_dir)
+
+
+def test_review_page_refuses_a_decision_on_masks_changed_since_they_were_shown(engine, footage_project) -> None:
+    """The Review page passes the versions it showed: a resubmission made while the reviewer looked is not accepted
+    unseen (it was); after the page shows the new masks, Accept goes through."""
+    with session_scope(engine) as session:
+        frame = footage.list_frames(session, footage_project.video_ids[0], limit=1)[0]
+
+    def submit(size: int) -> None:
+        loaded = labeling.load_frame_labels(engine, frame.id)
+        labels = np.zeros_like(loaded.labels)
+        labels[:size, :size] = 1
+        labeling.save_frame_labels(engine, frame.id, labels, loaded.versions, status="submitted")
+
+    submit(4)
+    app = page("review")
+    submit(9)
+    app.button(key="review_accept").click().run()
+    assert any("resubmitted with other masks after you opened it" in e.value for e in app.error)
+    assert newest(engine, frame.id)[0].status == "submitted"
+    app.button(key="review_accept").click().run()
+    assert not app.exception and newest(engine, frame.id)[0].status == "reviewed"

@@ -33,6 +33,7 @@ class EditorState:
     statuses: dict[int, str]
     sources: dict[int, str] = field(default_factory=dict)
     nonce: int = 0
+    review_step: int = 0  # the frame's newest review event when loaded (a decision since is a conflict)
     notes: list[tuple[str, str]] = field(default_factory=list)
     conflict: FrameLabels | None = None
     replies: dict[str, Any] = field(default_factory=dict)
@@ -191,7 +192,7 @@ def load(frame_id: int, nonce: int = 0) -> EditorState:
     """Open a frame: its newest masks are what the browser starts editing from."""
     loaded = labeling.load_frame_labels(resources.engine(), frame_id)
     return EditorState(loaded.frame, loaded.video, loaded.labels, loaded.versions, loaded.classes, loaded.statuses,
-                       loaded.sources, nonce)
+                       loaded.sources, nonce, review_step=loaded.review_step)
 
 
 def open_session(frame_id: int) -> EditorState | None:
@@ -272,7 +273,7 @@ def handle(source: Source, session: EditorState, action: dict, progress) -> Edit
             if action.get("choice") == "theirs" or session.conflict is None:
                 return reloaded(session, "Loaded the newer version; your edits were dropped.")
             return save(source, session, action, action.get("status", "draft"), versions=session.conflict.versions,
-                        progress=progress)
+                        review_step=session.conflict.review_step, progress=progress)
         if kind == "goto":
             return goto(source, session, action)
         if kind == "reload":
@@ -312,13 +313,14 @@ def edited_labels(session: EditorState, action: dict) -> tuple[np.ndarray, dict[
 
 
 def save(source: Source, session: EditorState, action: dict, status: str, *, versions: dict[int, int] | None = None,
-         progress=None, move_on: bool = True) -> EditorState | None:
+         review_step: int | None = None, progress=None, move_on: bool = True) -> EditorState | None:
     """Store the browser's label map; on a conflict keep the edits in the browser and show the newer version."""
     labels, classes = edited_labels(session, action)
     engine = resources.engine()
     try:
-        outcome = labeling.save_frame_labels(engine, session.frame_id, labels, versions or session.versions, classes,
-                                             status=status)
+        outcome = labeling.save_frame_labels(
+            engine, session.frame_id, labels, versions or session.versions, classes, status=status,
+            review_step=session.review_step if review_step is None else review_step)
     except ConflictError as exc:
         newer = labeling.load_frame_labels(engine, session.frame_id)
         session.conflict = newer

@@ -45,17 +45,22 @@ def describe(item: review.ReviewItem) -> str:
 def decide(frame_id: int, item: review.ReviewItem) -> None:
     """The submitted masks over the frame, and the accept / reject-with-comment actions."""
     engine = resources.engine()
+    seen_key = f"review_seen_{frame_id}"
+    seen = st.session_state.get(seen_key)  # the versions the reviewer was shown before pressing a button
     loaded = labeling.load_frame_labels(engine, frame_id)
+    st.session_state[seen_key] = dict(loaded.versions)
+    seen = loaded.versions if seen is None else seen
     image = labeling.frame_image(resources.settings().data_dir, item.frame)
     st.image(labeling.overlay(image, loaded.labels), width=min(900, image.shape[1] * 2),
              caption=f"objects {sorted(loaded.versions)} · versions {loaded.versions}")
     accept_col, reject_col = st.columns([1, 2])
     if accept_col.button("Accept", type="primary", key="review_accept"):
-        act(lambda: review.accept(engine, frame_id, client=signin.client_address()), f"Accepted frame {frame_id}.")
+        act(lambda: review.accept(engine, frame_id, client=signin.client_address(), seen=seen),
+            f"Accepted frame {frame_id}.")
     comment = reject_col.text_area("What to fix (shown to the annotator)", key=f"review_comment_{frame_id}",
                                    max_chars=2000)
     if reject_col.button("Reject with comment", key="review_reject"):
-        act(lambda: review.reject(engine, frame_id, comment, client=signin.client_address()),
+        act(lambda: review.reject(engine, frame_id, comment, client=signin.client_address(), seen=seen),
             f"Sent frame {frame_id} back to {item.submission.annotator}.")
 
 
