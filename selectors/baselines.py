@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 from segloop.selectors.constraints import Constraints, ConstraintTracker
-from segloop.selectors.registry import Rule, register
+from segloop.selectors.registry import MAX_SEED, Rule, register
 from segloop.selectors.types import CandidatePool, Pick
 
 
-@register("random", seed=Rule(low=0))
+@register("random", seed=Rule(low=0, high=MAX_SEED))
 def random_frames(pool: CandidatePool, constraints: Constraints, *, seed: int = 0) -> list[Pick]:
     """Baseline: eligible frames in a seeded random order (same seed, same pool -> same picks)."""
     tracker = ConstraintTracker(pool, constraints)

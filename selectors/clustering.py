@@ -7,7 +7,7 @@ import numpy as np
 
 from segloop.selectors.baselines import allocate_proportionally
 from segloop.selectors.constraints import Constraints, ConstraintTracker
-from segloop.selectors.registry import Rule, register
+from segloop.selectors.registry import MAX_SEED, Rule, register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 
@@ -70,7 +70,7 @@ def cluster_shares(
     return allocate_proportionally(deficit, budget, available)
 
 
-@register("cluster", n_clusters=Rule(low=1, special=(-1,)), seed=Rule(low=0), niter=Rule(low=1))
+@register("cluster", n_clusters=Rule(low=1, special=(-1,)), seed=Rule(low=0, high=MAX_SEED), niter=Rule(low=1))
 def cluster(
     pool: CandidatePool, constraints: Constraints, *, n_clusters: int = -1, seed: int = 0, niter: int = 20
 ) -> list[Pick]:

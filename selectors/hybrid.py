@@ -7,7 +7,7 @@ import numpy as np
 
 from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.diversity import DEVICES, ConstrainedFarthestFirst
-from segloop.selectors.registry import Rule, register
+from segloop.selectors.registry import MAX_PREFILTER_FACTOR, Rule, register
 from segloop.selectors.types import CandidatePool, Pick
 
 
@@ -19,8 +19,9 @@ def minmax(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / (values.max() - values.min())
 
 
-@register("hybrid", mode=Rule(choices=("prefilter", "weighted")), prefilter_factor=Rule(low=1.0),
-          uncertainty_weight=Rule(low=0.0, high=1.0), device=Rule(choices=DEVICES))
+@register("hybrid", mode=Rule(choices=("prefilter", "weighted")),
+          prefilter_factor=Rule(low=1.0, high=MAX_PREFILTER_FACTOR), uncertainty_weight=Rule(low=0.0, high=1.0),
+          device=Rule(choices=DEVICES))
 def hybrid(
     pool: CandidatePool, constraints: Constraints, *, signal: str | None = None, mode: str = "prefilter",
     prefilter_factor: float = 5.0, uncertainty_weight: float = 0.5, device: str = "auto",

@@ -122,6 +122,12 @@ class _Gap:
             return math.inf if count == 0 else length / (2 * count)
         return length / (2 * count + 1) if ends == 1 else length / (2 * (count + 1))
 
+    def uncovered(self) -> float:
+        """The gap's worst distance to a keyframe before it got any (its length when no keyframe bounds it): the
+        score of its picks, always finite."""
+        worst = self.worst(0)
+        return worst if math.isfinite(worst) else self.stop - self.start
+
     def targets(self) -> list[float]:
         """Evenly spaced path positions of the gap's new keyframes."""
         length, m = self.stop - self.start, self.count
@@ -201,7 +207,7 @@ def keyframes(
             position = _nearest_open(positions, tracker.eligible[rows], target)
             if position is None:
                 return tracker.picks()
-            tracker.record(int(rows[position]), gap.worst(0),
+            tracker.record(int(rows[position]), gap.uncovered(),
                            f"keyframe at {positions[position]:.3g} of the video path (length {length:.3g}); "
                            f"leaves at most {gap.worst():.3g} to the nearest keyframe")
     return tracker.picks()

@@ -21,6 +21,9 @@ from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 StrategyFn = Callable[..., list[Pick]]
 
+MAX_SEED = 2**31 - 1  # seeds reach FAISS and NumPy as 32-bit integers
+MAX_PREFILTER_FACTOR = 1000.0  # candidates kept per budgeted pick: more is the whole pool anyway
+
 STRATEGY_MODULES = (
     "segloop.selectors.baselines",
     "segloop.selectors.diversity",

@@ -6,7 +6,7 @@ import numpy as np
 from segloop.selectors.clustering import cluster_scope, kmeans
 from segloop.selectors.constraints import Constraints, ConstraintTracker
 from segloop.selectors.index import IndexConfig, VectorIndex, knn_graph
-from segloop.selectors.registry import Rule, register
+from segloop.selectors.registry import MAX_SEED, Rule, register
 from segloop.selectors.types import CandidatePool, Pick, SelectorError
 
 DENSITY_EPSILON = 1e-12
@@ -35,7 +35,7 @@ def knn_typicality(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     return 1.0 / (mean_distance + DENSITY_EPSILON), mean_distance
 
 
-@register("typicality", k=Rule(low=1), n_clusters=Rule(low=-1), seed=Rule(low=0))
+@register("typicality", k=Rule(low=1), n_clusters=Rule(low=-1), seed=Rule(low=0, high=MAX_SEED))
 def typicality(
     pool: CandidatePool, constraints: Constraints, *, k: int = 20, n_clusters: int = -1, seed: int = 0
 ) -> list[Pick]:

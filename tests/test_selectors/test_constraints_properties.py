@@ -168,8 +168,12 @@ def test_unknown_strategy_and_parameter_are_named():
 BAD_PARAMETERS = [
     ("random", {"seed": "x"}, "random: seed must be an integer, got 'x'"),
     ("random", {"seed": 1.5}, "random: seed must be an integer, got 1.5"),
-    ("random", {"seed": -1}, "random: seed must be >= 0, got -1"),
+    ("random", {"seed": -1}, r"random: seed must lie in \[0, 2147483647\], got -1"),
     ("random", {"seed": True}, "random: seed must be an integer, got True"),
+    ("random", {"seed": 2**63}, r"random: seed must lie in \[0, 2147483647\], got 9223372036854775808"),
+    ("cluster", {"seed": 2**31}, r"cluster: seed must lie in \[0, 2147483647\], got 2147483648"),
+    ("typicality", {"seed": 2**31}, r"typicality: seed must lie in \[0, 2147483647\], got 2147483648"),
+    ("hybrid", {"prefilter_factor": 1e308}, r"hybrid: prefilter_factor must lie in \[1.0, 1000.0\], got 1e\+308"),
     ("typicality", {"k": "x"}, "typicality: k must be an integer, got 'x'"),
     ("typicality", {"k": 0}, "typicality: k must be >= 1, got 0"),
     ("cluster", {"niter": -3}, "cluster: niter must be >= 1, got -3"),

@@ -1,6 +1,8 @@
 """Behaviour of each strategy on hand-built pools whose right answer can be worked out by hand."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -159,6 +161,13 @@ def test_hybrid_rejects_bad_parameters():
         hybrid(pool, Constraints(budget=2), mode="mixed")
     with pytest.raises(SelectorError, match="uncertainty_weight"):
         hybrid(pool, Constraints(budget=2), mode="weighted", uncertainty_weight=2.0)
+
+
+def test_keyframes_scores_are_finite_with_no_keyframe_yet():
+    """The first pick of a video with no labelled frame scored infinity (stored as inf, written by `select --json`
+    as the non-JSON 'Infinity'); its score is the uncovered length of the video's path."""
+    picks = keyframes(make_pool(np.ones((100, 3))), Constraints(budget=3))
+    assert picks and all(math.isfinite(p.score) for p in picks)
 
 
 def test_keyframes_static_scene_cover_time_evenly():
