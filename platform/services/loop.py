@@ -62,7 +62,7 @@ class RoundResult:
     """What a round did; `checkpoint_id` is None when it stopped before training (or trains nothing)."""
 
     round: int
-    selection_id: int
+    selection_id: int | None  # None when there was nothing left to pick (no run is stored)
     picked: list[int]
     labeled_frames: int
     checkpoint_id: int | None = None
@@ -73,6 +73,7 @@ class RoundResult:
     trained_on: int = 0
     evaluated_on: int = 0
     propagation: list[dict[str, Any]] = field(default_factory=list)  # per labelled video: name, keyframes, scores
+    note: str = ""  # why nothing was picked
 
 
 class RoundObserver:
@@ -171,7 +172,7 @@ def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Setti
     """Embed (or reuse), select, label (oracle) or stop for humans, propagate and/or fine-tune; all recorded."""
     from segloop.platform.services.finetuning import load_project
     from segloop.platform.services.oracle import label_selection
-    from segloop.platform.services.selection import run_selection
+    from segloop.platform.services.selection import NothingToPick, run_selection
     from segloop.selectors.constraints import Constraints
 
     settings = settings or load_settings()
@@ -183,13 +184,17 @@ def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Setti
     observer.step("select", f"select {config.budget} frames to label with {config.strategy!r}")
     constraints = Constraints(budget=config.budget, max_per_video=config.max_per_video,
                               min_gap_frames=config.min_gap_frames)
-    run = run_selection(project, config.strategy, constraints, config.strategy_params, embedding_set.id,
-                        settings=settings, job_id=job_id)
+    try:
+        run = run_selection(project, config.strategy, constraints, config.strategy_params, embedding_set.id,
+                            settings=settings, job_id=job_id, allow_empty=False)
+    except NothingToPick as exc:  # no empty run is stored: it would be a queue with nothing in it
+        return RoundResult(number, None, [], len(load_project(project, settings).labeled()),
+                           status="nothing to label", embedding_set_id=embedding_set.id, note=str(exc))
     observer.selected(run.selection.id)
     picked = [item.frame_id for item in run.items]
     result = RoundResult(number, run.selection.id, picked, 0, embedding_set_id=embedding_set.id)
-    if not picked or oracle is None:
-        result.status = "awaiting labels" if picked else "nothing to label"
+    if oracle is None:
+        result.status = "awaiting labels"
         result.labeled_frames = len(load_project(project, settings).labeled())
         return result
     observer.step("label", f"label the picked frames (simulated annotator reading {oracle.root})")

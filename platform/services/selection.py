@@ -146,7 +146,7 @@ def run_selection(
     _check_scope_videos(constraints, pool, project, embedding_set.id)
     picks: list[Pick] = run_strategy(strategy, pool, constraints, **params)
     if not picks and not allow_empty:
-        raise ValidationError(f"{strategy} picked no frame: {_why_nothing(pool, constraints)}; nothing was stored")
+        raise NothingToPick(f"{strategy} picked no frame: {_why_nothing(pool, constraints)}; nothing was stored")
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)
         recorded = {**params, "constraints": _constraints_dict(constraints)}
@@ -155,6 +155,10 @@ def run_selection(
             params=recorded, seed=params.get("seed"), embedding_set_id=embedding_set.id, job_id=job_id,
         )
         return SelectionRun(run, selections.selection_items(session, run.id))
+
+
+class NothingToPick(ValidationError):
+    """A selection found no frame it could pick (every frame labelled, picked before, or outside the constraints)."""
 
 
 def _why_nothing(pool: CandidatePool, constraints: Constraints) -> str:

@@ -59,6 +59,21 @@ def test_round_without_oracle_stops_after_selecting(footage_project: str, sqlite
     assert result.status == "awaiting labels" and result.checkpoint_id is None and len(result.picked) == 4
 
 
+def test_a_round_with_nothing_left_to_pick_says_why_and_stores_no_run(footage_project: str, sqlite) -> None:
+    """Every frame already picked: the round stored an empty selection run and said to label 'the picked frames';
+    now it stores nothing and says why nothing was picked."""
+    from segloop.platform.db.stores import projects, selections
+
+    settings, engine = sqlite
+    everything = RoundConfig(strategy="uniform", budget=24, short_side=64, embed_img_size=32)
+    first = run_round(footage_project, everything, None, settings=settings)  # all but near-duplicates
+    again = run_round(footage_project, everything, None, settings=settings)
+    assert (again.status, again.selection_id, again.picked) == ("nothing to label", None, [])
+    assert f"{len(first.picked)} selected by earlier runs" in again.note
+    with session_scope(engine) as session:
+        assert len(selections.list_selections(session, projects.get_project(session, footage_project).id)) == 1
+
+
 def test_an_oracle_without_masks_for_the_projects_videos_is_refused_before_selecting(footage_project: str,
                                                                                      synth_root: Path, sqlite,
                                                                                      tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
     observer = DemoObserver()
     result = run_round(project, config, oracle, settings=settings, observer=observer)
     summary = [("embedding set", observer.embedding_set(result.embedding_set_id)),
-               ("selection run", f"{result.selection_id}: {strategy}, {len(result.picked)} frames")]
+               ("selection run", f"{result.selection_id}: {strategy}, {len(result.picked)} frames"
+                                 if result.selection_id is not None else "none: nothing left to pick")]
     if result.status == "nothing to label":
         console.print("Every frame already has human masks: scoring propagation from each video's first frame "
                       "against them instead.")

@@ -162,8 +162,10 @@ def loop_round(signal: str | None, checkpoint: str | None, **values) -> None:
             ("checkpoint", result.checkpoint_id)]
     rows += [(k, f"{v:.4f}") for k, v in result.metrics.items()]
     print_table(f"loop round on {params.project}", ["what", "value"], rows)
-    if result.status != "done":
+    if result.status == "awaiting labels":
         console.print("Label the picked frames on the Label page (make ui), then run the next round.")
+    elif result.status == "nothing to label":
+        console.print(f"Nothing to label: {result.note}")
 
 
 commands = [finetune, predict, loop]
