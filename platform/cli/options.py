@@ -67,7 +67,8 @@ def _option(spec: FieldSpec, declaration: str | None, required: bool) -> Callabl
     if spec.kind == "bool":
         declaration = declaration or f"{flag}/--no-{spec.name.replace('_', '-')}"
         return click.option(declaration, spec.name, default=bool(spec.default), **common)
-    options = {"required": required, "default": None if required else spec.default}
+    options = {"required": True} if required else {"required": False, "default": spec.default}  # a default given,
+    # even None, is a value to click 8.3+: a required option must have none, or click never asks for it
     if spec.kind in ("list", "tuple"):
         options.update(multiple=True, default=tuple(spec.default or ()), type=_scalar(spec, spec.item_kind))
         common["show_default"] = False

@@ -23,7 +23,7 @@ from segloop.platform.core.storage import atomic_write_bytes, resolve_inside
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo, FrameInfo, JobInfo, SelectionInfo
 from segloop.platform.db.stores import annotations as annotation_store
-from segloop.platform.db.stores import artifacts, footage, metrics, scores, selections
+from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores, selections
 from segloop.platform.db.stores import tags as tag_store
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
 from segloop.platform.services import access
@@ -331,9 +331,11 @@ def queue_frames(engine: Engine, project_id: int, frame_ids: Sequence[int], reas
     if not frame_ids:
         raise ExploreError("no frame chosen: draw a lasso or a box around some points first")
     access.require(engine, actor, "label", project_id)
+    frame_ids = list(dict.fromkeys(int(f) for f in frame_ids))  # a frame chosen twice is queued once
     with session_scope(engine) as session:
+        footage.require_project_frames(session, projects.get_project_by_id(session, project_id), frame_ids)
         return selections.add_selection(session, project_id, "manual", len(frame_ids),
-                                        [(int(f), 1.0, reason) for f in frame_ids])
+                                        [(f, 1.0, reason) for f in frame_ids])
 
 
 # ---------------------------------------------------------------- selection review

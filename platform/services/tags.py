@@ -14,7 +14,7 @@ from segloop.platform.core.errors import NotFoundError, ValidationError
 from segloop.platform.core.names import check_name
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import FrameTagInfo, ProjectInfo
-from segloop.platform.db.stores import MAX_ID, MIN_ID, audit, projects
+from segloop.platform.db.stores import MAX_ID, MIN_ID, audit, footage, projects
 from segloop.platform.db.stores import tags as tag_store
 from segloop.platform.services import access
 from segloop.platform.services.access import Actor
@@ -69,15 +69,6 @@ def _project(session, project: int | str) -> ProjectInfo:
     return projects.get_project_by_id(session, project)
 
 
-def _checked_frames(session, project: ProjectInfo, frame_ids: list[int]) -> None:
-    """ValidationError naming the frames that are not frames of the project."""
-    outside = tag_store.frames_outside_project(session, project.id, frame_ids)
-    if outside:
-        shown = ", ".join(map(str, outside[:10])) + (" …" if len(outside) > 10 else "")
-        raise ValidationError(f"frame ids: {len(outside)} frame(s) are not frames of project {project.name!r}: "
-                              f"{shown}")
-
-
 def tag_frames(engine: Engine, project: int | str, name: str, frame_ids: Sequence[int], *,
                actor: Actor | None = None, client: str = "") -> TagChange:
     """Attach the tag `name` (created if new) to frames of the project, audited; frames already carrying it stay
@@ -100,8 +91,8 @@ def _change(engine: Engine, project: int | str, name: str, frame_ids: Sequence[i
     who = actor_name(actor)
     with session_scope(engine) as session:
         info = _project(session, project)
+        footage.require_project_frames(session, info, ids)  # also when untagging: another project's frames
         if add:
-            _checked_frames(session, info, ids)
             tag = tag_store.get_or_create_tag(session, info.id, name)
             changed = tag_store.add_frames(session, tag.id, ids, who)
         else:

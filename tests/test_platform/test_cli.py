@@ -392,3 +392,25 @@ def test_a_pretrain_run_folder_is_accepted_wherever_weights_are(cli, demo_projec
     empty.mkdir()
     result = cli("jobs", "submit", "finetune_vos", "--params", json.dumps({"project": "demo", "weights": str(empty)}))
     assert result.exit_code == 1 and "no teacher_backbone.pth in this folder" in result.output, result.output
+
+
+def test_every_required_option_is_asked_for(data_dir: Path) -> None:
+    """click 8.3+ takes an explicit default of None as a value, so options derived from a spec as required were
+    never asked for: `tags add --tag x 1`, `finetune vss`, `predict` and `loop round` without --project ran on a
+    project called 'default'. Every required option has no default, and leaving one out is a usage error."""
+    import click
+
+    from segloop.platform.cli.main import main
+
+    def required_with_default(command: click.Command, path: str) -> list[str]:
+        if isinstance(command, click.Group):
+            return [found for name, sub in command.commands.items()
+                    for found in required_with_default(sub, f"{path} {name}")]
+        return [f"{path} --{p.name}" for p in command.params
+                if isinstance(p, click.Option) and p.required and p.default is not None
+                and "UNSET" not in repr(p.default)]
+
+    assert required_with_default(main, "segloop") == []
+    for args in (["tags", "add", "--tag", "x", "1"], ["predict"], ["loop", "round"]):
+        result = invoke_segloop(*args)
+        assert result.exit_code == 2 and "Missing option '--project'" in result.output, (args, result.output)

@@ -212,6 +212,28 @@ def test_a_box_on_the_map_queues_its_frames(engine, settings, footage_project, e
     assert run.strategy == "manual" and [i.frame_id for i in items] == [p.frame_id for p in inside]
     with pytest.raises(explore.ExploreError, match="no frame chosen"):
         explore.queue_frames(engine, footage_project.project_id, [], "box")
+    twice = explore.queue_frames(engine, footage_project.project_id, [inside[0].frame_id] * 2, "twice")
+    assert twice.budget == 1  # a duplicate id was a database IntegrityError showing the SQL
+
+
+def test_frames_of_another_project_cannot_be_queued_from_the_map(engine, settings, footage_project,
+                                                                synth_root) -> None:
+    """The map's lasso queued any frame id into the project's run (another project's frames showed up in its review
+    page); a missing id was a database IntegrityError. Both are refused naming the frames, nothing stored."""
+    from segloop.platform.core.errors import ValidationError
+    from segloop.platform.media.ingest import IngestOptions, ingest_paths
+
+    assert not ingest_paths([synth_root / "videos"], IngestOptions(project="elsewhere"), settings).failed
+    with session_scope(engine) as session:
+        from segloop.platform.db.stores import footage, projects
+
+        other = projects.get_project(session, "elsewhere")
+        theirs = [f.id for f in footage.project_frames(session, other.id)[:2]]
+    for chosen in (theirs, [10**9]):
+        with pytest.raises(ValidationError, match="are not frames of project 'ui'"):
+            explore.queue_frames(engine, footage_project.project_id, chosen, "lasso")
+    with session_scope(engine) as session:
+        assert selections.list_selections(session, footage_project.project_id) == []
 
 
 def _grid_points(size: int = 5) -> list[explore.MapPoint]:

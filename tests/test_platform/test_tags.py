@@ -43,7 +43,7 @@ def test_store_tags_frames_once_counts_them_and_cascades(engine, footage_project
         assert counted == [("blurry", 1), ("night", 8)]
         assert tag_store.tagged_frame_ids(session, night.id) == first[:6] + second[:2]
         assert tag_store.frames_carrying(session, night.id, first[4:8]) == set(first[4:6])
-        assert tag_store.frames_outside_project(session, footage_project.project_id, [first[0], 10**9]) == [10**9]
+        assert footage.frames_outside_project(session, footage_project.project_id, [first[0], 10**9]) == [10**9]
         assert tag_store.remove_frames(session, night.id, first[:2] + first[:2]) == 2
     with session_scope(engine) as session:
         session.delete(session.get(Video, footage_project.video_ids[1]))
@@ -88,6 +88,9 @@ def test_tag_service_validates_names_and_frames_and_audits(engine, footage_proje
     assert tags.tagged_frames(engine, "ui", "night") == frames[3:6]
     with pytest.raises(NotFoundError, match="tag 'day' does not exist in project 'ui'"):
         tags.untag_frames(engine, "ui", "day", frames[:1])
+    with pytest.raises(ValidationError, match="frame ids: 1 frame\\(s\\) are not frames of project 'ui': 999999"):
+        tags.untag_frames(engine, "ui", "night", [frames[3], 999999])  # it said the frame 'did not carry it'
+    assert tags.tagged_frames(engine, "ui", "night") == frames[3:6]
     with session_scope(engine) as session:
         actions = [(e.action, e.detail) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert actions[0] == ("tag_frames", {"tag": "night", "added": 4, "frames": 4})

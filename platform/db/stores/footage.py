@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from sqlalchemy import and_, delete, func, insert, null, or_, select
 from sqlalchemy.orm import Session
 
-from segloop.platform.core.errors import NotFoundError
-from segloop.platform.db.entities import FrameFilter, FrameInfo, NewVideo, VideoInfo, from_row
+from segloop.platform.core.errors import NotFoundError, ValidationError
+from segloop.platform.db.entities import FrameFilter, FrameInfo, NewVideo, ProjectInfo, VideoInfo, from_row
 from segloop.platform.db.orm import Frame, SelectionItem, Video
 from segloop.platform.db.stores import SQL_CHUNK, get_row, id_chunks
 from segloop.platform.db.stores.annotations import frame_status_condition
@@ -158,6 +158,24 @@ def frames_with_video_names(session: Session, frame_ids: Sequence[int]) -> dict[
         for frame, name in session.execute(query):
             found[frame.id] = (from_row(FrameInfo, frame), name)
     return found
+
+
+def frames_outside_project(session: Session, project_id: int, frame_ids: Sequence[int]) -> list[int]:
+    """The given frame ids that are not frames of the project (missing or of another project), sorted."""
+    inside: set[int] = set()
+    for chunk in id_chunks(frame_ids):
+        inside.update(session.scalars(select(Frame.id).join(Video, Video.id == Frame.video_id)
+                                      .where(Video.project_id == project_id, Frame.id.in_(chunk))))
+    return sorted({int(f) for f in frame_ids} - inside)
+
+
+def require_project_frames(session: Session, project: ProjectInfo, frame_ids: Sequence[int]) -> None:
+    """ValidationError naming the frames that are not frames of the project (missing or of another project)."""
+    outside = frames_outside_project(session, project.id, frame_ids)
+    if outside:
+        shown = ", ".join(map(str, outside[:10])) + (" …" if len(outside) > 10 else "")
+        raise ValidationError(f"frame ids: {len(outside)} frame(s) are not frames of project {project.name!r}: "
+                              f"{shown}")
 
 
 def duplicate_groups(session: Session, video_id: int, limit: int = 500) -> list[tuple[int, int]]:

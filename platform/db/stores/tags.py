@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from segloop.platform.db.entities import FrameTagInfo, from_row
-from segloop.platform.db.orm import Frame, FrameTag, FrameTagItem, Video
+from segloop.platform.db.orm import Frame, FrameTag, FrameTagItem
 from segloop.platform.db.stores import id_chunks
 
 
@@ -86,15 +86,6 @@ def frames_carrying(session: Session, tag_id: int, frame_ids: Sequence[int]) -> 
         found.update(session.scalars(select(FrameTagItem.frame_id).where(FrameTagItem.tag_id == tag_id,
                                                                          FrameTagItem.frame_id.in_(chunk))))
     return found
-
-
-def frames_outside_project(session: Session, project_id: int, frame_ids: Sequence[int]) -> list[int]:
-    """The given frame ids that are not frames of the project (missing or of another project), sorted."""
-    inside: set[int] = set()
-    for chunk in id_chunks(frame_ids):
-        inside.update(session.scalars(select(Frame.id).join(Video, Video.id == Frame.video_id)
-                                      .where(Video.project_id == project_id, Frame.id.in_(chunk))))
-    return sorted({int(f) for f in frame_ids} - inside)
 
 
 def tag_condition(tag_id: int):
