@@ -130,29 +130,39 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def load_embedding_set(embedding_set: EmbeddingSetInfo, settings: Settings | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(vectors float32 (N, D), frame ids (N,)) of a registered set, checked against its record."""
-    settings = settings or load_settings()
-    vectors_path = resolve_inside(settings.data_dir, embedding_set.vectors_path)
-    ids_path = resolve_inside(settings.data_dir, embedding_set.frame_ids_path)
-    vectors = _load_array(vectors_path)
-    frame_ids = _load_array(ids_path)
+    vectors, frame_ids = embedding_arrays(embedding_set, settings)
+    what = f"embedding set {embedding_set.id}"
     if vectors.ndim != 2 or vectors.shape != (embedding_set.count, embedding_set.dim):
-        raise EmbeddingSetError(
-            f"{vectors_path}: shape {vectors.shape}, but embedding set {embedding_set.id} records "
-            f"({embedding_set.count}, {embedding_set.dim})"
-        )
+        raise EmbeddingSetError(f"{what}: its vectors have shape {vectors.shape}, but the set records "
+                                f"({embedding_set.count}, {embedding_set.dim}); {EMBED_AGAIN}")
     if frame_ids.shape != (embedding_set.count,):
-        raise EmbeddingSetError(f"{ids_path}: {frame_ids.shape} frame ids for {embedding_set.count} vectors")
+        raise EmbeddingSetError(f"{what}: {frame_ids.shape} frame ids for {embedding_set.count} vectors; {EMBED_AGAIN}")
     vectors = vectors.astype(np.float32)
     if not np.isfinite(vectors).all():
-        raise EmbeddingSetError(f"{vectors_path}: contains NaN or infinite values")
+        raise EmbeddingSetError(f"{what}: its vectors contain NaN or infinite values; {EMBED_AGAIN}")
     return vectors, frame_ids.astype(np.int64)
 
 
-def _load_array(path: Path) -> np.ndarray:
-    """np.load with a clear error naming the file."""
+def embedding_arrays(embedding_set: EmbeddingSetInfo, settings: Settings | None = None, *,
+                     mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, frame ids) arrays of a registered set as stored (memory-mapped with `mmap`), or EmbeddingSetError
+    naming the set and the file (its name, not the server's path: pages show these messages)."""
+    settings = settings or load_settings()
+    return tuple(_load_array(resolve_inside(settings.data_dir, relative), embedding_set.id, mmap)
+                 for relative in (embedding_set.vectors_path, embedding_set.frame_ids_path))
+
+
+EMBED_AGAIN = "embed the project again (`segloop embed --project ...`)"
+
+
+def _load_array(path: Path, set_id: int, mmap: bool = False) -> np.ndarray:
+    """np.load of one file of an embedding set, or EmbeddingSetError naming the set and the file."""
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
-        raise EmbeddingSetError(f"{path}: embedding file is missing") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise EmbeddingSetError(f"{path}: corrupt or truncated embedding file ({exc})") from None
+        raise EmbeddingSetError(f"embedding set {set_id}: its file {path.name} is missing; {EMBED_AGAIN}") from None
+    except (OSError, ValueError, EOFError):
+        raise EmbeddingSetError(f"embedding set {set_id}: its file {path.name} is corrupt or truncated (not a NumPy "
+                                f"array file); {EMBED_AGAIN}") from None
+
+

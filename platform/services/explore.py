@@ -28,7 +28,7 @@ from segloop.platform.db.stores import tags as tag_store
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
 from segloop.platform.services import access
 from segloop.platform.services.access import Actor
-from segloop.platform.services.embedding import EmbeddingSetError
+from segloop.platform.services.embedding import EMBED_AGAIN, EmbeddingSetError, embedding_arrays
 from segloop.platform.services.library import jobs_by_id
 
 MAP_METHODS = ("pca", "tsne")
@@ -41,16 +41,6 @@ class ExploreError(ValueError):
 
 
 # ---------------------------------------------------------------- embedding sets and 2-D maps
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    """A memory-mapped .npy array, or ExploreError naming the file."""
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise EmbeddingSetError(f"{path}: embedding file is missing") from None
-    except (OSError, ValueError) as exc:
-        raise EmbeddingSetError(f"{path}: unreadable embedding file ({exc})") from None
 
 
 def sample_rows(count: int, max_points: int, seed: int = 0) -> np.ndarray:
@@ -66,15 +56,15 @@ def sample_rows(count: int, max_points: int, seed: int = 0) -> np.ndarray:
 def sample_vectors(embedding_set: EmbeddingSetInfo, settings: Settings, max_points: int = DEFAULT_MAX_POINTS,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(float32 vectors, frame ids) of a seeded sample of an embedding set, read without loading all of it."""
-    vectors_path = resolve_inside(settings.data_dir, embedding_set.vectors_path)
-    ids_path = resolve_inside(settings.data_dir, embedding_set.frame_ids_path)
-    vectors, frame_ids = _load_npy(vectors_path), _load_npy(ids_path)
+    vectors, frame_ids = embedding_arrays(embedding_set, settings, mmap=True)
+    what = f"embedding set {embedding_set.id}"
     if vectors.ndim != 2 or vectors.shape[0] != frame_ids.shape[0]:
-        raise EmbeddingSetError(f"{vectors_path}: shape {vectors.shape} does not match {frame_ids.shape[0]} frame ids")
+        raise EmbeddingSetError(f"{what}: its vectors have shape {vectors.shape}, which does not match its "
+                                f"{frame_ids.shape[0]} frame ids; {EMBED_AGAIN}")
     rows = sample_rows(vectors.shape[0], max_points, seed)
     sample = np.asarray(vectors[rows], dtype=np.float32)
     if not np.isfinite(sample).all():
-        raise EmbeddingSetError(f"{vectors_path}: contains NaN or infinite values")
+        raise EmbeddingSetError(f"{what}: its vectors contain NaN or infinite values; {EMBED_AGAIN}")
     return sample, np.asarray(frame_ids[rows], dtype=np.int64)
 
 

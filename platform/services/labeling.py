@@ -371,8 +371,12 @@ def frame_project(engine: Engine, frame_id: int) -> tuple[str, int]:
 
 
 def frame_image(data_dir, frame: FrameInfo) -> np.ndarray:
-    """The stored RGB frame, or LabelingError naming the missing file."""
-    return read_rgb(resolve_inside(data_dir, frame.image_path), error=LabelingError)
+    """The stored RGB frame, or LabelingError naming the frame (not the server's file: pages show this)."""
+    try:
+        return read_rgb(resolve_inside(data_dir, frame.image_path), error=LabelingError)
+    except LabelingError:
+        raise LabelingError(f"frame #{frame.index} (id {frame.id}): its stored image is missing or unreadable; "
+                            "ingest the video again to restore it") from None
 
 
 # ---------------------------------------------------------------- propagation from labeled frames

@@ -217,3 +217,13 @@ def test_timeline_worst_draft_and_the_span_a_correction_affects() -> None:
     assert line.affected_span(4) == (0, 9)
     assert line.affected_span(10) == (9, 11)
     assert line.affected_span(13) is None
+
+
+def test_a_frame_whose_image_is_gone_is_named_without_the_servers_path(engine, footage_project, settings) -> None:
+    """The Label page showed '<data dir>/frames/<video>-<key>/00001.jpg: missing or unreadable image'."""
+    frame = first_frame(engine, footage_project.video_ids[0])
+    (settings.data_dir / frame.image_path).unlink()
+    with pytest.raises(labeling.LabelingError) as refused:
+        labeling.frame_image(settings.data_dir, frame)
+    assert str(refused.value).startswith(f"frame #0 (id {frame.id}): its stored image is missing or unreadable")
+    assert str(settings.data_dir) not in str(refused.value)

@@ -34,10 +34,19 @@ def test_embed_project_registers_float16_vectors(embedded, settings) -> None:
 
 
 def test_corrupt_embedding_file_is_named(embedded, settings) -> None:
-    """A truncated vectors file gives an error naming it."""
+    """A truncated or missing vectors file gives an error naming the set and the file (not the server's path, with
+    numpy's advice about allow_pickle), and what to do; the map's reader says the same."""
+    from segloop.platform.services.explore import sample_vectors
+
     path = settings.data_dir / embedded.vectors_path
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(EmbeddingSetError, match="corrupt or truncated embedding file"):
+    expected = (rf"^embedding set {embedded.id}: its file {path.name} is corrupt or truncated \(not a NumPy array "
+                r"file\); embed the project again")
+    for read in (load_embedding_set, sample_vectors):
+        with pytest.raises(EmbeddingSetError, match=expected):
+            read(embedded, settings)
+    path.unlink()
+    with pytest.raises(EmbeddingSetError, match=rf"^embedding set {embedded.id}: its file {path.name} is missing"):
         load_embedding_set(embedded, settings)
 
 
