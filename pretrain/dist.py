@@ -7,6 +7,7 @@ forward paths (global, local, clip) free of DistributedDataParallel's single-for
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
         if use_cuda:
             torch.cuda.set_device(local_rank)
         torch_dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world_size)
+        atexit.register(shutdown)  # a rank exiting with the group up can abort in gloo's teardown ("terminate called")
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
