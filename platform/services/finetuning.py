@@ -137,6 +137,17 @@ def split_videos(frames: ProjectFrames, count: int, seed: int) -> list[str]:
     return sorted(labelled[int(i)] for i in order[:count])
 
 
+def require_fresh_out(out_dir: str | Path, settings: Settings) -> None:
+    """FinetuneError when `out_dir` holds a registered checkpoint: a finished run, whose files training would
+    overwrite under the registered record (a folder of an interrupted run, with no checkpoint yet, resumes)."""
+    with session_scope(get_engine(settings)) as session:
+        found = artifacts.checkpoints_under(session, str(Path(out_dir).resolve()))
+    if found:
+        raise FinetuneError(f"--out {out_dir}: holds registered checkpoint {found[0].id} ({found[0].kind}) of a "
+                            "finished run, which this run would overwrite; give a new folder (the same --out resumes "
+                            "only an interrupted run)")
+
+
 def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
                          backbone: str = DEFAULT_BACKBONE, short_side: int = 192,
                          config: VSSConfig = VSSConfig(), val_fraction: float = 0.2, val_videos: int = 0,
@@ -158,6 +169,7 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
     from segloop.platform.vss import head as vss
 
     settings = settings or load_settings()
+    require_fresh_out(out_dir, settings)
     report = progress or (lambda fraction, message: None)
     frames = load_project(project, settings)
     held_videos = split_videos(frames, val_videos, config.seed)  # refused before minutes of feature extraction
@@ -460,6 +472,7 @@ def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str |
     from segloop.platform.vos import memory_train
 
     settings = settings or load_settings()
+    require_fresh_out(out_dir, settings)
     report = progress or (lambda fraction, message: None)
     frames = load_project(project, settings, object_labels=True)
     videos = {name: FrameFolder(paths) for name, paths in frames.videos.items()}
@@ -502,6 +515,9 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
     from segloop.platform.vos import memory_train
     from segloop.platform.vos.propagation import parse_keyframes
 
+    settings = load_settings()
+    if settings.database_url or (settings.data_dir / "segloop.db").is_file():  # a DB-free command creates none
+        require_fresh_out(out_dir, settings)
     report = progress or (lambda fraction, message: None)
     layout = open_layout(root)
     videos, truth, chosen = {}, {}, {}

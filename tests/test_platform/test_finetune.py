@@ -197,7 +197,7 @@ def test_vos_model_is_trained_registered_and_compared_with_plain_propagation(lab
     """finetune_vos_project trains the memory model, saves a loadable folder, scores plain vs model J&F."""
     from segloop.platform.db.engine import session_scope
     from segloop.platform.db.stores import artifacts, metrics
-    from segloop.platform.services.finetuning import finetune_vos_project
+    from segloop.platform.services.finetuning import FinetuneError, finetune_vos_project, finetune_vss_project
     from segloop.platform.vos.memory import load_memory_model
     from segloop.platform.vos.memory_train import MemoryTrainConfig
 
@@ -211,6 +211,16 @@ def test_vos_model_is_trained_registered_and_compared_with_plain_propagation(lab
         assert artifacts.get_checkpoint(session, result.checkpoint_id).kind == "vos"
         rows = metrics.list_metrics(session, name="J&F_model")
         assert len(rows) == 1 and rows[0].checkpoint_id == result.checkpoint_id
+    # The folder of a finished, registered run is not trained over (its file changed under checkpoint 1's record).
+    stamp = (tmp_path / "vos" / "memory_vos.pth").stat().st_mtime_ns
+    with pytest.raises(FinetuneError, match=rf"holds registered checkpoint {result.checkpoint_id} \(vos\) of a "
+                                            "finished run"):
+        finetune_vos_project(labeled_project, tmp_path / "vos", prop_short_side=64,
+                             config=MemoryTrainConfig(steps=3, short_side=64, crop=64), settings=settings)
+    with pytest.raises(FinetuneError, match="holds registered checkpoint"):
+        finetune_vss_project(labeled_project, tmp_path / "vos", short_side=64,
+                             config=vss.VSSConfig(min_steps=1, epochs=1, device="cpu"), settings=settings)
+    assert (tmp_path / "vos" / "memory_vos.pth").stat().st_mtime_ns == stamp
 
 
 def test_finetune_and_predict_jobs_run_in_a_worker(labeled_project: str, sqlite, data_dir: Path) -> None:

@@ -32,6 +32,13 @@ def add_checkpoint(
     return from_row(CheckpointInfo, row)
 
 
+def checkpoints_under(session: Session, folder: str) -> list[CheckpointInfo]:
+    """Registered checkpoints whose file or folder is `folder` (an absolute path) or lies inside it."""
+    inside = Checkpoint.path.startswith(folder.rstrip("/") + "/", autoescape=True)
+    rows = session.scalars(select(Checkpoint).where((Checkpoint.path == folder) | inside).order_by(Checkpoint.id))
+    return [from_row(CheckpointInfo, row) for row in rows]
+
+
 def get_checkpoint(session: Session, checkpoint_id: int) -> CheckpointInfo:
     """The checkpoint with this id, or NotFoundError."""
     return from_row(CheckpointInfo, get_row(session, Checkpoint, checkpoint_id, "checkpoint"))
