@@ -354,6 +354,23 @@ def test_cli_errors(tmp_path, problem):
     assert expected in result.output
 
 
+def test_cli_never_writes_into_roots_frames_or_ground_truth_nor_outside_out(tmp_path):
+    """`--out ROOT/Annotations/480p` replaced the ground truth with predictions; `--sequences ../evil` read and wrote
+    outside ROOT and OUT. Both are refused, and the ground truth is untouched."""
+    frames, masks = moving_square(num_frames=4)
+    write_davis_root(tmp_path / "root", "sq", frames, masks)
+    truth = DavisLayout(tmp_path / "root").mask_path("sq", 2)
+    before = truth.read_bytes()
+    base = ["propagate", str(tmp_path / "root"), "--method", "copy"]
+    for out in ("root/Annotations/480p", "root/Annotations", "root/JPEGImages/480p/x", "root"):
+        result = CliRunner().invoke(vos_command, [*base, "--out", str(tmp_path / out)])
+        assert result.exit_code == 2 and "inside ROOT's frames or ground-truth masks" in result.output, out
+    result = CliRunner().invoke(vos_command, [*base, "--out", str(tmp_path / "pred"), "--sequences", "../evil"])
+    assert result.exit_code == 2 and "'../evil' is not a sequence name" in result.output
+    assert truth.read_bytes() == before and not (tmp_path / "pred").exists()
+    assert CliRunner().invoke(vos_command, [*base, "--out", str(tmp_path / "root" / "predictions")]).exit_code == 0
+
+
 @pytest.mark.parametrize("problem", ["keyframe outside the short sequence", "second sequence's annotation missing"])
 def test_cli_checks_every_sequence_before_writing_any(tmp_path, problem):
     long_frames, long_masks = moving_square(num_frames=8)

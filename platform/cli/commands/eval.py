@@ -27,6 +27,10 @@ def sequences_option_values(ctx: click.Context, sequences: tuple[str, ...]) -> l
     names = split_names(sequences, ctx.args)
     if sequences and not names:
         raise click.BadParameter(f"{' '.join(sequences)!r}: give at least one sequence name", param_hint="--sequences")
+    pathlike = next((n for n in names if "/" in n or "\\" in n or n in (".", "..")), None)
+    if pathlike is not None:  # '../evil' read and wrote outside ROOT and OUT
+        raise click.BadParameter(f"{pathlike!r} is not a sequence name (a folder name, without '/')",
+                                 param_hint="--sequences")
     return names
 
 

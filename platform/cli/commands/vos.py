@@ -31,6 +31,15 @@ def davis_dirs(root: Path) -> tuple[Path, Path]:
     return frames_dir, masks_dir
 
 
+def refuse_out_inside(out_root: Path, root: Path) -> None:
+    """UsageError when OUT is ROOT, or lies in its frames or ground-truth masks (propagation would overwrite them)."""
+    out, layout = out_root.resolve(), DavisLayout(root)
+    for guarded in (root.resolve(), layout.images_dir.parent.resolve(), layout.masks_dir.parent.resolve()):
+        if out == guarded or (guarded != root.resolve() and guarded in out.parents):
+            raise click.BadParameter(f"{out_root} is inside ROOT's frames or ground-truth masks, which the "
+                                     "predictions would overwrite; give a folder outside them", param_hint="--out")
+
+
 def frame_paths(folder: Path) -> list[Path]:
     """Sorted frame image files of one sequence folder."""
     if not folder.is_dir():
@@ -146,6 +155,7 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
         return
     method = "backbone" if method == "auto" else method
     frames_dir, masks_dir = davis_dirs(root)
+    refuse_out_inside(out_root, root)
     names = sequences_option_values(ctx, sequences) or sorted(p.name for p in frames_dir.iterdir() if p.is_dir())
     if not names:
         raise click.ClickException(f"{frames_dir}: no sequence folders")
