@@ -348,6 +348,13 @@ def test_cli_vos_exclude_keyframes(tmp_path):
     assert json.loads(out.read_text())["J&F"] < 1.0
     assert CliRunner().invoke(eval_command, args + ["--exclude-keyframes"]).exit_code == 0
     assert json.loads(out.read_text())["J&F"] == 1.0
+    # A record whose keyframes are not frame numbers was an OverflowError / TypeError traceback, or [1.5] / [true]
+    # read as frames 1.
+    for broken in ('{"keyframes": [1e400]}', '{"keyframes": [null]}', '{"keyframes": 5}', '[1, 2]',
+                   '{"keyframes": [1.5]}', '{"keyframes": [true]}', '{"keyframes": [-1]}'):
+        (tmp_path / "pred" / "toy" / "confidence.json").write_text(broken)
+        result = CliRunner().invoke(eval_command, args + ["--exclude-keyframes"])
+        assert result.exit_code == 1 and "no 'keyframes' list of frame numbers" in result.output, broken
 
 
 @pytest.mark.parametrize("problem", ["missing_frame", "size", "missing_sequence", "unreadable"])

@@ -326,6 +326,10 @@ def test_cli_resumes_and_binary_style(tmp_path):
         assert image.mode == "L" and set(np.unique(np.asarray(image))) <= {0, 255}
     again = CliRunner().invoke(vos_command, args)
     assert again.exit_code == 0 and "already done" in again.output
+    (tmp_path / "pred" / "sq" / "confidence.json").write_text("[1, 2]")  # not ours: an AttributeError traceback
+    redone = CliRunner().invoke(vos_command, args)
+    assert redone.exit_code != 0 or "already done" not in redone.output
+    assert "Traceback" not in redone.output and not isinstance(redone.exception, AttributeError)
 
 
 @pytest.mark.parametrize("problem", ["layout", "annotation", "frame", "keyframes", "checkpoint"])

@@ -50,11 +50,16 @@ def keyframes_from_confidence(pred_root: Path, name: str) -> list[int]:
     """Keyframe indices recorded by `segloop vos propagate` in `<pred_root>/<seq>/confidence.json`."""
     path = pred_root / name / "confidence.json"
     try:
-        return [int(i) for i in json.loads(path.read_text())["keyframes"]]
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         raise click.ClickException(f"{path}: missing (needed by --exclude-keyframes)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"{path}: no readable 'keyframes' list ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: not readable JSON ({str(exc).splitlines()[0][:200]})") from None
+    keyframes = record.get("keyframes") if isinstance(record, dict) else None
+    if (not isinstance(keyframes, list)
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in keyframes)):
+        raise click.ClickException(f"{path}: no 'keyframes' list of frame numbers (needed by --exclude-keyframes)")
+    return keyframes
 
 
 @click.group(name="eval")

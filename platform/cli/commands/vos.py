@@ -56,10 +56,11 @@ def is_complete(out_dir: Path, names: list[str], settings: dict) -> bool:
     if not record.is_file():
         return False
     try:
-        previous = json.loads(record.read_text()).get("settings")
-    except ValueError:
+        previous = json.loads(record.read_text())
+    except (OSError, ValueError):
         return False
-    return previous == settings and all((out_dir / f"{name}.png").is_file() for name in names)
+    same = isinstance(previous, dict) and previous.get("settings") == settings  # a list or text is another file
+    return same and all((out_dir / f"{name}.png").is_file() for name in names)
 
 
 @click.group(name="vos")
