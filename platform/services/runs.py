@@ -44,9 +44,12 @@ def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "aut
 def finetune_vos(params: FinetuneVOSParams, out_dir: Path, *, device: str = "auto", settings: Settings | None = None,
                  job_id: int | None = None, progress=None):
     """Train the memory VOS model as `params` say into `out_dir`; the FinetuneResult."""
-    from segloop.platform.services.finetuning import finetune_vos_project
+    from segloop.platform.services.finetuning import FinetuneError, finetune_vos_project
     from segloop.platform.vos.memory_train import MemoryTrainConfig
 
+    if device not in ("auto", "cpu"):  # it was accepted and ignored
+        raise FinetuneError(f"device: the VOS model trains on the CPU (its training is bounded to minutes); got "
+                            f"{device!r}")
     settings = settings or load_settings()
     encoder = project_encoder(params.project, params.checkpoint_id, params.weights, params.backbone,
                               get_engine(settings))

@@ -307,11 +307,15 @@ def frame_encoder(source: str | Path | None) -> FrameEncoder:
     """The frozen encoder a memory model is built on: a pretrain run's dense encoder, else Lab colour cells."""
     from segloop.platform.vos.memory import DenseEncoderFrames, LabCellEncoder
 
-    if source is not None and Path(source).is_dir() and (Path(source) / DENSE_ENCODER_FILE).is_file():
-        from segloop.pretrain.dense import load_dense_encoder
+    if source is None:
+        return LabCellEncoder()
+    if not (Path(source) / DENSE_ENCODER_FILE).is_file():  # it fell back to colour cells without a word
+        raise MemoryModelError(f"{source}: holds no {DENSE_ENCODER_FILE}; the VOS model is built on the dense "
+                               "encoder of a `segloop pretrain --out` folder: give such a folder, or none for colour "
+                               "cells")
+    from segloop.pretrain.dense import load_dense_encoder
 
-        return DenseEncoderFrames(load_dense_encoder(source))
-    return LabCellEncoder()
+    return DenseEncoderFrames(load_dense_encoder(source))
 
 
 def held_out_comparison(frames: dict[str, Sequence[np.ndarray]], truth: dict[str, dict[int, np.ndarray]],

@@ -368,6 +368,11 @@ def test_finetune_cli_options_are_the_job_fields(cli) -> None:
         assert result.exit_code == 2 and "Invalid value for '--seed': -1 is not in the range x>=0" in result.output
     result = cli("finetune", "vss", "--project", "nowhere", "--checkpoint", "999")
     assert result.exit_code == 1 and "project: project 'nowhere' does not exist" in result.output
+    from segloop.platform.services import runs
+    from segloop.platform.services.params import FinetuneVOSParams
+
+    with pytest.raises(ValueError, match="device: the VOS model trains on the CPU"):  # accepted and ignored before
+        runs.finetune_vos(FinetuneVOSParams(project="demo"), Path("unused"), device="cuda")
 
 
 def test_a_pretrain_run_folder_is_accepted_wherever_weights_are(cli, demo_project, tmp_path: Path) -> None:

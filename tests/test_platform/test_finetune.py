@@ -198,7 +198,7 @@ def test_vos_model_is_trained_registered_and_compared_with_plain_propagation(lab
     from segloop.platform.db.engine import session_scope
     from segloop.platform.db.stores import artifacts, metrics
     from segloop.platform.services.finetuning import FinetuneError, finetune_vos_project, finetune_vss_project
-    from segloop.platform.vos.memory import load_memory_model
+    from segloop.platform.vos.memory import MemoryModelError, load_memory_model
     from segloop.platform.vos.memory_train import MemoryTrainConfig
 
     settings, engine = sqlite
@@ -211,6 +211,12 @@ def test_vos_model_is_trained_registered_and_compared_with_plain_propagation(lab
         assert artifacts.get_checkpoint(session, result.checkpoint_id).kind == "vos"
         rows = metrics.list_metrics(session, name="J&F_model")
         assert len(rows) == 1 and rows[0].checkpoint_id == result.checkpoint_id
+    # Weights that are not a pretrain run's dense encoder were ignored without a word (colour cells trained instead).
+    (tmp_path / "weights.pth").write_text("not a pretrain run")
+    with pytest.raises(MemoryModelError, match=r"holds no dense_encoder.pth; the VOS model is built on the dense"):
+        finetune_vos_project(labeled_project, tmp_path / "vos2", pretrained=str(tmp_path / "weights.pth"),
+                             prop_short_side=64, config=MemoryTrainConfig(steps=3, short_side=64, crop=64),
+                             settings=settings)
     # The folder of a finished, registered run is not trained over (its file changed under checkpoint 1's record).
     stamp = (tmp_path / "vos" / "memory_vos.pth").stat().st_mtime_ns
     with pytest.raises(FinetuneError, match=rf"holds registered checkpoint {result.checkpoint_id} \(vos\) of a "
