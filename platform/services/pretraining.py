@@ -49,7 +49,11 @@ def pretrain_project(
 
 def register_pretrain_checkpoint(project: str, config, result, *, settings: Settings | None = None,
                                  job_id: int | None = None) -> CheckpointInfo:
-    """Record a finished (or time-limited) pretraining run's teacher backbone as a project checkpoint."""
+    """Record a finished (or time-limited) pretraining run's teacher backbone as a project checkpoint; a run that
+    trained no step is refused (its untrained encoder would become the project's default)."""
+    if result.step == 0:
+        raise TrainingDataError("pretraining stopped before its first step (the --max-minutes budget ran out while "
+                                "it started); nothing was registered: give it more minutes")
     settings = settings or load_settings()
     with session_scope(get_engine(settings)) as session:
         info = projects.get_project(session, project)

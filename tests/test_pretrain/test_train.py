@@ -68,6 +68,19 @@ def test_max_minutes_stops_cleanly_with_a_checkpoint(tiny, videos, tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=False)["step"] == result.step
 
 
+def test_a_run_that_trained_no_step_is_not_registered(tiny, videos, tmp_path):
+    """`pretrain --max-minutes 0.0001` stopped at step 0 and registered its untrained teacher as the project's
+    encoder (the default of embed, finetune and predict); such a run is refused, naming the budget."""
+    import dataclasses
+
+    from segloop.platform.services.pretraining import TrainingDataError, register_pretrain_checkpoint
+
+    config = config_from_dict(tiny(run={"steps": 1}))
+    result = dataclasses.replace(pretrain(config, videos, tmp_path / "run"), step=0)
+    with pytest.raises(TrainingDataError, match="stopped before its first step .* nothing was registered"):
+        register_pretrain_checkpoint("any", config, result)
+
+
 def test_teacher_checkpoint_loads_with_timm(tiny, videos, tmp_path):
     result = pretrain(config_from_dict(tiny(run={"steps": 2})), videos, tmp_path / "run")
     model = timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0,
