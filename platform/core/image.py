@@ -38,6 +38,9 @@ def working_size(height: int, width: int, short_side: int, patch: int, *, roundi
     """
     if rounding not in ROUNDING_RULES:
         raise ValueError(f"rounding: expected one of {', '.join(ROUNDING_RULES)}, got {rounding!r}")
+    # The long side is capped at MAX_SIDE too: a 2000x16 strip at short side 480 was 60000 px long (112k ViT
+    # tokens per frame, effectively forever); extreme aspect ratios work at a smaller short side instead.
+    short_side = min(short_side, max(1, int(MAX_SIDE * min(height, width) / max(height, width))))
     if rounding == "floor":
         return _floored_size(height, width, short_side, patch, long_multiple or patch, error)
     scale = short_side / min(height, width)

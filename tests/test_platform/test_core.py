@@ -45,6 +45,17 @@ def test_working_size_rounding_rules_differ_where_a_side_is_just_under_a_patch_m
     assert working_size(100, 190, 64, 16, rounding="nearest") == (64, 128)
 
 
+@pytest.mark.parametrize("rounding", ["round", "floor", "nearest"])
+def test_working_size_caps_the_long_side_of_an_extreme_strip(rounding: str) -> None:
+    """A 2000x16 strip at short side 480 was worked at 60000 px long (propagation ran effectively forever); the long
+    side is capped at MAX_SIDE, the short side shrinking with it, in either orientation."""
+    from segloop.platform.core.image import MAX_SIDE
+
+    for height, width in ((16, 2000), (2000, 16)):
+        h, w = working_size(height, width, 480, 8, rounding=rounding, long_multiple=64)
+        assert max(h, w) <= MAX_SIDE and min(h, w) >= 8 and (h > w) == (height > width)
+
+
 def test_working_size_keeps_height_width_order_and_the_long_side_multiple():
     assert working_size(854, 480, 480, 16, rounding="floor", long_multiple=64) == (832, 480)
     assert working_size(480, 854, 480, 14, rounding="floor", long_multiple=64) == (476, 826)
