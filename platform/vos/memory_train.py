@@ -332,7 +332,9 @@ def held_out_comparison(frames: dict[str, Sequence[np.ndarray]], truth: dict[str
     reports = {"J&F_plain": evaluation.VOSReport(), "J&F_model": evaluation.VOSReport()}
     for position, (name, video) in enumerate(frames.items()):
         keys = {k: truth[name][k] for k in keyframes[name]}
-        scored = sorted(i for i in truth[name] if i not in keys)
+        # The protocol leaves out the first and last frame: a video with nothing else labelled is not scored (it
+        # failed the whole run after training, leaving the model folder behind).
+        scored = evaluation.scored_frames(len(video), [i for i in truth[name] if i not in keys])
         if not scored:
             continue
         objects = sorted({int(v) for m in keys.values() for v in np.unique(m) if v not in (0, 255)})

@@ -281,6 +281,18 @@ def test_finetune_vos_on_a_davis_root_records_the_run_and_serves_propagation(dat
     assert len(list((tmp_path / "pred" / "sq").glob("*.png"))) == 10
 
 
+def test_finetune_vos_on_a_root_with_nothing_left_to_score_says_so(data_dir, tmp_path):
+    """Keyframes covering every frame but the first and last (which the protocol never scores) failed the command
+    after training with 'no frames left to score', leaving the model folder; the model is saved and the command
+    says it could not be scored."""
+    root, out = _davis_root(tmp_path, count=4), tmp_path / "model"
+    result = cli("finetune", "vos", "--frames", str(root), "--keyframes", "0,1,2", "--steps", "2",
+                 "--prop-short-side", "64", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "not scored: no annotated frame is left" in " ".join(result.output.split())
+    assert (out / mem.CONFIG_NAME).is_file()
+
+
 @pytest.mark.parametrize("problem", ["no-out", "keyframe-without-mask"])
 def test_finetune_vos_on_a_davis_root_refuses_bad_input_by_name(data_dir, tmp_path, problem):
     """Without --out, or when no chosen keyframe has a mask, the command fails naming the option or folder and

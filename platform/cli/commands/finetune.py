@@ -97,8 +97,12 @@ def _finetune_vos_root(root: Path, keyframes: str, checkpoint: str | None, out: 
     with progress_bar("finetune vos") as report:
         result = finetune_vos_root(root, keyframes, out, encoder=checkpoint, config=config,
                                    prop_short_side=values.get("prop_short_side") or 240, progress=report)
-    print_table(f"VOS model in {out}: J&F on the annotated non-keyframes", ["propagation", "J&F"],
-                [(name.removeprefix("J&F_"), f"{value:.4f}") for name, value in result["scores"].items()])
+    if result["scores"]:
+        print_table(f"VOS model in {out}: J&F on the annotated non-keyframes", ["propagation", "J&F"],
+                    [(name.removeprefix("J&F_"), f"{value:.4f}") for name, value in result["scores"].items()])
+    else:  # it printed an empty table
+        console.print(f"VOS model saved in {out}, not scored: no annotated frame is left besides the keyframes and "
+                      "each sequence's first and last frame")
     console.print(f"trained {result['steps']} of {config.steps} steps in {result['seconds']:.0f} s"
                   + (" (ended by the time limit)" if result["seconds"] >= config.max_seconds else ""))
 
