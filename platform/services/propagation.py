@@ -67,6 +67,31 @@ def human_label_maps(session, video) -> dict[int, np.ndarray]:
     return maps
 
 
+def _propagation_plan(video_id: int, keyframes: str | None, settings: Settings):
+    """(video, frames, human label maps, chosen keyframes) of a video to propagate, or PropagationError / NotFoundError
+    saying why it cannot be."""
+    with session_scope(get_engine(settings)) as session:
+        video = footage.get_video(session, video_id)
+        frames = footage.list_frames(session, video_id)
+        human = human_label_maps(session, video)
+    if not human:
+        raise vos.PropagationError(f"video {video_id} ({video.name}) has no human-annotated frame to propagate from")
+    chosen = sorted(human) if keyframes is None else vos.parse_keyframes(keyframes, len(frames))
+    missing = [i for i in chosen if i not in human]
+    if missing:
+        raise vos.PropagationError(f"video {video_id} ({video.name}): keyframe(s) {missing} have no human annotation")
+    return video, frames, human, chosen
+
+
+def require_propagatable(video_ids: Sequence[int], keyframes: str | None = None, *,
+                         settings: Settings | None = None) -> None:
+    """Check every video before propagating any (a later bad id failed after the earlier videos' drafts were
+    stored): each exists, has human masks, and holds the `keyframes` asked for."""
+    settings = settings or load_settings()
+    for video_id in video_ids:
+        _propagation_plan(video_id, keyframes, settings)
+
+
 def propagate_video(
     video_id: int,
     featurizer,
@@ -86,16 +111,7 @@ def propagate_video(
     """
     settings = settings or load_settings()
     engine = get_engine(settings)
-    with session_scope(engine) as session:
-        video = footage.get_video(session, video_id)
-        frames = footage.list_frames(session, video_id)
-        human = human_label_maps(session, video)
-    if not human:
-        raise vos.PropagationError(f"video {video_id} ({video.name}) has no human-annotated frame to propagate from")
-    chosen = sorted(human) if keyframes is None else vos.parse_keyframes(keyframes, len(frames))
-    missing = [i for i in chosen if i not in human]
-    if missing:
-        raise vos.PropagationError(f"video {video_id} ({video.name}): keyframe(s) {missing} have no human annotation")
+    video, frames, human, chosen = _propagation_plan(video_id, keyframes, settings)
     reader = vos.FrameFolder([resolve_inside(settings.data_dir, f.image_path) for f in frames])
     result = VideoPropagation(video_id, video.name, chosen)
     predicted: dict[int, np.ndarray] = {}

@@ -84,6 +84,25 @@ def test_cli_video_mode(davis_video, cli, engine) -> None:
     assert cli("vos", "propagate").exit_code != 0
 
 
+def test_cli_video_mode_checks_every_video_before_propagating_any(davis_video, cli, engine) -> None:
+    """`--video GOOD --video 999999` stored GOOD's drafts, then failed on the unknown id; now nothing is stored."""
+    from sqlalchemy import delete, func, select
+
+    from segloop.platform.db.orm import Annotation
+
+    def rows() -> int:
+        with session_scope(engine) as session:
+            return int(session.scalar(select(func.count()).select_from(Annotation)))
+
+    with session_scope(engine) as session:  # only the first frame keeps its human mask: the rest get drafts
+        later = [f.id for f in footage.list_frames(session, davis_video.id) if f.index > 0]
+        session.execute(delete(Annotation).where(Annotation.frame_id.in_(later)))
+    before = rows()
+    result = cli("vos", "propagate", "--video", str(davis_video.id), "--video", "999999", "--method", "copy")
+    assert result.exit_code == 1 and "video 999999 does not exist" in result.output
+    assert rows() == before
+
+
 def test_cli_video_mode_uses_the_projects_propagators_by_default(davis_video, cli, engine, tmp_path: Path) -> None:
     """`vos propagate --video ID` without --method scores the project's propagators on the human masks and uses
     the best (before: a random-init ViT whatever the project had); `--model DIR` propagates with that VOS model."""

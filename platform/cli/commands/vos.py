@@ -187,9 +187,10 @@ def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None,
     from segloop.platform.core.console import LazyProgress, print_table
     from segloop.platform.db.migrate import ensure_db
     from segloop.platform.services.models import propagator_for
-    from segloop.platform.services.propagation import propagate_video
+    from segloop.platform.services.propagation import propagate_video, require_propagatable
 
     ensure_db()
+    require_propagatable(video_ids, keyframes)
     rows, notes = [], []
     with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn()) as bar:
