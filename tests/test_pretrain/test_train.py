@@ -223,6 +223,20 @@ def test_cli_refuses_zero_or_absurd_sizes_before_training(args, message, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args", [("--init", "NOWHERE/weights.pth"), ("--init", "TEXT"), ("--img-size", "33")])
+def test_a_refused_run_leaves_no_run_folder(args, videos, tmp_path):
+    """Weights that cannot be loaded, or a size the patches do not divide, were refused after the run folder (and its
+    frame cache) was made: an empty or half-made folder stayed behind."""
+    from tests.conftest import invoke_segloop
+
+    (tmp_path / "TEXT").write_text("not weights")
+    args = [a.replace("NOWHERE", str(tmp_path / "nowhere")).replace("TEXT", str(tmp_path / "TEXT")) for a in args]
+    result = invoke_segloop("pretrain", "--frames", str(tmp_path / "frames"), "--out", str(tmp_path / "run"),
+                            "--steps", "1", "--workers", "0", *args)
+    assert result.exit_code == 1, result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_run_folder_holds_a_loadable_dense_encoder(tiny, videos, tmp_path):
     import numpy as np
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import click
@@ -120,8 +121,14 @@ def pretrain_command(frames_root, project, config_file, sets, backbone, img_size
     """
     from segloop.platform.core.errors import friendly_errors
 
-    friendly_errors(_pretrain)(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes,
-                               batch_size, init, workers, device, compile_model, resume, out)
+    created = not Path(out).exists()
+    try:
+        friendly_errors(_pretrain)(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes,
+                                   batch_size, init, workers, device, compile_model, resume, out)
+    except (click.ClickException, KeyboardInterrupt):
+        if created and Path(out).is_dir() and not (Path(out) / "checkpoint.pth").exists():
+            shutil.rmtree(out, ignore_errors=True)  # a refusal before the first checkpoint leaves no folder
+        raise
 
 
 def _pretrain(frames_root, project, config_file, sets, backbone, img_size, steps, max_minutes, batch_size, init,
