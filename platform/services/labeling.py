@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.image import read_rgb
 from segloop.platform.core.masks import MaskError, davis_palette, mask_from_bytes
+from segloop.platform.core.names import LABEL_CLASS_NAME_MAX, check_name
 from segloop.platform.core.storage import resolve_inside
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import FrameInfo, LabelClassInfo, VideoInfo
@@ -357,10 +358,9 @@ def label_classes(engine: Engine, project_id: int) -> list[LabelClassInfo]:
 def add_label_class(engine: Engine, project_id: int, name: str, *, actor: Actor | None = None) -> LabelClassInfo:
     """The project's label class called `name` (stripped), created if missing; LabelingError for an empty name."""
     access.require(engine, actor, "label", project_id)
-    if not name.strip():
-        raise LabelingError("label class name: must not be empty")
+    name = check_name("label class name", name, LABEL_CLASS_NAME_MAX)  # None was an AttributeError
     with session_scope(engine) as session:
-        return projects.get_or_create_label_class(session, project_id, name.strip())
+        return projects.get_or_create_label_class(session, project_id, name)
 
 
 def frame_project(engine: Engine, frame_id: int) -> tuple[str, int]:

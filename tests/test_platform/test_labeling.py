@@ -135,6 +135,8 @@ def test_a_class_of_another_project_or_none_is_refused(engine, footage_project, 
 
         other = projects.get_project(session, "other").id
     foreign = labeling.add_label_class(engine, other, "car").id
+    with pytest.raises(ValueError, match="label class name: expected text, got null"):  # an AttributeError before
+        labeling.add_label_class(engine, other, None)
     frame = first_frame(engine, footage_project.video_ids[0])
     labels = np.zeros((64, 96), np.uint8)
     labels[:5, :5] = 1

@@ -97,6 +97,17 @@ def test_tag_service_validates_names_and_frames_and_audits(engine, footage_proje
     assert actions[-1] == ("untag_frames", {"tag": "night", "removed": 3, "frames": 4})
 
 
+def test_a_name_typed_composed_or_decomposed_is_one_name(engine, footage_project) -> None:
+    """'café' typed as é or as e + combining accent made two tags that look alike; a 60-letter decomposed name was
+    refused as 120 characters. Names are kept composed (NFC)."""
+    frames = _frame_ids(engine, footage_project.video_ids[0])
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    first = tags.tag_frames(engine, "ui", composed, frames[:1])
+    second = tags.tag_frames(engine, "ui", decomposed, frames[:2])
+    assert first.tag.id == second.tag.id and (second.changed, second.unchanged) == (1, 1)
+    assert tags.check_tag_name("e\u0301" * 60) == "\u00e9" * 60
+
+
 def test_annotator_tags_a_granted_project_only(engine, footage_project) -> None:
     """An annotator may tag frames of a granted project (and is audited as the actor), not of another project;
     a signed-out visitor may not tag at all."""
