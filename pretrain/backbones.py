@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
-from segloop.pretrain.checkpoint import CONFIG_NAME, TEACHER_NAME
+from segloop.pretrain.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, TEACHER_NAME
 
 
 class BackboneError(ValueError):
@@ -103,6 +103,9 @@ def _load_failure(path: Path, exc: Exception) -> str:
     """Why a weights file did not load: unreadable as weights, or the first mismatch it has with the model."""
     from timm.models import load_state_dict
 
+    if Path(path).name == CHECKPOINT_NAME and (Path(path).parent / TEACHER_NAME).is_file():
+        return (f"it is a pretrain run's resume state, not weights: give the run folder {Path(path).parent} (its "
+                f"{TEACHER_NAME} is the encoder)")
     try:
         load_state_dict(str(path))
     except Exception:  # any failure to read means the same thing to the user

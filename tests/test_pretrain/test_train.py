@@ -81,6 +81,17 @@ def test_a_run_that_trained_no_step_is_not_registered(tiny, videos, tmp_path):
         register_pretrain_checkpoint("any", config, result)
 
 
+def test_a_runs_resume_state_given_as_weights_is_named_for_what_it_is(tiny, videos, tmp_path):
+    """`--checkpoint RUN/checkpoint.pth` (a real PyTorch file: the resume state) was refused as 'not a PyTorch ...
+    weights file'; the refusal now says what it is and which folder to give."""
+    from segloop.pretrain.backbones import BackboneError, create_backbone, load_weights
+
+    pretrain(config_from_dict(tiny(run={"steps": 1})), videos, tmp_path / "run")
+    with pytest.raises(BackboneError, match="it is a pretrain run's resume state, not weights: give the run folder"):
+        load_weights(create_backbone("vit_tiny_patch16_224"), "vit_tiny_patch16_224",
+                     tmp_path / "run" / "checkpoint.pth")
+
+
 def test_teacher_checkpoint_loads_with_timm(tiny, videos, tmp_path):
     result = pretrain(config_from_dict(tiny(run={"steps": 2})), videos, tmp_path / "run")
     model = timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0,

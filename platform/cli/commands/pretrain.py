@@ -102,7 +102,8 @@ def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False
               help="Override one config value (applied after --config and the flags below).")
 @click.option("--backbone", type=click.Choice(BACKBONE_NAMES), help="timm ViT (default: the config's).")
 @click.option("--img-size", type=int, help="Global crop and clip size in px (local crops half of it).")
-@click.option("--steps", type=int, help="Optimisation steps (the schedules' horizon).")
+@click.option("--steps", type=int, help="Optimisation steps (the schedules' horizon); with --max-minutes the time "
+                                        "budget is the horizon instead and --steps is not used.")
 @click.option("--max-minutes", type=float, help="Stop cleanly with a final checkpoint after this wall-clock time.")
 @click.option("--batch-size", type=int, help="Samples per step per process.")
 @click.option("--init", "init", type=click.Path(path_type=Path), help="Start from these timm-layout weights.")
@@ -139,6 +140,10 @@ def _pretrain(frames_root, project, config_file, sets, backbone, img_size, steps
 
     if (frames_root is None) == (project is None):
         raise CliInputError("give either --frames ROOT or --project NAME")
+    if steps is not None and max_minutes is not None:  # it ran 53 steps for --steps 2 without a word
+        from segloop.platform.core.console import console
+
+        console.print("note: --max-minutes sets the schedule's horizon; --steps is not used")
     flags = flag_overrides(backbone, img_size, steps, max_minutes, batch_size, init, workers, device, compile_model)
     overrides = _merge(flags, parse_sets(sets))  # the specific --set wins over a convenience flag (--img-size)
     config = load_config(config_file, overrides)
