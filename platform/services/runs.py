@@ -19,14 +19,18 @@ from segloop.platform.services.params import (
 def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "auto", settings: Settings | None = None,
                  job_id: int | None = None, progress=None):
     """Train a VSS head as `params` say into `out_dir`; the FinetuneResult (None on non-zero torchrun ranks)."""
-    from segloop.platform.services.finetuning import finetune_vss_project, load_project
+    from segloop.platform.services.finetuning import FinetuneError, finetune_vss_project, load_project
     from segloop.platform.services.loop import oracle_from, oracle_reference
     from segloop.platform.vss.head import VSSConfig
     from segloop.platform.vss.temporal import TemporalConfig
 
     settings = settings or load_settings()
     truth = oracle_from(params.oracle)
-    reference = oracle_reference(truth, load_project(params.project, settings), settings) if truth else None
+    frames = load_project(params.project, settings)
+    if truth is not None and not any(truth.covers(name) for name in frames.videos):  # it scored 0 frames, exit 0
+        raise FinetuneError(f"oracle: {params.oracle} holds ground truth for none of the project's videos "
+                            f"({', '.join(sorted(frames.videos)[:5])}): nothing could be scored against it")
+    reference = oracle_reference(truth, frames, settings) if truth else None
     config = VSSConfig(head=params.head, epochs=params.epochs, min_steps=params.min_steps, lr=params.lr,
                        finetune_backbone=params.finetune_backbone, layer_decay=params.layer_decay,
                        seed=params.seed, device=device)

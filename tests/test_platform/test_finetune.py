@@ -177,6 +177,22 @@ def test_a_diverged_head_is_refused_and_never_registered(labeled_project: str, s
         assert len(artifacts.list_checkpoints(session)) == before
 
 
+def test_an_oracle_with_none_of_the_projects_videos_is_refused(labeled_project: str, sqlite, tmp_path: Path) -> None:
+    """`finetune vss --oracle ROOT` whose ground truth covers none of the project's videos trained, then scored 0
+    frames and reported success; it is refused before training."""
+    from segloop.platform.core.masks import write_mask
+    from segloop.platform.services import runs
+    from segloop.platform.services.finetuning import FinetuneError
+    from segloop.platform.services.params import FinetuneVSSParams
+
+    settings, _ = sqlite
+    write_mask(tmp_path / "gt" / "another-video" / "00000.png", np.ones((4, 4), np.uint8))
+    with pytest.raises(FinetuneError, match="holds ground truth for none of the project's videos"):
+        runs.finetune_vss(FinetuneVSSParams(project=labeled_project, oracle=str(tmp_path / "gt")), tmp_path / "out",
+                          device="cpu", settings=settings)
+    assert not (tmp_path / "out").exists()
+
+
 def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) -> None:
     """The decoder's correction starts at zero: refining a mask gives (nearly) the same mask back."""
     from segloop.platform.vos import refiner as refine
