@@ -62,6 +62,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or default_worker_id()
         self.engine = get_engine(self.settings)
+        self._database_file = sqlite_file(self.settings.db_url)  # None for a database server
         self._stopping = False
         self._wake = threading.Event()
         self._current: int | None = None
@@ -97,9 +98,8 @@ class Worker:
 
     def run_once(self, kinds: list[str] | None = None) -> bool:
         """Claim and run one job; False when the queue had nothing for this worker."""
-        database = sqlite_file(str(self.engine.url))
-        if database is not None and not Path(database).exists():  # its open handles would keep polling a ghost
-            raise WorkerError(f"the database {database} is gone (deleted or moved); the worker stops")
+        if self._database_file is not None and not Path(self._database_file).exists():  # open handles: a ghost
+            raise WorkerError(f"the database {self._database_file} is gone (deleted or moved); the worker stops")
         with session_scope(self.engine) as session:
             for job_id in job_store.reap_stale_jobs(session, self.settings.stale_after_seconds):
                 print(f"[worker {self.worker_id}] job {job_id}: its worker was lost; settled", flush=True)

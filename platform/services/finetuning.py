@@ -23,7 +23,7 @@ import numpy as np
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import resolve_inside
-from segloop.platform.db.engine import get_engine, session_scope
+from segloop.platform.db.engine import get_engine, session_scope, sqlite_file
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
@@ -516,7 +516,7 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
     from segloop.platform.vos.propagation import parse_keyframes
 
     settings = load_settings()
-    if settings.database_url or (settings.data_dir / "segloop.db").is_file():  # a DB-free command creates none
+    if settings.database_url or Path(sqlite_file(settings.db_url) or "").is_file():  # a DB-free command makes none
         require_fresh_out(out_dir, settings)
     report = progress or (lambda fraction, message: None)
     layout = open_layout(root)

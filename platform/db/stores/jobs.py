@@ -90,7 +90,7 @@ def heartbeat(session: Session, claim: Claim) -> str:
     if session.execute(update(Job).where(*_owned(claim)).values(heartbeat_at=utcnow())).rowcount == 0:
         owner = session.execute(select(Job.worker_id, Job.attempts).where(Job.id == claim.job_id)).first()
         return RUNNING if owner is not None and tuple(owner) == (claim.worker_id, claim.attempt) else LOST
-    return CANCEL if session.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)) else RUNNING
+    return CANCEL if cancel_requested(session, claim.job_id) else RUNNING
 
 
 def report_progress(session: Session, claim: Claim, progress: float, message: str = "") -> None:
