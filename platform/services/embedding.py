@@ -16,6 +16,8 @@ from segloop.platform.db.stores import artifacts, footage, projects
 
 VECTOR_KINDS = ("cls", "patch_mean")
 
+EMBED_AGAIN = "embed the project again (`segloop embed --project ...`)"  # the remedy for a broken set
+
 
 class EmbeddingSetError(ValueError):
     """An embedding set whose files are missing, unreadable or inconsistent; the message names the file."""
@@ -150,9 +152,6 @@ def embedding_arrays(embedding_set: EmbeddingSetInfo, settings: Settings | None 
     settings = settings or load_settings()
     return tuple(_load_array(resolve_inside(settings.data_dir, relative), embedding_set.id, mmap)
                  for relative in (embedding_set.vectors_path, embedding_set.frame_ids_path))
-
-
-EMBED_AGAIN = "embed the project again (`segloop embed --project ...`)"
 
 
 def _load_array(path: Path, set_id: int, mmap: bool = False) -> np.ndarray:

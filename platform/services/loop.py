@@ -247,7 +247,7 @@ def propagate_labels(project: str, config: RoundConfig, settings: Settings, obse
     the oracle's ground truth on every other frame, or without an oracle against the human masks not used."""
     from dataclasses import asdict
 
-    from segloop.platform.services.propagation import human_label_maps, propagate_video
+    from segloop.platform.services.propagation import human_annotations, propagate_video
     from segloop.platform.vos import propagation as vos
 
     observer = observer or RoundObserver()
@@ -257,7 +257,7 @@ def propagate_labels(project: str, config: RoundConfig, settings: Settings, obse
                                f"{prop.short_side}) and score J&F")
     with session_scope(get_engine(settings)) as session:
         videos = footage.list_videos(session, projects.get_project(session, project).id)
-        labelled = [v for v in videos if human_label_maps(session, v) and (oracle is None or oracle.covers(v.name))]
+        labelled = [v for v in videos if human_annotations(session, v) and (oracle is None or oracle.covers(v.name))]
     out = []
     for video in labelled:
         reference = None if oracle is None else video_reference(oracle, video, settings)

@@ -53,27 +53,34 @@ class _SparseMasks(Sequence):
         return self._masks[index]
 
 
-def human_label_maps(session, video) -> dict[int, np.ndarray]:
-    """{frame index: label map} of the frames whose newest masks are human-made."""
+def human_annotations(session, video) -> dict[int, list]:
+    """{frame index: its newest human-made annotations} of the frames that have any (nothing decoded)."""
     by_frame: dict[int, list] = {}
     for annotation in annotation_store.latest_annotations_for_video(session, video.id):
-        by_frame.setdefault(annotation.frame_id, []).append(annotation)
+        if annotation.source in HUMAN_SOURCES:
+            by_frame.setdefault(annotation.frame_id, []).append(annotation)
     index_of = {f.id: f.index for f in footage.list_frames(session, video.id)}
-    maps = {}
-    for frame_id, items in by_frame.items():
-        if any(a.source in HUMAN_SOURCES for a in items):
-            human = [a for a in items if a.source in HUMAN_SOURCES]
-            maps[index_of[frame_id]] = annotation_store.label_map(human, video.stored_height, video.stored_width)
-    return maps
+    return {index_of[frame_id]: items for frame_id, items in by_frame.items()}
+
+
+def human_label_maps(session, video) -> dict[int, np.ndarray]:
+    """{frame index: label map} of the frames whose newest masks are human-made."""
+    return _label_maps(human_annotations(session, video), video)
+
+
+def _label_maps(annotations: dict[int, list], video) -> dict[int, np.ndarray]:
+    """{frame index: label map} painted from {frame index: annotations}."""
+    return {index: annotation_store.label_map(items, video.stored_height, video.stored_width)
+            for index, items in annotations.items()}
 
 
 def _propagation_plan(video_id: int, keyframes: str | None, settings: Settings):
-    """(video, frames, human label maps, chosen keyframes) of a video to propagate, or PropagationError / NotFoundError
-    saying why it cannot be."""
+    """(video, frames, {frame index: human annotations}, chosen keyframes) of a video to propagate, or
+    PropagationError / NotFoundError saying why it cannot be (no mask is decoded)."""
     with session_scope(get_engine(settings)) as session:
         video = footage.get_video(session, video_id)
         frames = footage.list_frames(session, video_id)
-        human = human_label_maps(session, video)
+        human = human_annotations(session, video)
     if not human:
         raise vos.PropagationError(f"video {video_id} ({video.name}) has no human-annotated frame to propagate from")
     chosen = sorted(human) if keyframes is None else vos.parse_keyframes(keyframes, len(frames))
@@ -111,7 +118,8 @@ def propagate_video(
     """
     settings = settings or load_settings()
     engine = get_engine(settings)
-    video, frames, human, chosen = _propagation_plan(video_id, keyframes, settings)
+    video, frames, annotations, chosen = _propagation_plan(video_id, keyframes, settings)
+    human = _label_maps(annotations, video)
     reader = vos.FrameFolder([resolve_inside(settings.data_dir, f.image_path) for f in frames])
     result = VideoPropagation(video_id, video.name, chosen)
     predicted: dict[int, np.ndarray] = {}

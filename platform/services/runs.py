@@ -26,11 +26,13 @@ def finetune_vss(params: FinetuneVSSParams, out_dir: Path, *, device: str = "aut
 
     settings = settings or load_settings()
     truth = oracle_from(params.oracle)
-    frames = load_project(params.project, settings)
-    if truth is not None and not any(truth.covers(name) for name in frames.videos):  # it scored 0 frames, exit 0
-        raise FinetuneError(f"oracle: {params.oracle} holds ground truth for none of the project's videos "
-                            f"({', '.join(sorted(frames.videos)[:5])}): nothing could be scored against it")
-    reference = oracle_reference(truth, frames, settings) if truth else None
+    reference = None
+    if truth is not None:  # the project's frames are loaded here only for the oracle (training loads them again)
+        frames = load_project(params.project, settings)
+        if not any(truth.covers(name) for name in frames.videos):  # it scored 0 frames and reported success
+            raise FinetuneError(f"oracle: {params.oracle} holds ground truth for none of the project's videos "
+                                f"({', '.join(sorted(frames.videos)[:5])}): nothing could be scored against it")
+        reference = oracle_reference(truth, frames, settings)
     config = VSSConfig(head=params.head, epochs=params.epochs, min_steps=params.min_steps, lr=params.lr,
                        finetune_backbone=params.finetune_backbone, layer_decay=params.layer_decay,
                        seed=params.seed, device=device)

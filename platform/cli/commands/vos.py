@@ -34,10 +34,11 @@ def davis_dirs(root: Path) -> tuple[Path, Path]:
 def refuse_out_inside(out_root: Path, root: Path) -> None:
     """UsageError when OUT is ROOT, or lies in its frames or ground-truth masks (propagation would overwrite them)."""
     out, layout = out_root.resolve(), DavisLayout(root)
-    for guarded in (root.resolve(), layout.images_dir.parent.resolve(), layout.masks_dir.parent.resolve()):
-        if out == guarded or (guarded != root.resolve() and guarded in out.parents):
-            raise click.BadParameter(f"{out_root} is inside ROOT's frames or ground-truth masks, which the "
-                                     "predictions would overwrite; give a folder outside them", param_hint="--out")
+    inside = (out == folder or folder in out.parents
+              for folder in (layout.images_dir.parent.resolve(), layout.masks_dir.parent.resolve()))
+    if out == root.resolve() or any(inside):
+        raise click.BadParameter(f"{out_root} is inside ROOT's frames or ground-truth masks, which the "
+                                 "predictions would overwrite; give a folder outside them", param_hint="--out")
 
 
 def frame_paths(folder: Path) -> list[Path]:
