@@ -142,19 +142,38 @@ def run_selection(
     """
     settings = settings or load_settings()
     params = dict(params or {})
-    pool, embedding_set = build_pool(project, embedding_set_id, settings)
-    _check_scope_videos(constraints, pool, project, embedding_set.id)
-    picks: list[Pick] = run_strategy(strategy, pool, constraints, **params)
-    if not picks and not allow_empty:
-        raise NothingToPick(f"{strategy} picked no frame: {_why_nothing(pool, constraints)}; nothing was stored")
-    with session_scope(get_engine(settings)) as session:
-        info = projects.get_project(session, project)
-        recorded = {**params, "constraints": _constraints_dict(constraints)}
-        run = selections.add_selection(
-            session, info.id, strategy, constraints.budget, [(p.frame_id, p.score, p.reason) for p in picks],
-            params=recorded, seed=params.get("seed"), embedding_set_id=embedding_set.id, job_id=job_id,
-        )
-        return SelectionRun(run, selections.selection_items(session, run.id))
+    for _ in range(STORE_ATTEMPTS):
+        pool, embedding_set = build_pool(project, embedding_set_id, settings)
+        _check_scope_videos(constraints, pool, project, embedding_set.id)
+        picks: list[Pick] = run_strategy(strategy, pool, constraints, **params)
+        if not picks and not allow_empty:
+            raise NothingToPick(f"{strategy} picked no frame: {_why_nothing(pool, constraints)}; nothing was stored")
+        with session_scope(get_engine(settings)) as session:
+            info = projects.lock_project(session, project)
+            if _taken_meanwhile(session, info.id, picks, constraints):
+                continue
+            recorded = {**params, "constraints": _constraints_dict(constraints)}
+            run = selections.add_selection(
+                session, info.id, strategy, constraints.budget, [(p.frame_id, p.score, p.reason) for p in picks],
+                params=recorded, seed=params.get("seed"), embedding_set_id=embedding_set.id, job_id=job_id,
+            )
+            return SelectionRun(run, selections.selection_items(session, run.id))
+    raise ValidationError(f"other selection runs on project {project!r} stored picks while this one ran "
+                          f"({STORE_ATTEMPTS} times); nothing was stored: run it again")
+
+
+STORE_ATTEMPTS = 3
+
+
+def _taken_meanwhile(session, project_id: int, picks: list[Pick], constraints: Constraints) -> bool:
+    """Whether a pick was picked by another run or labelled since the pool was read (the run must then be redone
+    on the new pool, so that runs started at the same moment never queue one frame twice)."""
+    taken: set[int] = set()
+    if constraints.exclude_selected:
+        taken |= selections.selected_frame_ids(session, project_id)
+    if constraints.exclude_labeled:
+        taken |= labeled_frame_ids(session, project_id)
+    return any(int(p.frame_id) in taken for p in picks)
 
 
 class NothingToPick(ValidationError):

@@ -71,6 +71,52 @@ def test_every_strategy_persists_a_run(strategy: str, params: dict, embedded, se
     assert not {i.frame_id for i in again.items} & {i.frame_id for i in run.items}
 
 
+def test_runs_started_at_the_same_moment_never_queue_one_frame_twice(embedded, settings, engine,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose picks another run stored while it computed is redone on the new pool: the two queues share no
+    frame and each holds its budget."""
+    import segloop.platform.services.selection as service
+
+    real_build_pool, pools = service.build_pool, []
+
+    def pool_then_a_rival_run(*args, **kwargs):
+        pool = real_build_pool(*args, **kwargs)
+        pools.append(pool)
+        if len(pools) == 1:  # another process stores the same picks between this run's read and its write
+            rivals.append(run_selection("sel", "kcenter", Constraints(budget=4), settings=settings))
+        return pool
+
+    rivals: list = []
+    monkeypatch.setattr(service, "build_pool", pool_then_a_rival_run)
+    run = run_selection("sel", "kcenter", Constraints(budget=4), settings=settings)
+    first, second = {i.frame_id for i in rivals[0].items}, {i.frame_id for i in run.items}
+    assert len(first) == len(second) == 4 and not first & second and len(pools) == 3
+
+
+def test_locking_a_project_waits_for_the_transaction_holding_it(embedded, settings, engine) -> None:
+    """The project lock a run stores its picks under is held until its transaction ends, on either database."""
+    import threading
+    import time
+
+    locked, times = threading.Event(), {}
+
+    def hold() -> None:
+        with session_scope(engine) as session:
+            projects.lock_project(session, "sel")
+            locked.set()
+            time.sleep(0.4)
+            times["released"] = time.monotonic()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(30)
+    with session_scope(engine) as session:
+        projects.lock_project(session, "sel")
+        times["acquired"] = time.monotonic()
+    holder.join()
+    assert times["acquired"] >= times["released"]
+
+
 def test_labeled_frames_are_never_picked(embedded, settings, engine) -> None:
     """Frames with human masks are marked labeled in the pool and never picked again."""
     from segloop.platform.db.stores import annotations as annotation_store

@@ -50,6 +50,15 @@ def get_project(session: Session, name: str) -> ProjectInfo:
     return from_row(ProjectInfo, row)
 
 
+def lock_project(session: Session, name: str) -> ProjectInfo:
+    """The project called `name`, its row locked until the transaction ends (PostgreSQL; a SQLite write transaction
+    already holds the database's write lock), or NotFoundError."""
+    row = session.scalar(select(Project).where(Project.name == name).with_for_update())
+    if row is None:
+        raise NotFoundError(f"project {name!r} does not exist")
+    return from_row(ProjectInfo, row)
+
+
 def get_project_by_id(session: Session, project_id: int) -> ProjectInfo:
     """The project with this id, or NotFoundError."""
     return from_row(ProjectInfo, get_row(session, Project, project_id, "project"))
