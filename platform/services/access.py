@@ -70,20 +70,39 @@ def can(actor: Actor, action: str) -> bool:
 
 
 def require(engine: Engine, actor: Actor | None, action: str, project: int | str | None = None) -> None:
-    """AccessDenied unless the actor's role allows `action` and (for non-admins) the project is granted to them."""
+    """AccessDenied unless the actor's role allows `action` and (for non-admins) the project is granted to them; an
+    account's role and grants are read from the database now, not trusted from the `Actor` (built at sign-in)."""
     actor = effective_actor(actor)
     if actor is None:
         return
+    if actor.user_id is None:
+        _require_role(actor, action)
+        if project is None or actor.is_admin:
+            return
+        raise _not_granted(actor)
+    with session_scope(engine) as session:
+        user = user_store.get_user_by_id(session, actor.user_id)
+        if user is None:
+            raise AccessDenied(f"{actor.name}: this account no longer exists; sign in with another")
+        actor = Actor(user.name, user.role, user.id)
+        _require_role(actor, action)
+        if project is None or actor.is_admin:
+            return
+        project_id = project if isinstance(project, int) else projects.get_project(session, project).id
+        if project_id not in user_store.granted_project_ids(session, actor.user_id):
+            raise _not_granted(actor)
+
+
+def _require_role(actor: Actor, action: str) -> None:
+    """AccessDenied unless the actor's role allows the action."""
     if not can(actor, action):
         raise AccessDenied(f"{actor.name} ({actor.role}) may not {ACTION_WORDS[action]}")
-    if project is None or actor.is_admin:
-        return
-    with session_scope(engine) as session:
-        project_id = project if isinstance(project, int) else projects.get_project(session, project).id
-        granted = actor.user_id is not None and project_id in user_store.granted_project_ids(session, actor.user_id)
-    if not granted:
-        raise AccessDenied(f"{actor.name} has no access to this project; an admin can grant it "
-                           f"(`segloop users grant {actor.name} --project NAME`)")
+
+
+def _not_granted(actor: Actor) -> AccessDenied:
+    """The refusal of a project the actor has no grant on."""
+    return AccessDenied(f"{actor.name} has no access to this project; an admin can grant it "
+                        f"(`segloop users grant {actor.name} --project NAME`)")
 
 
 def require_frame(engine: Engine, actor: Actor | None, action: str, frame_id: int) -> None:

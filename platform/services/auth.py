@@ -296,7 +296,7 @@ def _audit_target(name: str, found: tuple[UserInfo, str] | None) -> str:
     """The audited login name: the user's name when it exists, else a hash (a mistyped password stays secret)."""
     if found is not None:
         return found[0].name
-    return "unknown:" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:16]
+    return "unknown:" + hashlib.sha256(name.lower().encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def _wait_seconds(session, target: str, client: str, policy: AuthPolicy, now: datetime) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
+from segloop.platform.core.errors import ValidationError
 from segloop.platform.core.image import read_rgb
 from segloop.platform.core.masks import MaskError, davis_palette, mask_from_bytes
 from segloop.platform.core.names import LABEL_CLASS_NAME_MAX, check_name
@@ -323,6 +324,8 @@ def label_queue(
 
     Without `include_done`, frames whose masks are all submitted or reviewed are left out.
     """
+    if offset < 0 or limit < 1:
+        raise ValidationError(f"queue page: offset {offset} and limit {limit} must be >= 0 and >= 1")
     with session_scope(engine) as session:
         rows, total = footage.queue_frames(session, project_id, video_id=video_id, selection_id=selection_id,
                                            include_done=include_done, offset=offset, limit=limit)

@@ -174,6 +174,51 @@ def test_only_admins_manage_users(engine) -> None:
     assert {u.user.name: u.user.role for u in auth.list_users(engine, actor=admin)}["ann"] == "reviewer"
 
 
+def test_a_role_changed_or_an_account_removed_after_sign_in_counts_at_once(engine) -> None:
+    """A service checks the account's role as the database has it now, not as it was when the actor signed in."""
+    add(engine, "root", "admin")
+    add(engine, "rev", "reviewer")
+    signed_in = auth.login(engine, "rev", PASSWORD).actor
+    auth.set_role(engine, "rev", "admin")
+    assert [u.user.name for u in auth.list_users(engine, actor=signed_in)] == ["rev", "root"], "promoted: allowed"
+    admin = auth.login(engine, "rev", PASSWORD).actor
+    auth.set_role(engine, "rev", "annotator")
+    with pytest.raises(AccessDenied, match=r"rev \(annotator\) may not manage users"):
+        auth.add_user(engine, "mallory", "admin", PASSWORD, actor=admin)
+    auth.remove_user(engine, "rev")
+    with pytest.raises(AccessDenied, match="no longer exists"):
+        auth.audit_trail(engine, actor=admin)
+    assert "mallory" not in [u.user.name for u in auth.list_users(engine)]
+
+
+def test_user_names_differing_only_in_letter_case_are_one_name(engine, cli) -> None:
+    """`ANN` cannot be added beside `ann`; sign-in and every `users` command find `ann` whatever the case typed."""
+    add(engine, "root", "admin")
+    add(engine, "ann", "annotator")
+    with pytest.raises(ValidationError, match="'ann' already exists"):
+        add(engine, "ANN", "admin")
+    result = auth.login(engine, "Ann", PASSWORD)
+    assert result.actor is not None and result.actor.name == "ann"
+    auth.set_role(engine, "ANN", "reviewer")
+    assert {u.user.name: u.user.role for u in auth.list_users(engine)}["ann"] == "reviewer"
+    from click.testing import CliRunner
+
+    from segloop.platform.cli import main
+
+    taken = CliRunner().invoke(main, ["users", "add", "ROOT", "--role", "admin"], input=PASSWORD + "\n")
+    assert taken.exit_code == 1 and "'root' already exists" in taken.output
+
+
+def test_audit_filter_takes_audit_actions_only(engine, cli) -> None:
+    """`users audit --action` of a word that is no audit action is refused listing the actions, not an empty table."""
+    add(engine, "root", "admin")
+    assert auth.login(engine, "root", PASSWORD).actor is not None
+    wrong = cli("users", "audit", "--action", "nope")
+    assert wrong.exit_code == 1 and "'nope' is not an audit action" in wrong.output and "login_failed" in wrong.output
+    right = cli("users", "audit", "--action", "login")
+    assert right.exit_code == 0 and "root" in right.output
+
+
 def test_loopback_detection() -> None:
     """Loopback addresses need no accounts; everything else does."""
     assert all(auth.is_loopback(a) for a in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"))

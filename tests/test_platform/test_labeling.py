@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segloop.platform.core.errors import ValidationError
 from segloop.platform.core.masks import write_mask
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.stores import annotations as annotation_store
@@ -185,6 +186,9 @@ def test_queue_skips_done_frames_and_follows_selection_rank(engine, footage_proj
     assert page.total == 11 and [(i.frame.index, i.status) for i in page.items] == [(1, "draft"), (2, "unlabeled")]
     everything = labeling.label_queue(engine, footage_project.project_id, video_id=video_id, include_done=True, limit=1)
     assert everything.total == 12 and everything.items[0].status == "submitted"
+    for offset, limit in ((-1, 5), (0, 0), (0, -1)):
+        with pytest.raises(ValidationError, match="queue page"):
+            labeling.label_queue(engine, footage_project.project_id, video_id=video_id, offset=offset, limit=limit)
     with session_scope(engine) as session:
         run = selections.add_selection(session, footage_project.project_id, "test", 3,
                                        [(frames[7].id, 0.9, "a"), (frames[0].id, 0.8, "b"), (frames[3].id, 0.7, "c")])

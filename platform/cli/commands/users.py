@@ -127,7 +127,9 @@ def revoke_cmd(name: str, project: str) -> None:
 
 
 @command.command("audit")
-@click.option("--action", default=None, help="Only this action (login, login_failed, job_submit, ...).")
+@click.option("--action", default=None,
+              help="Only this action (login, login_failed, job_submit, review_accepted, export, ...; a wrong one "
+                   "lists them all).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @friendly_errors
 def audit_cmd(action: str | None, limit: int) -> None:

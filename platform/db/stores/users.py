@@ -11,9 +11,19 @@ from segloop.platform.db.orm import Project, ProjectGrant, User
 ROLES = ("admin", "reviewer", "annotator")
 
 
-def _row(session: Session, name: str) -> User:
-    """The user row called `name`, or NotFoundError."""
+def _find(session: Session, name: str) -> User | None:
+    """The user row called `name`: exactly, else the one whose name differs only in letter case (names are told
+    apart regardless of case), or None."""
     row = session.scalar(select(User).where(User.name == name))
+    if row is not None:
+        return row
+    alike = session.scalars(select(User).where(func.lower(User.name) == name.lower()).limit(2)).all()
+    return alike[0] if len(alike) == 1 else None  # user names are ASCII: the database's lower() suffices
+
+
+def _row(session: Session, name: str) -> User:
+    """The user row called `name` (letter case aside), or NotFoundError."""
+    row = _find(session, name)
     if row is None:
         raise NotFoundError(f"user {name!r} does not exist")
     return row
@@ -23,8 +33,11 @@ def add_user(session: Session, name: str, role: str, password_hash: str, email: 
     """A new user; ValidationError when the name or email is taken or the role is unknown."""
     if role not in ROLES:
         raise ValidationError(f"role: {role!r} is not one of {', '.join(ROLES)}")
-    if session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise ValidationError(f"user {name!r} already exists")
+    taken = _find(session, name)
+    if taken is not None:
+        raise ValidationError(f"user {name!r} already exists" if taken.name == name
+                              else f"user name {name!r}: {taken.name!r} already exists (names differing only in "
+                                   f"letter case would be mistaken for each other)")
     if email is not None and session.scalar(select(User.id).where(User.email == email)) is not None:
         raise ValidationError(f"email {email!r} already belongs to another user")
     row = User(name=name, role=role, password_hash=password_hash, email=email)
@@ -51,8 +64,8 @@ def find_user_by_email(session: Session, email: str) -> UserInfo | None:
 
 
 def credentials(session: Session, name: str) -> tuple[UserInfo, str] | None:
-    """(user, stored password hash) of the user called `name`, or None."""
-    row = session.scalar(select(User).where(User.name == name))
+    """(user, stored password hash) of the user called `name` (letter case aside), or None."""
+    row = _find(session, name)
     return None if row is None else (from_row(UserInfo, row), row.password_hash)
 
 
