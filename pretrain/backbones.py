@@ -52,9 +52,12 @@ def create_backbone(
     name: str = DEFAULT_BACKBONE,
     weights: str | Path | None = None,
     img_size: int | None = None,
+    init_seed: int | None = None,
     **kwargs,
 ) -> nn.Module:
     """A timm model without classifier (`dynamic_img_size` for ViTs); local weights if given.
+
+    `init_seed` makes a random init reproducible without touching the global random state.
 
     `weights` is a local file in timm's key layout (.pth/.pt/.bin/.safetensors), e.g. a segloop
     pretraining run's `teacher_backbone.pth` or a DINOv2 file, or a `segloop pretrain --out` folder
@@ -69,7 +72,14 @@ def create_backbone(
         extra.setdefault("dynamic_img_size", True)
     if img_size is not None:
         extra["img_size"] = img_size
-    model = timm.create_model(name, pretrained=False, **extra)
+    if init_seed is None:
+        model = timm.create_model(name, pretrained=False, **extra)
+    else:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = timm.create_model(name, pretrained=False, **extra)
     if weights is not None:
         load_weights(model, name, weights_file(weights))
     return model

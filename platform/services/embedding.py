@@ -23,6 +23,9 @@ class EmbeddingSetError(ValueError):
     """An embedding set whose files are missing, unreadable or inconsistent; the message names the file."""
 
 
+RANDOM_INIT_SEED = 0  # a random-init encoder is the same network on every run: its vectors are a repeatable baseline
+
+
 def embed_project(
     project: str,
     backbone: str = DEFAULT_BACKBONE,
@@ -66,7 +69,7 @@ def embed_project(
         raise EmbeddingSetError(f"project {project!r} has no frames to embed; ingest footage first")
     if progress is not None:
         progress(0.0, f"encoder: {encoder.source}")
-    model = create_backbone(encoder.backbone, weights=encoder.weights)
+    model = create_backbone(encoder.backbone, weights=encoder.weights, init_seed=RANDOM_INIT_SEED)
     paths = [resolve_inside(settings.data_dir, f.image_path) for f in frames]
     cls, patch_mean = _embed_sharded(paths, model, img_size, batch_size, device, workers, progress)
     if cls is None:

@@ -31,6 +31,11 @@ def test_embed_project_registers_float16_vectors(embedded, settings) -> None:
     assert vectors.shape == (24, 192) and embedded.count == 24 and embedded.dim == 192
     assert np.load(settings.data_dir / embedded.vectors_path).dtype == np.float16
     assert len(set(frame_ids.tolist())) == 24
+    import torch
+
+    torch.manual_seed(12345)  # the global random state does not choose a random-init encoder's weights
+    again = embed_project("sel", backbone="vit_tiny_patch16_224", img_size=32, batch_size=8, settings=settings)
+    assert again.id != embedded.id and np.array_equal(load_embedding_set(again, settings)[0], vectors)
 
 
 def test_corrupt_embedding_file_is_named(embedded, settings) -> None:
