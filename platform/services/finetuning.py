@@ -513,7 +513,7 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
     from segloop.platform.core.davis import open_layout
     from segloop.platform.core.masks import read_mask
     from segloop.platform.vos import memory_train
-    from segloop.platform.vos.propagation import parse_keyframes
+    from segloop.platform.vos.propagation import keyframe_mask_files
 
     settings = load_settings()
     if settings.database_url or Path(sqlite_file(settings.db_url) or "").is_file():  # a DB-free command makes none
@@ -526,9 +526,7 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
         videos[name] = FrameFolder(paths)
         masks = {i: layout.masks_dir / name / f"{p.stem}.png" for i, p in enumerate(paths)}
         truth[name] = {i: read_mask(m) for i, m in masks.items() if m.is_file()}
-        chosen[name] = [k for k in parse_keyframes(keyframes, len(paths)) if k in truth[name]]
-        if not chosen[name]:
-            raise FinetuneError(f"{layout.masks_dir / name}: none of keyframes {keyframes!r} has a mask")
+        chosen[name] = sorted(keyframe_mask_files(name, paths, layout.masks_dir / name, keyframes))
     labels = {name: {k: truth[name][k] for k in chosen[name]} for name in videos}
     trained = memory_train.train_memory_model(videos, labels, memory_train.frame_encoder(encoder), config,
                                               progress=lambda f, m: report(0.6 * f, m))

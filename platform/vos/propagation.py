@@ -843,6 +843,21 @@ def _merged_result(index: int, forward, backward, left, right, grid, size, label
 # --------------------------------------------------------------------------------------------
 
 
+def keyframe_mask_files(name: str, paths: Sequence[Path], mask_dir: Path, spec: str) -> dict[int, Path]:
+    """{keyframe index: its annotation file} of a DAVIS sequence, refused (PropagationError naming the sequence or
+    the missing file) when the spec does not fit the sequence or a keyframe has no mask."""
+    try:
+        keyframes = parse_keyframes(spec, len(paths))
+    except PropagationError as exc:
+        raise PropagationError(f"{name} ({len(paths)} frames): {exc}") from None
+    mask_paths = {index: mask_dir / f"{paths[index].stem}.png" for index in keyframes}
+    missing = [path for path in mask_paths.values() if not path.is_file()]
+    if missing:
+        raise PropagationError(f"{missing[0]}: keyframe annotation not found"
+                               + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return mask_paths
+
+
 def parse_keyframes(spec: str, count: int) -> list[int]:
     """Keyframe indices from 'first', 'uniform:K' (i·T//K, i < K) or 'I,J,...' for a video of `count` frames."""
     spec = spec.strip()

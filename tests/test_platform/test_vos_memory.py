@@ -293,20 +293,26 @@ def test_finetune_vos_on_a_root_with_nothing_left_to_score_says_so(data_dir, tmp
     assert (out / mem.CONFIG_NAME).is_file()
 
 
-@pytest.mark.parametrize("problem", ["no-out", "keyframe-without-mask"])
+@pytest.mark.parametrize("problem", ["no-out", "keyframe-without-mask", "one-keyframe-without-mask",
+                                     "keyframe-outside"])
 def test_finetune_vos_on_a_davis_root_refuses_bad_input_by_name(data_dir, tmp_path, problem):
-    """Without --out, or when no chosen keyframe has a mask, the command fails naming the option or folder and
-    writes no model."""
+    """Without --out, when a chosen keyframe has no mask (as `vos propagate` refuses it) or lies outside a sequence,
+    the command fails naming the option, the missing file or the sequence, and writes no model."""
     from segloop.platform.core.davis import DavisLayout
 
     root, out = _davis_root(tmp_path, count=6), tmp_path / "model"
     args = ["finetune", "vos", "--frames", str(root), "--steps", "2", "--keyframes", "3"]
     if problem == "no-out":
         expected = "--out"
+    elif problem == "keyframe-outside":
+        args = [a if a != "3" else "9" for a in args] + ["--out", str(out)]
+        expected = "sq (6 frames): keyframes '9': frame(s) [9] outside 0..5"
     else:
         DavisLayout(root).mask_path("sq", 3).unlink()
+        if problem == "one-keyframe-without-mask":
+            args = [a if a != "3" else "0,3" for a in args]
         args += ["--out", str(out)]
-        expected = "none of keyframes '3' has a mask"
+        expected = "00003.png: keyframe annotation not found"
     result = cli(*args)
     assert result.exit_code != 0 and expected in result.output, result.output
     assert "Traceback" not in result.output and not out.exists()

@@ -221,6 +221,7 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from segloop.platform.core.console import LazyProgress
+    from segloop.platform.vos import propagation as vos
 
     settings = {
         "method": method,
@@ -232,7 +233,7 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
     }
     done = {name for name, paths in plan.items()
             if not overwrite and is_complete(out_root / name, [p.stem for p in paths], settings)}
-    keyframe_files = {name: _checked_keyframes(name, paths, masks_dir / name, keyframes_spec)
+    keyframe_files = {name: vos.keyframe_mask_files(name, paths, masks_dir / name, keyframes_spec)
                       for name, paths in plan.items() if name not in done}
     every = sorted(name for name, files in keyframe_files.items() if len(files) == len(plan[name]) > 1)
     if every:
@@ -250,23 +251,6 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
             progress.update(overall, description=name)
             _propagate_sequence(name, paths, out_dir, featurizer, config, keyframe_files[name], settings,
                                 lambda: progress.advance(overall))
-
-
-def _checked_keyframes(name: str, paths: list[Path], mask_dir: Path, keyframes_spec: str) -> dict[int, Path]:
-    """A sequence's keyframe indices and their annotation files, refused (naming the sequence or the file)
-    before anything is written."""
-    from segloop.platform.vos import propagation as vos
-
-    try:
-        keyframes = vos.parse_keyframes(keyframes_spec, len(paths))
-    except vos.PropagationError as exc:
-        raise vos.PropagationError(f"{name} ({len(paths)} frames): {exc}") from None
-    mask_paths = {index: mask_dir / f"{paths[index].stem}.png" for index in keyframes}
-    missing = [path for path in mask_paths.values() if not path.is_file()]
-    if missing:
-        raise vos.PropagationError(f"{missing[0]}: keyframe annotation not found"
-                                   + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    return mask_paths
 
 
 def _propagate_sequence(name: str, paths: list[Path], out_dir: Path, featurizer, config,
