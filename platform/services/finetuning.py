@@ -480,8 +480,9 @@ def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str |
     if not labels:
         raise FinetuneError(f"project {project!r} has no human mask to fine-tune the VOS model on")
     source = Path(pretrained).parent if pretrained else None
-    trained = memory_train.train_memory_model({n: videos[n] for n in labels}, labels,
-                                              memory_train.frame_encoder(source), config,
+    encoder = memory_train.frame_encoder(source)
+    memory_train.check_scoring_size({n: videos[n] for n in labels}, encoder.stride, prop_short_side)
+    trained = memory_train.train_memory_model({n: videos[n] for n in labels}, labels, encoder, config,
                                               progress=lambda f, m: report(0.7 * f, m))
     if not is_main_process():
         return None
@@ -528,7 +529,9 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
         truth[name] = {i: read_mask(m) for i, m in masks.items() if m.is_file()}
         chosen[name] = sorted(keyframe_mask_files(name, paths, layout.masks_dir / name, keyframes))
     labels = {name: {k: truth[name][k] for k in chosen[name]} for name in videos}
-    trained = memory_train.train_memory_model(videos, labels, memory_train.frame_encoder(encoder), config,
+    frame_encoder = memory_train.frame_encoder(encoder)
+    memory_train.check_scoring_size(videos, frame_encoder.stride, prop_short_side)
+    trained = memory_train.train_memory_model(videos, labels, frame_encoder, config,
                                               progress=lambda f, m: report(0.6 * f, m))
     record = {"root": str(root), "keyframes": keyframes, "encoder": str(encoder) if encoder else None,
               "steps": len(trained.losses), "seconds": round(trained.seconds, 1),

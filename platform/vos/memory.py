@@ -573,6 +573,12 @@ def _frame_result(index: int, forward, backward, left, right, size: tuple[int, i
     return FrameResult(index, mask, frame_confidence(mask, best.values.numpy(), disagreement, passes, False))
 
 
+def memory_working_size(size: tuple[int, int], stride: int, config: MemoryPropagationConfig) -> tuple[int, int]:
+    """(height, width) at which the memory model propagates frames of `size` (PropagationError when too small)."""
+    return working_size(size[0], size[1], config.short_side, max(stride, SKIP_STRIDE), rounding="floor",
+                        long_multiple=config.size_multiple, error=PropagationError)
+
+
 def iter_propagate_with_memory(frames: Sequence[np.ndarray], keyframe_masks: dict[int, np.ndarray], model: MemoryVOS,
                                config: MemoryPropagationConfig | None = None) -> Iterator[FrameResult]:
     """Masks and confidences of every frame in frame order (keyframes keep their own mask), as
@@ -583,8 +589,7 @@ def iter_propagate_with_memory(frames: Sequence[np.ndarray], keyframe_masks: dic
     keyframes = sorted(keyframe_masks)
     labels = _label_set(keyframe_masks)
     objects = [label for label in labels if label != 0]
-    work = working_size(size[0], size[1], config.short_side, max(model.stride, SKIP_STRIDE), rounding="floor",
-                        long_multiple=config.size_multiple, error=PropagationError)
+    work = memory_working_size(size, model.stride, config)
     grid = (work[0] // model.stride, work[1] // model.stride)
     store = _Frames(frames, model, work, config.batch_size)
     model.eval()

@@ -318,6 +318,20 @@ def frame_encoder(source: str | Path | None) -> FrameEncoder:
     return DenseEncoderFrames(load_dense_encoder(source))
 
 
+def check_scoring_size(frames: dict[str, Sequence[np.ndarray]], stride: int, short_side: int) -> None:
+    """PropagationError naming the option and the video when `held_out_comparison` at `short_side` could not
+    propagate a video's frames (checked before training, not after it)."""
+    from segloop.platform.vos.memory import MemoryPropagationConfig, memory_working_size
+    from segloop.platform.vos.propagation import PropagationError
+
+    config = MemoryPropagationConfig(short_side=short_side)
+    for name, video in frames.items():
+        try:
+            memory_working_size(video.size, stride, config)
+        except PropagationError as exc:
+            raise PropagationError(f"--prop-short-side {short_side}: {name}: {exc}; give a larger value") from None
+
+
 def held_out_comparison(frames: dict[str, Sequence[np.ndarray]], truth: dict[str, dict[int, np.ndarray]],
                         keyframes: dict[str, list[int]], model: MemoryVOS, short_side: int,
                         progress: Callable[[float, str], None] | None = None) -> dict[str, float]:

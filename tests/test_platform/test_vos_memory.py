@@ -294,16 +294,20 @@ def test_finetune_vos_on_a_root_with_nothing_left_to_score_says_so(data_dir, tmp
 
 
 @pytest.mark.parametrize("problem", ["no-out", "keyframe-without-mask", "one-keyframe-without-mask",
-                                     "keyframe-outside"])
+                                     "keyframe-outside", "prop-short-side"])
 def test_finetune_vos_on_a_davis_root_refuses_bad_input_by_name(data_dir, tmp_path, problem):
     """Without --out, when a chosen keyframe has no mask (as `vos propagate` refuses it) or lies outside a sequence,
-    the command fails naming the option, the missing file or the sequence, and writes no model."""
+    or when the scoring's --prop-short-side is too small for the frames, the command fails before training naming
+    the option, the missing file or the sequence, and writes no model."""
     from segloop.platform.core.davis import DavisLayout
 
     root, out = _davis_root(tmp_path, count=6), tmp_path / "model"
     args = ["finetune", "vos", "--frames", str(root), "--steps", "2", "--keyframes", "3"]
     if problem == "no-out":
         expected = "--out"
+    elif problem == "prop-short-side":  # the scoring after training could not have propagated at that size
+        args += ["--out", str(out), "--prop-short-side", "16"]
+        expected = "--prop-short-side 16: sq: frame"
     elif problem == "keyframe-outside":
         args = [a if a != "3" else "9" for a in args] + ["--out", str(out)]
         expected = "sq (6 frames): keyframes '9': frame(s) [9] outside 0..5"
