@@ -18,14 +18,46 @@ GATED_KEY = "signin_gated"
 ACTOR_KEY, TOKEN_KEY, OIDC_KEY = "signin_actor", "signin_token", "signin_oidc"
 
 
-def _signed_in_actor() -> Actor | None:
-    """The actor of a Streamlit session that went through `gate` (ANONYMOUS before sign-in); None elsewhere: outside
-    a script run, or a page script run on its own (tests), which are trusted callers."""
+def _signed_in_actor(engine: Engine) -> Actor | None:
+    """The actor of a Streamlit session that went through `gate` (ANONYMOUS before sign-in, or once its session has
+    ended: signed out in another tab, a password change, expiry); None elsewhere: outside a script run, or a page
+    script run on its own (tests), which are trusted callers."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     if get_script_run_ctx() is None or not st.session_state.get(GATED_KEY):
         return None
-    return st.session_state.get(ACTOR_KEY) or access.ANONYMOUS
+    actor = st.session_state.get(ACTOR_KEY) or access.ANONYMOUS
+    if actor.user_id is None or st.session_state.get(OIDC_KEY):  # the local user; an identity provider's session
+        return actor
+    return auth.session_actor(engine, _token()) or access.ANONYMOUS
+
+
+def _token() -> str | None:
+    """This browser session's sign-in token (signed in here, else the cookie of an earlier sign-in)."""
+    return st.session_state.get(TOKEN_KEY) or st.context.cookies.get(COOKIE)
+
+
+def still_signed_in(engine: Engine) -> bool:
+    """Whether the actor the page was drawn for is still signed in with the same role (checked by fragments, whose
+    reruns skip `gate`)."""
+    actor = st.session_state.get(ACTOR_KEY)
+    if not st.session_state.get(GATED_KEY) or actor is None or actor.user_id is None or st.session_state.get(OIDC_KEY):
+        return True
+    return auth.session_actor(engine, _token()) == actor
+
+
+def fragment(body, engine: Engine, run_every: float | None = None):
+    """`st.fragment(body)` that reruns the whole app (and so `gate`: the login form once the session has ended, the
+    navigation of a changed role) instead of drawing the fragment for someone no longer signed in as before."""
+    import functools
+
+    @functools.wraps(body)
+    def guarded(*args, **kwargs):
+        if not still_signed_in(engine):
+            st.rerun(scope="app")
+        return body(*args, **kwargs)
+
+    return st.fragment(guarded, run_every=run_every)
 
 
 def current_actor() -> Actor:
@@ -80,7 +112,7 @@ def gate(engine: Engine, server_address: str) -> Actor:
 
     With no accounts at all and a loopback address, the single local user (an admin) is signed in, as before.
     """
-    access.install_actor_resolver(_signed_in_actor)
+    access.install_actor_resolver(lambda: _signed_in_actor(engine))
     st.session_state[GATED_KEY] = True
     if not auth.has_users(engine):
         if not auth.is_loopback(server_address):
@@ -88,8 +120,7 @@ def gate(engine: Engine, server_address: str) -> Actor:
             st.stop()
         st.session_state[ACTOR_KEY] = access.LOCAL_ACTOR
         return access.LOCAL_ACTOR
-    token = st.session_state.get(TOKEN_KEY) or st.context.cookies.get(COOKIE)
-    actor = auth.session_actor(engine, token) or _oidc_actor(engine)
+    actor = auth.session_actor(engine, _token()) or _oidc_actor(engine)
     if actor is None:
         st.session_state.pop(ACTOR_KEY, None)
         login_form(engine)
@@ -133,7 +164,7 @@ def logout_button(engine: Engine, actor: Actor) -> None:
     st.sidebar.caption(f"Signed in as **{actor.name}** ({actor.role})")
     if actor.user_id is None or not st.sidebar.button("Sign out", key="signin_logout"):
         return
-    auth.logout(engine, st.session_state.get(TOKEN_KEY) or st.context.cookies.get(COOKIE), actor, client_address())
+    auth.logout(engine, _token(), actor, client_address())
     for key in (ACTOR_KEY, TOKEN_KEY, OIDC_KEY):
         st.session_state.pop(key, None)
     st.session_state["signin_logged_out"] = True

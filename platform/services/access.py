@@ -95,6 +95,8 @@ def require(engine: Engine, actor: Actor | None, action: str, project: int | str
 
 def _require_role(actor: Actor, action: str) -> None:
     """AccessDenied unless the actor's role allows the action."""
+    if actor.role == ANONYMOUS.role:
+        raise AccessDenied("you are not signed in (or your session has ended): sign in again")
     if not can(actor, action):
         raise AccessDenied(f"{actor.name} ({actor.role}) may not {ACTION_WORDS[action]}")
 

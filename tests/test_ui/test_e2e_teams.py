@@ -247,3 +247,38 @@ def check_database(env: dict[str, str]) -> None:
     assert [(e.kind, e.actor, e.annotator, e.comment) for e in history] == [
         ("submitted", "ann", "ann", ""), ("rejected", "rev", "ann", COMMENT),
         ("submitted", "ann", "ann", ""), ("accepted", "rev", "ann", "")]
+
+
+def test_a_session_ended_in_another_tab_ends_the_jobs_page_too(team_server) -> None:
+    """Signing out in one tab ends the session in every tab: the Jobs page's board (a fragment, whose reruns skip
+    the page's sign-in check) answers its next click with the login form and retries nothing."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    url, env = team_server
+    _segloop(env, "jobs", "submit", "select", "--params",
+             json.dumps({"project": "swans", "strategy": "random", "budget": 1}))
+    _segloop(env, "worker", "--exit-when-idle")  # the job fails: the project has no embedding set
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        page, other = context.new_page(), context.new_page()
+        for tab in (page, other):
+            tab.set_default_timeout(WAIT_MS)
+        try:
+            sign_in(page, url, "root")
+            page.goto(f"{url}/jobs")
+            page.get_by_role("button", name="Retry job").wait_for()
+            other.goto(url)
+            other.get_by_text("Signed in as root").wait_for()
+            other.get_by_role("button", name="Sign out").click()
+            other.get_by_text("Sign in to continue.").wait_for()
+            page.get_by_role("button", name="Retry job").click()
+            page.get_by_text("Sign in to continue.").wait_for()
+        except Exception:
+            raise AssertionError(f"page: {page_text(page)}") from None
+        finally:
+            browser.close()
+    shown = subprocess.run([*SEGLOOP, "jobs", "show", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert "failed" in shown.stdout and "queued" not in shown.stdout, shown.stdout

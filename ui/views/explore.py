@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segloop.platform.services import artifacts, explore, labeling, library, tags
-from segloop.ui import handoff, resources
+from segloop.ui import handoff, resources, signin
 
 COLOUR_BY = ("video", "label status", "selection run", "uncertainty", "tag")
 STATUS_COLOURS = {"unlabeled": "#9e9e9e", "draft": "#ff9800", "submitted": "#2196f3", "reviewed": "#4caf50"}
@@ -112,7 +112,7 @@ def tsne_missing(set_id: int, max_points: int) -> None:
             st.session_state["explore_tsne_job"] = job.id
     job_id = st.session_state.get("explore_tsne_job")
     if job_id is not None:
-        st.fragment(wait_for_map, run_every=WAIT_SECONDS)(job_id)
+        signin.fragment(wait_for_map, resources.engine(), WAIT_SECONDS)(job_id)
 
 
 def wait_for_map(job_id: int) -> None:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from segloop.platform.services import forms, library, uploads
 from segloop.platform.services import jobs as job_service
-from segloop.ui import resources
+from segloop.ui import resources, signin
 
 REFRESH_SECONDS = 2.0
 ACTIVE = ("queued", "running")
@@ -31,7 +31,7 @@ def render() -> None:
         st.info("No jobs yet. Launch one above (or with `segloop jobs submit`) and run `segloop worker`.")
         return
     pending = any(j.status in ACTIVE for j in jobs)
-    st.fragment(job_board, run_every=REFRESH_SECONDS if pending else None)(pending)
+    signin.fragment(job_board, resources.engine(), REFRESH_SECONDS if pending else None)(pending)
 
 
 def page_project() -> str | None:

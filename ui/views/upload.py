@@ -5,7 +5,7 @@ import streamlit as st
 
 from segloop.platform.services import library, uploads
 from segloop.platform.services.library import JobInfo
-from segloop.ui import resources
+from segloop.ui import resources, signin
 
 LIMITS = uploads.UploadLimits()
 REFRESH_SECONDS = 1.5
@@ -48,7 +48,7 @@ def render() -> None:
         st.subheader("This session's uploads")
         job_ids = [o.job_id for o in outcomes if o.job_id]
         pending = any(j.status in ("queued", "running") for j in library.jobs_by_id(engine, job_ids))
-        st.fragment(upload_progress, run_every=REFRESH_SECONDS if pending else None)(outcomes, pending)
+        signin.fragment(upload_progress, engine, REFRESH_SECONDS if pending else None)(outcomes, pending)
     st.subheader("Projects and videos")
     project_tables(summaries)
 
