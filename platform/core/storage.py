@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -27,7 +28,11 @@ _TERMINATED = threading.Event()  # set by `interrupt_on_sigterm`
 def safe_name(name: str) -> str:
     """A file-system-safe slug of a user-supplied name (no separators, no dot-only names)."""
     base = unicodedata.normalize("NFKC", name).replace("\\", "/").split("/")[-1]
-    slug = re.sub(r"[^\w.\-]+", "_", base, flags=re.UNICODE).strip("._")
+    slug = re.sub(r"[^\w.\-]+", "_", base, flags=re.UNICODE)
+    stem, dot, ext = slug.rpartition(".")
+    if dot and stem and not stem.strip("._") and re.fullmatch(r"[^\W_]{1,9}", ext):
+        slug = f"file.{ext}"  # a stem of symbols only (`🎬.mp4`) keeps its extension
+    slug = slug.strip("._")
     if not slug:
         raise StorageError(f"{name!r}: file name has no usable characters")
     if len(slug) > MAX_NAME_LENGTH:
@@ -82,10 +87,15 @@ def chmod_for_umask(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
+def _locked(folder: Path, blocking: bool = True):
+    """A context holding an exclusive flock on a folder; it yields False when non-blocking and already held."""
+    return _flocked(os.open(folder, os.O_RDONLY), blocking)
+
+
 @contextmanager
-def _locked(folder: Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive flock on a folder for the block; yields False when non-blocking and already held."""
-    fd = os.open(folder, os.O_RDONLY)
+def _flocked(fd: int, blocking: bool) -> Iterator[bool]:
+    """Hold an exclusive flock on an open file for the block, closing it after; yields False when non-blocking and
+    already held."""
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -95,6 +105,17 @@ def _locked(folder: Path, blocking: bool = True) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)
+
+
+@contextmanager
+def exclusive_use(path: str | os.PathLike) -> Iterator[bool]:
+    """Hold this machine's exclusive claim on `path` (a folder a run writes) for the block; yields False when another
+    process holds it. The lock file lives in the system's temporary folder, so nothing is created at `path`."""
+    key = hashlib.sha256(str(Path(path).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / "segloop-locks"
+    folder.mkdir(mode=0o1777, exist_ok=True)
+    with _flocked(os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666), blocking=False) as mine:
+        yield mine
 
 
 @contextmanager

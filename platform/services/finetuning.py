@@ -22,7 +22,7 @@ import numpy as np
 
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.settings import Settings, load_settings
-from segloop.platform.core.storage import resolve_inside
+from segloop.platform.core.storage import exclusive_use, resolve_inside
 from segloop.platform.db.engine import get_engine, session_scope, sqlite_file
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores
@@ -148,6 +148,30 @@ def require_fresh_out(out_dir: str | Path, settings: Settings) -> None:
                             "only an interrupted run)")
 
 
+def claims_out(train: Callable) -> Callable:
+    """`train` run holding this machine's claim on its `out_dir` (FinetuneError when another run writes there: two
+    runs would mix their training state and overwrite each other's weights); under torchrun the main process claims."""
+    import functools
+    import inspect
+    import os
+
+    signature = inspect.signature(train)
+
+    @functools.wraps(train)
+    def claimed(*args, **kwargs):
+        out_dir = signature.bind(*args, **kwargs).arguments["out_dir"]
+        if os.environ.get("RANK", "0") != "0":  # torchrun's other processes (the group is not set up yet)
+            return train(*args, **kwargs)
+        with exclusive_use(out_dir) as mine:
+            if not mine:
+                raise FinetuneError(f"--out {out_dir}: another run is writing there now; wait for it to end or give "
+                                    "another folder")
+            return train(*args, **kwargs)
+
+    return claimed
+
+
+@claims_out
 def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
                          backbone: str = DEFAULT_BACKBONE, short_side: int = 192,
                          config: VSSConfig = VSSConfig(), val_fraction: float = 0.2, val_videos: int = 0,
@@ -462,6 +486,7 @@ def _features_with(backbone, frames: ProjectFrames, spec: FeatureSpec):
     return {name: extract_video(name, paths, spec, backbone) for name, paths in frames.videos.items()}
 
 
+@claims_out
 def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str | None = None,
                          backbone: str = DEFAULT_BACKBONE, config=None, prop_short_side: int = 240,
                          settings: Settings | None = None, job_id: int | None = None,
@@ -505,6 +530,7 @@ def finetune_vos_project(project: str, out_dir: str | Path, *, pretrained: str |
     return FinetuneResult(checkpoint.id, str(folder), trained.labelled_frames, values, len(frames.labeled()))
 
 
+@claims_out
 def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, encoder: str | Path | None = None,
                       config=None, prop_short_side: int = 240, progress: Progress | None = None) -> dict:
     """Train the memory VOS model on the masks of `keyframes` of each sequence of a DAVIS root, save it to

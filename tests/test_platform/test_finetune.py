@@ -193,6 +193,28 @@ def test_an_oracle_with_none_of_the_projects_videos_is_refused(labeled_project: 
     assert not (tmp_path / "out").exists()
 
 
+def test_two_runs_never_share_an_output_folder(labeled_project: str, sqlite, tmp_path: Path) -> None:
+    """Two runs started in the same second shared the default folder (named to the second), one overwriting the
+    other's registered weights; default folders are unique now, and a folder another run is writing is refused."""
+    from segloop.platform.cli.commands.finetune import _default_out
+    from segloop.platform.core.storage import exclusive_use
+    from segloop.platform.services.finetuning import FinetuneError, finetune_vos_root, finetune_vss_project
+
+    settings, _ = sqlite
+    assert len({_default_out(labeled_project, "vss") for _ in range(20)}) == 20
+    with exclusive_use(tmp_path / "busy") as mine:  # another process's run holds the folder
+        assert mine
+        with pytest.raises(FinetuneError, match="another run is writing there now"):
+            finetune_vss_project(labeled_project, tmp_path / "busy", short_side=64,
+                                 config=vss.VSSConfig(min_steps=1, epochs=1, device="cpu"), settings=settings)
+        with pytest.raises(FinetuneError, match="another run is writing there now"):
+            finetune_vos_root(tmp_path, "first", out_dir=tmp_path / "busy")
+    assert not (tmp_path / "busy").exists()
+    result = finetune_vss_project(labeled_project, tmp_path / "busy", short_side=64,
+                                  config=vss.VSSConfig(min_steps=1, epochs=1, device="cpu"), settings=settings)
+    assert result.checkpoint_id is not None
+
+
 def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) -> None:
     """The decoder's correction starts at zero: refining a mask gives (nearly) the same mask back."""
     from segloop.platform.vos import refiner as refine

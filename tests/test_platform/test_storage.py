@@ -38,6 +38,9 @@ def test_safe_names() -> None:
     assert len(long) <= 120 and long.endswith(".mp4")
     with pytest.raises(StorageError, match="no usable characters"):
         safe_name("...")
+    # A stem of symbols only lost its extension (`🎬.mp4` became `mp4`, then "not a video file").
+    assert [safe_name(n) for n in ("🎬.mp4", "!.mp4", "#.MOV", ".hidden")] == ["file.mp4", "file.mp4", "file.MOV",
+                                                                               "hidden"]
 
 
 def test_resolve_inside(tmp_path: Path) -> None:

@@ -18,12 +18,13 @@ CHECKPOINT_HELP = ("Pretrained backbone: a weights file, a `segloop pretrain --o
 
 def _default_out(project: str, task: str) -> Path:
     """A fresh output folder per run, so registered checkpoint files are never overwritten."""
+    import uuid
     from datetime import datetime
 
     from segloop.platform.core.settings import load_settings
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return load_settings().runs_dir / "finetune" / project / f"{task}-{stamp}"
+    return load_settings().runs_dir / "finetune" / project / f"{task}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def _print_result(title: str, result) -> None:
