@@ -23,7 +23,7 @@ from segloop.platform.core.errors import ValidationError
 from segloop.platform.core.names import check_user_name
 from segloop.platform.db.engine import session_scope
 from segloop.platform.db.entities import AuditEventInfo, UserInfo
-from segloop.platform.db.stores import audit, projects
+from segloop.platform.db.stores import audit, lock_keys, projects
 from segloop.platform.db.stores import sessions as session_store
 from segloop.platform.db.stores import users as user_store
 from segloop.platform.services.access import ROLES, Actor, effective_actor, require
@@ -32,16 +32,19 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN, SALT_BYTES = 2**14, 8, 1, 32, 16
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH = 8, 1024
 MAX_EMAIL_LENGTH = 254
+ACCOUNTS_LOCK = "accounts"  # held by changes to the set of users, roles and emails (PostgreSQL advisory lock)
 LOGIN_FAILED = "Wrong user name or password."
 
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Login throttling and session lifetime (defaults: 5 failures → 30 s wait, 12-hour sessions)."""
+    """Login throttling and session lifetime (defaults: 5 failures of a name since its last sign-in, or 5 failures
+    of a client within 5 minutes whoever signed in meanwhile → 30 s wait; 12-hour sessions)."""
 
     max_failures: int = 5
     lockout_seconds: float = 30.0
     session_hours: float = 12.0
+    client_window_seconds: float = 300.0  # a client's failures count this long, whoever signs in meanwhile
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,10 @@ def add_user(engine: Engine, name: str, role: str, password: str, *, email: str 
     name, role, email = check_user_name(name), _check_role(role), check_email(email)
     password_hash = hash_password(check_password(password))
     with session_scope(engine) as session:
+        lock_keys(session, ACCOUNTS_LOCK)
+        if role != "admin" and effective_actor(actor) is not None and not user_store.count_admins(session):
+            raise ValidationError(f"{name}: add an admin first (with accounts but no admin, nobody could manage "
+                                  "users from the web UI)")
         user = user_store.add_user(session, name, role, password_hash, email)
         audit.record(session, actor_name(actor), "user_add", name, client, {"role": role})
     return user
@@ -178,6 +185,7 @@ def remove_user(engine: Engine, name: str, *, actor: Actor | None = None, client
     name = check_user_name(name)
     require(engine, actor, "manage_users")
     with session_scope(engine) as session:
+        lock_keys(session, ACCOUNTS_LOCK, f"user:{name.lower()}")
         _refuse_last_admin(session, name)
         user = user_store.remove_user(session, name)
         session_store.close_user_sessions(session, user.id)
@@ -191,6 +199,7 @@ def set_password(engine: Engine, name: str, password: str, *, actor: Actor | Non
     require(engine, actor, "manage_users")
     password_hash = hash_password(check_password(password))
     with session_scope(engine) as session:
+        lock_keys(session, f"user:{name.lower()}")  # a sign-in checking the old password finishes first
         user = user_store.set_password_hash(session, name, password_hash)
         session_store.close_user_sessions(session, user.id)
         audit.record(session, actor_name(actor), "user_passwd", name, client)
@@ -202,6 +211,7 @@ def set_role(engine: Engine, name: str, role: str, *, actor: Actor | None = None
     require(engine, actor, "manage_users")
     role = _check_role(role)
     with session_scope(engine) as session:
+        lock_keys(session, ACCOUNTS_LOCK, f"user:{name.lower()}")  # two admins demoting each other: one is refused
         if role != "admin":
             _refuse_last_admin(session, name)
         user = user_store.set_role(session, name, role)
@@ -216,6 +226,7 @@ def set_email(engine: Engine, name: str, email: str | None, *, actor: Actor | No
     require(engine, actor, "manage_users")
     email = check_email(email)
     with session_scope(engine) as session:
+        lock_keys(session, ACCOUNTS_LOCK)
         user = user_store.set_email(session, name, email)
         audit.record(session, actor_name(actor), "user_email", name, client, {"email": email})
     return user
@@ -301,11 +312,15 @@ def _audit_target(name: str, found: tuple[UserInfo, str] | None) -> str:
 
 def _wait_seconds(session, target: str, client: str, policy: AuthPolicy, now: datetime) -> float:
     """Seconds this attempt must still wait because of earlier failures on the name or on the client (0: go)."""
-    keys = [{"target": target}] + ([{"client": client}] if client else [])
+    runs = [(audit.login_events_since_success(session, target=target, limit=policy.max_failures),
+             policy.max_failures)]
+    if client:  # not reset by a success: an attacker signing in to their own account between guesses
+        since = now - timedelta(seconds=policy.client_window_seconds)
+        runs.append((audit.login_failures_of_client(session, client, since, limit=policy.max_failures),
+                     policy.max_failures))
     wait = 0.0
-    for key in keys:
-        failures = audit.login_events_since_success(session, limit=policy.max_failures, **key)
-        if len(failures) >= policy.max_failures:
+    for failures, allowed in runs:
+        if len(failures) >= allowed:
             elapsed = (now - _utc(failures[0].created_at)).total_seconds()
             wait = max(wait, policy.lockout_seconds - elapsed)
     return max(wait, 0.0)
@@ -320,6 +335,7 @@ def login(engine: Engine, name: str, password: str, client: str = "", policy: Au
     password = password if isinstance(password, str) else ""
     client = clean_client(client)
     with session_scope(engine) as session:
+        lock_keys(session, f"user:{name.lower()}", f"client:{client}")  # attempts of a name or client in turn
         found = _known_user(session, name)
         target = _audit_target(name, found)
         wait = _wait_seconds(session, target, client, policy, now)

@@ -275,3 +275,64 @@ def test_ui_on_all_addresses_needs_an_admin(engine, settings) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
+
+
+def _at_once(count: int, call) -> list:
+    """`call(i)` in `count` threads released together; each outcome (a value or the exception raised)."""
+    import threading
+
+    barrier, outcomes = threading.Barrier(count), [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = call(i)
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_account_checks_hold_when_requests_race(engine) -> None:
+    """On PostgreSQL two admins demoting each other at once left no admin, parallel wrong passwords were all checked
+    (no lockout), and a sign-in racing a password change kept a session opened with the old password."""
+    add(engine, "a1", "admin")
+    add(engine, "a2", "admin")
+    add(engine, "ann", "annotator")
+    for _ in range(3):
+        outcomes = _at_once(2, lambda i: auth.set_role(engine, f"a{i + 1}", "annotator"))
+        admins = [u.user.name for u in auth.list_users(engine) if u.user.role == "admin"]
+        assert len(admins) == 1 and sum(isinstance(o, ValidationError) for o in outcomes) == 1, outcomes
+        auth.set_role(engine, "a1" if admins == ["a2"] else "a2", "admin")
+    guesses = _at_once(12, lambda i: auth.login(engine, "ann", f"wrong-{i}", client=f"198.51.100.{i}"))
+    assert sum(o.retry_after == 0 for o in guesses) == 5, "a name's failures are counted one attempt at a time"
+    for _ in range(3):
+        outcomes = _at_once(2, lambda i: auth.login(engine, "a1", PASSWORD).token if i == 0
+                            else auth.set_password(engine, "a1", PASSWORD))
+        assert outcomes[0] is None or auth.session_actor(engine, outcomes[0]) is None, "old-password session kept"
+
+
+def test_sign_in_names_emails_and_first_accounts_cannot_be_mistaken(engine) -> None:
+    """An email differing only in case cannot go to a second user (single sign-on would pick either); a client's
+    failures are not wiped by someone signing in from it; the web UI cannot make a non-admin the first account."""
+    from segloop.platform.services import access
+
+    add(engine, "root", "admin", email="Root@Example.org")
+    with pytest.raises(ValidationError, match="already belongs"):
+        add(engine, "rev", "reviewer", email="root@example.org")
+    add(engine, "mallory", "annotator")
+    for i in range(4):
+        auth.login(engine, "root", f"wrong-{i}", client="203.0.113.7")
+        assert auth.login(engine, "mallory", PASSWORD, client="203.0.113.7").actor is not None
+    assert auth.login(engine, "root", "wrong-4", client="203.0.113.7").retry_after == 0
+    assert auth.login(engine, "root", "wrong-5", client="203.0.113.7").retry_after > 0, "5 from one client: wait"
+    auth.remove_user(engine, "mallory")
+    auth.remove_user(engine, "root")
+    with pytest.raises(ValidationError, match="add an admin first"):
+        auth.add_user(engine, "ann", "annotator", PASSWORD, actor=access.LOCAL_ACTOR)
+    assert auth.add_user(engine, "boss", "admin", PASSWORD, actor=access.LOCAL_ACTOR).role == "admin"

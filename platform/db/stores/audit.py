@@ -1,6 +1,7 @@
 """The audit trail: one row per login, failed login, job launch, user change, import, export and review."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -34,6 +35,15 @@ def recent_events(session: Session, *, action: str | None = None, limit: int = 2
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if action is not None:
         query = query.where(AuditEvent.action == action)
+    return [from_row(AuditEventInfo, r) for r in session.scalars(query)]
+
+
+def login_failures_of_client(session: Session, client: str, since: datetime, limit: int = 50
+                             ) -> list[AuditEventInfo]:
+    """Newest-first failed sign-ins from a client since `since`, whatever signed in between."""
+    query = (select(AuditEvent).where(AuditEvent.action == "login_failed", AuditEvent.client == client,
+                                      AuditEvent.created_at >= since)
+             .order_by(AuditEvent.id.desc()).limit(limit))
     return [from_row(AuditEventInfo, r) for r in session.scalars(query)]
 
 

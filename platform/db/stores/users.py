@@ -38,7 +38,7 @@ def add_user(session: Session, name: str, role: str, password_hash: str, email: 
         raise ValidationError(f"user {name!r} already exists" if taken.name == name
                               else f"user name {name!r}: {taken.name!r} already exists (names differing only in "
                                    f"letter case would be mistaken for each other)")
-    if email is not None and session.scalar(select(User.id).where(User.email == email)) is not None:
+    if email is not None and find_user_by_email(session, email) is not None:
         raise ValidationError(f"email {email!r} already belongs to another user")
     row = User(name=name, role=role, password_hash=password_hash, email=email)
     session.add(row)
