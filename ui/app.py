@@ -14,8 +14,18 @@ from segloop.ui.views import admin, explore, home, jobs, label, library, results
 st.set_page_config(page_title="segloop", layout="wide")
 actor = signin.gate(resources.engine(), str(st.get_option("server.address") or "127.0.0.1"))
 EVERYONE = {"admin", "reviewer", "annotator"}
-PAGES = [  # (roles that see it, page); the default page is the one served at `/` only, so it is Home
-    (EVERYONE, st.Page(home.render, title="Home", url_path="home", default=True, icon=":material/home:")),
+HOME = st.Page(home.render, title="Home", url_path="home", icon=":material/home:")
+
+
+def open_home() -> None:
+    """The app root `/` opens Home at its own address, `/home`: Streamlit serves the default page only at `/` (its
+    `url_path` answers "Page not found"), so the default is this hidden page rather than Home itself."""
+    st.switch_page(HOME)
+
+
+PAGES = [  # (roles that see it, page)
+    (EVERYONE, st.Page(open_home, title="segloop", url_path="start", default=True, visibility="hidden")),
+    (EVERYONE, HOME),
     ({"admin"}, st.Page(upload.render, title="Upload", url_path="upload", icon=":material/upload:")),
     (EVERYONE, st.Page(library.render, title="Library", url_path="library",
                                                  icon=":material/photo_library:")),

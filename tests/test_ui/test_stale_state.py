@@ -151,13 +151,14 @@ def test_uncertainty_and_hybrid_run_with_their_default_signal(engine, footage_pr
 
 
 def test_every_page_opens_by_its_link_in_a_browser(served) -> None:  # noqa: F811 (the fixture)
-    """`segloop ui` in Chromium: /library (and every other page's URL) opens that page, not "Page not found"."""
+    """`segloop ui` in Chromium: /library (and every other page's URL, /home included: the sidebar's Home) opens that
+    page, not "Page not found"; the root `/` opens Home at /home."""
     from playwright.sync_api import expect, sync_playwright
 
     from .test_e2e_browser import CHROMIUM, CHROMIUM_ARGS
 
     url, _ = served
-    titles = {"library": "Library", "": "segloop", "upload": "Upload", "explore": "Explore",
+    titles = {"library": "Library", "": "segloop", "home": "segloop", "upload": "Upload", "explore": "Explore",
               "select": "Select frames to label", "label": "Label", "results": "Results", "jobs": "Jobs"}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -166,6 +167,9 @@ def test_every_page_opens_by_its_link_in_a_browser(served) -> None:  # noqa: F81
             page.goto(f"{url}/{path}")
             expect(page.locator("h1").first).to_have_text(title, timeout=60_000)
             assert "Page not found" not in page.inner_text("body"), path
+        page.goto(url)
+        expect(page).to_have_url(f"{url}/home", timeout=60_000)
+        expect(page.get_by_role("link", name="Home")).to_have_attribute("aria-current", "page")
         browser.close()
 
 

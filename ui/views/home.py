@@ -1,7 +1,7 @@
-"""Home page (the app root): the projects at a glance and where to go next.
+"""Home page (`/home`, where the app root `/` leads): the projects at a glance and where to go next.
 
-It is the navigation's default page because Streamlit serves the default page only at `/`: a page people open by
-link (`/library`, `/jobs`, ...) must not be the default, or its own URL answers "Page not found".
+Streamlit serves the navigation's default page only at `/` (its own URL answers "Page not found"), so no page people
+open by link (`/home`, `/library`, `/jobs`, ...) is the default: a hidden default page switches to Home.
 """
 from __future__ import annotations
 
