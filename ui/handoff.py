@@ -11,6 +11,7 @@ from streamlit.errors import StreamlitAPIException
 
 from segloop.platform.services.library import FrameDetail
 from segloop.ui import resources
+from segloop.ui.literal import literal
 
 LABEL_URL_PATH = "label"
 
@@ -27,8 +28,8 @@ def open_in_label(detail: FrameDetail, place=None) -> None:
         st.switch_page(st.Page(_label_page, title="Label", url_path=LABEL_URL_PATH),
                        query_params={"project": project or "", "frame": str(detail.frame.id)})
     except StreamlitAPIException:  # this page runs on its own (no navigation): say where the frame waits
-        (place or st).info(f"Open the **Label** page: frame #{detail.frame.index} of {detail.video.name} "
-                           f"({project}) is waiting there.")
+        (place or st).info(f"Open the **Label** page: frame #{detail.frame.index} of {literal(detail.video.name)} "
+                           f"({literal(project)}) is waiting there.")
 
 
 def _label_page() -> None:

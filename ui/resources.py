@@ -4,8 +4,10 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy import Engine
 
+from segloop.platform.core.errors import AccessDenied
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.services import access, artifacts, library, runtime
+from segloop.ui.literal import literal
 
 READ_TTL_SECONDS = 5
 
@@ -55,7 +57,7 @@ def act(action, note: str, note_key: str) -> None:
     try:
         action()
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     st.session_state[note_key] = note
     forget_reads()
@@ -110,12 +112,21 @@ def project_counts_table(summaries: list[library.ProjectSummary]) -> None:
     )
 
 
-def open_frame(frame_id: int):
-    """The frame's details under a heading (video, index, label status); a warning and None if it is gone."""
+def unreachable_frame(frame_id: int) -> str:
+    """What a person is told of a frame that does not exist or is in a project they cannot open (the same words for
+    both, so a frame id tells nothing about projects they may not see)."""
+    return f"frame {frame_id}: not found in the projects you can open"
+
+
+def open_frame(frame_id: int, key: str):
+    """The frame's details under a heading (video, index, label status); when it is gone or its project is no longer
+    one the signed-in user may open: a warning, the frame dropped from `st.session_state[key]`, and None."""
     try:
+        access.require_frame(engine(), None, "view", frame_id)
         detail = library.frame_detail(engine(), frame_id)
-    except LookupError as exc:
-        st.warning(str(exc))
+    except (LookupError, AccessDenied):
+        st.session_state.pop(key, None)
+        st.warning(unreachable_frame(frame_id))
         return None
-    st.subheader(f"{detail.video.name} · frame #{detail.frame.index} · {detail.status}")
+    st.subheader(f"{literal(detail.video.name, one_line=True)} · frame #{detail.frame.index} · {detail.status}")
     return detail

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from segloop.platform.services import access, auth
 from segloop.platform.services.access import Actor
+from segloop.ui.literal import literal
 
 COOKIE = "segloop_session"
 GATED_KEY = "signin_gated"
@@ -151,7 +152,7 @@ def login_form(engine: Engine) -> None:
         return
     result = auth.login(engine, name, password, client_address())
     if result.actor is None:
-        st.error(result.message)
+        st.error(literal(result.message))
         return
     st.session_state[ACTOR_KEY] = result.actor
     st.session_state[TOKEN_KEY] = result.token
@@ -161,7 +162,7 @@ def login_form(engine: Engine) -> None:
 
 def logout_button(engine: Engine, actor: Actor) -> None:
     """The sidebar's who-am-I line and Sign out button (ends the server session and clears the cookie)."""
-    st.sidebar.caption(f"Signed in as **{actor.name}** ({actor.role})")
+    st.sidebar.caption(f"Signed in as **{literal(actor.name)}** ({actor.role})")
     if actor.user_id is None or not st.sidebar.button("Sign out", key="signin_logout"):
         return
     auth.logout(engine, _token(), actor, client_address())

@@ -8,6 +8,7 @@ import streamlit as st
 
 from segloop.platform.services import access, auth
 from segloop.ui import resources, signin
+from segloop.ui.literal import literal
 
 act = partial(resources.act, note_key="admin_note")  # run an action, then rerun with its note
 
@@ -18,11 +19,11 @@ def render() -> None:
     engine = resources.engine()
     note = st.session_state.pop("admin_note", None)
     if note:
-        st.success(note)
+        st.success(literal(note))
     try:
         users = auth.list_users(engine)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     if not users:
         st.info("No accounts yet: segloop runs as one local user. Adding the first account turns on sign-in "

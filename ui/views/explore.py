@@ -10,6 +10,7 @@ import streamlit as st
 
 from segloop.platform.services import artifacts, explore, labeling, library, tags
 from segloop.ui import handoff, resources, signin
+from segloop.ui.literal import literal
 
 COLOUR_BY = ("video", "label status", "selection run", "uncertainty", "tag")
 STATUS_COLOURS = {"unlabeled": "#9e9e9e", "draft": "#ff9800", "submitted": "#2196f3", "reviewed": "#4caf50"}
@@ -107,7 +108,7 @@ def tsne_missing(set_id: int, max_points: int) -> None:
             job = library.submit_job(resources.engine(), "map2d",
                                      {"embedding_set_id": set_id, "method": "tsne", "max_points": max_points})
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(literal(exc))
         else:
             st.session_state["explore_tsne_job"] = job.id
     job_id = st.session_state.get("explore_tsne_job")
@@ -123,11 +124,12 @@ def wait_for_map(job_id: int) -> None:
         st.session_state.pop("explore_tsne_job", None)
         return
     if job.status in ("queued", "running"):
-        st.progress(job.progress, text=f"map2d job {job.id} · {job.status} · {job.message or 'waiting for a worker'}")
+        st.progress(job.progress, text=f"map2d job {job.id} · {job.status} · "
+                                                   f"{literal(job.message or 'waiting for a worker', one_line=True)}")
         return
     st.session_state.pop("explore_tsne_job", None)
     if job.status == "failed":
-        st.error(job.error or f"map2d job {job.id} failed")
+        st.error(literal(job.error or f"map2d job {job.id} failed"))
         return
     st.rerun(scope="app")
 
@@ -214,11 +216,11 @@ def selection_panel(selection: explore.MapSelection, project_id: int) -> None:
         return
     videos = sorted({p.video for p in gathered})
     st.markdown(f"**{len(gathered)} frame(s) gathered with the {selection.how}** from {len(videos)} video(s): "
-                + ", ".join(videos[:6]) + (" …" if len(videos) > 6 else ""))
+                + literal(", ".join(videos[:6]), one_line=True) + (" …" if len(videos) > 6 else ""))
     data_dir = resources.settings().data_dir
     strip = gathered[:STRIP_THUMBS]
-    st.image([str(data_dir / p.thumb_path) for p in strip], caption=[f"{p.video} #{p.index}" for p in strip],
-             width=96)
+    st.image([str(data_dir / p.thumb_path) for p in strip], width=96,
+             caption=[f"{literal(p.video, one_line=True)} #{p.index}" for p in strip])
     queue_col, tag_col = st.columns([1, 2], vertical_alignment="bottom")
     if queue_col.button(f"Queue these {len(gathered)} frames for labeling", key="explore_queue_box", type="primary"):
         queue_gathered(gathered, project_id, selection.how)
@@ -231,7 +233,7 @@ def queue_gathered(gathered: list[explore.MapPoint], project_id: int, how: str) 
         run = explore.queue_frames(resources.engine(), project_id, [p.frame_id for p in gathered],
                                    f"{how} on the map")
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     st.session_state["label_queue"] = ("selection", run.id)
     resources.forget_reads()
@@ -249,14 +251,14 @@ def tag_form(gathered: list[explore.MapPoint], project_id: int, column) -> None:
         remove = remove_col.button("Remove the tag", key="explore_tag_remove", disabled=name not in existing)
     note = st.session_state.pop("explore_tag_note", None)
     if note:
-        st.success(note)
+        st.success(literal(note))
     if not (add or remove):
         return
     change = tags.tag_frames if add else tags.untag_frames
     try:
         done = change(resources.engine(), project_id, name or "", [p.frame_id for p in gathered])
     except (ValueError, LookupError) as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     verb, unchanged = ("tagged", "already were") if add else ("untagged", "did not carry it")
     st.session_state["explore_tag_note"] = (f"{done.changed} frame(s) {verb} {done.tag.name!r}"
@@ -268,7 +270,7 @@ def tag_form(gathered: list[explore.MapPoint], project_id: int, column) -> None:
 def frame_panel(set_id: int) -> None:
     """The open frame with its masks, a link to the Label page, and its most similar frames."""
     frame_id = st.session_state.get("explore_frame_id")
-    detail = None if frame_id is None else resources.open_frame(frame_id)
+    detail = None if frame_id is None else resources.open_frame(frame_id, "explore_frame_id")
     if detail is None:
         return
     picture, side = st.columns([2, 1])
@@ -293,7 +295,7 @@ def similar_grid(set_id: int, frame_id: int, k: int, other_videos: bool) -> None
         index = resources.similarity_index(resources.settings().db_url, set_id)
         found = explore.similar_frames(index, frame_id, k, resources.engine(), other_videos)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     rows = explore.frame_rows(resources.engine(), [f for f, _ in found])
     where = " in other videos" if other_videos else ""
@@ -305,7 +307,8 @@ def similar_grid(set_id: int, frame_id: int, k: int, other_videos: bool) -> None
             continue
         frame, video_name = rows[similar_id]
         with columns[position % SIMILAR_COLUMNS]:
-            st.image(str(data_dir / frame.thumb_path), caption=f"{video_name} #{frame.index} · {score:.3f}")
+            st.image(str(data_dir / frame.thumb_path),
+                     caption=f"{literal(video_name, one_line=True)} #{frame.index} · {score:.3f}")
             if st.button("Open", key=f"explore_open_{similar_id}", width="stretch"):
                 st.session_state["explore_frame_id"] = similar_id
                 st.rerun()

@@ -14,6 +14,7 @@ import streamlit as st
 from segloop.platform.services import forms, library, uploads
 from segloop.platform.services import jobs as job_service
 from segloop.ui import resources, signin
+from segloop.ui.literal import literal
 
 REFRESH_SECONDS = 2.0
 ACTIVE = ("queued", "running")
@@ -122,7 +123,7 @@ def queue(kind: str, params: dict) -> None:
     try:
         job = job_service.submit_job(resources.engine(), kind, params)
     except (ValueError, LookupError) as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
     else:
         resources.forget_reads()
         st.session_state[SELECTED] = job.id  # the job just queued becomes the one shown below
@@ -169,8 +170,9 @@ def job_detail(job) -> None:
     only in a collapsed section."""
     engine = resources.engine()
     if job.error:
-        st.error(job.error)
-    st.progress(job.progress, text=f"job {job.id} · {shown_status(job)} · {job.progress:.0%} · {job.message}")
+        st.error(literal(job.error))
+    st.progress(job.progress, text=f"job {job.id} · {shown_status(job)} · {job.progress:.0%} · "
+                                           f"{literal(job.message, one_line=True)}")
     cancel_col, retry_col, _ = st.columns([1, 1, 4])
     cancellable = job.status in ACTIVE and not job.cancel_requested
     if cancel_col.button("Cancel job", key=f"jobs_cancel_{job.id}", disabled=not cancellable):
@@ -191,7 +193,7 @@ def act(action, done: str) -> None:
     try:
         job = action()
     except (ValueError, LookupError) as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     st.toast(f"job {job.id}: {done} ({job.status})")
     st.rerun()

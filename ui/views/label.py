@@ -14,6 +14,7 @@ from segloop.platform.core.errors import user_message
 from segloop.platform.services import assist, explore, labeling, library, propagation, review, timeline
 from segloop.platform.services.labeling import ConflictError, FrameInfo, FrameLabels, VideoInfo
 from segloop.ui import resources, signin
+from segloop.ui.literal import literal
 from segloop.ui.mask_canvas import data_url, mask_canvas, pending_action
 
 QUEUE_PAGE = 50
@@ -122,8 +123,8 @@ def frame_from_link() -> None:
     if raw is None or st.session_state.get("label_link_frame") == raw:
         return
     st.session_state["label_link_frame"] = raw
-    if not raw.isdigit():
-        st.warning(f"frame: {raw!r} in the link is not a frame id")
+    if not (raw.isascii() and raw.isdigit()):
+        st.warning(f"frame: {literal(repr(raw))} in the link is not a frame id")
         return
     st.session_state.setdefault("label_frame_request", int(raw))
 
@@ -135,13 +136,11 @@ def follow_frame_request(engine, visible: set[str]) -> None:
         return
     try:
         project_name, video_id = labeling.frame_project(engine, requested)
-    except LookupError as exc:
-        st.session_state.pop("label_frame_request", None)
-        st.warning(user_message(exc))
-        return
+    except LookupError:
+        project_name = video_id = None  # a frame that does not exist reads as one of a project you cannot open
     if project_name not in visible:
         st.session_state.pop("label_frame_request", None)
-        st.warning(f"frame {requested}: not found in the projects you can open")
+        st.warning(resources.unreachable_frame(requested))
         return
     st.session_state["label_project"] = project_name
     st.session_state["label_queue"] = ("video", video_id)
@@ -203,7 +202,7 @@ def open_session(frame_id: int) -> EditorState | None:
     try:
         session = load(frame_id)
     except LookupError as exc:
-        st.warning(user_message(exc))
+        st.warning(literal(user_message(exc)))
         st.session_state["label_frame_id"] = None
         return None
     st.session_state["label_session"] = session
@@ -217,7 +216,8 @@ def editor(source: Source, frame_id: int) -> None:
         return
     feedback = review.frame_feedback(resources.engine(), frame_id)
     if feedback is not None:
-        st.warning(f"Sent back by {feedback.actor}: {feedback.comment}", icon=":material/rate_review:")
+        st.warning(f"Sent back by {literal(feedback.actor)}: {literal(feedback.comment)}",
+                   icon=":material/rate_review:")
     progress = st.empty()
     action = pending_action(CANVAS_KEY)
     if action is not None and action.get("id") != st.session_state.get("label_handled"):
@@ -228,7 +228,7 @@ def editor(source: Source, frame_id: int) -> None:
     try:
         image = labeling.frame_image(settings.data_dir, session.frame)
     except ValueError as exc:
-        st.error(user_message(exc))
+        st.error(literal(user_message(exc)))
         return
     line = timeline.video_timeline(resources.engine(), session.video.id)
     classes = labeling.label_classes(resources.engine(), source.project_id)
@@ -247,8 +247,8 @@ def editor(source: Source, frame_id: int) -> None:
         getattr(st, kind)(text)
     session.notes = []
     pick = propagation.pick_propagator(session.video.id, EDITOR_SHORT_SIDE, settings=settings)
-    st.caption(f"Drafts come from the project's best propagator on this video: {pick.describe()}.")
-    st.caption(f"Saved as **{signin.current_actor().name}**.")
+    st.caption(f"Drafts come from the project's best propagator on this video: {literal(pick.describe())}.")
+    st.caption(f"Saved as **{literal(signin.current_actor().name, one_line=True)}**.")
     saved_objects(session)
     import_mask(session)
     propagate_panel(session)
@@ -292,14 +292,14 @@ def handle(source: Source, session: EditorState, action: dict, progress) -> Edit
             created = labeling.add_label_class(resources.engine(), source.project_id, str(action.get("name", "")))
             session.classes[object_id] = created.id
             session.replies["assign"] = {"id": action.get("id"), "object_id": object_id, "class_id": created.id}
-            session.notes = [("success", f"Class '{created.name}' added and set on object {object_id}; "
+            session.notes = [("success", f"Class '{literal(created.name)}' added and set on object {object_id}; "
                                          "save to store it.")]
             return None
     except ValueError as exc:
-        session.notes = [("error", f"Not done: {user_message(exc)}")]
+        session.notes = [("error", f"Not done: {literal(user_message(exc))}")]
         session.replies["message"] = f"Not done: {user_message(exc)}"
         return None
-    session.notes = [("warning", f"Unknown editor action {kind!r}; nothing was done.")]
+    session.notes = [("warning", f"Unknown editor action {literal(repr(kind))}; nothing was done.")]
     return None
 
 
@@ -324,8 +324,8 @@ def save(source: Source, session: EditorState, action: dict, status: str, *, ver
     except ConflictError as exc:
         newer = labeling.load_frame_labels(engine, session.frame_id)
         session.conflict = newer
-        session.notes = [("error", f"Not saved: {exc}. Your edits stay on the canvas next to the newer version: "
-                                   "keep yours (saved over it) or take theirs.")]
+        session.notes = [("error", f"Not saved: {literal(exc)}. Your edits stay on the canvas next to the newer "
+                                   "version: keep yours (saved over it) or take theirs.")]
         session.replies["conflict"] = {"message": str(exc), "overlay": data_url(labeling.colorize(newer.labels), "png")}
         return None
     resources.forget_reads()
@@ -498,11 +498,11 @@ def import_mask(session: EditorState) -> None:
                 labels = labeling.import_mask_png(upload.getvalue(), upload.name, session.video.stored_height,
                                                   session.video.stored_width)
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(literal(exc))
                 return
             session.base = labels
             session.nonce += 1
-            session.notes = [("info", f"Imported {upload.name}: press Save draft or Submit to store it.")]
+            session.notes = [("info", f"Imported {literal(upload.name)}: press Save draft or Submit to store it.")]
             st.rerun()
 
 
@@ -510,7 +510,7 @@ def propagate_panel(session: EditorState) -> None:
     """Propagate the video's labeled frames to its other frames as drafts: here for short videos, else as a job."""
     video = session.video
     inline = video.frame_count <= labeling.INLINE_PROPAGATION_MAX_FRAMES
-    with st.expander(f"Propagate from my labeled frames to the rest of {video.name}"):
+    with st.expander(f"Propagate from my labeled frames to the rest of {literal(video.name, one_line=True)}"):
         st.caption("Unlabeled frames of this video get *propagated* draft masks to correct instead of painting from "
                    "scratch; frames with your masks are never overwritten. "
                    + ("Short video: runs here." if inline else "Runs as a propagate job (`segloop worker`)."))
@@ -531,13 +531,13 @@ def propagate_panel(session: EditorState) -> None:
     try:
         if not inline:
             job = labeling.submit_propagation(engine, video.id, request)
-            session.notes = [("success", f"Queued propagate job {job.id} for {video.name}; drafts appear as a worker "
-                                         "finishes it (see **Jobs**).")]
+            session.notes = [("success", f"Queued propagate job {job.id} for {literal(video.name)}; drafts appear "
+                                         "as a worker finishes it (see **Jobs**).")]
             st.rerun()
         with st.spinner(f"Propagating through {video.frame_count} frames…"):
             outcome = labeling.propagate_inline(engine, resources.settings(), video.id, request)
     except ValueError as exc:
-        st.error(f"Not propagated: {exc}")
+        st.error(f"Not propagated: {literal(exc)}")
         return
     scores = ", ".join(f"{k} {v:.3f}" for k, v in outcome.scores.items())
     fresh = load(session.frame_id, session.nonce + 1)

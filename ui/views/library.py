@@ -5,6 +5,7 @@ import streamlit as st
 
 from segloop.platform.services import labeling, library, tags
 from segloop.ui import handoff, resources
+from segloop.ui.literal import literal
 
 PAGE_SIZE = 24
 COLUMNS = 6
@@ -92,7 +93,8 @@ def thumbnail_grid(frames: list[library.LibraryFrame]) -> None:
         frame = item.frame
         with columns[position % COLUMNS]:
             st.image(str(data_dir / frame.thumb_path),
-                     caption=f"{item.video_name} #{frame.index} · group {frame.dup_group} · {item.status}")
+                     caption=f"{literal(item.video_name, one_line=True)} #{frame.index} · group {frame.dup_group} · "
+                             f"{item.status}")
             if st.button("View", key=f"library_view_{frame.id}", width="stretch"):
                 st.session_state["library_frame_id"] = frame.id
 
@@ -103,7 +105,7 @@ def frame_viewer() -> None:
     if frame_id is None:
         st.caption("Choose **View** under a thumbnail to open the frame with its masks.")
         return
-    detail = resources.open_frame(frame_id)
+    detail = resources.open_frame(frame_id, "library_frame_id")
     if detail is None:
         return
     picture, facts = st.columns([3, 1])

@@ -10,6 +10,7 @@ import streamlit as st
 
 from segloop.platform.services import checkpoints, explore, labeling, library, models
 from segloop.ui import resources, signin
+from segloop.ui.literal import literal
 from segloop.ui.views import review as review_view
 
 PREFERRED_METRICS = ("J&F", "J", "F", "mIoU")
@@ -61,14 +62,14 @@ def training_curve(checkpoint_id: int) -> None:
     if curve.validation:
         st.caption("Validation: " + " · ".join(f"{k} {v:.3f}" for k, v in sorted(curve.validation.items())))
     if not curve.points:
-        st.caption(f"No per-step values for checkpoint {checkpoint_id}: {curve.source}.")
+        st.caption(f"No per-step values for checkpoint {checkpoint_id}: {literal(curve.source)}.")
         return
     chart = (alt.Chart(pd.DataFrame(curve.points)).mark_line()
              .encode(x=alt.X("step:Q", title="step"), y=alt.Y("value:Q", title="loss"), color="series:N",
                      tooltip=["series", "step", alt.Tooltip("value:Q", format=".4f")])
              .properties(height=260))
     st.altair_chart(chart, width="stretch")
-    st.caption(f"Source: {curve.source}.")
+    st.caption(f"Source: {literal(curve.source)}.")
 
 
 def export_section(project: str) -> None:
@@ -82,15 +83,15 @@ def export_section(project: str) -> None:
             st.session_state["results_export"] = (project, fmt, *library.export_annotations(
                 resources.engine(), project, fmt, resources.settings()))
         except (ValueError, LookupError) as exc:
-            st.error(f"Export failed: {exc}")
+            st.error(f"Export failed: {literal(exc)}")
             return
     ready = st.session_state.get("results_export")
     if ready and ready[:2] == (project, fmt):
         _, _, name, data, mime, note = ready
         if note:
-            st.warning(f"Note: {note}.")
-        st.download_button(f"Download {name} ({len(data) / 1024:.0f} KiB)", data, file_name=name, mime=mime,
-                           key="results_export_download", type="primary")
+            st.warning(f"Note: {literal(note)}.")
+        st.download_button(f"Download {literal(name, one_line=True)} ({len(data) / 1024:.0f} KiB)", data,
+                           file_name=name, mime=mime, key="results_export_download", type="primary")
 
 
 def model_choice_section(project_id: int) -> None:
@@ -165,7 +166,7 @@ def bench_section() -> None:
         try:
             curve = explore.parse_bench(path)
         except ValueError as exc:
-            st.warning(str(exc))
+            st.warning(literal(exc))
             continue
         (curves if curve is not None else others).append(curve or path)
     if not curves:
@@ -179,13 +180,13 @@ def bench_section() -> None:
             try:
                 st.json(json.loads(chosen.read_text()), expanded=1)
             except (OSError, ValueError) as exc:
-                st.error(f"{chosen}: {exc}")
+                st.error(f"{literal(chosen.name)}: {literal(exc)}")
 
 
 def bench_chart(curve: explore.BenchCurve) -> None:
     """Mean over seeds per strategy as lines with a min–max band, and the ceiling as a dashed rule."""
     frame = pd.DataFrame(curve.points)
-    st.markdown(f"**{curve.title}** · `{curve.path.name}`")
+    st.markdown(f"**{literal(curve.title)}** · {literal(curve.path.name)}")
     base = alt.Chart(frame).encode(x=alt.X("x:Q", title=curve.x_label, axis=alt.Axis(format="~g")),
                                    color=alt.Color("series:N", title="strategy"))
     layers = [base.mark_area(opacity=0.15).encode(y="low:Q", y2="high:Q"),

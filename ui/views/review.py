@@ -8,6 +8,7 @@ import streamlit as st
 
 from segloop.platform.services import labeling, review
 from segloop.ui import resources, signin
+from segloop.ui.literal import literal
 
 act = partial(resources.act, note_key="review_note")  # run an action, then rerun with its note
 
@@ -20,12 +21,12 @@ def render() -> None:
         return
     note = st.session_state.pop("review_note", None)
     if note:
-        st.success(note)
+        st.success(literal(note))
     engine = resources.engine()
     try:
         items = review.review_queue(engine, summary.project.id)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     if not items:
         st.info("No frame is waiting for review in this project.")

@@ -14,6 +14,7 @@ from segloop.platform.services.checkpoints import PRETRAINED_KINDS
 from segloop.platform.services.library import ProjectInfo
 from segloop.platform.services.selection import StrategyInfo
 from segloop.ui import resources
+from segloop.ui.literal import literal
 
 INLINE_POOL_MAX = 20_000
 INLINE_EMBED_MAX_FRAMES = 2_000
@@ -65,7 +66,7 @@ def embed_panel(project: ProjectInfo, frames: int, expanded: bool) -> None:
         try:
             job = library.submit_job(engine, "embed", params, project.name)
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(literal(exc))
         else:
             st.success(f"Queued embed job {job.id}; a running `segloop worker` picks it up (see **Jobs**).")
     if inline:
@@ -80,9 +81,10 @@ def embed_inline(project: ProjectInfo, checkpoint_id: int | None, backbone: str,
     try:
         created = embed_project(project.name, backbone, None, img_size, settings=resources.settings(),
                                 checkpoint_id=checkpoint_id, random_init=checkpoint_id is None,
-                                progress=lambda f, m="": bar.progress(min(max(f, 0.0), 1.0), text=m or "embedding…"))
+                                progress=lambda f, m="": bar.progress(min(max(f, 0.0), 1.0),
+                                                                      text=literal(m or "embedding…", one_line=True)))
     except (ValueError, LookupError) as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     st.session_state["select_set"] = created.id
     st.toast(f"Embedding set {created.id}: {created.count} frames, {created.dim} dims")
@@ -173,7 +175,7 @@ def run_panel(project: ProjectInfo, sets: list[EmbeddingSetInfo]) -> None:
         with st.spinner(f"Running {strategy} on {by_id[set_id].count} frames…"):
             run = selection.select_values(values, settings=resources.settings(), allow_empty=False)
     except (ValueError, LookupError) as exc:
-        st.error(f"Selection not run: {exc}")
+        st.error(f"Selection not run: {literal(exc)}")
         return
     st.session_state["select_review_run"] = run.selection.id
     st.success(f"Selection run {run.selection.id}: {len(run.items)} frame(s) picked by {strategy}.")
@@ -244,8 +246,9 @@ def pick_grid(run_id: int, items: list[explore.ReviewItem]) -> dict[int, bool]:
     for position, item in enumerate(items):
         with columns[position % REVIEW_COLUMNS]:
             st.image(str(data_dir / item.frame.thumb_path),
-                     caption=f"#{item.rank} · {item.video_name} #{item.frame.index} · {item.status}")
-            st.caption(f"score {item.score:.3f} · {item.reason}")
+                     caption=f"#{item.rank} · {literal(item.video_name, one_line=True)} #{item.frame.index} · "
+                             f"{item.status}")
+            st.caption(f"score {item.score:.3f} · {literal(item.reason, one_line=True)}")
             keep[item.frame.id] = st.checkbox("keep", value=item.status != "rejected",
                                               key=f"select_keep_{run_id}_{item.frame.id}")
     return keep

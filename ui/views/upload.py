@@ -6,6 +6,7 @@ import streamlit as st
 from segloop.platform.services import library, uploads
 from segloop.platform.services.library import JobInfo
 from segloop.ui import resources, signin
+from segloop.ui.literal import literal
 
 LIMITS = uploads.UploadLimits()
 REFRESH_SECONDS = 1.5
@@ -37,7 +38,7 @@ def render() -> None:
                 named_bytes = ((f.name, f.getvalue()) for f in files)
                 outcomes = uploads.upload_and_queue(engine, resources.settings(), named_bytes, request, LIMITS)
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(literal(exc))
             else:
                 st.session_state.setdefault("upload_outcomes", []).extend(outcomes)
                 st.session_state["upload_nonce"] = nonce + 1
@@ -61,21 +62,22 @@ def upload_progress(outcomes: list[uploads.UploadOutcome], pending: bool) -> Non
         st.rerun()
     for outcome in reversed(outcomes):
         if outcome.error:
-            st.error(f"**{outcome.name}** refused: {outcome.error}")
+            st.error(f"**{literal(outcome.name)}** refused: {literal(outcome.error)}")
             continue
         job = jobs.get(outcome.job_id)
         if job is None:
-            st.warning(f"**{outcome.name}**: job {outcome.job_id} no longer exists")
+            st.warning(f"**{literal(outcome.name)}**: job {outcome.job_id} no longer exists")
             continue
         st.progress(job.progress, text=job_line(outcome.name, job))
         if job.status == "failed":
-            st.error(f"**{outcome.name}** failed: {job.error}")
+            st.error(f"**{literal(outcome.name)}** failed: {literal(job.error)}")
 
 
 def job_line(name: str, job: JobInfo) -> str:
-    """A one-line status of a file's ingest job."""
-    detail = "waiting for a worker (run `segloop worker`)" if job.status == "queued" else job.message
-    return f"{name} · job {job.id} · {job.status} · {job.progress:.0%} · {detail}"
+    """A one-line status of a file's ingest job (Markdown: a progress bar's text)."""
+    queued = job.status == "queued"
+    detail = "waiting for a worker (run `segloop worker`)" if queued else literal(job.message, one_line=True)
+    return f"{literal(name, one_line=True)} · job {job.id} · {job.status} · {job.progress:.0%} · {detail}"
 
 
 def project_tables(summaries: list[library.ProjectSummary]) -> None:
@@ -85,7 +87,7 @@ def project_tables(summaries: list[library.ProjectSummary]) -> None:
         return
     resources.project_counts_table(summaries)
     for summary in summaries:
-        with st.expander(f"{summary.project.name}: {summary.videos} video(s)"):
+        with st.expander(f"{literal(summary.project.name, one_line=True)}: {summary.videos} video(s)"):
             rows = library.video_summaries(resources.engine(), summary.project.id)
             if rows:
                 st.dataframe(rows, hide_index=True)
