@@ -68,3 +68,44 @@ def test_db_cli_names_a_revision_it_cannot_reach(args: tuple, message: str, cli,
     result = cli("db", *args)
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
     assert current_revision(engine) == before
+
+
+def test_a_database_migrated_by_a_newer_segloop_is_named_not_a_traceback(cli, engine) -> None:
+    """A schema revision this segloop does not ship (a newer one migrated the database): `db current` said
+    "behind", every other command was an Alembic traceback; now each says the database is ahead, exit 1, and nothing
+    is changed."""
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    assert "ahead: a newer segloop migrated this database" in cli("db", "current").output
+    for args in (("tags", "list", "--project", "p"), ("db", "upgrade"), ("db", "downgrade", "-1")):
+        result = cli(*args)
+        assert result.exit_code == 1 and "schema revision 0099, which this segloop does not know" in result.output
+        assert "Traceback" not in result.output
+    assert current_revision(engine) == "0099"
+
+
+def test_upgrades_started_at_once_migrate_once(settings) -> None:
+    """Two `db upgrade` at once on an empty PostgreSQL database: one failed with a duplicate-type traceback (only
+    the automatic upgrade took the migration lock)."""
+    import threading
+
+    from segloop.platform.db.engine import get_engine
+    from segloop.platform.db.migrate import head_revision, upgrade
+
+    engine, barrier, failures = get_engine(settings), threading.Barrier(3), []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            upgrade(engine)
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures and current_revision(engine) == head_revision(engine)

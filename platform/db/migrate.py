@@ -38,12 +38,29 @@ def _run(engine: Engine, action, revision: str) -> None:
     if not revision.strip():
         raise MigrationError(f"revision: give one ({_known_revisions(config)})")
     with engine.begin() as connection:
+        _hold_migration_lock(connection)
+        refuse_unknown_revision(config, MigrationContext.configure(connection).get_current_revision())
         config.attributes["connection"] = connection
         try:
             action(config, revision)
         except CommandError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "cannot migrate there"
             raise MigrationError(f"revision {revision!r}: {reason} ({_known_revisions(config)})") from None
+
+
+def _hold_migration_lock(connection) -> None:
+    """Migrate one process at a time (PostgreSQL: an advisory lock to the transaction's end; SQLite: its write
+    transaction already is one)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+
+
+def refuse_unknown_revision(config: Config, current: str | None) -> None:
+    """MigrationError when the database is at a revision this segloop does not ship (a newer segloop migrated it)."""
+    scripts = ScriptDirectory.from_config(config)
+    if current is not None and current not in {script.revision for script in scripts.walk_revisions()}:
+        raise MigrationError(f"the database is at schema revision {current}, which this segloop does not know (its "
+                             f"newest is {scripts.get_current_head()}): a newer segloop migrated it; use that one")
 
 
 def _known_revisions(config: Config) -> str:
@@ -96,10 +113,11 @@ def ensure_schema(engine: Engine | None = None) -> None:
         return
     config = alembic_config(engine)
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-        if MigrationContext.configure(connection).get_current_revision() == head:
+        _hold_migration_lock(connection)
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current == head:
             return
+        refuse_unknown_revision(config, current)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -42,10 +42,20 @@ def downgrade_cmd(revision: str) -> None:
 @friendly_errors
 def current_cmd() -> None:
     """Print the database's revision and the newest one shipped."""
-    from segloop.platform.db.migrate import current_revision, head_revision
+    from segloop.platform.db.migrate import (
+        MigrationError,
+        alembic_config,
+        current_revision,
+        head_revision,
+        refuse_unknown_revision,
+    )
 
     engine = get_engine(load_settings())
     current = current_revision(engine)
     head = head_revision(engine)
-    state = "up to date" if current == head else "behind: run `segloop db upgrade`"
+    try:
+        refuse_unknown_revision(alembic_config(engine), current)
+        state = "up to date" if current == head else "behind: run `segloop db upgrade`"
+    except MigrationError:
+        state = "ahead: a newer segloop migrated this database; use that one"
     console.print(f"current: {current or 'base (empty)'}  head: {head}  ({state})")
