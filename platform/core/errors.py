@@ -26,7 +26,10 @@ def user_message(exc: BaseException) -> str | None:
     """The one-line message a person sees for an expected failure, or None for a bug."""
     from sqlalchemy.exc import DatabaseError, IntegrityError
 
-    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError):  # a write that collided with one made at the same moment by another process
+        return (f"the database refused a change ({str(exc.orig).splitlines()[0]}): another command may have made "
+                "the same change at the same moment; run it again")
+    if isinstance(exc, DatabaseError):
         return f"database error: {str(exc.orig).splitlines()[0]}"
     if isinstance(exc, OSError) and exc.strerror:  # the system's reason, without the path (a server's, in a job)
         return f"could not read or write a file: {exc.strerror[0].lower()}{exc.strerror[1:]}"

@@ -145,6 +145,11 @@ def test_work_that_cannot_fit_in_memory_is_refused_with_the_sizes_named():
         torch.empty(1 << 62, dtype=torch.uint8)
     assert user_message(failed.value) == user_message(MemoryError())
     assert user_message(RuntimeError("some other failure")) is None  # a bug stays a bug
+    from sqlalchemy.exc import IntegrityError
+
+    collided = IntegrityError("INSERT ...", {}, Exception('duplicate key value violates unique constraint\n'))
+    assert user_message(collided) == ("the database refused a change (duplicate key value violates unique constraint): "
+                                      "another command may have made the same change at the same moment; run it again")
 
 
 # ---------------------------------------------------------------------------- DAVIS layout

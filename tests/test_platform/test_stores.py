@@ -80,6 +80,33 @@ def test_concurrent_saves_of_the_same_version_one_wins(engine, frame_id: int) ->
         assert annotation_store.latest_version(session, frame_id, 2) == 1
 
 
+def test_concurrent_imports_and_new_classes_both_succeed(engine, frame_id: int) -> None:
+    """Two imports appending a version of one object, or creating one class, at once: on PostgreSQL one failed with
+    a traceback (the unique key); an append now follows the version the other saved, a class found is shared."""
+    from segloop.platform.core.errors import user_message
+
+    barrier, outcomes, overlap = threading.Barrier(2, timeout=60), [], engine.dialect.name == "postgresql"
+
+    def append_and_add_class(area: int) -> None:
+        if not overlap:  # SQLite transactions take the write lock at BEGIN: they run one after the other
+            barrier.wait()
+        with session_scope(engine) as session:
+            annotation_store.latest_version(session, frame_id, 3)  # both read before either writes (PostgreSQL)
+            projects.list_label_classes(session, 1)
+            if overlap:
+                barrier.wait()
+            saved = annotation_store.save_annotation(session, frame_id, 3, _mask(area), "imported")
+            outcomes.append((saved.version, projects.get_or_create_label_class(session, 1, "car").id))
+
+    threads = [threading.Thread(target=append_and_add_class, args=(a,)) for a in (4, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v for v, _ in outcomes) == [1, 2] and len({c for _, c in outcomes}) == 1, outcomes
+    assert user_message(ConflictError("frame 1 object 1: another save of version 2 won; reload")) is not None
+
+
 def test_annotation_input_is_validated(engine, frame_id: int) -> None:
     """Unknown sources, statuses, object ids and frames are refused with the field named."""
     with session_scope(engine) as session:

@@ -22,8 +22,9 @@ STATUSES = ("draft", "submitted", "reviewed")
 LABEL_FILTERS = ("any", "unlabeled", "labeled", "draft", "submitted", "reviewed")
 
 
-class ConflictError(RuntimeError):
-    """A save based on a stale version: someone else saved this object's mask in between."""
+class ConflictError(ValueError):
+    """A save based on a stale version: someone else saved this object's mask in between (the message says so to
+    the person, as every refused input is reported)."""
 
 
 def save_annotation(
@@ -51,34 +52,42 @@ def save_annotation(
         raise ValueError(f"annotation object_id: {object_id} out of range 1..255")
     if session.get(Frame, frame_id) is None:
         raise NotFoundError(f"frame {frame_id} does not exist")
-    current = latest_version(session, frame_id, object_id)
-    if expected_version is not None and expected_version != current:
-        raise ConflictError(
-            f"frame {frame_id} object {object_id}: you edited version {expected_version}, "
-            f"but version {current} was saved meanwhile; reload and redo your change"
-        )
     mask = np.asarray(mask, dtype=bool)
-    row = Annotation(
-        frame_id=frame_id,
-        object_id=int(object_id),
-        class_id=class_id,
-        mask_rle=json.dumps(encode_rle(mask)["counts"]),
-        mask_height=int(mask.shape[0]),
-        mask_width=int(mask.shape[1]),
-        area=int(mask.sum()),
-        source=source,
-        status=status,
-        author=author,
-        version=current + 1,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        raise ConflictError(
-            f"frame {frame_id} object {object_id}: another save of version {current + 1} won; reload"
-        ) from None
-    return from_row(AnnotationInfo, row)
+    for _ in range(APPEND_ATTEMPTS):
+        current = latest_version(session, frame_id, object_id)
+        if expected_version is not None and expected_version != current:
+            raise ConflictError(
+                f"frame {frame_id} object {object_id}: you edited version {expected_version}, "
+                f"but version {current} was saved meanwhile; reload and redo your change"
+            )
+        row = Annotation(
+            frame_id=frame_id,
+            object_id=int(object_id),
+            class_id=class_id,
+            mask_rle=json.dumps(encode_rle(mask)["counts"]),
+            mask_height=int(mask.shape[0]),
+            mask_width=int(mask.shape[1]),
+            area=int(mask.sum()),
+            source=source,
+            status=status,
+            author=author,
+            version=current + 1,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            if expected_version is None:  # an import appends: it follows the version another process just saved
+                continue
+            raise ConflictError(
+                f"frame {frame_id} object {object_id}: another save of version {current + 1} won; reload"
+            ) from None
+        return from_row(AnnotationInfo, row)
+    raise ConflictError(f"frame {frame_id} object {object_id}: other saves kept winning ({APPEND_ATTEMPTS} tries); "
+                        "run it again")
+
+
+APPEND_ATTEMPTS = 5
 
 
 def latest_version(session: Session, frame_id: int, object_id: int) -> int:

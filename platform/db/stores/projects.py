@@ -70,16 +70,23 @@ def list_projects(session: Session) -> list[ProjectInfo]:
 
 
 def get_or_create_label_class(session: Session, project_id: int, name: str, color: str = "#ff0000") -> LabelClassInfo:
-    """The label class `name` of a project, created if missing (the name checked like a project's)."""
+    """The label class `name` of a project, created if missing (the name checked like a project's; if another process
+    creates it at the same moment, that one is returned)."""
     name = check_name("label class name", name, LABEL_CLASS_NAME_MAX)
     row = session.scalar(
         select(LabelClass).where(LabelClass.project_id == project_id, LabelClass.name == name)
     )
     if row is None:
         position = len(session.scalars(select(LabelClass.id).where(LabelClass.project_id == project_id)).all())
-        row = LabelClass(project_id=project_id, name=name, color=color, position=position)
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():
+                row = LabelClass(project_id=project_id, name=name, color=color, position=position)
+                session.add(row)
+        except IntegrityError:  # another process created it at the same moment: that one is the class
+            row = session.scalar(
+                select(LabelClass).where(LabelClass.project_id == project_id, LabelClass.name == name))
+            if row is None:
+                raise
     return from_row(LabelClassInfo, row)
 
 
