@@ -159,7 +159,10 @@ def get_engine(settings: Settings | None = None) -> Engine:
     url = settings.db_url
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.database_url is None and url not in _checked_files:
+    if url.startswith("sqlite") and sqlite_file(url) is None:
+        raise DatabaseURLError("SEGLOOP_DATABASE_URL: an in-memory SQLite database is lost when each command exits; "
+                               "give a file (sqlite:////path/to/segloop.db) or unset it to use the data dir's")
+    if url.startswith("sqlite") and url not in _checked_files:
         # Once per process, before any connection: closing a file descriptor of the database drops every POSIX
         # lock this process holds on it, which would let another process delete the WAL under our connections.
         check_database_file(Path(sqlite_file(url) or ""), settings.frames_dir)
@@ -174,6 +177,8 @@ def check_database_file(path: Path, frames_dir: Path) -> None:
     """DatabaseFileError naming the file and what to do when it is not a usable SQLite database: garbage,
     shorter than its header says (truncated), or empty/missing while frame folders exist (they would be orphaned)."""
     aside = f"restore {path.name} from a backup, or move {path.parent} aside to start an empty data dir"
+    if path.exists() and not path.is_file():
+        raise DatabaseFileError(f"{path}: is a folder (or another non-file), not the database file; move it aside")
     size = path.stat().st_size if path.is_file() else 0
     if size == 0:
         stored = _video_folders(frames_dir)

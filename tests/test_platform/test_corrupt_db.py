@@ -57,3 +57,18 @@ def test_empty_database_without_frames_is_a_fresh_start(sqlite) -> None:
         (settings.data_dir / side).unlink(missing_ok=True)
     result = run_segloop("jobs", "list")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_database_that_cannot_hold_data_is_refused_by_name(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """A folder where segloop.db should be read "unable to open database file"; SEGLOOP_DATABASE_URL=sqlite:// (in
+    memory) ingested, reported success and lost every row at exit (frames left orphaned). Both are refused."""
+    (data_dir / "segloop.db").mkdir(parents=True)
+    result = run_segloop("jobs", "list")
+    assert result.returncode == 1 and f"{data_dir / 'segloop.db'}: is a folder" in result.stderr, result.stderr
+    (data_dir / "segloop.db").rmdir()
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        monkeypatch.setenv("SEGLOOP_DATABASE_URL", url)
+        result = run_segloop("ingest", "--project", "p", str(tmp_path))
+        assert result.returncode == 1 and "an in-memory SQLite database is lost" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (data_dir / "frames").exists()
