@@ -207,10 +207,15 @@ def _video_folders(frames_dir: Path) -> int:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A transaction: commit on success, roll back on any exception."""
-    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+def session_scope(engine: Engine | None = None, *, snapshot: bool = False) -> Iterator[Session]:
+    """A transaction: commit on success, roll back on any exception. With `snapshot` every read sees the database as
+    it was at the first one (PostgreSQL REPEATABLE READ; a SQLite transaction is a snapshot already), so a reader of
+    many rows (an export) never mixes data from before and after another process's commit."""
+    engine = engine or get_engine()
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
     session = factory()
+    if snapshot and engine.dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     try:
         yield session
         session.commit()

@@ -55,7 +55,7 @@ def export_project(project: str, fmt: str, out: Path | str, settings: Settings |
     if not str(out).strip():
         raise ExchangeError("OUT: must not be empty; give the folder (or .json file) to export to")
     out = Path(out)
-    with session_scope(get_engine(settings)) as session:
+    with session_scope(get_engine(settings), snapshot=True) as session:
         info = projects.get_project(session, project)
         classes = projects.list_label_classes(session, info.id)
         videos = footage.list_videos(session, info.id)

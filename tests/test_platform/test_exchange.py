@@ -396,3 +396,31 @@ def test_a_number_too_long_to_read_is_named_in_words(labelled: dict, settings, t
     (tmp_path / "big.json").write_text('{"images": [], "annotations": [' + "9" * 5000 + "]}")
     with pytest.raises(ExchangeError, match=r"not a readable COCO JSON \(a number has more than 4300 digits\)$"):
         import_annotations("dst", "coco", tmp_path / "big.json", settings)
+
+
+def test_an_export_is_one_snapshot_while_others_write(labelled: dict, settings, engine, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL an import committing while an export read its videos one by one gave a torn export (the first
+    video before the import, the second after); the export now reads one snapshot."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite export's transaction holds the write lock: writers wait for it to end")
+    real, calls = annotation_store.latest_annotations_for_video, []
+
+    def read_while_another_process_writes(session, video_id: int):
+        calls.append(video_id)
+        if len(calls) == 2:  # the export has read the first video; another process clears the second one's masks
+            with session_scope(engine) as other:
+                for annotation in real(other, video_id):
+                    annotation_store.save_annotation(other, annotation.frame_id, annotation.object_id,
+                                                     np.zeros((annotation.mask_height, annotation.mask_width), bool),
+                                                     "manual")
+        return real(session, video_id)
+
+    monkeypatch.setattr(annotation_store, "latest_annotations_for_video", read_while_another_process_writes)
+    export_project("src", "davis", tmp_path / "export", settings)
+    monkeypatch.undo()
+    assert import_annotations("dst", "davis", tmp_path / "export", settings).masks > 0
+    exported = _label_maps(engine, "dst")
+    assert exported.keys() == labelled.keys()
+    for key, labels in labelled.items():
+        np.testing.assert_array_equal(exported[key], labels)
