@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -79,8 +80,9 @@ def _unb64(text: str) -> bytes:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    """The scrypt key of a password."""
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=SCRYPT_MAXMEM)
+    """The scrypt key of a password (Unicode NFC: an accented letter typed composed or decomposed is one letter)."""
+    return hashlib.scrypt(unicodedata.normalize("NFC", password).encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                          dklen=dklen, maxmem=SCRYPT_MAXMEM)
 
 
 def check_password(password: object) -> str:
@@ -89,6 +91,8 @@ def check_password(password: object) -> str:
         raise ValidationError("password: expected text")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+    if not password.strip():
+        raise ValidationError("password: not only spaces")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValidationError(f"password: at most {MAX_PASSWORD_LENGTH} characters")
     return password

@@ -336,3 +336,27 @@ def test_sign_in_names_emails_and_first_accounts_cannot_be_mistaken(engine) -> N
     with pytest.raises(ValidationError, match="add an admin first"):
         auth.add_user(engine, "ann", "annotator", PASSWORD, actor=access.LOCAL_ACTOR)
     assert auth.add_user(engine, "boss", "admin", PASSWORD, actor=access.LOCAL_ACTOR).role == "admin"
+
+
+def test_passwords_read_as_typed_and_admins_listed_with_every_project(engine) -> None:
+    """A password piped from a Windows text file kept its CR; one typed with decomposed accents (NFD) did not match
+    the composed form; eight spaces were a password; `users list` showed an admin's old grants instead of all."""
+    from click.testing import CliRunner
+
+    from segloop.platform.cli import main
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import projects
+
+    with session_scope(engine) as session:
+        projects.get_or_create_project(session, "pa")
+    runner = CliRunner()
+    assert runner.invoke(main, ["users", "add", "kim", "--role", "annotator"], input="winpass123\r\n").exit_code == 0
+    assert auth.login(engine, "kim", "winpass123").actor is not None
+    assert runner.invoke(main, ["users", "grant", "kim", "--project", "pa"]).exit_code == 0
+    assert runner.invoke(main, ["users", "role", "kim", "admin"]).exit_code == 0
+    listing = runner.invoke(main, ["users", "list"]).output
+    assert [line.split("│")[4].strip() for line in listing.splitlines() if "kim" in line] == ["all"], listing
+    add(engine, "zoe", "annotator", password="café-crème-7")  # typed composed
+    assert auth.login(engine, "zoe", "cafe\u0301-cre\u0300me-7").actor is not None  # typed decomposed
+    with pytest.raises(ValidationError, match="not only spaces"):
+        add(engine, "sam", "annotator", password=" " * 8)

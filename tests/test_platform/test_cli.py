@@ -86,6 +86,22 @@ def test_jobs_cli_errors_are_clear(cli) -> None:
     assert cli("jobs", "kinds").exit_code == 0
 
 
+def test_jobs_cancelled_or_retried_on_the_command_line_are_audited(cli, engine) -> None:
+    """`jobs cancel` and `jobs retry` left no audit row (the web UI's did): both are in the trail now."""
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import projects
+    from segloop.platform.services import auth
+
+    with session_scope(engine) as session:
+        projects.get_or_create_project(session, "p")
+    submitted = cli("jobs", "submit", "select", "--params", '{"project": "p", "strategy": "random", "budget": 1}')
+    assert submitted.exit_code == 0, submitted.output
+    assert cli("jobs", "cancel", "1").exit_code == 0
+    assert cli("jobs", "retry", "1").exit_code == 0
+    trail = [(e.action, e.target) for e in auth.audit_trail(engine, limit=10)]
+    assert ("job_cancel", "job 1") in trail and ("job_retry", "job 1") in trail, trail
+
+
 def test_bench_ingest_writes_json(cli, synth_root: Path, tmp_path: Path) -> None:
     """`segloop bench ingest` measures all three figures and saves them."""
     out = tmp_path / "b.json"

@@ -108,11 +108,10 @@ def show_cmd(job_id: int, log_lines: int) -> None:
 @friendly_errors
 def cancel_cmd(job_id: int) -> None:
     """Cancel a queued job, or ask the worker to stop a running one."""
-    from segloop.platform.core.settings import load_settings
-    from segloop.platform.db.stores import jobs as job_store
+    from segloop.platform.db.migrate import ensure_db
+    from segloop.platform.services import library
 
-    with db_session() as session:
-        job = job_store.request_cancel(session, job_id, load_settings().stale_after_seconds)
+    job = library.cancel_job(ensure_db(), job_id)
     state = job.message if job.status == "cancelled" else "cancellation requested (the worker stops it)"
     console.print(f"job {job_id}: {state}")
 
@@ -122,10 +121,10 @@ def cancel_cmd(job_id: int) -> None:
 @friendly_errors
 def retry_cmd(job_id: int) -> None:
     """Queue a failed or cancelled job again."""
-    from segloop.platform.db.stores import jobs as job_store
+    from segloop.platform.db.migrate import ensure_db
+    from segloop.platform.services import library
 
-    with db_session() as session:
-        job_store.retry_job(session, job_id)
+    library.retry_job(ensure_db(), job_id)
     console.print(f"job {job_id} queued again")
 
 

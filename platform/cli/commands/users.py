@@ -21,7 +21,7 @@ def read_password(confirm: bool = True) -> str:
     if sys.stdin.isatty():
         return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
     line = sys.stdin.readline()
-    return line[:-1] if line.endswith("\n") else line
+    return line.removesuffix("\n").removesuffix("\r")  # a line from a Windows text file ends in CR LF
 
 
 def _engine():
@@ -50,8 +50,8 @@ def list_cmd() -> None:
     """Every user, its role, email and projects."""
     from segloop.platform.services import auth
 
-    rows = [(s.user.name, s.user.role, s.user.email or "", ", ".join(s.projects) or ("all" if s.user.role == "admin"
-                                                                                     else "none"))
+    rows = [(s.user.name, s.user.role, s.user.email or "",
+             "all" if s.user.role == "admin" else ", ".join(s.projects) or "none")  # an admin's old grants are moot
             for s in auth.list_users(_engine())]
     print_table("users", ["name", "role", "email", "projects"], rows)
 
