@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -15,7 +16,7 @@ from sqlalchemy import Engine
 
 from segloop.platform.core import davis
 from segloop.platform.core.errors import user_message
-from segloop.platform.core.settings import SHARED_SAMPLE, Settings
+from segloop.platform.core.settings import SHARED_SAMPLE, Settings, load_settings
 from segloop.platform.core.storage import StorageError, check_upload_name, resolve_inside, save_upload, staging_dir
 from segloop.platform.db.entities import JobInfo
 from segloop.platform.db.stores import projects
@@ -96,6 +97,15 @@ def store_upload(settings: Settings, name: str, data: bytes, limits: UploadLimit
         raise UploadError(f"{name}: {user_message(exc)}") from None
 
 
+def without_upload_folders(text: str, settings: Settings | None = None) -> str:
+    """`text` with each upload's server folder (`<data dir>/uploads/<id>/`) left out, so messages about uploaded
+    files name them as the person uploaded them."""
+    uploads = (settings or load_settings()).uploads_dir
+    for folder in {str(uploads), str(uploads.resolve())}:
+        text = re.sub(re.escape(folder) + r"/[0-9a-f]{12}/", "", text)
+    return text
+
+
 def unpack_archive(archive: Path, target: Path, limits: UploadLimits = UploadLimits(), display_name: str = "") -> Path:
     """Extract a zip into `target` (all-or-nothing), refusing unsafe members; returns the folder to ingest."""
     name = display_name or archive.name
@@ -118,7 +128,7 @@ def unpack_archive(archive: Path, target: Path, limits: UploadLimits = UploadLim
     sources, errors = discover([root])
     if errors or not sources:
         shutil.rmtree(target, ignore_errors=True)
-        reason = errors[0].message if errors else "nothing to ingest"
+        reason = errors[0].message.replace(str(target.parent) + "/", "") if errors else "nothing to ingest"
         raise UploadError(f"{name}: archive holds no videos or DAVIS-layout frame folders ({reason})")
     return root
 

@@ -109,6 +109,39 @@ def test_an_upload_the_server_cannot_store_is_refused_without_its_path(engine, s
         assert job_store.list_jobs(session) == []
 
 
+def test_ingest_jobs_of_uploads_name_files_as_uploaded(engine, settings, synth_root: Path) -> None:
+    """An uploaded file's ingest job failed naming the server's upload folder (`<data dir>/uploads/<id>/x.mp4: not
+    a video`), and a duplicate upload succeeded with 0 frames and no word; both name the file as uploaded now."""
+    from segloop.platform.jobs.kinds.pipeline import run_ingest
+    from segloop.platform.media.ingest import IngestError
+    from segloop.platform.services.params import IngestParams
+
+    class Context:  # what a job sees of its runner
+        def progress(self, fraction: float, message: str = "") -> None:
+            """Progress is not under test."""
+
+        def log(self, message: str) -> None:
+            """The log is not under test."""
+
+    video = sorted((synth_root / "videos").iterdir())[0]
+    outcomes = uploads.upload_and_queue(
+        engine, settings, [(video.name, video.read_bytes()), ("again.mp4", video.read_bytes()),
+                           ("broken.mp4", b"not a video at all")], uploads.IngestRequest(project="up", max_side=64))
+    with session_scope(engine) as session:
+        params = [job_store.get_job(session, o.job_id).params for o in outcomes]
+    assert run_ingest(IngestParams(**params[0]), Context())["frames"] > 0
+    again = run_ingest(IngestParams(**params[1]), Context())
+    assert again["frames"] == 0 and again["skipped"] == [f"again.mp4: already ingested as video 1 ({video.stem})"]
+    with pytest.raises(IngestError) as failed:
+        run_ingest(IngestParams(**params[2]), Context())
+    assert str(failed.value).startswith("broken.mp4: ") and str(settings.data_dir) not in str(failed.value)
+    for members in ({"junk/readme.txt": b"hi"}, {"readme.txt": b"hi"}):
+        with pytest.raises(uploads.UploadError) as refused:
+            uploads.store_upload(settings, "junk.zip", zip_bytes(members))
+        assert "junk.zip: archive holds no videos" in str(refused.value)
+        assert str(settings.data_dir) not in str(refused.value), refused.value
+
+
 def test_ingest_form_helpers(file_settings, tmp_path: Path) -> None:
     """Form paths are checked for existence; defaults fall back to the uploads folder when it has files."""
     with pytest.raises(uploads.UploadError, match="enter at least one"):

@@ -125,6 +125,13 @@ def test_upload_queues_one_ingest_job_per_file(engine, synth_root: Path) -> None
     assert any("broken.zip** refused" in e.value and "not a readable zip archive" in e.value for e in app.error)
     progress = app.get("progress")
     assert progress and f"job {jobs[0].id} · queued" in progress[0].proto.text
+    with session_scope(engine) as session:  # a worker finds the video was ingested before: nothing new
+        claimed = job_store.claim_next_job(session, "w1")
+        job_store.finish_job(session, job_store.Claim.of(claimed),
+                             {"frames": 0, "skipped": [f"{video.name}: already ingested as video 1 (clip)"]})
+    app.run()
+    assert [i.value for i in app.info] == [f"**{video.name}** added nothing: {video.name}: already ingested as video 1 "
+                                           "(clip)"], [i.value for i in app.info]
 
 
 _ACTIONS = itertools.count(1)

@@ -71,6 +71,8 @@ def upload_progress(outcomes: list[uploads.UploadOutcome], pending: bool) -> Non
         st.progress(job.progress, text=job_line(outcome.name, job))
         if job.status == "failed":
             st.error(f"**{literal(outcome.name)}** failed: {literal(job.error)}")
+        for skipped in (job.result or {}).get("skipped", []) if job.status == "succeeded" else []:
+            st.info(f"**{literal(outcome.name)}** added nothing: {literal(skipped)}")
 
 
 def job_line(name: str, job: JobInfo) -> str:

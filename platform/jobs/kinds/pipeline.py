@@ -12,6 +12,7 @@ from segloop.platform.services.params import EmbedParams, IngestParams, Pretrain
 def run_ingest(params: IngestParams, ctx: JobContext) -> dict[str, Any]:
     """Ingest the given paths; fails (listing every bad input) if any input failed."""
     from segloop.platform.media.ingest import IngestError, IngestOptions, ingest_paths
+    from segloop.platform.services.uploads import without_upload_folders
 
     options = IngestOptions(project=params.project, fps=params.fps, max_side=params.max_side,
                             masks=Path(params.masks) if params.masks else None)
@@ -25,15 +26,18 @@ def run_ingest(params: IngestParams, ctx: JobContext) -> dict[str, Any]:
     report = ingest_paths([str(p) for p in params.paths], options, progress=on_progress)
     for outcome in report.outcomes:
         ctx.log(f"{outcome.status}: {outcome.source} {outcome.message}")
+    failed = [without_upload_folders(o.message) for o in report.failed]
     result = {
         "videos": [o.video_id for o in report.outcomes if o.video_id is not None],
         "frames": report.frames,
         "annotations": report.annotations,
         "seconds": round(report.seconds, 3),
-        "failed": [o.message for o in report.failed],
+        "skipped": [f"{without_upload_folders(o.source)}: {o.message}" for o in report.outcomes
+                    if o.status == "skipped"],
+        "failed": failed,
     }
     if report.failed:
-        raise IngestError("; ".join(o.message for o in report.failed))
+        raise IngestError("; ".join(failed))
     return result
 
 
