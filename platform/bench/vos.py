@@ -175,7 +175,7 @@ def command(num_frames: int, height: int, width: int, backbone: str | None, chec
         table.add_row(row["method"], str(row["short_side"]), "x".join(map(str, row["grid"])),
                       f"{row['features_fps']:.2f}", f"{row['propagation_fps']:.2f}", f"{row['end_to_end_fps']:.2f}",
                       f"{row['time_ratio_vs_smallest']:.2f}", f"{row['pixel_ratio_vs_smallest']:.2f}")
-    Console().print(table)
+    Console(markup=False).print(table)
     payload = {
         "benchmark": "vos",
         "frames": num_frames,

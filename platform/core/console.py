@@ -27,8 +27,9 @@ class FiniteFloatRange(click.FloatRange):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
-console = Console()
-err_console = Console(stderr=True)
+# Text is printed as given: a name holding "[x]" (rich markup) must not lose it; style goes in `style=` or Text.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 
 class LazyProgress(Progress):
@@ -62,8 +63,9 @@ def progress_bar(label: str):
     long services."""
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-    with LazyProgress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console) as bar:
+    with LazyProgress(TextColumn(label, style="bold", markup=False), BarColumn(),
+                      TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                      TextColumn("{task.description}", markup=False), console=err_console) as bar:
         task = bar.add_task("", total=1.0)
         yield lambda fraction, message="": bar.update(task, completed=fraction, description=message)
 

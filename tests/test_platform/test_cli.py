@@ -102,6 +102,21 @@ def test_jobs_cancelled_or_retried_on_the_command_line_are_audited(cli, engine) 
     assert ("job_cancel", "job 1") in trail and ("job_retry", "job 1") in trail, trail
 
 
+def test_names_with_brackets_are_printed_as_given(cli, synth_root: Path, tmp_path: Path) -> None:
+    """Rich read "[x]" in a name as markup: `ingest` printed `clip.mp4` for `clip[x].mp4`, `jobs show` lost `[lnk]`."""
+    import shutil
+
+    video = tmp_path / "clip[x] [red]b.mp4"
+    shutil.copy(sorted((synth_root / "videos").iterdir())[0], video)
+    ingested = cli("ingest", "--project", "p[1]", str(video))
+    assert ingested.exit_code == 0 and "clip[x] [red]b.mp4" in " ".join(ingested.output.split()), ingested.output
+    listed = cli("tags", "list", "--project", "p[1]")
+    assert listed.exit_code == 0, listed.output
+    submitted = cli("jobs", "submit", "select", "--params", '{"project": "p[1]", "strategy": "random", "budget": 1}')
+    assert submitted.exit_code == 0, submitted.output
+    assert '"project": "p[1]"' in cli("jobs", "show", "1").output
+
+
 def test_bench_ingest_writes_json(cli, synth_root: Path, tmp_path: Path) -> None:
     """`segloop bench ingest` measures all three figures and saves them."""
     out = tmp_path / "b.json"

@@ -65,7 +65,7 @@ def default_oracle(footage: Path) -> Path | None:
 
 def _step(number: int, text: str) -> None:
     """Print a numbered step heading."""
-    console.print(f"[bold]{number}. {text}[/bold]")
+    console.print(f"{number}. {text}", style="bold")
 
 
 @click.command("demo")
@@ -230,4 +230,4 @@ def _summarise(project: str, report, extra: list[tuple], settings) -> None:
         ("videos", len(videos)), ("frames", total_frames), ("human-labelled frames", annotated),
         ("ingest seconds (this run)", f"{report.seconds:.1f}"), *extra, ("data dir", settings.data_dir.resolve()),
     ])
-    console.print("Open the web UI with [bold]make ui[/bold] (or `segloop ui`), then http://127.0.0.1:8501")
+    console.print("Open the web UI with `make ui` (or `segloop ui`), then http://127.0.0.1:8501")

@@ -109,7 +109,7 @@ def vos_command(ctx: click.Context, pred_root: Path, gt_root: Path, sequences: t
         summary = report.summary()
     except ev.EvaluationError as exc:
         raise click.ClickException(str(exc)) from None
-    _print_vos_table(Console(), summary)
+    _print_vos_table(Console(markup=False), summary)
     if json_out is not None:
         write_json(json_out, summary)
         click.echo(f"wrote {json_out}")
@@ -168,7 +168,7 @@ def vss_command(ctx: click.Context, pred_root: Path, gt_root: Path, num_classes:
         table.add_column(column, justify="right")
     for cls, entry in summary["classes"].items():
         table.add_row(cls, *("-" if entry.get(k) is None else f"{entry[k]:.3f}" for k in ("IoU", "J", "F", "J&F")))
-    Console().print(table)
+    Console(markup=False).print(table)
     if json_out is not None:
         write_json(json_out, summary)
         click.echo(f"wrote {json_out}")

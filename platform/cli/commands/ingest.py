@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from segloop.platform.cli.options import params_from_options, spec_options
 from segloop.platform.core.console import LazyProgress, console, err_console, print_table
@@ -21,7 +22,8 @@ def ingest_with_progress(paths: list[str | Path], options):
 
     ensure_db()
     with LazyProgress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(),
         console=err_console, transient=False,
     ) as progress:
         tasks: dict[str, int] = {}
@@ -39,7 +41,7 @@ def print_report(report) -> None:
     rows = [(o.status, Path(o.source).name, o.video_id, o.frames, o.annotations, o.message) for o in report.outcomes]
     print_table("ingest", ["status", "input", "video", "frames", "masks", "message"], rows)
     for outcome in report.failed:
-        err_console.print(f"[red]error:[/red] {outcome.message}", soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "red"), f" {outcome.message}"), soft_wrap=True)
     ingested = [o for o in report.outcomes if o.status == "ingested"]
     rate = report.frames / report.seconds if report.seconds > 0 else 0.0
     console.print(

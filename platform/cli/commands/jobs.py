@@ -90,15 +90,15 @@ def show_cmd(job_id: int, log_lines: int) -> None:
         console.print(f"error: {job.error}", style="bold red", markup=False, highlight=False, soft_wrap=True)
     for field in ("id", "kind", "status", "progress", "message", "attempts", "max_attempts", "worker_id",
                   "heartbeat_at", "retryable", "created_at", "started_at", "finished_at", "log_path"):
-        console.print(f"[bold]{field}[/bold]: {getattr(job, field)}", soft_wrap=True)
-    console.print(f"[bold]params[/bold]: {json.dumps(job.params)}", soft_wrap=True)
-    console.print(f"[bold]result[/bold]: {json.dumps(job.result)}", soft_wrap=True)
+        _print_field(field, getattr(job, field))
+    _print_field("params", json.dumps(job.params))
+    _print_field("result", json.dumps(job.result))
     if job.log_path and Path(job.log_path).exists():
         lines = Path(job.log_path).read_text(errors="replace").splitlines()
         if log_lines <= 0:
             console.print(f"log: {len(lines)} lines (--log-lines N prints its last N)")
             return
-        console.print("[bold]log tail[/bold]:")
+        console.print("log tail:", style="bold")
         for line in lines[-log_lines:]:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -135,3 +135,10 @@ def kinds_cmd() -> None:
     from segloop.platform.jobs.registry import kinds
 
     print_table("job kinds", ["kind", "description"], [(k.name, k.description) for k in kinds().values()])
+
+
+def _print_field(name: str, value: object) -> None:
+    """One `name: value` line of a job, the name in bold and the value as stored (never read as markup)."""
+    from rich.text import Text
+
+    console.print(Text.assemble((name, "bold"), f": {value}"), soft_wrap=True)

@@ -77,8 +77,8 @@ def run_pretraining(config, videos, out: Path, resume: bool, quiet: bool = False
     from segloop.pretrain.train import pretrain
 
     show = not quiet and int(os.environ.get("RANK", "0")) == 0
-    columns = (TextColumn("[bold]pretrain"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+    columns = (TextColumn("pretrain", style="bold"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}", markup=False))
     with (LazyProgress(*columns) if show else contextlib.nullcontext()) as bar:
         task = bar.add_task("starting", total=1.0) if show else None
 

@@ -193,7 +193,7 @@ def _run_videos(video_ids: list[int], featurizer, config, keyframes: str | None,
     ensure_db()
     require_propagatable(video_ids, keyframes)
     rows, notes = [], []
-    with LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with LazyProgress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn()) as bar:
         for video_id in video_ids:
             task = bar.add_task(f"video {video_id}", total=None)
@@ -239,7 +239,7 @@ def _run(plan: dict[str, list[Path]], masks_dir: Path, out_root: Path, featurize
     if every:
         console.print(f"note: with --keyframes {keyframes_spec}, every frame of {', '.join(every)} is a keyframe: "
                       "its masks are copied, not propagated (and score as the ground truth they are)")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with LazyProgress(*columns) as progress:
         overall = progress.add_task("frames", total=sum(len(p) for p in plan.values()))
         for name, paths in plan.items():
