@@ -82,7 +82,7 @@ def require(engine: Engine, actor: Actor | None, action: str, project: int | str
         raise _not_granted(actor)
     with session_scope(engine) as session:
         user = user_store.get_user_by_id(session, actor.user_id)
-        if user is None:
+        if user is None or user.name.lower() != actor.name.lower():  # removed (SQLite may give its id to a new user)
             raise AccessDenied(f"{actor.name}: this account no longer exists; sign in with another")
         actor = Actor(user.name, user.role, user.id)
         _require_role(actor, action)

@@ -33,6 +33,8 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN, SALT_BYTES = 2**14, 8, 1, 32, 16
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH = 8, 1024
 MAX_EMAIL_LENGTH = 254
+RESERVED_NAMES = {"local": "the single user of a web UI without accounts", "anonymous": "a request before sign-in",
+                  "oidc": "a sign-in through the identity provider"}
 ACCOUNTS_LOCK = "accounts"  # held by changes to the set of users, roles and emails (PostgreSQL advisory lock)
 LOGIN_FAILED = "Wrong user name or password."
 
@@ -165,6 +167,9 @@ def add_user(engine: Engine, name: str, role: str, password: str, *, email: str 
     """Create a user (name, role and password checked first); audited as user_add."""
     require(engine, actor, "manage_users")
     name, role, email = check_user_name(name), _check_role(role), check_email(email)
+    if name.lower() in RESERVED_NAMES:
+        raise ValidationError(f"user name: {name!r} is the name the audit trail gives to "
+                              f"{RESERVED_NAMES[name.lower()]}; choose another")
     password_hash = hash_password(check_password(password))
     with session_scope(engine) as session:
         lock_keys(session, ACCOUNTS_LOCK)
@@ -383,7 +388,7 @@ def session_actor(engine: Engine, token: str | None, now: datetime | None = None
 
 def logout(engine: Engine, token: str | None, actor: Actor | None = None, client: str = "") -> None:
     """End a web session (its row is deleted, so the cookie no longer signs anyone in); audited as logout."""
-    if not token:
+    if not token or not isinstance(token, str):
         return
     with session_scope(engine) as session:
         if session_store.close_session(session, _token_hash(token)):

@@ -189,6 +189,13 @@ def test_a_role_changed_or_an_account_removed_after_sign_in_counts_at_once(engin
     with pytest.raises(AccessDenied, match="no longer exists"):
         auth.audit_trail(engine, actor=admin)
     assert "mallory" not in [u.user.name for u in auth.list_users(engine)]
+    auth.add_user(engine, "newcomer", "admin", PASSWORD)  # SQLite may give it the removed user's id
+    with pytest.raises(AccessDenied, match="no longer exists"):
+        auth.audit_trail(engine, actor=admin)
+    for reserved in ("local", "Anonymous", "oidc"):
+        with pytest.raises(ValidationError, match="is the name the audit trail gives to"):
+            add(engine, reserved, "annotator")
+    auth.logout(engine, 12345)  # type: ignore[arg-type]  # a token that is not text ends nothing, raises nothing
 
 
 def test_user_names_differing_only_in_letter_case_are_one_name(engine, cli) -> None:
