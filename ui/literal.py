@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 # code, emphasis, links, images, HTML, entities, maths, tables (an underscore inside a word means nothing there)
-_INLINE = re.compile(r"([\\`*~\[\]<>&$|]|(?<!\w)_|_(?!\w))")
-_LINE_START = re.compile(r"^(\d*)([!\"#%'()+,\-.;=?@^{}])")  # other punctuation: a heading, list or rule
+# ("<" only where a tag or an autolink could start: "a <= b" stays as written; ">" quotes only at a line's start)
+_INLINE = re.compile(r"([\\`*~\[\]&$|]|<(?=[A-Za-z/!?])|(?<!\w)_|_(?!\w))")
+_LINE_START = re.compile(r"^(\d*)([!\"#%'()+,\-.;=?@^{}>])")  # other punctuation: a heading, list, quote or rule
 # GitHub-flavoured autolinks (www.x, https://x, a@b.c) and shortcodes (`:smile:`, `:material/…:`) ignore escapes:
 # an invisible word joiner breaks the pattern
 _UNLINK = re.compile(r"(?i)(?:(?<=www)|(?<=http)|(?<=https)|(?<=ftp)|(?<=mailto)|(?<=xmpp))(?=[.:])|(?=@)"

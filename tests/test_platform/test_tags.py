@@ -124,7 +124,7 @@ def test_annotator_tags_a_granted_project_only(engine, footage_project) -> None:
         tags.tag_frames(engine, other.id, "occluded", frames[:3], actor=annotator)
     with pytest.raises(AccessDenied, match="ann1 has no access to this project"):
         tags.project_tags(engine, "other", actor=annotator)
-    with pytest.raises(AccessDenied, match="may not label frames"):
+    with pytest.raises(AccessDenied, match="you are not signed in"):
         tags.tag_frames(engine, "ui", "occluded", frames[:3], actor=Actor("anonymous", "none"))
     with session_scope(engine) as session:
         items = session.scalars(select(FrameTagItem).order_by(FrameTagItem.frame_id)).all()
