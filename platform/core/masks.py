@@ -31,13 +31,15 @@ def davis_palette() -> list[int]:
     return palette.reshape(-1).tolist()
 
 
-def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None, *, class_map: bool = False
+              ) -> np.ndarray:
     """Label map (uint8, 0 = background, k = object k) of a DAVIS-2016 or DAVIS-2017 mask PNG; with `shape`
-    (height, width), a mask of another size is refused before its pixels are decoded."""
+    (height, width), a mask of another size is refused before its pixels are decoded. With `class_map` a grey PNG's
+    values are class ids as stored (255 stays void): a 0/255 map is not read as one binary object."""
     path = Path(path)
     if not path.exists():
         raise MaskError(f"{path}: mask file does not exist")
-    return _decode_mask(path, str(path), shape)
+    return _decode_mask(path, str(path), shape, class_map)
 
 
 def mask_from_bytes(data: bytes, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -45,7 +47,8 @@ def mask_from_bytes(data: bytes, name: str, shape: tuple[int, int] | None = None
     return _decode_mask(io.BytesIO(data), name, shape)
 
 
-def _decode_mask(source: Path | io.BytesIO, name: str, shape: tuple[int, int] | None) -> np.ndarray:
+def _decode_mask(source: Path | io.BytesIO, name: str, shape: tuple[int, int] | None,
+                 class_map: bool = False) -> np.ndarray:
     """Label map of a mask PNG (a file or bytes), or MaskError naming it and the reason."""
     try:
         with Image.open(source) as image:
@@ -67,19 +70,20 @@ def _decode_mask(source: Path | io.BytesIO, name: str, shape: tuple[int, int] | 
     if mode in ("L", "1", "I", "I;16"):
         if array.ndim != 2:
             raise MaskError(f"{name}: expected a single-channel mask, got shape {array.shape}")
-        return _grey_labels(array, name, binary=mode == "1")
+        return _grey_labels(array, name, binary=mode == "1", class_map=class_map)
     if mode in ("RGB", "RGBA"):
         rgb = array[..., :3]
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-            return _grey_labels(rgb[..., 0], name)
+            return _grey_labels(rgb[..., 0], name, class_map=class_map)
         raise MaskError(f"{name}: colour mask in mode {mode}; expected a palette (P) or grayscale (L) PNG")
     raise MaskError(f"{name}: unsupported mask image mode {mode}")
 
 
-def _grey_labels(array: np.ndarray, name: str, binary: bool = False) -> np.ndarray:
-    """Object ids of a grey mask: a 0/255 (or 16-bit 0/65535) mask is one object, other values are the ids."""
+def _grey_labels(array: np.ndarray, name: str, binary: bool = False, class_map: bool = False) -> np.ndarray:
+    """Object ids of a grey mask: a 0/255 (or 16-bit 0/65535) mask is one object, other values are the ids (with
+    `class_map`, every value is an id as stored)."""
     values = set(np.unique(array).tolist())
-    if binary or any(values <= {0, top} and top in values for top in (255, 65535)):
+    if binary or (not class_map and any(values <= {0, top} and top in values for top in (255, 65535))):
         return (array > 0).astype(np.uint8)
     if max(values, default=0) > 255:
         raise MaskError(f"{name}: object id {max(values)} out of range 0..255")

@@ -480,9 +480,11 @@ def evaluate_vss(
 class MaskFolder(Sequence):
     """Lazy, indexable label maps of one `<root>/<sequence>/` folder of PNGs (read on access)."""
 
-    def __init__(self, paths: Sequence, expected_size: tuple[int, int] | None = None) -> None:
+    def __init__(self, paths: Sequence, expected_size: tuple[int, int] | None = None,
+                 class_maps: bool = False) -> None:
         self.paths = list(paths)
         self.expected_size = expected_size
+        self.class_maps = class_maps  # VSS class maps: grey values are class ids (255 void), never one binary object
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -492,7 +494,7 @@ class MaskFolder(Sequence):
 
         path = self.paths[index]
         try:
-            labels = read_mask(path)
+            labels = read_mask(path, class_map=self.class_maps)
         except MaskError as exc:
             raise EvaluationError(str(exc)) from None
         if self.expected_size is not None and labels.shape != self.expected_size:
@@ -511,8 +513,9 @@ def resolve_gt_root(root) -> Path:
     return root
 
 
-def sequence_mask_pairs(pred_root, gt_root, name: str) -> tuple[MaskFolder, MaskFolder]:
-    """Matching prediction and ground-truth mask folders of one sequence; errors name the missing file."""
+def sequence_mask_pairs(pred_root, gt_root, name: str, class_maps: bool = False) -> tuple[MaskFolder, MaskFolder]:
+    """Matching prediction and ground-truth mask folders of one sequence (object masks, or with `class_maps` VSS class
+    maps); errors name the missing file."""
     pred_dir, gt_dir = Path(pred_root) / name, Path(gt_root) / name
     if not gt_dir.is_dir():
         raise EvaluationError(f"{gt_dir}: ground-truth sequence folder does not exist")
@@ -530,8 +533,9 @@ def sequence_mask_pairs(pred_root, gt_root, name: str) -> tuple[MaskFolder, Mask
         raise EvaluationError(
             f"{name}: {len(pred_paths)} predicted frames but {len(gt_paths)} ground-truth frames ({detail})"
         )
-    gt_size = MaskFolder(gt_paths)[0].shape
-    return MaskFolder([pred_dir / p.name for p in gt_paths], gt_size), MaskFolder(gt_paths, gt_size)
+    gt_size = MaskFolder(gt_paths, class_maps=class_maps)[0].shape
+    return (MaskFolder([pred_dir / p.name for p in gt_paths], gt_size, class_maps),
+            MaskFolder(gt_paths, gt_size, class_maps))
 
 
 def evaluate_vos_folders(

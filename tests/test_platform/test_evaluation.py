@@ -399,6 +399,24 @@ def test_cli_vss(tmp_path):
         assert result.exit_code == 2 and f"{classes} is not in the range 1<=x<=255" in result.output, result.output
 
 
+def test_cli_vss_reads_grey_class_maps_as_stored(tmp_path):
+    """Grey class maps holding only 0 and 255 (background and void) were read as one binary object: void became
+    class 1 and a correct prediction scored mIoU 0.25; 255 is void and the prediction scores 1."""
+    from PIL import Image
+
+    for root, right in (("gt", 255), ("pred", 0)):
+        for index in range(3):
+            labels = np.zeros((8, 12), np.uint8)
+            labels[:, 6:] = right
+            (tmp_path / root / "s").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(labels, mode="L").save(tmp_path / root / "s" / f"{index:05d}.png")
+    out = tmp_path / "vss.json"
+    result = CliRunner().invoke(eval_command, ["vss", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
+                                               "--num-classes", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["mIoU"] == 1.0
+
+
 def test_real_sample_ground_truth_scores_perfect_against_itself(tmp_path):
     if not (DavisLayout(SAMPLE).masks_dir / "blackswan").is_dir():
         pytest.skip(f"shared DAVIS sample not found at {SAMPLE}")

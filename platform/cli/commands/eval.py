@@ -158,7 +158,7 @@ def vss_command(ctx: click.Context, pred_root: Path, gt_root: Path, num_classes:
         gt_dir, names = resolve_sequences(ctx, sequences, gt_root)
         preds, gts = {}, {}
         for name in names:
-            preds[name], gts[name] = ev.sequence_mask_pairs(pred_root, gt_dir, name)
+            preds[name], gts[name] = ev.sequence_mask_pairs(pred_root, gt_dir, name, class_maps=True)
         summary = ev.evaluate_vss(preds, gts, num_classes)
     except ev.EvaluationError as exc:
         raise click.ClickException(str(exc)) from None
