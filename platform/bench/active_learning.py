@@ -84,20 +84,25 @@ def load_davis_root(root: str | Path) -> DavisRoot:
 
 
 def parse_budget(text: str, total: int) -> tuple[str, int]:
-    """('2%', frames) from '2%' (of all frames, at least 1) or an absolute count '12'."""
+    """('2%', frames) from '2%' (of all frames, at least 1) or an absolute count '12'; a budget must leave frames to
+    score the model on."""
     text = text.strip()
     try:
         if text.endswith("%"):
             fraction = float(text[:-1]) / 100.0
             if not 0 < fraction <= 1:
                 raise ValueError
-            return text, max(1, int(round(fraction * total)))
-        count = int(text)
-        if count < 1:
-            raise ValueError
-        return text, min(count, total)
+            count = max(1, int(round(fraction * total)))
+        else:
+            count = int(text)
+            if count < 1:
+                raise ValueError
     except ValueError:
         raise BenchError(f"--budgets: {text!r} is not a percentage in (0, 100] or a positive frame count") from None
+    if count >= total:
+        raise BenchError(f"--budgets: {text!r} labels all {total} frames of the root, leaving none to score the "
+                         "model on; give fewer")
+    return text, count
 
 
 @dataclass
@@ -282,6 +287,9 @@ def run_benchmark(root: str | Path, options: ALOptions, work_dir: Path | None = 
                 raise BenchError(f"{option}: {exc}") from None
     data = load_davis_root(root)
     budgets = [parse_budget(b, data.total) for b in options.budgets]
+    if options.ceiling_folds == 1 or options.ceiling_folds > data.total:
+        raise BenchError(f"--ceiling-folds: {options.ceiling_folds} folds of {data.total} frames cannot each hold out "
+                         "frames and train on the rest; give 2.." f"{data.total} (0 skips the ceiling)")
     say = progress or (lambda message: None)
     metric = "mIoU" if options.task == "vss" else "J&F"
     results = []
@@ -295,11 +303,14 @@ def run_benchmark(root: str | Path, options: ALOptions, work_dir: Path | None = 
                                     "labeled_frames": len(picked), "value": value, "how": "; ".join(notes),
                                     "picked": [list(key) for key in picked]})
                     say(f"{strategy} {label} seed {seed}: {metric} {value:.4f} ({len(picked)} frames)")
-        say(f"ceiling: {options.ceiling_folds}-fold cross-validation over all frames")
-        top = ceiling(space, options, options.ceiling_folds, 0) if options.ceiling_folds >= 2 else None
+        top = None
+        if options.ceiling_folds:
+            say(f"ceiling: {options.ceiling_folds}-fold cross-validation over all frames")
+            top = ceiling(space, options, options.ceiling_folds, 0)
     return {"task": options.task, "metric": metric, "ceiling": top, "results": results,
             "root": str(Path(root).resolve()), "frames": data.total,
-            "ceiling_protocol": f"{options.ceiling_folds}-fold cross-validation over all frames",
+            "ceiling_protocol": (f"{options.ceiling_folds}-fold cross-validation over all frames"
+                                 if options.ceiling_folds else "skipped (--ceiling-folds 0)"),
             "model_based_protocol": f"budget spent over {max(2, options.rounds)} rounds: round 1 by "
                                     f"{options.first_round}, later rounds by the strategy on the previous model's "
                                     "uncertainty",

@@ -3,6 +3,8 @@ bars."""
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +15,29 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-OUT_DIR = click.Path(file_okay=False, path_type=Path)  # an output folder option: new, or an existing folder
-OUT_FILE = click.Path(dir_okay=False, path_type=Path)  # an output file option (JSON): new, or an existing file
+
+class OutputPath(click.Path):
+    """An output path option checked when the command line is read, not after the work: it is not a folder (for a
+    file) or a file (for a folder), and the nearest existing folder above it takes new files."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The path, or a usage error naming the option and why nothing could be written there."""
+        path = Path(super().convert(value, param, ctx))
+        above = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+        if above != path and not above.is_dir():
+            self.fail(f"{path}: {above} is a file, not a folder", param, ctx)
+        folder = above if above.is_dir() else above.parent
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".segloop-probe-", dir=folder)
+        except OSError as exc:
+            self.fail(f"{path}: cannot write in {folder} ({(exc.strerror or str(exc)).lower()})", param, ctx)
+        os.close(fd)
+        os.unlink(probe)
+        return path
+
+
+OUT_DIR = OutputPath(file_okay=False, path_type=Path)  # an output folder option: new, or an existing folder
+OUT_FILE = OutputPath(dir_okay=False, path_type=Path)  # an output file option (JSON): new, or an existing file
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -202,8 +203,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     normally, removed when it raises. The temporary name ends like `path` (writers that pick a format
     by extension, e.g. np.save or cv2.imwrite, keep working) unless `suffix` says otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix if suffix is None else suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix if suffix is None else suffix, dir=path.parent)
+    except OSError as exc:  # named after the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -256,5 +260,17 @@ def write_json(path: Path, payload: Any) -> Path:
     import json
 
     path = Path(path)
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+    text = json.dumps(_finite(payload), indent=2, default=str, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
     return path
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float made null (JSON has no such numbers: readers reject the file)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

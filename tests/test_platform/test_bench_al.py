@@ -18,6 +18,19 @@ def test_parse_budget() -> None:
     assert parse_budget("5", 24) == ("5", 5)
     with pytest.raises(BenchError, match="--budgets"):
         parse_budget("two", 24)
+    for everything in ("100%", "24", "99"):  # nothing left to score: the result was NaN, written as such in the JSON
+        with pytest.raises(BenchError, match=rf"--budgets: '{everything}' labels all 24 frames of the root"):
+            parse_budget(everything, 24)
+
+
+@pytest.mark.parametrize("folds", [1, 25])
+def test_a_ceiling_that_cannot_be_cross_validated_is_refused_before_any_work(synth_root: Path, tmp_path: Path,
+                                                                               folds: int) -> None:
+    """1 fold was skipped without a word, more folds than frames gave a NaN ceiling after the whole run."""
+    with pytest.raises(BenchError, match=rf"--ceiling-folds: {folds} folds of 24 frames cannot"):
+        run_benchmark(synth_root, ALOptions(strategies=["random"], budgets=["1"], seeds=1, ceiling_folds=folds),
+                      tmp_path / "work")
+    assert not (tmp_path / "work").exists()
 
 
 def test_active_learning_json_schema_and_plot(synth_root: Path, data_dir: Path, tmp_path: Path) -> None:

@@ -263,13 +263,15 @@ def test_demo_refuses_an_oracle_without_the_footages_masks_before_pretraining(da
 
 
 def test_a_file_the_system_refuses_is_named_in_one_line(tmp_path: Path) -> None:
-    """An operating-system error on a path the user gave (here: a folder that cannot be created) is one line naming
-    the path and the reason, exit 1 (before: the errno text, or a traceback for kinds other than not-found)."""
+    """An output folder that cannot be created (a file stands in its way) is one line naming the path and the reason,
+    before any work (before: the errno text, or a traceback for kinds other than not-found; then exit 1 after the
+    work had started)."""
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder is needed")
     result = invoke_segloop("synth", str(blocker / "videos"), "--videos", "1", "--frames", "2", "--size", "32x32")
-    assert result.exit_code == 1, result.output
-    assert result.output.strip() == f"Error: {blocker / 'videos'}: not a directory"
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (f"Error: Invalid value for 'OUT_DIR': {blocker / 'videos'}: "
+                                                      f"{blocker} is a file, not a folder")
 
 
 def test_bench_scale_small(cli, tmp_path: Path) -> None:

@@ -417,6 +417,24 @@ def test_cli_vss_reads_grey_class_maps_as_stored(tmp_path):
     assert json.loads(out.read_text())["mIoU"] == 1.0
 
 
+def test_output_files_are_checked_before_the_work_and_one_frame_has_no_stability(tmp_path):
+    """--json under a file, in an unwritable folder or at a folder is refused when the command line is read (it
+    failed after the work, naming a temporary file); a one-frame sequence's stability is n/a (it printed nan)."""
+    gt = [np.array([[0, 0, 1, 1]] * 4, np.uint8)]
+    _write_sequence(tmp_path / "gt", "s", gt)
+    _write_sequence(tmp_path / "pred", "s", gt)
+    args = ["vss", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "2"]
+    shown = CliRunner().invoke(eval_command, args)
+    assert shown.exit_code == 0 and "temporal stability n/a" in shown.output and "nan" not in shown.output
+    (tmp_path / "afile").write_text("x")
+    for target, reason in ((tmp_path / "afile" / "x.json", "afile is a file, not a folder"),
+                           (Path("/proc/x.json"), "cannot write in /proc"),
+                           (tmp_path / "gt", "is a directory")):
+        result = CliRunner().invoke(eval_command, [*args, "--json", str(target)])
+        assert result.exit_code == 2 and reason in result.output and ".tmp-" not in result.output, result.output
+    assert not list(tmp_path.glob(".segloop-probe-*"))
+
+
 def test_real_sample_ground_truth_scores_perfect_against_itself(tmp_path):
     if not (DavisLayout(SAMPLE).masks_dir / "blackswan").is_dir():
         pytest.skip(f"shared DAVIS sample not found at {SAMPLE}")

@@ -148,3 +148,14 @@ def test_unreadable_torch_files_are_named_without_the_loader_s_words(tmp_path: P
             read_torch_file(bad, "model weights")
         assert read_torch_dict(bad) == {}
     assert read_torch_dict(good) == {"step": 3}
+
+
+def test_json_output_never_holds_numbers_json_cannot(tmp_path: Path) -> None:
+    """NaN and infinities were written as `NaN` / `Infinity` (files other readers reject): they are null."""
+    import json
+    import math
+
+    from segloop.platform.core.storage import write_json
+
+    path = write_json(tmp_path / "r.json", {"value": math.nan, "rows": [1.5, -math.inf, {"c": math.inf}], "n": 2})
+    assert json.loads(path.read_text()) == {"value": None, "rows": [1.5, None, {"c": None}], "n": 2}

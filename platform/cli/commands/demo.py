@@ -121,9 +121,9 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
         summary.append(("frames labelled this round", result.newly_labeled))
         summary += observer.mean_jf
         summary += [("VSS checkpoint", result.checkpoint_id),
-                    ("VSS mIoU on frames nobody labelled", f"{result.metrics.get('mIoU', float('nan')):.3f} "
-                                                           f"({result.evaluated_on} frames, "
-                                                           f"trained on {result.trained_on})")]
+                    ("VSS mIoU on frames nobody labelled",
+                     f"{result.metrics['mIoU']:.3f} ({result.evaluated_on} frames, trained on {result.trained_on})"
+                     if "mIoU" in result.metrics else f"n/a (every frame is labelled; trained on {result.trained_on})")]
     _summarise(project, report, summary, settings)
 
 

@@ -162,8 +162,9 @@ def vss_command(ctx: click.Context, pred_root: Path, gt_root: Path, num_classes:
         summary = ev.evaluate_vss(preds, gts, num_classes)
     except ev.EvaluationError as exc:
         raise click.ClickException(str(exc)) from None
-    stability = summary["temporal_stability"] or float("nan")
-    table = Table(title=f"VSS: mIoU {summary['mIoU']:.3f}, temporal stability {stability:.3f}")
+    stability = summary["temporal_stability"]
+    shown = "n/a (no sequence has 2 frames)" if stability is None else f"{stability:.3f}"
+    table = Table(title=f"VSS: mIoU {summary['mIoU']:.3f}, temporal stability {shown}")
     for column in ("class", "IoU", "J", "F", "J&F"):
         table.add_column(column, justify="right")
     for cls, entry in summary["classes"].items():
