@@ -10,6 +10,8 @@ from typing import Any
 
 from segloop.platform.core.settings import load_settings
 
+MAX_THREADS = 256  # a --threads bound: far more threads than cores only measures the scheduler (100000 crashed)
+
 
 def default_json_path(name: str) -> Path:
     """`$SEGLOOP_DATA_DIR/bench/<name>.json`."""

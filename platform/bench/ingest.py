@@ -69,16 +69,17 @@ def command(videos: tuple[Path, ...], repeats: int, json_path: Path | None) -> N
     paths = list(videos) or sorted((SHARED_SAMPLE / "videos").glob("*.mp4"))
     if not paths:
         raise click.ClickException(f"no videos given and the shared sample is absent ({SHARED_SAMPLE / 'videos'})")
+    runs = [ingest_once(paths) for _ in range(repeats)]  # first: an input that is not a video is named there
+    ingest_s, stored = min(seconds for _, seconds in runs), runs[0][0]  # a video given twice is stored once
     frames = sum(decode_decord(p) for p in paths)
     decord_s, _ = best_of(repeats, lambda: [decode_decord(p) for p in paths])
     pyav_s, _ = best_of(repeats, lambda: [decode_pyav(p) for p in paths])
-    runs = [ingest_once(paths) for _ in range(repeats)]
-    ingest_s = min(seconds for _, seconds in runs)
     results = {
         "videos": [str(p) for p in paths],
         "frames": frames,
+        "frames_stored": stored,
         "repeats": repeats,
-        "ingest_end_to_end_fps": frames / ingest_s,
+        "ingest_end_to_end_fps": stored / ingest_s,
         "decode_decord_fps": frames / decord_s,
         "decode_pyav_fps": frames / pyav_s,
         "decord_vs_pyav": pyav_s / decord_s,
@@ -87,7 +88,8 @@ def command(videos: tuple[Path, ...], repeats: int, json_path: Path | None) -> N
     }
     print_table(f"bench ingest: {len(paths)} videos, {frames} frames, best of {repeats}",
                 ["measure", "seconds", "frames/s"],
-                [("ingest end to end (decode+resize+JPEG+hash+DB)", f"{ingest_s:.2f}", f"{frames / ingest_s:.1f}"),
+                [(f"ingest end to end (decode+resize+JPEG+hash+DB; {stored} frames stored)", f"{ingest_s:.2f}",
+                  f"{stored / ingest_s:.1f}"),
                  ("decode only, decord (batched)", f"{decord_s:.2f}", f"{frames / decord_s:.1f}"),
                  ("decode only, PyAV", f"{pyav_s:.2f}", f"{frames / pyav_s:.1f}")])
     console.print(f"decord / PyAV decode speed ratio: {results['decord_vs_pyav']:.2f}x")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from segloop.platform.bench.common import comma_ints, default_json_path, machine_info
+from segloop.platform.bench.common import MAX_THREADS, comma_ints, default_json_path, machine_info
 from segloop.platform.core.console import OUT_FILE, console, print_table
 from segloop.platform.core.device import require_memory
 from segloop.platform.core.errors import friendly_errors
@@ -272,7 +272,7 @@ def print_results(results: dict[str, Any]) -> None:
 @click.option("--nprobe", "nprobes", default="16", show_default=True, help="Comma-separated IVF nprobe values.")
 @click.option("--rerank", "reranks", default="4,10", show_default=True,
               help="Comma-separated IVF-PQ re-rank factors (exact re-scoring of the top 10 x factor).")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, MAX_THREADS))
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "json_path", type=OUT_FILE, default=None, help="Where to save the results.")
 @friendly_errors

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from segloop.platform.bench.common import MAX_THREADS
 from segloop.platform.core.backbones import BACKBONE_NAMES
 from segloop.platform.core.console import OUT_FILE
 from segloop.platform.core.errors import friendly_errors
@@ -123,7 +124,7 @@ def default_json_path() -> Path:
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
               help="Runs per row; each rate is the median over them.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--threads", default=0, type=click.IntRange(min=0), help="torch CPU threads (0: torch default).")
+@click.option("--threads", default=0, type=click.IntRange(0, MAX_THREADS), help="torch CPU threads (0: torch default).")
 @click.option("--json", "json_out", type=OUT_FILE, help="Default: $SEGLOOP_DATA_DIR/bench/vos.json")
 @friendly_errors
 def command(num_frames: int, height: int, width: int, backbone: str | None, checkpoint: Path | None, methods: str,

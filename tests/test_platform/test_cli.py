@@ -124,9 +124,21 @@ def test_bench_ingest_writes_json(cli, synth_root: Path, tmp_path: Path) -> None
                  "--json", str(out))
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["frames"] == 12
+    assert data["frames"] == 12 and data["frames_stored"] == 12
     for key in ("ingest_end_to_end_fps", "decode_decord_fps", "decode_pyav_fps"):
         assert data[key] > 0
+    # The same video twice is stored once: the ingest rate counted 24 frames for 12 stored (about 2x too fast).
+    video = synth_root / "videos" / "synth-007-000.mp4"
+    twice = cli("bench", "ingest", str(video), str(video), "--repeats", "1", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert twice.exit_code == 0 and data["frames"] == 24 and data["frames_stored"] == 12
+    assert data["ingest_end_to_end_fps"] == 12 / data["seconds"]["ingest"]
+    (tmp_path / "notes.mp4").write_text("not a video")  # was a decord traceback naming decord's source files
+    refused = cli("bench", "ingest", str(tmp_path / "notes.mp4"), "--repeats", "1")
+    assert refused.exit_code == 1 and "notes.mp4" in refused.output and "Traceback" not in refused.output
+    assert "video_reader.cc" not in refused.output, refused.output
+    many = cli("bench", "select", "--threads", "100000")
+    assert many.exit_code == 2 and "100000 is not in the range 1<=x<=256" in many.output, many.output
 
 
 def test_bench_vos_reports_the_median_of_its_repeats(cli, tmp_path: Path) -> None:
@@ -255,11 +267,13 @@ def test_demo_refuses_an_unknown_strategy_or_oracle_before_any_work(data_dir: Pa
 
 def test_demo_refuses_an_oracle_without_the_footages_masks_before_pretraining(data_dir: Path, synth_root: Path) -> None:
     """`demo --oracle` on a folder holding no masks of the footage's videos (here: the frames' folder) was refused
-    only in the round, after minutes of pretraining and embedding; it is refused right after ingest."""
+    only in the round, after minutes of pretraining and embedding; then after ingest, leaving the project, its videos
+    and frames behind; it is refused before anything is stored."""
     result = invoke_segloop("demo", "--footage", str(synth_root / "videos"), "--pretrain-minutes", "0.1",
                             "--oracle", str(synth_root / "JPEGImages" / "480p"))
     assert result.exit_code == 1 and "holds no ground-truth masks" in result.output, result.output
-    assert "3. " not in result.output and "2 of the project's 2 videos" in " ".join(result.output.split())
+    assert "2. " not in result.output and "2 of the project's 2 videos" in " ".join(result.output.split())
+    assert not (data_dir / "frames").exists() or not any((data_dir / "frames").iterdir())
 
 
 def test_a_file_the_system_refuses_is_named_in_one_line(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_cli_video_mode(davis_video, cli, engine) -> None:
     assert cli("vos", "propagate").exit_code != 0
 
 
-def test_cli_video_mode_checks_every_video_before_propagating_any(davis_video, cli, engine) -> None:
+def test_cli_video_mode_checks_every_video_before_propagating_any(davis_video, cli, engine, tmp_path: Path) -> None:
     """`--video GOOD --video 999999` stored GOOD's drafts, then failed on the unknown id; now nothing is stored."""
     from sqlalchemy import delete, func, select
 
@@ -101,6 +101,10 @@ def test_cli_video_mode_checks_every_video_before_propagating_any(davis_video, c
     result = cli("vos", "propagate", "--video", str(davis_video.id), "--video", "999999", "--method", "copy")
     assert result.exit_code == 1 and "video 999999 does not exist" in result.output
     assert rows() == before
+    for extra in (["--out", str(tmp_path / "o")], ["--sequences", "x"], ["--overwrite"]):  # ignored without a word
+        result = cli("vos", "propagate", "--video", str(davis_video.id), "--method", "copy", *extra)
+        assert result.exit_code == 2 and f"{extra[0]} only apply to ROOT" in result.output, result.output
+    assert rows() == before and not (tmp_path / "o").exists()
 
 
 def test_cli_video_mode_uses_the_projects_propagators_by_default(davis_video, cli, engine, tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
     """Run the loop as far as segloop has it, on embedded defaults, and summarise."""
     from segloop.platform.cli.commands.ingest import ingest_with_progress, print_report
     from segloop.platform.db.migrate import current_revision
-    from segloop.platform.media.ingest import IngestOptions
+    from segloop.platform.media.ingest import IngestOptions, discover
     from segloop.selectors.registry import get_strategy
 
     get_strategy(strategy)  # an unknown strategy is refused before minutes of ingest and pretraining
@@ -94,13 +94,15 @@ def command(footage: Path | None, project: str, pretrain_minutes: float, strateg
     engine = ensure_db()
     _step(1, f"database {engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)}")
     footage = footage or default_footage()
+    oracle = oracle_from(oracle or default_oracle(footage))
+    if oracle is not None:  # before anything is stored: a refused demo leaves no project, video or frame behind
+        oracle.require([source.name for source in discover([footage])[0]])
     _step(2, f"ingest {footage} into project {project!r}")
     report = ingest_with_progress([footage], IngestOptions(project=project))
     print_report(report)
     if report.failed:
         sys.exit(1)
-    oracle = oracle_from(oracle or default_oracle(footage))
-    if oracle is not None:  # before minutes of pretraining
+    if oracle is not None:  # the project's other videos too, before minutes of pretraining
         require_ground_truth(project, oracle, settings)
     checkpoint = _pretrain(project, pretrain_minutes, settings)
     config = round_config(checkpoint, strategy, budget)

@@ -136,6 +136,11 @@ def propagate_command(ctx: click.Context, root: Path | None, out_root: Path | No
     if root is not None and out_root is None:
         raise click.UsageError("--out is required with ROOT")
     if video_ids:
+        ignored = [option for option, given in (("--out", out_root is not None), ("--sequences", bool(sequences)),
+                                                ("--overwrite", overwrite)) if given]
+        if ignored:  # a video's drafts are stored in the database, every time
+            raise click.UsageError(f"{', '.join(ignored)} only apply to ROOT: with --video the propagated masks are "
+                                   "stored as drafts in the database")
         keyframes_given = ctx.get_parameter_source("keyframes") != click.core.ParameterSource.DEFAULT
         keyframe_spec = keyframes if keyframes_given else None
         config = vos.PropagationConfig(
