@@ -7,7 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "./segloop-data"
-SHARED_SAMPLE = Path("../shared/data/davis-sample")
+
+
+def _shared_sample() -> Path:
+    """The shared DAVIS sample: `../shared/data/davis-sample` from the working folder (the repository root), else
+    beside this checkout (a command run from another folder quietly fell back to synthetic footage)."""
+    here = Path("../shared/data/davis-sample")
+    beside = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "davis-sample"
+    return here if here.is_dir() or not beside.is_dir() else Path(os.path.relpath(beside))
+
+
+SHARED_SAMPLE = _shared_sample()
 MAX_ENV_SECONDS = 7 * 24 * 3600.0  # heartbeat and stale periods: longer ones overflow date arithmetic
 
 

@@ -273,3 +273,18 @@ def test_layer_decay_groups_with_and_without_a_no_decay_rule():
     exempt = {id(p) for g in split if g["weight_decay"] == 0.0 for p in g["params"]}
     assert id(model.cls_token) in exempt and id(model.blocks[0].attn.qkv.bias) in exempt
     assert id(model.blocks[0].attn.qkv.weight) not in exempt and id(model.patch_embed.proj.weight) not in exempt
+
+
+def test_the_shared_sample_is_found_from_any_working_folder(tmp_path) -> None:
+    """Commands run outside the repository root looked for `../shared/data/davis-sample` there and quietly fell
+    back to synthetic footage (demo) or failed (bench embed)."""
+    import subprocess
+    import sys
+
+    from segloop.platform.core.settings import SHARED_SAMPLE
+
+    if not SHARED_SAMPLE.is_dir():
+        pytest.skip("shared DAVIS sample absent")
+    code = "from segloop.platform.core.settings import SHARED_SAMPLE as s; print(s.resolve(), s.is_dir())"
+    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert found.stdout.split() == [str(SHARED_SAMPLE.resolve()), "True"]
