@@ -230,6 +230,8 @@ def save_frame_labels(
             review_store.record_event(session, frame_id, "submitted", author, author)
         if status == "reviewed" and (saved or restatused):
             annotator = step.annotator if step is not None and step.kind == "submitted" else author
+            if annotator == author and (step is None or step.kind != "submitted"):  # the reviewer's own masks, never
+                review_store.record_event(session, frame_id, "submitted", author, author)  # submitted: they are now
             review_store.record_event(session, frame_id, "accepted", author, annotator)
             audit.record(session, author, "review_accepted", f"frame {frame_id}",
                          detail={"annotator": annotator, "from": "label page"})

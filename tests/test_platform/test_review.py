@@ -135,3 +135,9 @@ def test_saving_as_reviewed_is_an_acceptance(engine, footage_project, people) ->
     [figures] = review.annotator_figures(engine, footage_project.project_id, actor=rev)
     assert (figures.annotator, figures.submitted, figures.accepted) == ("ann", 1, 1)
     assert "review_accepted" in [e.action for e in auth.audit_trail(engine, limit=5)]
+    # A reviewer's own frame saved straight as reviewed counted an acceptance of a frame never submitted (the
+    # figures read submitted 1, accepted 2); it is submitted and accepted.
+    other = _frames(engine, footage_project.video_ids[0], 2)[1]
+    _paint(engine, other.id, rev, "reviewed", 4)
+    figures = {f.annotator: f for f in review.annotator_figures(engine, footage_project.project_id, actor=rev)}
+    assert (figures["rev"].submitted, figures["rev"].accepted) == (1, 1)
