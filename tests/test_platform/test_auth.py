@@ -224,6 +224,8 @@ def test_audit_filter_takes_audit_actions_only(engine, cli) -> None:
     assert wrong.exit_code == 1 and "'nope' is not an audit action" in wrong.output and "login_failed" in wrong.output
     right = cli("users", "audit", "--action", "login")
     assert right.exit_code == 0 and "root" in right.output
+    added = " ".join(cli("users", "audit", "--action", "user_add").output.split())
+    assert '{"role":' in added and '"admin"}' in added and "'role'" not in added, added  # JSON, not a Python dict
 
 
 def test_loopback_detection() -> None:

@@ -2,6 +2,7 @@
 signed-in user (`ui.signin`) and refuse anyone but an admin."""
 from __future__ import annotations
 
+import json
 from functools import partial
 
 import streamlit as st
@@ -98,5 +99,6 @@ def audit_section() -> None:
     with st.expander("Audit trail (newest 200)"):
         events = auth.audit_trail(resources.engine(), limit=200)
         st.dataframe([{"when": f"{e.created_at:%Y-%m-%d %H:%M:%S}", "actor": e.actor, "action": e.action,
-                       "target": e.target, "client": e.client, "detail": str(e.detail or "")} for e in events],
+                       "target": e.target, "client": e.client,
+                       "detail": json.dumps(e.detail, ensure_ascii=False) if e.detail else ""} for e in events],
                      hide_index=True)

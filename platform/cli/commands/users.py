@@ -1,6 +1,7 @@
 """`segloop users add|list|remove|passwd|role|email|grant|revoke|audit`: accounts of the web UI."""
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -139,4 +140,4 @@ def audit_cmd(action: str | None, limit: int) -> None:
     events = auth.audit_trail(_engine(), action=action, limit=limit)
     print_table("audit", ["when", "actor", "action", "target", "client", "detail"],
                 [(e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.target, e.client,
-                  e.detail or "") for e in events])
+                  json.dumps(e.detail, ensure_ascii=False) if e.detail else "") for e in events])
