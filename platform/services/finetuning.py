@@ -222,10 +222,6 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
               "labeled_frame_ids": labeled_ids, "validation_frame_ids": [frames.frame_ids[v][i] for v, i in val_keys],
               "validation_videos": held_videos, "final_loss": float(np.mean(trained.losses[-10:])),
               **temporal_params, **(extra_params or {})}
-    with session_scope(get_engine(settings)) as session:
-        info = projects.get_project(session, project)
-        checkpoint = artifacts.add_checkpoint(session, "vss", backbone, str(path.resolve()), project_id=info.id,
-                                              job_id=job_id, step=len(trained.losses), params=params)
     report(0.85, "evaluating")
     held_out = set(val_keys) | {(v, i) for v, i in frames.labeled() if v in held_videos}
     scored = held_out_frames(frames, val_keys, reference, exclude=held_videos)
@@ -236,7 +232,10 @@ def finetune_vss_project(project: str, out_dir: str | Path, *, pretrained: str |
         values.update({(HELD_OUT_VIDEOS, key if scope == "overall" else f"{scope} {key}", name): v
                        for (scope, key, name), v in video_values.items()})
         count += video_count
-    with session_scope(get_engine(settings)) as session:
+    with session_scope(get_engine(settings)) as session:  # registered with its scores, once both exist: a run
+        info = projects.get_project(session, project)      # stopped while evaluating resumes from its --out
+        checkpoint = artifacts.add_checkpoint(session, "vss", backbone, str(path.resolve()), project_id=info.id,
+                                              job_id=job_id, step=len(trained.losses), params=params)
         metrics.add_metrics(session, [(scope, key, name, v) for (scope, key, name), v in values.items()],
                             job_id=job_id, project_id=checkpoint.project_id, checkpoint_id=checkpoint.id)
     report(1.0, "done")

@@ -204,7 +204,9 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
     start_step, losses = 0, []
     if state_path is not None and Path(state_path).is_file():
         saved = read_torch_dict(Path(state_path), device)
-        if saved.get("config") == config.as_dict() and saved.get("samples") == _sample_keys(samples):
+        same_run = (saved.get("config") == config.as_dict() and saved.get("samples") == _sample_keys(samples)
+                    and saved.get("spec") == spec.as_dict())  # the same features: a new encoder trains afresh
+        if same_run:
             head.load_state_dict(saved["head"])
             optimizer.load_state_dict(saved["optimizer"])
             if backbone is not None and saved.get("backbone"):
@@ -239,7 +241,7 @@ def train_vss(samples: Sequence[Sample], videos: dict[str, VideoFeatures], num_c
         if progress and (step % 10 == 0 or step == steps - 1):
             progress((step + 1) / steps, f"step {step + 1}/{steps} loss {losses[-1]:.4f}")
         if state_path is not None and info.is_main and ((step + 1) % config.save_every == 0 or step == steps - 1):
-            _save_state(Path(state_path), head, optimizer, backbone, step + 1, losses, config, samples)
+            _save_state(Path(state_path), head, optimizer, backbone, step + 1, losses, config, samples, spec)
     head.eval()
     backbone_state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()} if backbone else None
     return TrainedVSS(head, config.head, num_classes, in_dim, layers, config.hidden, spec, backbone_state, losses)
@@ -251,7 +253,7 @@ def _sample_keys(samples: Sequence[Sample]) -> list[str]:
 
 
 def _save_state(path: Path, head, optimizer, backbone, step: int, losses: list[float], config: VSSConfig,
-                samples: Sequence[Sample]) -> None:
+                samples: Sequence[Sample], spec: FeatureSpec) -> None:
     """Write the resumable training state atomically."""
     import io
 
@@ -262,7 +264,8 @@ def _save_state(path: Path, head, optimizer, backbone, step: int, losses: list[f
     buffer = io.BytesIO()
     torch.save({"head": head.state_dict(), "optimizer": optimizer.state_dict(),
                 "backbone": backbone.state_dict() if backbone is not None else None, "step": step,
-                "losses": losses, "config": config.as_dict(), "samples": _sample_keys(samples)}, buffer)
+                "losses": losses, "config": config.as_dict(), "samples": _sample_keys(samples),
+                "spec": spec.as_dict()}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -2,6 +2,7 @@
 the memory VOS model on a project."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +109,16 @@ def test_training_resumes_from_its_state(synth, tmp_path: Path) -> None:
     train = [vss.Sample(name, 2, gt[name][2]) for name in videos]
     config = vss.VSSConfig(min_steps=20, epochs=1, save_every=10, device="cpu")
     first = vss.train_vss(train, feats, 2, SPEC, config, state_path=tmp_path / "state.pt")
-    again = vss.train_vss(train, feats, 2, SPEC, config, state_path=tmp_path / "state.pt")
-    assert again.losses == first.losses and len(again.losses) == 20
+    steps: list[str] = []
+    again = vss.train_vss(train, feats, 2, SPEC, config, state_path=tmp_path / "state.pt",
+                          progress=lambda fraction, message: steps.append(message))
+    assert again.losses == first.losses and len(again.losses) == 20 and steps == []  # nothing left to train
+    # Another encoder's features (a retried job whose project registered a newer encoder) train afresh: the state
+    # of the old encoder's head was resumed and registered under the new one.
+    other = dataclasses.replace(SPEC, weights=str(tmp_path / "other-encoder"))
+    vss.train_vss(train, feats, 2, other, config, state_path=tmp_path / "state.pt",
+                  progress=lambda fraction, message: steps.append(message))
+    assert steps[0].startswith("step 1/20"), steps
 
 
 def test_bad_labels_are_refused(synth, tmp_path: Path) -> None:
@@ -213,6 +222,35 @@ def test_two_runs_never_share_an_output_folder(labeled_project: str, sqlite, tmp
     result = finetune_vss_project(labeled_project, tmp_path / "busy", short_side=64,
                                   config=vss.VSSConfig(min_steps=1, epochs=1, device="cpu"), settings=settings)
     assert result.checkpoint_id is not None
+
+
+def test_a_run_stopped_while_evaluating_registers_nothing_and_resumes(labeled_project: str, sqlite, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while a VSS head was scored left it registered without scores (the project's newest predictor), and the
+    rerun with the same --out was refused as a finished run; it is registered with its scores, once both exist."""
+    from segloop.platform.db.engine import session_scope
+    from segloop.platform.db.stores import artifacts
+    from segloop.platform.services import finetuning
+
+    settings, engine = sqlite
+    real = finetuning.evaluate_vss_project
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetuning, "evaluate_vss_project", stopped)
+    config = vss.VSSConfig(min_steps=5, epochs=1, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        finetuning.finetune_vss_project(labeled_project, tmp_path / "out", short_side=64, config=config,
+                                        settings=settings)
+    with session_scope(engine) as session:
+        assert artifacts.list_checkpoints(session) == []
+    monkeypatch.setattr(finetuning, "evaluate_vss_project", real)
+    result = finetuning.finetune_vss_project(labeled_project, tmp_path / "out", short_side=64, config=config,
+                                             settings=settings)
+    assert "mIoU" in result.metrics
+    with session_scope(engine) as session:
+        assert [c.id for c in artifacts.list_checkpoints(session)] == [result.checkpoint_id]
 
 
 def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) -> None:
