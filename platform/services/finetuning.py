@@ -23,11 +23,12 @@ import numpy as np
 from segloop.platform.core.backbones import DEFAULT_BACKBONE
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.core.storage import exclusive_use, resolve_inside
-from segloop.platform.db.engine import get_engine, session_scope, sqlite_file
+from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.stores import annotations as annotation_store
 from segloop.platform.db.stores import artifacts, footage, metrics, projects, scores
 from segloop.platform.db.stores.annotations import HUMAN_SOURCES
 from segloop.platform.features.backbone import FeatureSpec, video_features
+from segloop.platform.services.artifacts import require_fresh_out
 from segloop.platform.vos.memory import save_memory_model, write_memory_settings
 from segloop.platform.vos.propagation import FrameFolder
 from segloop.platform.vss.head import FinetuneError, Sample, VSSConfig
@@ -135,17 +136,6 @@ def split_videos(frames: ProjectFrames, count: int, seed: int) -> list[str]:
                             f"(the project has {len(labelled)} labelled videos)")
     order = np.random.default_rng(seed).permutation(len(labelled))
     return sorted(labelled[int(i)] for i in order[:count])
-
-
-def require_fresh_out(out_dir: str | Path, settings: Settings) -> None:
-    """FinetuneError when `out_dir` holds a registered checkpoint: a finished run, whose files training would
-    overwrite under the registered record (a folder of an interrupted run, with no checkpoint yet, resumes)."""
-    with session_scope(get_engine(settings)) as session:
-        found = artifacts.checkpoints_under(session, str(Path(out_dir).resolve()))
-    if found:
-        raise FinetuneError(f"--out {out_dir}: holds registered checkpoint {found[0].id} ({found[0].kind}) of a "
-                            "finished run, which this run would overwrite; give a new folder (the same --out resumes "
-                            "only an interrupted run)")
 
 
 def claims_out(train: Callable) -> Callable:
@@ -542,8 +532,7 @@ def finetune_vos_root(root: str | Path, keyframes: str, out_dir: str | Path, *, 
     from segloop.platform.vos.propagation import keyframe_mask_files
 
     settings = load_settings()
-    if settings.database_url or Path(sqlite_file(settings.db_url) or "").is_file():  # a DB-free command makes none
-        require_fresh_out(out_dir, settings)
+    require_fresh_out(out_dir, settings, only_with_a_database=True)
     report = progress or (lambda fraction, message: None)
     layout = open_layout(root)
     videos, truth, chosen = {}, {}, {}

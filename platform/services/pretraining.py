@@ -9,6 +9,7 @@ from segloop.platform.core.storage import resolve_inside
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import CheckpointInfo
 from segloop.platform.db.stores import artifacts, footage, projects
+from segloop.platform.services.artifacts import require_fresh_out
 
 
 class TrainingDataError(ValueError):
@@ -43,6 +44,7 @@ def pretrain_project(
     from segloop.pretrain.train import pretrain
 
     settings = settings or load_settings()
+    require_fresh_out(out_dir, settings)  # a resume over a registered run rewrote the files its record describes
     result = pretrain(config, project_clips(project, settings), out_dir, resume=resume, progress=progress)
     return result, register_pretrain_checkpoint(project, config, result, settings=settings, job_id=job_id)
 

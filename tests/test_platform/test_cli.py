@@ -310,6 +310,13 @@ def test_pretrain_embed_select_on_a_project(cli, synth_root: Path, engine, tmp_p
                  "--steps", "2", "--batch-size", "2", "--workers", "0", "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     assert "registered checkpoint" in result.output
+    # A resume into the registered run's folder rewrote the files checkpoint 1 describes (also with --frames).
+    stamp = (tmp_path / "run" / "teacher_backbone.pth").stat().st_mtime_ns
+    for source in (["--project", "cli"], ["--frames", str(synth_root)]):
+        again = cli("pretrain", *source, "--backbone", "vit_tiny_patch16_224", "--img-size", "32", "--steps", "4",
+                    "--batch-size", "2", "--workers", "0", "--resume", "--out", str(tmp_path / "run"))
+        assert again.exit_code == 1 and "holds registered checkpoint" in again.output, again.output
+    assert (tmp_path / "run" / "teacher_backbone.pth").stat().st_mtime_ns == stamp
     result = cli("embed", "--project", "cli", "--checkpoint", str(tmp_path / "run" / "teacher_backbone.pth"),
                  "--img-size", "32")
     assert result.exit_code == 0, result.output

@@ -273,7 +273,7 @@ def test_vos_model_is_trained_registered_and_compared_with_plain_propagation(lab
     """finetune_vos_project trains the memory model, saves a loadable folder, scores plain vs model J&F."""
     from segloop.platform.db.engine import session_scope
     from segloop.platform.db.stores import artifacts, metrics
-    from segloop.platform.services.finetuning import FinetuneError, finetune_vos_project, finetune_vss_project
+    from segloop.platform.services.finetuning import finetune_vos_project, finetune_vss_project
     from segloop.platform.vos.memory import MemoryModelError, load_memory_model
     from segloop.platform.vos.memory_train import MemoryTrainConfig
 
@@ -295,11 +295,11 @@ def test_vos_model_is_trained_registered_and_compared_with_plain_propagation(lab
                              settings=settings)
     # The folder of a finished, registered run is not trained over (its file changed under checkpoint 1's record).
     stamp = (tmp_path / "vos" / "memory_vos.pth").stat().st_mtime_ns
-    with pytest.raises(FinetuneError, match=rf"holds registered checkpoint {result.checkpoint_id} \(vos\) of a "
+    with pytest.raises(ValueError, match=rf"holds registered checkpoint {result.checkpoint_id} \(vos\) of a "
                                             "finished run"):
         finetune_vos_project(labeled_project, tmp_path / "vos", prop_short_side=64,
                              config=MemoryTrainConfig(steps=3, short_side=64, crop=64), settings=settings)
-    with pytest.raises(FinetuneError, match="holds registered checkpoint"):
+    with pytest.raises(ValueError, match="holds registered checkpoint"):
         finetune_vss_project(labeled_project, tmp_path / "vos", short_side=64,
                              config=vss.VSSConfig(min_steps=1, epochs=1, device="cpu"), settings=settings)
     assert (tmp_path / "vos" / "memory_vos.pth").stat().st_mtime_ns == stamp

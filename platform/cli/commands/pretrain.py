@@ -155,6 +155,10 @@ def _pretrain(frames_root, project, config_file, sets, backbone, img_size, steps
         videos = project_clips(project)
     else:
         videos = discover_videos(frames_root, cache_dir=Path(out) / "decoded-frames")
+    from segloop.platform.core.settings import load_settings
+    from segloop.platform.services.artifacts import require_fresh_out
+
+    require_fresh_out(out, load_settings(), only_with_a_database=True)
     result = run_pretraining(config, videos, Path(out), resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return
