@@ -159,6 +159,18 @@ def ensure_embeddings(project: str, config: RoundConfig, settings: Settings,
                              checkpoint_id=config.pretrained_id, settings=settings, progress=report)
 
 
+def round_folder(out_root: Path, number: int, settings: Settings) -> Path:
+    """The fine-tune folder of round `number`: `round-N` (an interrupted training there resumes), or `round-N-2`, ...
+    when `round-N` already holds a registered model (a round stopped after its fine-tune, while predicting: the rerun
+    was refused for good, jamming the loop)."""
+    for attempt in range(1, 1000):
+        folder = out_root / (f"round-{number}" if attempt == 1 else f"round-{number}-{attempt}")
+        with session_scope(get_engine(settings)) as session:
+            if not artifacts.checkpoints_under(session, str(folder.resolve())):
+                return folder
+    raise ValueError(f"{out_root}: round {number} has 999 registered fine-tune folders; give another out_root")
+
+
 def require_ground_truth(project: str, oracle, settings: Settings) -> None:
     """OracleError unless the simulated annotator holds masks for every video of the project."""
     with session_scope(get_engine(settings)) as session:
@@ -225,7 +237,8 @@ def evaluate_labels(project: str, number: int, config: RoundConfig, oracle, resu
         out_root = config.out_root or settings.runs_dir / "finetune" / project
         with observer.task("fine-tune") as report:
             trained = finetune_vss_project(
-                project, Path(out_root) / f"round-{number}", pretrained=config.pretrained, backbone=config.backbone,
+                project, round_folder(Path(out_root), number, settings), pretrained=config.pretrained,
+                backbone=config.backbone,
                 short_side=config.short_side, config=config.vss, reference=oracle_reference(oracle, frames, settings),
                 settings=settings, job_id=job_id, extra_params=extra_params, progress=report)
         predict_project(project, trained.checkpoint_id, settings=settings, job_id=job_id)

@@ -125,3 +125,26 @@ def test_picks_the_oracle_cannot_label_are_freed_for_later_rounds(footage_projec
         assert not annotations.human_labeled_frame_ids(session, project)
     again = run_round(footage_project, _config(), oracle_from(synth_root), settings=settings)
     assert again.status == "done" and len(again.picked) == 4
+
+
+def test_a_round_stopped_while_predicting_can_be_run_again(footage_project: str, synth_root: Path, sqlite,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after a round's fine-tune was registered (while predicting) jammed the loop: every rerun picked and
+    labelled another batch, then was refused because round-N held a registered model. The rerun trains in a new
+    folder and finishes the round."""
+    from segloop.platform.services import finetuning
+
+    settings, _ = sqlite
+    oracle = oracle_from(synth_root)
+    real = finetuning.predict_project
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetuning, "predict_project", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_round(footage_project, _config(), oracle, settings=settings)
+    monkeypatch.setattr(finetuning, "predict_project", real)
+    again = run_round(footage_project, _config(), oracle, settings=settings)
+    assert again.round == 1 and again.status == "done" and 0.0 <= again.metrics["mIoU"] <= 1.0
+    assert (settings.runs_dir / "finetune" / footage_project / "round-1-2").is_dir()
