@@ -332,6 +332,30 @@ def test_cli_resumes_and_binary_style(tmp_path):
     assert "Traceback" not in redone.output and not isinstance(redone.exception, AttributeError)
 
 
+def test_a_sequence_rewritten_only_in_part_is_not_taken_for_done(tmp_path, monkeypatch):
+    """A finished run, then an --overwrite run with other settings stopped mid-sequence: the first run's record
+    stayed beside a mix of both runs' masks, and rerunning the first settings skipped the sequence as done."""
+    from segloop.platform.vos import propagation as vos
+
+    frames, masks = moving_square(num_frames=6)
+    write_davis_root(tmp_path / "root", "sq", frames, masks)
+    args = ["propagate", str(tmp_path / "root"), "--out", str(tmp_path / "pred"), "--method", "copy"]
+    assert CliRunner().invoke(vos_command, args).exit_code == 0
+    real = vos.iter_propagate
+
+    def stopped_after_two(*call, **kwargs):
+        for count, result in enumerate(real(*call, **kwargs)):
+            if count == 2:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(vos, "iter_propagate", stopped_after_two)
+    CliRunner().invoke(vos_command, [*args[:-1], "pixels", "--overwrite"])
+    monkeypatch.setattr(vos, "iter_propagate", real)
+    again = CliRunner().invoke(vos_command, args)
+    assert again.exit_code == 0 and "already done" not in again.output, again.output
+
+
 @pytest.mark.parametrize("problem", ["layout", "annotation", "frame", "keyframes", "checkpoint"])
 def test_cli_errors(tmp_path, problem):
     frames, masks = moving_square(num_frames=4)

@@ -275,6 +275,9 @@ def _propagate_sequence(name: str, paths: list[Path], out_dir: Path, featurizer,
             )
     style = mask_style(mask_paths[min(mask_paths)])
     records = []
+    # The old record no longer describes the folder once a mask is rewritten: an interrupted rerun (--overwrite,
+    # other settings) left masks of two runs under the first run's record, and was then skipped as done.
+    (out_dir / "confidence.json").unlink(missing_ok=True)
     for result in vos.iter_propagate(frames, keyframe_masks, featurizer, config):
         write_mask(out_dir / f"{paths[result.index].stem}.png", result.mask, style=style)
         records.append({"index": result.index, "name": paths[result.index].stem, **result.confidence})
