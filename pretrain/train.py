@@ -118,8 +118,8 @@ class MetricsLog:
         if keep_until_step is None:
             path.write_text("")
         elif path.is_file():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
+            kept = [line for line, record in map(_parsed, path.read_text(errors="replace").splitlines())
+                    if record is not None and record.get("step", 0) <= keep_until_step]
             with atomic_path(path) as tmp:
                 tmp.write_text("".join(line + "\n" for line in kept))
 
@@ -127,6 +127,16 @@ class MetricsLog:
         """Append one record."""
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+def _parsed(line: str) -> tuple[str, dict | None]:
+    """(line, its record), the record None for a blank or torn line (a crash or full disk mid-append: it blocked
+    every resume with a JSON error naming no file) or one that is not a record."""
+    try:
+        record = json.loads(line) if line.strip() else None
+    except ValueError:
+        return line, None
+    return line, record if isinstance(record, dict) else None
 
 
 def _describe(step: int, total: int | str, record: dict) -> str:

@@ -253,6 +253,24 @@ def test_a_run_stopped_while_evaluating_registers_nothing_and_resumes(labeled_pr
         assert [c.id for c in artifacts.list_checkpoints(session)] == [result.checkpoint_id]
 
 
+def test_a_finetune_without_out_names_its_folder_before_training(labeled_project: str, sqlite,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C of `finetune vss` without --out printed only "Aborted!": the run's folder (its resumable state) was
+    never named and each rerun started over in a new one. The folder is said first; under torchrun --out is needed
+    (each process would pick its own default folder)."""
+    from ..conftest import invoke_segloop
+
+    args = ["finetune", "vss", "--project", labeled_project, "--short-side", "32", "--epochs", "1", "--min-steps", "2",
+            "--device", "cpu"]
+    result = invoke_segloop(*args)
+    assert result.exit_code == 0, result.output
+    named = next(line for line in result.output.splitlines() if line.startswith("run folder: "))
+    assert (Path(named.removeprefix("run folder: ").split(" (stopped early?")[0]) / "vss.pt").is_file()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    distributed = invoke_segloop(*args)
+    assert distributed.exit_code == 2 and "under torchrun give --out" in distributed.output
+
+
 def test_untrained_refiner_returns_the_propagated_mask(synth, tmp_path: Path) -> None:
     """The decoder's correction starts at zero: refining a mask gives (nearly) the same mask back."""
     from segloop.platform.vos import refiner as refine

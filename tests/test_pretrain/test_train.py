@@ -316,3 +316,14 @@ def test_cuda_device_without_a_gpu_is_refused_naming_the_field():
     assert resolve_device(config_from_dict({"run": {"device": "auto"}})) == torch.device("cpu")
     with pytest.raises(PretrainError, match="run.device: device 'cuda': no CUDA GPU is available"):
         resolve_device(config_from_dict({"run": {"device": "cuda"}}))
+
+
+def test_a_torn_metrics_line_does_not_block_a_resume(tmp_path):
+    """A metrics.jsonl whose last line was cut (a crash or full disk mid-append) blocked every resume with
+    "Unterminated string ..." naming no file; torn lines are dropped with those after the checkpoint."""
+    from segloop.pretrain.train import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n[1]\n{"step": 3, "loss": 1.')
+    MetricsLog(path, keep_until_step=2)
+    assert path.read_text() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'

@@ -1,6 +1,7 @@
 """`segloop finetune vss|vos --project P`, `segloop predict --checkpoint C --project P`, `segloop loop round`."""
 from __future__ import annotations
 
+import os
 from datetime import UTC
 from pathlib import Path
 
@@ -116,8 +117,13 @@ def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | Non
     params = checked_params(kind, params_class, values, **checkpoint_fields(checkpoint))
     task = kind.removeprefix("finetune_")
     train = {"finetune_vss": runs.finetune_vss, "finetune_vos": runs.finetune_vos}[kind]
+    if out is None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own default folder
+            raise click.UsageError("under torchrun give --out: every process writes and resumes the same folder")
+        out = _default_out(params.project, task)
+        console.print(f"run folder: {out} (stopped early? `--out {out}` resumes it)", soft_wrap=True)
     with progress_bar(kind.replace("_", " ")) as report:
-        result = train(params, out or _default_out(params.project, task), device=device, progress=report)
+        result = train(params, out, device=device, progress=report)
     if result is not None:
         _print_result(f"{title} of {params.project}", result)
 
