@@ -54,10 +54,12 @@ def teacher_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_training_state(out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                        samples_seen: int, config: dict, world_size: int) -> Path:
-    """Write checkpoint.pth (full state) and teacher_backbone.pth, both atomically."""
+                        samples_seen: int, config: dict, world_size: int, elapsed_s: float = 0.0) -> Path:
+    """Write checkpoint.pth (full state, with the run's elapsed seconds so far) and teacher_backbone.pth, both
+    atomically."""
     state = {
         "step": step,
+        "elapsed_s": float(elapsed_s),
         "samples_seen": samples_seen,
         "world_size": world_size,
         "model": model.state_dict(),

@@ -187,6 +187,8 @@ def pretrain(config: PretrainConfig, videos: Sequence[Sequence[Path]], out_dir: 
         optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
         step = int(state["step"])
+        # A time-budgeted run resumes its clock too: it restarted the schedules (warm-up again) and the whole budget
+        started -= float(state.get("elapsed_s", 0.0))
     dist.broadcast_module(model)
     if where.is_main:
         save_config(config, out_dir / CONFIG_NAME)
@@ -235,7 +237,7 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
         if metrics is not None and (step % config.run.log_every == 0 or step == total):
             metrics.write(record)
         if step % config.run.checkpoint_every == 0 or step == total:
-            _checkpoint(model, optimizer, step, config, out_dir, where)
+            _checkpoint(model, optimizer, step, config, out_dir, where, time.monotonic() - started)
             last_saved = step
         if progress is not None and where.is_main:
             if main_budget is None:
@@ -245,7 +247,7 @@ def _loop(model: SSLModel, optimizer: torch.optim.Optimizer, loader, config: Pre
                 shown = f"~{round(step * main_budget / max(time.monotonic() - started, 1e-9))}"
             progress(min(1.0, fraction), _describe(step, shown, record))
     if last_saved != step or not (out_dir / CHECKPOINT_NAME).exists():
-        _checkpoint(model, optimizer, step, config, out_dir, where)
+        _checkpoint(model, optimizer, step, config, out_dir, where, time.monotonic() - started)
     distilled, distilled_loss = 0, None
     if share > 0:
         distilled, distilled_loss = _distil(model, batches, config, out_dir, started, budget, distil_steps,
@@ -305,13 +307,13 @@ def _out_of_time(started: float, budget: float, step_seconds: float, device: tor
 
 
 def _checkpoint(model: SSLModel, optimizer: torch.optim.Optimizer, step: int, config: PretrainConfig,
-                out_dir: Path, where: dist.DistInfo) -> None:
+                out_dir: Path, where: dist.DistInfo, elapsed_s: float) -> None:
     """Save the full state, the teacher backbone and the dense encoder from the main process."""
     if where.is_main:
         if model.dense is not None:
             save_dense_encoder(model.dense, out_dir / DENSE_NAME)
         save_training_state(out_dir, model, optimizer, step, step * config.run.batch_size,
-                            config_to_dict(config), where.world_size)
+                            config_to_dict(config), where.world_size, elapsed_s)
     dist.barrier()
 
 

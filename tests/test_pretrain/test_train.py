@@ -68,6 +68,17 @@ def test_max_minutes_stops_cleanly_with_a_checkpoint(tiny, videos, tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=False)["step"] == result.step
 
 
+def test_a_time_budgeted_run_resumes_its_clock(tiny, videos, tmp_path):
+    """Resuming a --max-minutes run restarted its clock: the schedules warmed up again and the whole budget was spent
+    once more (tens of steps here). A run stopped after its budget resumes with nothing left to train."""
+    config = config_from_dict(tiny(run={"steps": 1000, "max_minutes": 0.04}))
+    result = pretrain(config, videos, tmp_path / "run")
+    saved = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=False)
+    assert result.stopped_by_time and saved["elapsed_s"] > 0.5 * 0.04 * 60
+    again = pretrain(config, videos, tmp_path / "run", resume=True)
+    assert again.step - result.step <= 2, (result.step, again.step)  # at most the stop's safety margin of steps
+
+
 def test_a_run_that_trained_no_step_is_not_registered(tiny, videos, tmp_path):
     """`pretrain --max-minutes 0.0001` stopped at step 0 and registered its untrained teacher as the project's
     encoder (the default of embed, finetune and predict); such a run is refused, naming the budget."""
