@@ -92,12 +92,29 @@ def _check_same_parts(path: Path, saved: dict, current: dict) -> None:
                               f"but this run has {'one' if has else 'none'} (dense.weight={now!r})")
 
 
+EXECUTION_ONLY = {("data", "num_workers"), ("optim", "fused"), ("run", "checkpoint_every"), ("run", "log_every"),
+                  ("run", "device"), ("run", "bf16")}  # how a run executes, not what it learns: free to change
+
+
+def _schedule_fields(saved: dict, current: dict) -> list[tuple[str, str]]:
+    """The data, loss, optimiser and run settings a resumed run must share with its checkpoint: the schedules and
+    crops depend on them (a changed --steps or --img-size resumed with a jump in the learning rate). With a time
+    budget the horizon is the budget, so `run.steps` may change."""
+    fields = []
+    for section in ("data", "loss", "optim", "run"):
+        for key in sorted(set(saved.get(section, {})) | set(current.get(section, {}))):
+            timed = key == "steps" and saved.get("run", {}).get("max_minutes") is not None
+            if (section, key) not in EXECUTION_ONLY and not timed:
+                fields.append((section, key))
+    return fields
+
+
 def check_resumable(path: Path, saved: dict, current: dict, world_size: int) -> None:
     """Raise CheckpointError if the run's config differs from the checkpoint's in a way resume cannot honour."""
     fixed = [("model", "backbone"), ("model", "head_out_dim"), ("model", "head_bottleneck_dim"),
              ("model", "head_hidden_dim"), ("model", "head_layers"), ("run", "batch_size"), ("run", "seed"),
              *(("dense", name) for name in DENSE_LAYOUT)]
-    for section, key in fixed:
+    for section, key in fixed + _schedule_fields(saved, current):
         was, now = saved.get(section, {}).get(key), current.get(section, {}).get(key)
         if was != now:
             raise CheckpointError(f"{path}: checkpoint has {section}.{key}={was!r} but this run has {now!r}")

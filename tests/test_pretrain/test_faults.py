@@ -115,6 +115,23 @@ def test_resume_with_another_dense_architecture_is_refused_by_name(tiny, videos,
     assert {name: (out / name).read_bytes() for name in before} == before
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"run": {"steps": 6}}, r"checkpoint has run\.steps=4 but this run has 6"),
+    ({"data": {"global_size": 48}}, r"checkpoint has data\.global_size=\d+ but this run has 48"),
+    ({"optim": {"lr": 0.01}}, r"checkpoint has optim\.lr=.* but this run has 0\.01"),
+], ids=["steps", "img-size", "lr"])
+def test_resume_with_another_schedule_or_crop_size_is_refused_by_name(change: dict, message: str, tiny, videos,
+                                                                      tmp_path: Path) -> None:
+    """A resume with a changed --steps, --img-size or learning rate continued with a jump in the schedules (the lr
+    rose from 2e-6 to 1.9e-5 at the last steps); it is refused naming the setting. Execution settings may change."""
+    out = tmp_path / "run"
+    pretrain(config_from_dict(tiny(run={"steps": 4})), videos, out)
+    with pytest.raises(CheckpointError, match=message):
+        pretrain(config_from_dict(tiny(**{"run": {"steps": 4}, **change})), videos, out, resume=True)
+    pretrain(config_from_dict(tiny(run={"steps": 4, "log_every": 2}, data={"num_workers": 0})), videos, out,
+             resume=True)
+
+
 @pytest.mark.parametrize(("first", "second", "message"), [
     (1.0, 0.0, r"checkpoint has a dense encoder \(dense\.weight=1\.0\) but this run has none \(dense\.weight=0\.0\)"),
     (0.0, 1.0, r"checkpoint has no dense encoder \(dense\.weight=0\.0\) but this run has one \(dense\.weight=1\.0\)"),
