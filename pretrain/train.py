@@ -159,6 +159,8 @@ def _prepare_out_dir(out_dir: Path, resume: bool, config: PretrainConfig, world_
         return None
     state = load_training_state(checkpoint)
     check_resumable(checkpoint, state["config"], config_to_dict(config), world_size)
+    for partial in out_dir.glob(".tmp-*"):  # a save killed midway (kill -9): tens of MB each, never used
+        partial.unlink(missing_ok=True)
     return state
 
 

@@ -51,7 +51,9 @@ def test_resume_after_a_kill_gives_identical_parameters_and_losses(tiny, videos,
     with pytest.raises(Interrupt):
         pretrain(config, videos, tmp_path / "killed", progress=kill_after_step_3)
     assert torch.load(tmp_path / "killed" / "checkpoint.pth", weights_only=False)["step"] == 2
+    (tmp_path / "killed" / ".tmp-k2l9.pth").write_bytes(b"a save killed midway")
     pretrain(config, videos, tmp_path / "killed", resume=True)
+    assert not list((tmp_path / "killed").glob(".tmp-*")), "a killed save's partial file is swept on resume"
     straight, resumed = _state(tmp_path / "straight"), _state(tmp_path / "killed")
     assert straight.keys() == resumed.keys()
     for key in straight:
