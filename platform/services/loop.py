@@ -29,7 +29,7 @@ from segloop.platform.core.image import read_rgb
 from segloop.platform.core.settings import Settings, load_settings
 from segloop.platform.db.engine import get_engine, session_scope
 from segloop.platform.db.entities import EmbeddingSetInfo
-from segloop.platform.db.stores import artifacts, footage, metrics, projects
+from segloop.platform.db.stores import artifacts, footage, metrics, projects, selections
 from segloop.platform.vos.propagation import PropagationConfig
 from segloop.platform.vss.head import VSSConfig
 
@@ -73,7 +73,7 @@ class RoundResult:
     trained_on: int = 0
     evaluated_on: int = 0
     propagation: list[dict[str, Any]] = field(default_factory=list)  # per labelled video: name, keyframes, scores
-    note: str = ""  # why nothing was picked
+    note: str = ""  # why nothing was picked, or what the round waits for
 
 
 class RoundObserver:
@@ -159,6 +159,29 @@ def ensure_embeddings(project: str, config: RoundConfig, settings: Settings,
                              checkpoint_id=config.pretrained_id, settings=settings, progress=report)
 
 
+ROUND_KEY = "loop_round"  # stored with a round's selection run: the round it picks for
+
+
+def round_selection(project: str, number: int, settings: Settings) -> tuple[int, list[int]] | None:
+    """(selection run id, picked frame ids) of round `number`'s selection when the round was stopped before its
+    metrics were recorded (awaiting labels, interrupted): rerunning it picked another batch each time."""
+    with session_scope(get_engine(settings)) as session:
+        info = projects.get_project(session, project)
+        for run in selections.list_selections(session, info.id):  # newest first
+            if (run.params or {}).get(ROUND_KEY) == number:
+                return run.id, selections.picked_frame_ids(session, run.id, except_status="rejected")
+    return None
+
+
+def unlabeled_frames(project: str, frame_ids: list[int], settings: Settings) -> list[int]:
+    """Those of `frame_ids` that have no human mask yet."""
+    from segloop.platform.db.stores import annotations as annotation_store
+
+    with session_scope(get_engine(settings)) as session:
+        labeled = annotation_store.human_labeled_frame_ids(session, projects.get_project(session, project).id)
+    return [frame_id for frame_id in frame_ids if frame_id not in labeled]
+
+
 def round_folder(out_root: Path, number: int, settings: Settings) -> Path:
     """The fine-tune folder of round `number`: `round-N` (an interrupted training there resumes), or `round-N-2`, ...
     when `round-N` already holds a registered model (a round stopped after its fine-tune, while predicting: the rerun
@@ -193,25 +216,35 @@ def run_round(project: str, config: RoundConfig, oracle=None, *, settings: Setti
     number = next_round_number(project, settings)
     observer = observer or ProgressObserver(progress, number)
     embedding_set = ensure_embeddings(project, config, settings, observer)
-    observer.step("select", f"select {config.budget} frames to label with {config.strategy!r}")
-    constraints = Constraints(budget=config.budget, max_per_video=config.max_per_video,
-                              min_gap_frames=config.min_gap_frames)
-    try:
-        run = run_selection(project, config.strategy, constraints, config.strategy_params, embedding_set.id,
-                            settings=settings, job_id=job_id, allow_empty=False)
-    except NothingToPick as exc:  # no empty run is stored: it would be a queue with nothing in it
-        return RoundResult(number, None, [], len(load_project(project, settings).labeled()),
-                           status="nothing to label", embedding_set_id=embedding_set.id, note=str(exc))
-    observer.selected(run.selection.id)
-    picked = [item.frame_id for item in run.items]
-    result = RoundResult(number, run.selection.id, picked, 0, embedding_set_id=embedding_set.id)
-    if oracle is None:
+    pending = round_selection(project, number, settings)  # a rerun continues the round: it picks nothing new
+    if pending is None or not pending[1]:  # (picks the oracle could not label were freed: pick again)
+        observer.step("select", f"select {config.budget} frames to label with {config.strategy!r}")
+        constraints = Constraints(budget=config.budget, max_per_video=config.max_per_video,
+                                  min_gap_frames=config.min_gap_frames)
+        try:
+            run = run_selection(project, config.strategy, constraints, config.strategy_params, embedding_set.id,
+                                settings=settings, job_id=job_id, allow_empty=False, record={ROUND_KEY: number})
+        except NothingToPick as exc:  # no empty run is stored: it would be a queue with nothing in it
+            return RoundResult(number, None, [], len(load_project(project, settings).labeled()),
+                               status="nothing to label", embedding_set_id=embedding_set.id, note=str(exc))
+        selection_id, picked = run.selection.id, [item.frame_id for item in run.items]
+    else:
+        selection_id, picked = pending
+        observer.step("select", f"round {number} picked its frames before (selection run {selection_id}): "
+                                "continuing it")
+    observer.selected(selection_id)
+    result = RoundResult(number, selection_id, picked, 0, embedding_set_id=embedding_set.id)
+    unlabeled = unlabeled_frames(project, picked, settings)
+    if oracle is None and unlabeled:
         result.status = "awaiting labels"
         result.labeled_frames = len(load_project(project, settings).labeled())
+        result.note = (f"{len(unlabeled)} of the round's {len(picked)} picked frames have no human mask yet: label "
+                       "them, then run the round again to continue it")
         return result
-    observer.step("label", f"label the picked frames (simulated annotator reading {oracle.root})")
-    result.newly_labeled = label_selection(run.selection.id, oracle, settings)
-    extra = {"round": number, "selection_id": run.selection.id, "strategy": config.strategy, "picked_frame_ids": picked}
+    if oracle is not None and unlabeled:
+        observer.step("label", f"label the picked frames (simulated annotator reading {oracle.root})")
+        result.newly_labeled = label_selection(selection_id, oracle, settings, only=unlabeled)
+    extra = {"round": number, "selection_id": selection_id, "strategy": config.strategy, "picked_frame_ids": picked}
     evaluate_labels(project, number, config, oracle, result, settings=settings, job_id=job_id, observer=observer,
                     extra_params=extra)
     return result

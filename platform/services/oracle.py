@@ -61,13 +61,15 @@ class DavisOracle:
 
 
 def label_selection(selection_id: int, oracle: DavisOracle, settings: Settings | None = None,
-                    author: str = "oracle") -> int:
-    """Save the oracle's masks for every pick of a run as submitted manual annotations; returns frames labelled."""
+                    author: str = "oracle", only: list[int] | None = None) -> int:
+    """Save the oracle's masks for every pick of a run (or those of them in `only`) as submitted manual annotations;
+    returns frames labelled."""
     settings = settings or load_settings()
     engine = get_engine(settings)
     try:
         with session_scope(engine) as session:
-            picked = [item.frame_id for item in selections.selection_items(session, selection_id)]
+            picked = [item.frame_id for item in selections.selection_items(session, selection_id)
+                      if only is None or item.frame_id in only]
             _save_masks(session, picked, oracle, author)
             selections.set_item_status(session, selection_id, picked, "accepted")
     except (OracleError, MaskError):  # nothing was saved; the picks it could not label are freed for later runs

@@ -134,8 +134,10 @@ def run_selection(
     settings: Settings | None = None,
     job_id: int | None = None,
     allow_empty: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> SelectionRun:
-    """Run a strategy on the project's pool and store the run with every pick's rank, score and reason.
+    """Run a strategy on the project's pool and store the run with every pick's rank, score and reason (and
+    `record`, stored with the run's params only: e.g. the loop round it belongs to).
 
     With `allow_empty=False` a run that picks nothing is refused (ValidationError naming the constraints) and not
     stored, so it cannot become anyone's labeling queue.
@@ -152,7 +154,7 @@ def run_selection(
             info = projects.lock_project(session, project)
             if _taken_meanwhile(session, info.id, picks, constraints):
                 continue
-            recorded = {**params, "constraints": _constraints_dict(constraints)}
+            recorded = {**params, "constraints": _constraints_dict(constraints), **(record or {})}
             run = selections.add_selection(
                 session, info.id, strategy, constraints.budget, [(p.frame_id, p.score, p.reason) for p in picks],
                 params=recorded, seed=params.get("seed"), embedding_set_id=embedding_set.id, job_id=job_id,

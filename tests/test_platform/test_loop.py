@@ -59,19 +59,34 @@ def test_round_without_oracle_stops_after_selecting(footage_project: str, sqlite
     assert result.status == "awaiting labels" and result.checkpoint_id is None and len(result.picked) == 4
 
 
-def test_a_round_with_nothing_left_to_pick_says_why_and_stores_no_run(footage_project: str, sqlite) -> None:
-    """Every frame already picked: the round stored an empty selection run and said to label 'the picked frames';
-    now it stores nothing and says why nothing was picked."""
-    from segloop.platform.db.stores import projects, selections
+def test_a_round_with_nothing_left_to_pick_says_why_and_stores_no_run(footage_project: str, synth_root: Path,
+                                                                     sqlite) -> None:
+    """A round rerun while its picks await labels picked (and queued) another batch each time; it continues the round
+    (same picks), and once they are labelled it trains and ends the round. Every frame already picked: the round
+    stored an empty selection run and said to label 'the picked frames'; it stores nothing and says why."""
+    from segloop.platform.db.stores import footage, projects, selections
+    from segloop.platform.services.oracle import label_frames
+    from segloop.platform.services.selection import run_selection
+    from segloop.selectors.constraints import Constraints
 
     settings, engine = sqlite
     everything = RoundConfig(strategy="uniform", budget=24, short_side=64, embed_img_size=32)
-    first = run_round(footage_project, everything, None, settings=settings)  # all but near-duplicates
+    run_round(footage_project, RoundConfig(strategy="uniform", budget=1, short_side=64, embed_img_size=32,
+                                           train=False), None, settings=settings)  # embeds; round 1 picks 1 frame
+    first = run_selection(footage_project, "uniform", Constraints(budget=24), settings=settings)  # the rest
     again = run_round(footage_project, everything, None, settings=settings)
-    assert (again.status, again.selection_id, again.picked) == ("nothing to label", None, [])
-    assert f"{len(first.picked)} selected by earlier runs" in again.note
+    assert again.status == "awaiting labels" and len(again.picked) == 1, "round 1 is continued, not picked again"
     with session_scope(engine) as session:
-        assert len(selections.list_selections(session, projects.get_project(session, footage_project).id)) == 1
+        frame_ids = [f.id for f in footage.project_frames(session, projects.get_project(session, footage_project).id)]
+    label_frames(again.picked, oracle_from(synth_root), settings)
+    done = run_round(footage_project, RoundConfig(strategy="uniform", budget=1, short_side=64, embed_img_size=32,
+                                                  train=False), None, settings=settings)
+    assert done.round == 1 and done.status == "done"
+    again = run_round(footage_project, everything, None, settings=settings)
+    assert (again.round, again.status, again.selection_id, again.picked) == (2, "nothing to label", None, [])
+    assert f"{len(first.items)} selected by earlier runs" in again.note and len(frame_ids) == 24
+    with session_scope(engine) as session:
+        assert len(selections.list_selections(session, projects.get_project(session, footage_project).id)) == 2
 
 
 def test_an_oracle_without_masks_for_the_projects_videos_is_refused_before_selecting(footage_project: str,
@@ -130,8 +145,8 @@ def test_picks_the_oracle_cannot_label_are_freed_for_later_rounds(footage_projec
 def test_a_round_stopped_while_predicting_can_be_run_again(footage_project: str, synth_root: Path, sqlite,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C after a round's fine-tune was registered (while predicting) jammed the loop: every rerun picked and
-    labelled another batch, then was refused because round-N held a registered model. The rerun trains in a new
-    folder and finishes the round."""
+    labelled another batch, then was refused because round-N held a registered model. The rerun continues the round
+    with its picks, trains in a new folder and finishes it."""
     from segloop.platform.services import finetuning
 
     settings, _ = sqlite
@@ -147,4 +162,5 @@ def test_a_round_stopped_while_predicting_can_be_run_again(footage_project: str,
     monkeypatch.setattr(finetuning, "predict_project", real)
     again = run_round(footage_project, _config(), oracle, settings=settings)
     assert again.round == 1 and again.status == "done" and 0.0 <= again.metrics["mIoU"] <= 1.0
+    assert again.newly_labeled == 0 and again.labeled_frames == 4, "the round's picks are kept, not picked again"
     assert (settings.runs_dir / "finetune" / footage_project / "round-1-2").is_dir()

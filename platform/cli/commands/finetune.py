@@ -174,7 +174,8 @@ def loop_round(signal: str | None, checkpoint: str | None, **values) -> None:
     rows += [(k, f"{v:.4f}") for k, v in result.metrics.items()]
     print_table(f"loop round on {params.project}", ["what", "value"], rows)
     if result.status == "awaiting labels":
-        console.print("Label the picked frames on the Label page (make ui), then run the next round.")
+        console.print(f"Label the picked frames on the Label page (make ui), then run `loop round` again to continue "
+                      f"round {result.round}" + (f" ({result.note})" if result.note else "."), soft_wrap=True)
     elif result.status == "nothing to label":
         console.print(f"Nothing to label: {result.note}")
 
