@@ -47,7 +47,8 @@ def _run_options(func):
         click.option("--checkpoint", default=None, help=CHECKPOINT_HELP),
         click.option("--out", type=OUT_DIR, default=None,
                      help="Output folder (default: a new $SEGLOOP_DATA_DIR/runs/finetune/<project>/<task>-<time>); "
-                          "run again with the same --out to resume an interrupted run."),
+                          "vss: run again with the same --out to resume an interrupted run (the VOS model trains "
+                          "for minutes and starts over)."),
         click.option("--device", default="auto", show_default=True),
     ]
     for option in reversed(options):
@@ -121,7 +122,8 @@ def _finetune(kind: str, params_class: type, values: dict, checkpoint: str | Non
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own default folder
             raise click.UsageError("under torchrun give --out: every process writes and resumes the same folder")
         out = _default_out(params.project, task)
-        console.print(f"run folder: {out} (stopped early? `--out {out}` resumes it)", soft_wrap=True)
+        again = f"stopped early? `--out {out}` resumes it" if task == "vss" else "a rerun trains afresh"
+        console.print(f"run folder: {out} ({again})", soft_wrap=True)
     with progress_bar(kind.replace("_", " ")) as report:
         result = train(params, out, device=device, progress=report)
     if result is not None:
