@@ -289,7 +289,7 @@ def run_benchmark(root: str | Path, options: ALOptions, work_dir: Path | None = 
     budgets = [parse_budget(b, data.total) for b in options.budgets]
     if options.ceiling_folds == 1 or options.ceiling_folds > data.total:
         raise BenchError(f"--ceiling-folds: {options.ceiling_folds} folds of {data.total} frames cannot each hold out "
-                         "frames and train on the rest; give 2.." f"{data.total} (0 skips the ceiling)")
+                         f"frames and train on the rest; give 2..{data.total} (0 skips the ceiling)")
     say = progress or (lambda message: None)
     metric = "mIoU" if options.task == "vss" else "J&F"
     results = []

@@ -181,6 +181,11 @@ def add_user(engine: Engine, name: str, role: str, password: str, *, email: str 
     return user
 
 
+def _user_lock(name: str) -> str:
+    """The advisory-lock key of a user name (sign-ins, password changes and removals of one name take turns)."""
+    return f"user:{name.lower()}"
+
+
 def _refuse_last_admin(session, name: str) -> None:
     """ValidationError when `name` is the only admin while other users exist (nobody could manage them)."""
     user = user_store.get_user(session, name)
@@ -194,7 +199,7 @@ def remove_user(engine: Engine, name: str, *, actor: Actor | None = None, client
     name = check_user_name(name)
     require(engine, actor, "manage_users")
     with session_scope(engine) as session:
-        lock_keys(session, ACCOUNTS_LOCK, f"user:{name.lower()}")
+        lock_keys(session, ACCOUNTS_LOCK, _user_lock(name))
         _refuse_last_admin(session, name)
         user = user_store.remove_user(session, name)
         session_store.close_user_sessions(session, user.id)
@@ -208,7 +213,7 @@ def set_password(engine: Engine, name: str, password: str, *, actor: Actor | Non
     require(engine, actor, "manage_users")
     password_hash = hash_password(check_password(password))
     with session_scope(engine) as session:
-        lock_keys(session, f"user:{name.lower()}")  # a sign-in checking the old password finishes first
+        lock_keys(session, _user_lock(name))  # a sign-in checking the old password finishes first
         user = user_store.set_password_hash(session, name, password_hash)
         session_store.close_user_sessions(session, user.id)
         audit.record(session, actor_name(actor), "user_passwd", name, client)
@@ -220,7 +225,7 @@ def set_role(engine: Engine, name: str, role: str, *, actor: Actor | None = None
     require(engine, actor, "manage_users")
     role = _check_role(role)
     with session_scope(engine) as session:
-        lock_keys(session, ACCOUNTS_LOCK, f"user:{name.lower()}")  # two admins demoting each other: one is refused
+        lock_keys(session, ACCOUNTS_LOCK, _user_lock(name))  # two admins demoting each other: one is refused
         if role != "admin":
             _refuse_last_admin(session, name)
         user = user_store.set_role(session, name, role)
@@ -321,15 +326,13 @@ def _audit_target(name: str, found: tuple[UserInfo, str] | None) -> str:
 
 def _wait_seconds(session, target: str, client: str, policy: AuthPolicy, now: datetime) -> float:
     """Seconds this attempt must still wait because of earlier failures on the name or on the client (0: go)."""
-    runs = [(audit.login_events_since_success(session, target=target, limit=policy.max_failures),
-             policy.max_failures)]
+    runs = [audit.login_events_since_success(session, target=target, limit=policy.max_failures)]
     if client:  # not reset by a success: an attacker signing in to their own account between guesses
         since = now - timedelta(seconds=policy.client_window_seconds)
-        runs.append((audit.login_failures_of_client(session, client, since, limit=policy.max_failures),
-                     policy.max_failures))
+        runs.append(audit.login_failures_of_client(session, client, since, limit=policy.max_failures))
     wait = 0.0
-    for failures, allowed in runs:
-        if len(failures) >= allowed:
+    for failures in runs:
+        if len(failures) >= policy.max_failures:
             elapsed = (now - _utc(failures[0].created_at)).total_seconds()
             wait = max(wait, policy.lockout_seconds - elapsed)
     return max(wait, 0.0)
@@ -344,7 +347,7 @@ def login(engine: Engine, name: str, password: str, client: str = "", policy: Au
     password = password if isinstance(password, str) else ""
     client = clean_client(client)
     with session_scope(engine) as session:
-        lock_keys(session, f"user:{name.lower()}", f"client:{client}")  # attempts of a name or client in turn
+        lock_keys(session, _user_lock(name), *([f"client:{client}"] if client else []))  # one attempt at a time
         found = _known_user(session, name)
         target = _audit_target(name, found)
         wait = _wait_seconds(session, target, client, policy, now)

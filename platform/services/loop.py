@@ -175,10 +175,10 @@ def round_selection(project: str, number: int, settings: Settings) -> tuple[int,
 
 def unlabeled_frames(project: str, frame_ids: list[int], settings: Settings) -> list[int]:
     """Those of `frame_ids` that have no human mask yet."""
-    from segloop.platform.db.stores import annotations as annotation_store
+    from segloop.platform.services.selection import labeled_frame_ids
 
     with session_scope(get_engine(settings)) as session:
-        labeled = annotation_store.human_labeled_frame_ids(session, projects.get_project(session, project).id)
+        labeled = labeled_frame_ids(session, projects.get_project(session, project).id)
     return [frame_id for frame_id in frame_ids if frame_id not in labeled]
 
 
