@@ -112,8 +112,8 @@ def _schedule_fields(saved: dict, current: dict) -> list[tuple[str, str]]:
 def check_resumable(path: Path, saved: dict, current: dict, world_size: int) -> None:
     """Raise CheckpointError if the run's config differs from the checkpoint's in a way resume cannot honour."""
     fixed = [("model", "backbone"), ("model", "head_out_dim"), ("model", "head_bottleneck_dim"),
-             ("model", "head_hidden_dim"), ("model", "head_layers"), ("run", "batch_size"), ("run", "seed"),
-             *(("dense", name) for name in DENSE_LAYOUT)]
+             ("model", "head_hidden_dim"), ("model", "head_layers"), *(("dense", name) for name in DENSE_LAYOUT)]
+    # (run.batch_size and run.seed are among the schedule fields)
     for section, key in fixed + _schedule_fields(saved, current):
         was, now = saved.get(section, {}).get(key), current.get(section, {}).get(key)
         if was != now:
